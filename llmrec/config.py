@@ -1,0 +1,34 @@
+"""Shared configuration helpers: the cache home and strict typed configs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StrictConfig(BaseModel):
+    """Base for every llmrec config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def llmrec_home() -> Path:
+    """Cache root: ``$LLMREC_HOME`` or ``~/.cache/llmrec``. Created on first use."""
+    root = Path(os.environ.get("LLMREC_HOME", Path.home() / ".cache" / "llmrec")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def repo_root() -> Path | None:
+    """The checkout root when llmrec runs from a source tree (it has pyproject.toml beside llmrec/)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else None
+
+
+def default_memory_dir() -> Path:
+    """Default home of persisted memory stores: ``memory/`` in a checkout, else under LLMREC_HOME."""
+    root = repo_root()
+    if root is not None:
+        return root / "memory"
+    return llmrec_home() / "memory"

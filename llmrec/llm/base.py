@@ -1,0 +1,90 @@
+"""The one small LLM protocol every backend implements.
+
+A backend takes a batch of prompts (a plain string is one user message; a list of
+``{"role", "content"}`` dicts is a chat) plus one ``GenerationParams`` and returns one
+``Generation`` per prompt, in order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
+
+from pydantic import Field, field_validator
+
+from llmrec.config import StrictConfig
+
+Message = Mapping[str, str]
+Prompt = Union[str, Sequence[Message]]
+
+_ROLES = {"system", "user", "assistant"}
+
+
+class GenerationParams(StrictConfig):
+    """Decoding settings shared by all backends. Greedy unless ``temperature > 0``."""
+
+    max_new_tokens: int = Field(default=128, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    logprobs: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, v: list[str]) -> list[str]:
+        if any(s == "" for s in v):
+            raise ValueError("stop strings must be non-empty")
+        return v
+
+
+@dataclass
+class Generation:
+    """One completion: the text, token counts, and per-token log-probabilities when asked for."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (eos or stop string) or "length"
+    tokens: list[str] | None = None
+    token_logprobs: list[float] | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """Batched text generation. ``model_id`` names the exact weights, for caches and shards."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]: ...
+
+
+def to_messages(prompt: Prompt, index: int = 0) -> list[dict[str, str]]:
+    """Normalise one prompt to chat messages, validating roles and contents (errors name the field)."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError(f"prompts[{index}]: empty prompt text")
+        return [{"role": "user", "content": prompt}]
+    msgs: list[dict[str, str]] = []
+    for j, m in enumerate(prompt):
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise ValueError(f"prompts[{index}][{j}]: a message needs 'role' and 'content'")
+        if m["role"] not in _ROLES:
+            raise ValueError(f"prompts[{index}][{j}].role: {m['role']!r} is not one of {sorted(_ROLES)}")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"prompts[{index}][{j}].content: must be a string")
+        msgs.append({"role": str(m["role"]), "content": m["content"]})
+    if not msgs:
+        raise ValueError(f"prompts[{index}]: empty message list")
+    return msgs
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string; returns (text, whether a stop string was found)."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut], cut < len(text)

@@ -1,0 +1,183 @@
+"""A small continuous-batching decoder over a transformers causal LM with a KV cache.
+
+Static batching (plain ``model.generate`` on a padded batch) keeps every row busy until the
+longest one ends, so the compute spent on finished rows is wasted. Here a finished row leaves
+the batch at once and a queued prompt takes its slot: its prompt is prefilled and its KV cache is
+left-padded into the running cache. Greedy results equal one-prompt-at-a-time decoding.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+
+@dataclass
+class RowResult:
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+@dataclass
+class DecodeSettings:
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    want_logprobs: bool = False
+    batch_size: int = 16
+    # called with (row index, generated token ids) -> True when a stop string was produced
+    stop_check: Callable[[list[int]], bool] | None = None
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    extra = width - t.shape[dim]
+    if extra <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = extra
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class _Batch:
+    """The running rows: their cache tensors per layer, attention mask, last positions and states."""
+
+    def __init__(self) -> None:
+        self.cache = None  # a transformers DynamicCache
+        self.mask: torch.Tensor | None = None  # [B, L]
+        self.last_pos: torch.Tensor | None = None  # [B]
+        self.next_tok: torch.Tensor | None = None  # [B]
+        self.rows: list[int] = []  # prompt index of each batch row
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def merge(self, other: "_Batch") -> None:
+        if self.cache is None or not self.rows:
+            self.__dict__.update(other.__dict__)
+            return
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width, 2), _left_pad(theirs.keys, width, 2)], 0)
+            mine.values = torch.cat([_left_pad(mine.values, width, 2), _left_pad(theirs.values, width, 2)], 0)
+        self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)], 0)
+        self.last_pos = torch.cat([self.last_pos, other.last_pos])
+        self.next_tok = torch.cat([self.next_tok, other.next_tok])
+        self.rows = self.rows + other.rows
+
+    def keep(self, keep: torch.Tensor) -> None:
+        idx = keep.nonzero().squeeze(1)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[idx]
+            layer.values = layer.values[idx]
+        self.mask = self.mask[idx]
+        self.last_pos = self.last_pos[idx]
+        self.next_tok = self.next_tok[idx]
+        self.rows = [self.rows[i] for i in idx.tolist()]
+        # drop leading columns that are padding for every remaining row
+        if self.rows:
+            used = self.mask.any(0).nonzero()
+            first = int(used[0]) if len(used) else self.mask.shape[1]
+            if first > 0:
+                self.mask = self.mask[:, first:]
+                for layer in self.cache.layers:
+                    layer.keys = layer.keys[:, :, first:]
+                    layer.values = layer.values[:, :, first:]
+
+
+class ContinuousDecoder:
+    def __init__(self, model, pad_id: int, eos_ids: set[int]) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_ids = eos_ids
+
+    def _choose(self, logits: torch.Tensor, s: DecodeSettings, gen: torch.Generator | None):
+        logits = logits.float()
+        if s.temperature > 0:
+            probs = torch.softmax(logits / s.temperature, dim=-1)
+            if s.top_p < 1.0:
+                sp, si = probs.sort(dim=-1, descending=True)
+                cut = sp.cumsum(-1) - sp > s.top_p
+                sp = sp.masked_fill(cut, 0.0)
+                probs = torch.zeros_like(probs).scatter(-1, si, sp)
+            tok = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        else:
+            tok = logits.argmax(-1)
+        lp = torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1) if s.want_logprobs else None
+        return tok, lp
+
+    def _prefill(self, prompts: list[list[int]], rows: list[int], s, gen) -> tuple[_Batch, torch.Tensor, torch.Tensor | None]:
+        from transformers import DynamicCache
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p):] = 1
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        dev = self.model.device
+        out = self.model(
+            input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
+        )
+        tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
+        b = _Batch()
+        b.cache, b.mask, b.last_pos, b.next_tok, b.rows = cache, mask, pos[:, -1], tok, rows
+        return b, tok, lp
+
+    @torch.inference_mode()
+    def run(self, prompts: Sequence[list[int]], s: DecodeSettings) -> list[RowResult]:
+        results = [RowResult() for _ in prompts]
+        order = deque(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
+        gen = None
+        if s.temperature > 0:
+            gen = torch.Generator().manual_seed(s.seed if s.seed is not None else torch.seed())
+        batch = _Batch()
+        admit_at = max(1, s.batch_size // 4)
+        while order or len(batch):
+            free = s.batch_size - len(batch)
+            if order and (free >= admit_at or not len(batch)):
+                take = [order.popleft() for _ in range(min(free, len(order)))]
+                new, tok, lp = self._prefill([list(prompts[i]) for i in take], take, s, gen)
+                done = self._record(new.rows, tok, lp, results, s)
+                new.next_tok = tok
+                if done.any():
+                    new.keep(~done)
+                if len(new):
+                    batch.merge(new)
+                if not len(batch):
+                    continue
+            dev = self.model.device
+            batch.mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=torch.long)], 1)
+            batch.last_pos = batch.last_pos + 1
+            out = self.model(
+                input_ids=batch.next_tok[:, None].to(dev), attention_mask=batch.mask.to(dev),
+                position_ids=batch.last_pos[:, None].to(dev), past_key_values=batch.cache, use_cache=True,
+            )
+            tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
+            done = self._record(batch.rows, tok, lp, results, s)
+            batch.next_tok = tok
+            if done.any():
+                batch.keep(~done)
+        return results
+
+    def _record(self, rows: list[int], tok: torch.Tensor, lp, results: list[RowResult], s) -> torch.Tensor:
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        for j, (r, t) in enumerate(zip(rows, tok.tolist())):
+            res = results[r]
+            if t in self.eos_ids:
+                res.finish_reason, done[j] = "stop", True
+                continue
+            res.tokens.append(t)
+            if lp is not None:
+                res.logprobs.append(float(lp[j]))
+            if s.stop_check is not None and s.stop_check(res.tokens):
+                res.finish_reason, done[j] = "stop", True
+            elif len(res.tokens) >= s.max_new_tokens:
+                res.finish_reason, done[j] = "length", True
+        return done

@@ -1,0 +1,118 @@
+"""Hugging Face transformers backend: any causal LM, default the bundled SmolLM2-135M-Instruct.
+
+Batching is real: prompts are rendered with the chat template, sorted by length into micro-batches
+(so little compute goes to padding), left-padded, and decoded greedily unless a temperature is set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from llmrec.config import StrictConfig
+from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages, truncate_at_stop
+from llmrec.llm.decode import ContinuousDecoder, DecodeSettings
+from llmrec.llm.bundled import SMOLLM2_ID, ensure_smollm2_converted
+
+
+class TransformersConfig(StrictConfig):
+    model: str | None = None  # HF model path or local dir; None = the bundled SmolLM2-135M-Instruct
+    gguf_file: str | None = None  # load a GGUF file inside `model` (dequantized by transformers)
+    batch_size: int = 16
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    device: str = "cpu"
+    num_threads: int | None = None
+    max_input_tokens: int = 4096
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class TransformersLLM:
+    """``LLM`` over ``transformers.AutoModelForCausalLM``."""
+
+    def __init__(self, config: TransformersConfig | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config = config or TransformersConfig()
+        if config.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        if config.model is None:
+            path, self._model_id = str(ensure_smollm2_converted()), SMOLLM2_ID
+            load_kw: dict = {}
+        else:
+            path = config.model
+            self._model_id = Path(config.model).name + (f"/{config.gguf_file}" if config.gguf_file else "")
+            load_kw = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **load_kw)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[config.dtype], **load_kw)
+        self.model.to(config.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._eos_ids = self._eos_token_ids()
+        self._decoder = ContinuousDecoder(self.model, self.tokenizer.pad_token_id, self._eos_ids)
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def _eos_token_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            ids.add(gen_eos)
+        elif gen_eos:
+            ids.update(gen_eos)
+        return {i for i in ids if i is not None}
+
+    def render(self, prompt: Prompt, index: int = 0) -> str:
+        """The exact text the model sees for one prompt (chat template applied when the model has one)."""
+        msgs = to_messages(prompt, index)
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return "\n".join(m["content"] for m in msgs)
+
+    def encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        ids = []
+        for i, p in enumerate(prompts):
+            toks = self.tokenizer(self.render(p, i), add_special_tokens=False)["input_ids"]
+            if len(toks) > self.config.max_input_tokens:
+                raise ValueError(
+                    f"prompts[{i}]: {len(toks)} tokens exceed max_input_tokens={self.config.max_input_tokens}"
+                )
+            ids.append(toks)
+        return ids
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        params = params or GenerationParams()
+        token_ids = self.encode_prompts(prompts)
+        stop_check = None
+        if params.stop:
+            tail = max(len(self.tokenizer(s_, add_special_tokens=False)["input_ids"]) for s_ in params.stop) + 2
+
+            def stop_check(tokens: list[int]) -> bool:
+                text = self.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
+                return any(s_ in text for s_ in params.stop)
+
+        settings = DecodeSettings(
+            max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+            seed=params.seed, want_logprobs=params.logprobs, batch_size=self.config.batch_size,
+            stop_check=stop_check,
+        )
+        rows = self._decoder.run(token_ids, settings)
+        out = []
+        for toks, row in zip(token_ids, rows):
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            text, _ = truncate_at_stop(text, params.stop)
+            g = Generation(
+                text=text, prompt_tokens=len(toks), completion_tokens=len(row.tokens),
+                finish_reason=row.finish_reason,
+            )
+            if params.logprobs:
+                g.tokens = self.tokenizer.convert_ids_to_tokens(row.tokens)
+                g.token_logprobs = list(row.logprobs)
+            out.append(g)
+        return out

@@ -1,0 +1,56 @@
+"""vLLM offline engine backend (GPU). Install with ``pip install 'llmrec[vllm]'``."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from llmrec.config import StrictConfig
+from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+
+
+class VLLMConfig(StrictConfig):
+    model: str
+    dtype: str = "auto"
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+
+
+class VLLMEngine:
+    def __init__(self, config: VLLMConfig) -> None:
+        try:
+            import vllm
+        except ImportError as e:  # pragma: no cover - depends on the extra
+            raise ImportError(
+                "the 'vllm' backend needs the optional extra: pip install 'llmrec[vllm]' (GPU machine)"
+            ) from e
+        self.config = config
+        self._vllm = vllm
+        self.engine = vllm.LLM(
+            model=config.model, dtype=config.dtype, gpu_memory_utilization=config.gpu_memory_utilization,
+            max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size,
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        params = params or GenerationParams()
+        sp = self._vllm.SamplingParams(
+            max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+            stop=params.stop or None, seed=params.seed, logprobs=0 if params.logprobs else None,
+        )
+        convs = [to_messages(p, i) for i, p in enumerate(prompts)]
+        outs = self.engine.chat(convs, sp, use_tqdm=False)
+        gens = []
+        for o in outs:
+            c = o.outputs[0]
+            g = Generation(
+                text=c.text, prompt_tokens=len(o.prompt_token_ids or []), completion_tokens=len(c.token_ids),
+                finish_reason="length" if c.finish_reason == "length" else "stop",
+            )
+            if params.logprobs and c.logprobs:
+                g.tokens = [next(iter(d.values())).decoded_token for d in c.logprobs]
+                g.token_logprobs = [float(d[t].logprob) for d, t in zip(c.logprobs, c.token_ids)]
+            gens.append(g)
+        return gens
