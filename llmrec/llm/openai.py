@@ -1,0 +1,111 @@
+"""OpenAI-compatible chat endpoint backend (``vllm serve``, ``llmrec serve``, hosted APIs).
+
+Requests run concurrently (a small thread pool), each with a timeout and bounded retries with
+exponential backoff on connection errors, 429 and 5xx. Any other HTTP error is raised at once."""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import httpx
+
+from llmrec.config import StrictConfig
+from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+
+
+class OpenAIConfig(StrictConfig):
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    concurrency: int = 8
+
+
+class BackendUnavailable(RuntimeError):
+    """The endpoint could not be reached or kept failing after the allowed retries."""
+
+
+class OpenAIChatLLM:
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        key = os.environ.get(config.api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(
+            base_url=config.base_url.rstrip("/"), timeout=config.timeout_s, headers=headers
+        )
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.config.model}"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        params = params or GenerationParams()
+        bodies = [self._body(to_messages(p, i), params) for i, p in enumerate(prompts)]
+        if len(bodies) <= 1:
+            return [self._post(b) for b in bodies]
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(bodies))) as pool:
+            return list(pool.map(self._post, bodies))
+
+    def _body(self, messages: list[dict[str, str]], params: GenerationParams) -> dict:
+        body: dict = {
+            "model": self.config.model,
+            "messages": messages,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.logprobs:
+            body["logprobs"] = True
+        return body
+
+    def _post(self, body: dict) -> Generation:
+        last: Exception | None = None
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+            try:
+                r = self._client.post("/chat/completions", json=body)
+            except httpx.TransportError as e:
+                last = e
+                continue
+            if r.status_code == 429 or r.status_code >= 500:
+                last = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+                continue
+            if r.status_code >= 400:
+                raise RuntimeError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
+            return self._parse(r.json())
+        raise BackendUnavailable(
+            f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempts ({last})"
+        )
+
+    @staticmethod
+    def _parse(data: dict) -> Generation:
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as e:
+            raise RuntimeError(f"malformed chat completion response: missing {e}") from e
+        usage = data.get("usage") or {}
+        g = Generation(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            raw=data,
+        )
+        content = (choice.get("logprobs") or {}).get("content")
+        if content:
+            g.tokens = [c["token"] for c in content]
+            g.token_logprobs = [float(c["logprob"]) for c in content]
+        return g

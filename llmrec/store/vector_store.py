@@ -1,0 +1,494 @@
+"""A persistent vector store: FAISS for search, SQLite for text, metadata, vectors and a change log.
+
+On-disk layout (see memory/README.md):
+  <dir>/store.sqlite          the source of truth (WAL mode); every add/upsert/delete is one transaction
+  <dir>/index/<key>.faiss     optional FAISS snapshots per namespace, written atomically (tmp + rename)
+  <dir>/index/<key>.json      {"namespace", "seq", "kind", "tombstones"} for that snapshot
+
+Every write commits to SQLite before it returns, so a writer killed at any moment leaves a store that
+opens with every acknowledged write. FAISS indexes are derived: on open they are loaded from a snapshot
+and brought up to date by replaying the change log (``ops``) past the snapshot's sequence number, or
+rebuilt from the stored vectors. Several processes may share a store: each replays the others' ops
+before reading or writing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from llmrec.config import StrictConfig
+from llmrec.store.index import AnnIndex, IndexConfig
+
+_META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TEXT_CHARS = 1_000_000
+
+
+class StoreConfig(StrictConfig):
+    dim: int | None = None  # fixed by the first add when None
+    index: IndexConfig = IndexConfig()
+    durability: Literal["normal", "full"] = "normal"  # "full" also survives OS crashes (fsync per commit)
+    exact_filter_limit: int = 50_000  # filtered searches over at most this many rows are exact
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    namespace: str = ""
+
+
+@dataclass
+class Record:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    vector: np.ndarray
+    namespace: str
+
+
+class StoreError(ValueError):
+    """Bad input to the store; the message names the field."""
+
+
+def _ns_key(ns: str) -> str:
+    return hashlib.sha1(ns.encode()).hexdigest()[:20]
+
+
+class VectorStore:
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS items (
+        rid INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        ext_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        UNIQUE (namespace, ext_id)
+    );
+    CREATE TABLE IF NOT EXISTS ops (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        rid INTEGER NOT NULL,
+        op TEXT NOT NULL
+    );
+    """
+
+    def __init__(self, path: str | Path, config: StoreConfig | None = None) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "index").mkdir(exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.path / "store.sqlite"), check_same_thread=False, timeout=60,
+                                     isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(self.SCHEMA)
+        self.config = self._reconcile_config(config)
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if self.config.durability == 'full' else 'NORMAL'}")
+        self._indexes: dict[str, AnnIndex] = {}
+        self._seq = 0
+        self._load_indexes()
+
+    # ------------------------------------------------------------------ config & lifecycle
+    def _reconcile_config(self, config: StoreConfig | None) -> StoreConfig:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        if row is None:
+            config = config or StoreConfig()
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (config.model_dump_json(),))
+            row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        saved = StoreConfig.model_validate_json(row[0])
+        if config is not None:
+            for name in ("dim", "index"):
+                mine, theirs = getattr(config, name), getattr(saved, name)
+                if name == "dim" and mine is None:
+                    continue
+                if mine != theirs:
+                    raise StoreError(f"{name}: the store at {self.path} was created with {theirs}, not {mine}")
+            saved = saved.model_copy(update={"durability": config.durability,
+                                             "exact_filter_limit": config.exact_filter_limit})
+        return saved
+
+    @property
+    def dim(self) -> int | None:
+        return self.config.dim
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            self._conn.close()
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ index maintenance
+    def _new_index(self) -> AnnIndex:
+        assert self.config.dim is not None
+        return AnnIndex(self.config.dim, self.config.index)
+
+    def _max_seq(self) -> int:
+        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ops").fetchone()[0])
+
+    def _rebuild(self, ns: str) -> AnnIndex:
+        idx = self._new_index()
+        cur = self._conn.execute("SELECT rid, vector FROM items WHERE namespace=? ORDER BY rid", (ns,))
+        while rows := cur.fetchmany(10_000):
+            idx.add(np.array([r[0] for r in rows], np.int64),
+                    np.stack([np.frombuffer(r[1], np.float32) for r in rows]))
+        return idx
+
+    def _load_indexes(self) -> None:
+        with self._lock:
+            self._refresh_config()
+            self._seq = self._max_seq()
+            floor = int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
+            self._indexes = {}
+            for (ns,) in self._conn.execute("SELECT name FROM namespaces").fetchall():
+                idx = self._load_snapshot(ns, floor)
+                self._indexes[ns] = idx if idx is not None else self._rebuild(ns)
+
+    def _refresh_config(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        saved = StoreConfig.model_validate_json(row[0])
+        if saved.dim != self.config.dim:
+            self.config = self.config.model_copy(update={"dim": saved.dim})
+
+    def _load_snapshot(self, ns: str, floor: int) -> AnnIndex | None:
+        base = self.path / "index" / _ns_key(ns)
+        try:
+            info = json.loads((base.with_suffix(".json")).read_text())
+            data = (base.with_suffix(".faiss")).read_bytes()
+            if info.get("namespace") != ns or info.get("kind") != self.config.index.kind or info["seq"] < floor:
+                return None
+            idx = AnnIndex.from_bytes(self.config.dim, self.config.index, data, info.get("tombstones", []))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        self._replay(ns, idx, info["seq"], self._seq)
+        return idx
+
+    def _replay(self, ns: str | None, idx: AnnIndex | None, after: int, upto: int) -> None:
+        """Apply logged ops with after < seq <= upto (to one namespace's index, or to all)."""
+        q = "SELECT o.seq, o.namespace, o.rid, o.op, i.vector FROM ops o LEFT JOIN items i ON i.rid = o.rid " \
+            "WHERE o.seq > ? AND o.seq <= ?" + (" AND o.namespace = ?" if ns is not None else "") + " ORDER BY o.seq"
+        args: list = [after, upto] + ([ns] if ns is not None else [])
+        for _, op_ns, rid, op, vec in self._conn.execute(q, args).fetchall():
+            target = idx if ns is not None else self._indexes.get(op_ns)
+            if target is None:
+                target = self._indexes[op_ns] = self._new_index()
+            if op == "add":
+                if vec is not None:  # deleted later: its own 'del' op follows; skip the add
+                    target.add(np.array([rid], np.int64), np.frombuffer(vec, np.float32)[None])
+            else:
+                if self._index_has(target, rid):
+                    target.remove(np.array([rid], np.int64))
+
+    @staticmethod
+    def _index_has(idx: AnnIndex, rid: int) -> bool:
+        try:
+            idx.index.reconstruct(int(rid))
+            return rid not in idx.tombstones
+        except RuntimeError:
+            return False
+
+    def _sync(self) -> None:
+        """Catch up with writes made by other processes (or other store objects)."""
+        latest = self._max_seq()
+        if latest == self._seq:
+            return
+        floor = int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
+        self._refresh_config()
+        if self._seq < floor:
+            self._load_indexes()
+            return
+        self._replay(None, None, self._seq, latest)
+        self._seq = latest
+
+    def flush(self) -> None:
+        """Write FAISS snapshots of every namespace (atomically), so the next open skips rebuilding."""
+        with self._lock:
+            self._sync()
+            for ns, idx in self._indexes.items():
+                base = self.path / "index" / _ns_key(ns)
+                info = {"namespace": ns, "seq": self._seq, "kind": self.config.index.kind,
+                        "tombstones": sorted(idx.tombstones)}
+                _atomic_write(base.with_suffix(".faiss"), idx.to_bytes())
+                _atomic_write(base.with_suffix(".json"), json.dumps(info).encode())
+
+    # ------------------------------------------------------------------ validation
+    def _check_namespace(self, namespace: str) -> None:
+        if not isinstance(namespace, str) or not namespace.strip() or len(namespace) > 256:
+            raise StoreError("namespace: must be a non-empty string of at most 256 characters")
+
+    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim == 1 and n == 1:
+            v = v[None]
+        if v.ndim != 2 or v.shape[0] != n:
+            raise StoreError(f"vectors: expected {n} rows of vectors, got shape {v.shape}")
+        if self.config.dim is not None and v.shape[1] != self.config.dim:
+            raise StoreError(f"vectors: expected dimension {self.config.dim}, got {v.shape[1]}")
+        bad = ~np.isfinite(v).all(axis=1)
+        if bad.any():
+            raise StoreError(f"vectors[{int(np.argmax(bad))}]: contains NaN or inf")
+        return np.ascontiguousarray(v)
+
+    def _check_items(self, ids: Sequence[str], texts: Sequence[str], metadatas) -> list[str]:
+        if len(ids) != len(texts):
+            raise StoreError(f"ids: {len(ids)} ids for {len(texts)} texts")
+        if metadatas is not None and len(metadatas) != len(texts):
+            raise StoreError(f"metadatas: {len(metadatas)} entries for {len(texts)} texts")
+        seen = set()
+        for i, (x, t) in enumerate(zip(ids, texts)):
+            if not isinstance(x, str) or not x:
+                raise StoreError(f"ids[{i}]: must be a non-empty string")
+            if x in seen:
+                raise StoreError(f"ids[{i}]: duplicate id {x!r} in one call")
+            seen.add(x)
+            if not isinstance(t, str) or not t.strip():
+                raise StoreError(f"texts[{i}]: empty text")
+            if len(t) > MAX_TEXT_CHARS:
+                raise StoreError(f"texts[{i}]: {len(t)} characters exceed {MAX_TEXT_CHARS}")
+        out = []
+        for i, m in enumerate(metadatas or [{}] * len(texts)):
+            if not isinstance(m, Mapping):
+                raise StoreError(f"metadatas[{i}]: must be a mapping")
+            try:
+                out.append(json.dumps(dict(m), sort_keys=True, allow_nan=False))
+            except (TypeError, ValueError) as e:
+                raise StoreError(f"metadatas[{i}]: not JSON-serializable ({e})") from e
+        return out
+
+    # ------------------------------------------------------------------ writes
+    def add(self, namespace: str, ids: Sequence[str], texts: Sequence[str], vectors: Any,
+            metadatas: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert new items; an id that already exists in the namespace is an error (use ``upsert``)."""
+        self._write(namespace, ids, texts, vectors, metadatas, replace=False)
+
+    def upsert(self, namespace: str, ids: Sequence[str], texts: Sequence[str], vectors: Any,
+               metadatas: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert or replace items by id."""
+        self._write(namespace, ids, texts, vectors, metadatas, replace=True)
+
+    def _write(self, namespace, ids, texts, vectors, metadatas, replace: bool) -> None:
+        self._check_namespace(namespace)
+        ids, texts = list(ids), list(texts)
+        metas = self._check_items(ids, texts, metadatas)
+        vecs = self._check_vectors(vectors, len(ids))
+        if not ids:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._sync()  # under the write lock: nobody else can write now
+                if self.config.dim is None:
+                    self._fix_dim(vecs.shape[1])
+                vecs = self._check_vectors(vecs, len(ids))
+                self._conn.execute("INSERT OR IGNORE INTO namespaces VALUES (?)", (namespace,))
+                removed = self._delete_rows(namespace, ids, must_exist=False) if replace else []
+                if not replace:
+                    self._reject_existing(namespace, ids)
+                cur = self._conn.cursor()
+                rids = []
+                for x, t, m, v in zip(ids, texts, metas, vecs):
+                    cur.execute("INSERT INTO items (namespace, ext_id, text, metadata, vector) VALUES (?,?,?,?,?)",
+                                (namespace, x, t, m, v.tobytes()))
+                    rids.append(cur.lastrowid)
+                cur.executemany("INSERT INTO ops (namespace, rid, op) VALUES (?, ?, 'add')",
+                                [(namespace, r) for r in rids])
+                seq = self._max_seq()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            idx = self._indexes.get(namespace)
+            if idx is None:
+                idx = self._indexes[namespace] = self._new_index()
+            if removed:
+                idx.remove(np.array(removed, np.int64))
+            idx.add(np.array(rids, np.int64), vecs)
+            self._seq = seq
+
+    def _fix_dim(self, dim: int) -> None:
+        self.config = self.config.model_copy(update={"dim": dim})
+        self._conn.execute("UPDATE meta SET value=? WHERE key='config'", (self.config.model_dump_json(),))
+
+    def _reject_existing(self, namespace: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            row = self._conn.execute(
+                f"SELECT ext_id FROM items WHERE namespace=? AND ext_id IN ({','.join('?' * len(part))}) LIMIT 1",
+                [namespace, *part]).fetchone()
+            if row:
+                raise StoreError(f"ids: {row[0]!r} already exists in namespace {namespace!r} (use upsert)")
+
+    def _delete_rows(self, namespace: str, ids: list[str], must_exist: bool) -> list[int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            for ext, rid in self._conn.execute(
+                f"SELECT ext_id, rid FROM items WHERE namespace=? AND ext_id IN ({','.join('?' * len(part))})",
+                [namespace, *part]):
+                found[ext] = rid
+        if must_exist:
+            missing = [x for x in ids if x not in found]
+            if missing:
+                raise KeyError(f"ids: not found in namespace {namespace!r}: {missing[:5]}")
+        rids = list(found.values())
+        self._conn.executemany("DELETE FROM items WHERE rid=?", [(r,) for r in rids])
+        self._conn.executemany("INSERT INTO ops (namespace, rid, op) VALUES (?, ?, 'del')",
+                               [(namespace, r) for r in rids])
+        return rids
+
+    def delete(self, namespace: str, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Delete items by id; returns how many were deleted. Unknown namespace or id: KeyError."""
+        self._check_namespace(namespace)
+        ids = list(ids)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._sync()
+                if namespace not in self._indexes:
+                    raise KeyError(f"namespace: unknown namespace {namespace!r}")
+                rids = self._delete_rows(namespace, ids, must_exist=not missing_ok)
+                seq = self._max_seq()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._indexes[namespace].remove(np.array(rids, np.int64))
+            self._seq = seq
+            return len(rids)
+
+    # ------------------------------------------------------------------ reads
+    def namespaces(self) -> list[str]:
+        with self._lock:
+            self._sync()
+            return sorted(self._indexes)
+
+    def count(self, namespace: str) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM items WHERE namespace=?", (namespace,)).fetchone()[0])
+
+    def ids(self, namespace: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute(
+                "SELECT ext_id FROM items WHERE namespace=? ORDER BY rid", (namespace,))]
+
+    def get(self, namespace: str, ids: Sequence[str]) -> list[Record | None]:
+        """Records in the order of ``ids`` (None where an id is absent)."""
+        ids = list(ids)
+        out: dict[str, Record] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                for ext, text, meta, vec in self._conn.execute(
+                    f"SELECT ext_id, text, metadata, vector FROM items WHERE namespace=? "
+                    f"AND ext_id IN ({','.join('?' * len(part))})", [namespace, *part]):
+                    out[ext] = Record(ext, text, json.loads(meta), np.frombuffer(vec, np.float32).copy(), namespace)
+        return [out.get(x) for x in ids]
+
+    def _filter_sql(self, where: Mapping[str, Any]) -> tuple[str, list]:
+        clauses, args = [], []
+        for key, val in where.items():
+            if not _META_KEY.match(str(key)):
+                raise StoreError(f"where.{key}: metadata keys must be identifiers")
+            if isinstance(val, (list, tuple, set)):
+                vals = list(val)
+                if not vals:
+                    raise StoreError(f"where.{key}: empty list")
+                clauses.append(f"json_extract(metadata, '$.{key}') IN ({','.join('?' * len(vals))})")
+                args.extend(vals)
+            elif val is None or isinstance(val, (str, int, float, bool)):
+                clauses.append(f"json_extract(metadata, '$.{key}') IS ?")
+                args.append(val)
+            else:
+                raise StoreError(f"where.{key}: value must be a scalar or a list of scalars")
+        return " AND ".join(clauses), args
+
+    def search(self, namespace: str, query: Any, k: int = 10,
+               where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """Top-k hits by inner product in one namespace, optionally filtered on metadata equality."""
+        self._check_namespace(namespace)
+        if not isinstance(k, int) or k <= 0:
+            raise StoreError("k: must be a positive integer")
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if self.config.dim is not None and q.shape[0] != self.config.dim:
+            raise StoreError(f"query: expected dimension {self.config.dim}, got {q.shape[0]}")
+        if not np.isfinite(q).all():
+            raise StoreError("query: contains NaN or inf")
+        with self._lock:
+            self._sync()
+            idx = self._indexes.get(namespace)
+            if idx is None or idx.ntotal == 0:
+                return []
+            if where:
+                sql, args = self._filter_sql(where)
+                n = self._conn.execute(
+                    f"SELECT COUNT(*) FROM items WHERE namespace=? AND {sql}", [namespace, *args]).fetchone()[0]
+                if n <= self.config.exact_filter_limit:
+                    return self._exact_filtered(namespace, q, k, sql, args)
+            fetch = k
+            while True:
+                scores, rids = idx.search(q[None], fetch)
+                pairs = [(float(s), int(r)) for s, r in zip(scores[0], rids[0]) if r != -1]
+                hits = self._hydrate(namespace, pairs, where)
+                if len(hits) >= k or fetch >= idx.ntotal:
+                    return hits[:k]
+                fetch = min(idx.ntotal, fetch * 4)
+
+    def _hydrate(self, namespace: str, pairs: list[tuple[float, int]], where) -> list[Hit]:
+        if not pairs:
+            return []
+        rids = [r for _, r in pairs]
+        sql, args = ("", [])
+        if where:
+            sql, args = self._filter_sql(where)
+            sql = " AND " + sql
+        rows = {}
+        for i in range(0, len(rids), 500):
+            part = rids[i : i + 500]
+            for rid, ext, text, meta in self._conn.execute(
+                f"SELECT rid, ext_id, text, metadata FROM items WHERE namespace=? AND "
+                f"rid IN ({','.join('?' * len(part))}){sql}", [namespace, *part, *args]):
+                rows[rid] = (ext, text, meta)
+        return [Hit(rows[r][0], s, rows[r][1], json.loads(rows[r][2]), namespace) for s, r in pairs if r in rows]
+
+    def _exact_filtered(self, namespace: str, q: np.ndarray, k: int, sql: str, args: list) -> list[Hit]:
+        rows = self._conn.execute(
+            f"SELECT ext_id, text, metadata, vector FROM items WHERE namespace=? AND {sql}",
+            [namespace, *args]).fetchall()
+        if not rows:
+            return []
+        mat = np.stack([np.frombuffer(r[3], np.float32) for r in rows])
+        scores = mat @ q
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(rows[i][0], float(scores[i]), rows[i][1], json.loads(rows[i][2]), namespace) for i in top]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
