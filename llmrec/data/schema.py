@@ -1,0 +1,57 @@
+"""The table every recommendation data set becomes: one row per impression, typed fields, item/user text."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+FieldType = Literal["categorical", "numerical", "multi_hot"]
+
+
+class DataFormatError(ValueError):
+    """A malformed data file; the message names the file, line and field."""
+
+    def __init__(self, path: str, line: int | None, field_name: str | None, problem: str) -> None:
+        where = str(path) + (f":{line}" if line is not None else "") + (f" field {field_name!r}" if field_name else "")
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass
+class RecData:
+    """Impressions with labels. ``columns`` hold numpy arrays of equal length (multi-hot fields hold
+    object arrays of tuples of tokens). ``fields`` types every feature column the models may use."""
+
+    name: str
+    columns: dict[str, np.ndarray]
+    fields: dict[str, FieldType]
+    label: str = "label"
+    time: str = "timestamp"
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    scenario_col: str | None = None
+    item_info: dict[str, dict[str, str]] = field(default_factory=dict)  # item id -> title/category/description
+    user_info: dict[str, dict[str, str]] = field(default_factory=dict)  # user id -> profile text fields
+
+    def __post_init__(self) -> None:
+        n = {len(v) for v in self.columns.values()}
+        if len(n) > 1:
+            raise ValueError(f"columns: unequal lengths {sorted(n)}")
+        for f in [*self.fields, self.label, self.time]:
+            if f not in self.columns:
+                raise ValueError(f"fields: column {f!r} is missing")
+
+    def __len__(self) -> int:
+        return len(self.columns[self.label])
+
+    def chronological_split(self, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[np.ndarray, ...]:
+        """Row indices of train/valid/test, ordered by time (ties broken by row order)."""
+        if abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
+            raise ValueError(f"fractions: must be positive and sum to 1, got {fractions}")
+        order = np.argsort(self.columns[self.time], kind="stable")
+        a = int(len(order) * fractions[0])
+        b = int(len(order) * (fractions[0] + fractions[1]))
+        return order[:a], order[a:b], order[b:]
+
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[rows] for k, v in self.columns.items()}

@@ -1,0 +1,119 @@
+"""The embedded default data set: a seeded recommendation world with a known signal.
+
+Users have latent tastes over item categories and over item *themes*. The theme of an item is not
+a feature column: it appears only in the item's text (title and description). So a model that reads
+the text (through LLM knowledge) can learn something ID and category features alone learn slowly,
+especially for items with few impressions. Clicks also depend on price sensitivity, item quality
+(a numerical feature) and the scenario (several scenarios with their own biases)."""
+from __future__ import annotations
+
+import numpy as np
+
+from llmrec.config import StrictConfig
+from llmrec.data.schema import RecData
+
+CATEGORIES = {
+    "books": ["novel", "memoir", "cookbook", "anthology", "guide"],
+    "movies": ["film", "documentary", "thriller", "comedy", "drama"],
+    "music": ["album", "playlist", "vinyl", "concert recording", "EP"],
+    "games": ["board game", "video game", "puzzle", "card game", "strategy game"],
+    "kitchen": ["skillet", "kettle", "knife set", "blender", "teapot"],
+    "outdoor": ["tent", "backpack", "hiking boots", "kayak", "lantern"],
+    "fashion": ["jacket", "scarf", "sneakers", "dress", "hat"],
+    "tech": ["headphones", "smartwatch", "tablet", "speaker", "keyboard"],
+}
+THEMES = {
+    "cozy": (["Cozy", "Warm", "Snug", "Homely"], "soft, comforting and perfect for quiet evenings at home"),
+    "adventurous": (["Wild", "Bold", "Trailblazer", "Summit"], "daring and energetic, made for exploring and taking risks"),
+    "minimalist": (["Simple", "Clean", "Essential", "Pure"], "understated and functional with a clean, uncluttered design"),
+    "luxurious": (["Royal", "Opulent", "Premium", "Velvet"], "lavish and refined, crafted from exquisite premium materials"),
+    "playful": (["Funky", "Bubbly", "Zany", "Sunny"], "colourful and fun, full of humour and lighthearted surprises"),
+    "scholarly": (["Classic", "Scholar's", "Thoughtful", "Deep"], "intellectual and detailed, rewarding careful study and reflection"),
+}
+SCENARIOS = ["home_feed", "search", "video"]
+REGIONS = ["north", "south", "east", "west", "central"]
+
+
+class SyntheticConfig(StrictConfig):
+    n_users: int = 200
+    n_items: int = 300
+    impressions_per_user: int = 60
+    seed: int = 0
+    theme_weight: float = 1.6
+    category_weight: float = 1.0
+    noise: float = 0.5
+
+
+def generate_world(config: SyntheticConfig | None = None) -> RecData:
+    c = config or SyntheticConfig()
+    rng = np.random.default_rng(c.seed)
+    cats, themes = list(CATEGORIES), list(THEMES)
+    n_cat, n_theme, n_sc = len(cats), len(themes), len(SCENARIOS)
+
+    # items
+    item_cat = rng.integers(0, n_cat, c.n_items)
+    item_theme = rng.integers(0, n_theme, c.n_items)
+    price = np.round(np.exp(rng.normal(3.2, 0.7, c.n_items)), 2)
+    quality = np.clip(rng.normal(3.6, 0.8, c.n_items), 1, 5).round(1)
+    item_info = {}
+    for i in range(c.n_items):
+        cat, th = cats[item_cat[i]], themes[item_theme[i]]
+        adjs, blurb = THEMES[th]
+        noun = CATEGORIES[cat][rng.integers(0, len(CATEGORIES[cat]))]
+        title = f"{adjs[rng.integers(0, len(adjs))]} {noun.title()} No. {i}"
+        desc = f"A {noun} in our {cat} range: {blurb}. Rated {quality[i]} of 5 by reviewers, priced at ${price[i]:.2f}."
+        item_info[str(i)] = {"title": title, "category": cat, "description": desc}
+
+    # users
+    age = rng.integers(18, 71, c.n_users)
+    gender = rng.choice(["F", "M"], c.n_users)
+    region = rng.integers(0, len(REGIONS), c.n_users)
+    cat_pref = rng.normal(0, 1, (c.n_users, n_cat))
+    theme_pref = rng.normal(0, 1, (c.n_users, n_theme))
+    price_sens = rng.gamma(2.0, 0.25, c.n_users)
+    user_info = {
+        str(u): {"profile": f"{age[u]}-year-old {'woman' if gender[u] == 'F' else 'man'} from the {REGIONS[region[u]]} region"}
+        for u in range(c.n_users)
+    }
+
+    # scenarios: own base rate and category boosts
+    sc_bias = rng.normal(-0.3, 0.4, n_sc)
+    sc_cat = rng.normal(0, 0.6, (n_sc, n_cat))
+
+    n = c.n_users * c.impressions_per_user
+    users = np.repeat(np.arange(c.n_users), c.impressions_per_user)
+    items = rng.integers(0, c.n_items, n)
+    scen = rng.integers(0, n_sc, n)
+    ts = np.sort(rng.uniform(0, 1e6, n))[rng.permutation(n)]  # random interleaving of users over time
+    logit = (
+        c.category_weight * cat_pref[users, item_cat[items]]
+        + c.theme_weight * theme_pref[users, item_theme[items]]
+        + 0.5 * (quality[items] - 3.6)
+        - price_sens[users] * (np.log(price[items]) - 3.2)
+        + sc_bias[scen]
+        + sc_cat[scen, item_cat[items]]
+        + rng.normal(0, c.noise, n)
+    )
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    columns = {
+        "user_id": users.astype(str).astype(object),
+        "item_id": items.astype(str).astype(object),
+        "scenario": np.array(SCENARIOS, dtype=object)[scen],
+        "category": np.array(cats, dtype=object)[item_cat[items]],
+        "age": age[users].astype(np.float32),
+        "gender": gender[users].astype(object),
+        "region": np.array(REGIONS, dtype=object)[region[users]],
+        "price": price[items].astype(np.float32),
+        "quality": quality[items].astype(np.float32),
+        "label": label,
+        "timestamp": ts.astype(np.float64),
+    }
+    fields = {
+        "user_id": "categorical", "item_id": "categorical", "scenario": "categorical",
+        "category": "categorical", "gender": "categorical", "region": "categorical",
+        "age": "numerical", "price": "numerical", "quality": "numerical",
+    }
+    return RecData(
+        name=f"synthetic-world-s{c.seed}", columns=columns, fields=fields, scenario_col="scenario",
+        item_info=item_info, user_info=user_info,
+    )

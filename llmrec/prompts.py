@@ -1,0 +1,67 @@
+"""Prompt templates as files in ``prompts/`` (shipped in the wheel as ``llmrec/_prompts``), loaded by name.
+
+A template is plain text with ``{name}`` placeholders (``{{`` and ``}}`` for literal braces). An optional
+first block ``system: ...`` followed by a line ``---`` becomes the system message."""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+_SEP = "\n---\n"
+
+
+def prompt_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [p for p in (here / "_prompts", here.parent / "prompts") if p.is_dir()]
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    system: str | None
+    template: str
+
+    @property
+    def variables(self) -> set[str]:
+        names = set()
+        for part in (self.system or "", self.template):
+            names.update(f for _, f, _, _ in string.Formatter().parse(part) if f)
+        return names
+
+    def _fill(self, text: str, values: Mapping[str, object]) -> str:
+        missing = sorted(v for _, v, _, _ in string.Formatter().parse(text) if v and v not in values)
+        if missing:
+            raise KeyError(f"prompt {self.name!r}: missing variables {missing}")
+        return text.format_map({k: str(v) for k, v in values.items()})
+
+    def render(self, values: Mapping[str, object]) -> str:
+        """The user text with every placeholder filled; missing variables raise KeyError naming them."""
+        return self._fill(self.template, values)
+
+    def messages(self, values: Mapping[str, object]) -> list[dict[str, str]]:
+        msgs = []
+        if self.system:
+            msgs.append({"role": "system", "content": self._fill(self.system, values)})
+        msgs.append({"role": "user", "content": self.render(values)})
+        return msgs
+
+
+def parse_prompt(name: str, text: str) -> PromptTemplate:
+    system = None
+    if text.startswith("system:") and _SEP in text:
+        head, text = text.split(_SEP, 1)
+        system = head[len("system:"):].strip()
+    return PromptTemplate(name=name, system=system, template=text.strip())
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str) -> PromptTemplate:
+    for d in prompt_dirs():
+        path = d / f"{name}.txt"
+        if path.exists():
+            return parse_prompt(name, path.read_text(encoding="utf-8"))
+    available = sorted({p.stem for d in prompt_dirs() for p in d.glob("*.txt")})
+    raise FileNotFoundError(f"prompt {name!r} not found; available: {available}")
