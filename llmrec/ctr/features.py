@@ -1,0 +1,198 @@
+"""Typed feature specs and encoders fitted on train only, producing vectorized tensor batches.
+
+- categorical: vocabulary with min-count; index 0 is OOV (unseen or rare values)
+- numerical: standardized with train mean/std; NaN -> 0 after standardization
+- multi_hot: token vocabulary (0 = padding, 1 = OOV), padded to the longest train row (capped)
+- dense: a vector looked up by a key column (e.g. LLM knowledge of the item), fixed dimension
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+import numpy as np
+import torch
+
+from llmrec.config import StrictConfig
+
+
+class FeatureSpec(StrictConfig):
+    name: str
+    type: Literal["categorical", "numerical", "multi_hot", "dense"]
+    min_count: int = 1  # categorical / multi_hot: rarer values map to OOV
+    max_len: int = 16  # multi_hot: cap on tokens per row
+    key: str | None = None  # dense: the column whose value selects the vector
+    dim: int | None = None  # dense: vector dimension
+
+
+@dataclass
+class Batch:
+    """Model input: tensors, never per-row Python objects."""
+
+    cat: torch.Tensor  # [N, n_cat] long, already offset into one shared table
+    num: torch.Tensor  # [N, n_num] float
+    seq: dict[str, torch.Tensor]  # name -> [N, L] long (0 = padding)
+    dense: dict[str, torch.Tensor]  # name -> [N, dim] float
+    label: torch.Tensor | None = None  # [N] float
+
+    def __len__(self) -> int:
+        for t in (self.cat, self.num, *self.seq.values(), *self.dense.values()):
+            if t.ndim and t.shape[0]:
+                return int(t.shape[0])
+        return 0
+
+    def slice(self, idx: torch.Tensor) -> "Batch":
+        return Batch(
+            cat=self.cat[idx], num=self.num[idx], seq={k: v[idx] for k, v in self.seq.items()},
+            dense={k: v[idx] for k, v in self.dense.items()}, label=None if self.label is None else self.label[idx],
+        )
+
+    def to(self, device: str | torch.device) -> "Batch":
+        return Batch(
+            cat=self.cat.to(device), num=self.num.to(device), seq={k: v.to(device) for k, v in self.seq.items()},
+            dense={k: v.to(device) for k, v in self.dense.items()},
+            label=None if self.label is None else self.label.to(device),
+        )
+
+
+DenseTables = Mapping[str, Mapping[str, np.ndarray]]  # feature name -> key value -> vector
+
+
+class FeatureEncoder:
+    def __init__(self, specs: list[FeatureSpec]) -> None:
+        names = [s.name for s in specs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"specs: duplicate feature names {sorted(dup)}")
+        for s in specs:
+            if s.type == "dense" and (not s.key or not s.dim):
+                raise ValueError(f"specs.{s.name}: a dense feature needs 'key' and 'dim'")
+        self.specs = specs
+        self.vocab: dict[str, dict[str, int]] = {}
+        self.stats: dict[str, tuple[float, float]] = {}
+        self.fitted = False
+
+    @property
+    def categorical(self) -> list[FeatureSpec]:
+        return [s for s in self.specs if s.type == "categorical"]
+
+    @property
+    def numerical(self) -> list[FeatureSpec]:
+        return [s for s in self.specs if s.type == "numerical"]
+
+    @property
+    def multi_hot(self) -> list[FeatureSpec]:
+        return [s for s in self.specs if s.type == "multi_hot"]
+
+    @property
+    def dense(self) -> list[FeatureSpec]:
+        return [s for s in self.specs if s.type == "dense"]
+
+    def cardinalities(self) -> dict[str, int]:
+        return {s.name: len(self.vocab[s.name]) + (2 if s.type == "multi_hot" else 1)
+                for s in self.specs if s.type in ("categorical", "multi_hot")}
+
+    def _column(self, columns: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+        if name not in columns:
+            raise KeyError(f"{name}: feature column not in the data (have {sorted(columns)})")
+        return columns[name]
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> "FeatureEncoder":
+        for s in self.specs:
+            if s.type == "categorical":
+                counts = Counter(str(v) for v in self._column(columns, s.name))
+                kept = sorted(v for v, c in counts.items() if c >= s.min_count)
+                self.vocab[s.name] = {v: i + 1 for i, v in enumerate(kept)}
+            elif s.type == "multi_hot":
+                counts = Counter(str(t) for row in self._column(columns, s.name) for t in row)
+                kept = sorted(v for v, c in counts.items() if c >= s.min_count)
+                self.vocab[s.name] = {v: i + 2 for i, v in enumerate(kept)}
+            elif s.type == "numerical":
+                col = self._column(columns, s.name)
+                try:
+                    x = np.asarray(col, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
+                mean, std = float(np.nanmean(x)), float(np.nanstd(x))
+                self.stats[s.name] = (mean, std if std > 1e-12 else 1.0)
+        self.fitted = True
+        return self
+
+    def transform(self, columns: Mapping[str, np.ndarray], label: str | None = "label",
+                  dense_tables: DenseTables | None = None) -> Batch:
+        if not self.fitted:
+            raise RuntimeError("FeatureEncoder.transform called before fit")
+        n = len(next(iter(columns.values())))
+        offsets = self.offsets()
+        cats = []
+        for s in self.categorical:
+            vocab = self.vocab[s.name]
+            ids = np.fromiter((vocab.get(str(v), 0) for v in self._column(columns, s.name)), np.int64, n)
+            cats.append(ids + offsets[s.name])
+        cat = torch.from_numpy(np.stack(cats, 1)) if cats else torch.zeros((n, 0), dtype=torch.long)
+        nums = []
+        for s in self.numerical:
+            try:
+                x = np.asarray(self._column(columns, s.name), dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
+            mean, std = self.stats[s.name]
+            nums.append(np.nan_to_num((x - mean) / std))
+        num = torch.from_numpy(np.stack(nums, 1).astype(np.float32)) if nums else torch.zeros((n, 0))
+        seq = {}
+        for s in self.multi_hot:
+            vocab = self.vocab[s.name]
+            rows = self._column(columns, s.name)
+            mat = np.zeros((n, s.max_len), np.int64)
+            for r, toks in enumerate(rows):
+                ids = [vocab.get(str(t), 1) for t in list(toks)[: s.max_len]]
+                mat[r, : len(ids)] = ids
+            seq[s.name] = torch.from_numpy(mat)
+        dense = {}
+        for s in self.dense:
+            table = (dense_tables or {}).get(s.name)
+            if table is None:
+                raise KeyError(f"{s.name}: dense feature needs a vector table (dense_tables['{s.name}'])")
+            keys = self._column(columns, s.key)
+            missing = next((k for k in keys if str(k) not in table), None)
+            if missing is not None:
+                raise KeyError(f"{s.name}: no vector for {s.key}={missing!r}")
+            mat = np.stack([np.asarray(table[str(k)], np.float32) for k in keys])
+            if mat.shape[1] != s.dim:
+                raise ValueError(f"{s.name}: vectors have dimension {mat.shape[1]}, spec says {s.dim}")
+            dense[s.name] = torch.from_numpy(mat)
+        y = None
+        if label is not None:
+            lab = np.asarray(self._column(columns, label), dtype=np.float32)
+            if np.isnan(lab).any():
+                raise ValueError(f"{label}: NaN label at row {int(np.argmax(np.isnan(lab)))}")
+            y = torch.from_numpy(lab)
+        return Batch(cat=cat, num=num, seq=seq, dense=dense, label=y)
+
+    def offsets(self) -> dict[str, int]:
+        out, total = {}, 0
+        for s in self.categorical:
+            out[s.name] = total
+            total += len(self.vocab[s.name]) + 1
+        return out
+
+    def n_categorical_rows(self) -> int:
+        return sum(len(self.vocab[s.name]) + 1 for s in self.categorical)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "specs": [s.model_dump() for s in self.specs],
+            "vocab": self.vocab,
+            "stats": self.stats,
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureEncoder":
+        d = json.loads(text)
+        enc = cls([FeatureSpec(**s) for s in d["specs"]])
+        enc.vocab = d["vocab"]
+        enc.stats = {k: tuple(v) for k, v in d["stats"].items()}
+        enc.fitted = True
+        return enc
