@@ -1,0 +1,99 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from llmrec.llm import GenerationParams, LLMConfig, make_llm
+from llmrec.llm.openai import BackendUnavailable, OpenAIChatLLM, OpenAIConfig
+from llmrec.llm.server import LLMServer
+
+
+@pytest.fixture(scope="module")
+def server(llm):
+    srv = LLMServer(llm, port=0).start()
+    yield srv
+    srv.stop()
+
+
+def test_openai_backend_against_real_local_server(llm, server):
+    client = make_llm(LLMConfig(backend="openai", base_url=server.url, model="SmolLM2-135M-Instruct"))
+    prompts = ["What is the capital of France?", "Name a fruit that is yellow."]
+    p = GenerationParams(max_new_tokens=16)
+    remote = client.generate(prompts, p)
+    local = llm.generate(prompts, p)
+    assert [g.text for g in remote] == [g.text for g in local]
+    assert [g.completion_tokens for g in remote] == [g.completion_tokens for g in local]
+    assert remote[0].raw["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_openai_backend_logprobs_roundtrip(llm, server):
+    client = OpenAIChatLLM(OpenAIConfig(base_url=server.url, model="m"))
+    g = client.generate(["Say hello."], GenerationParams(max_new_tokens=4, logprobs=True))[0]
+    direct = llm.generate(["Say hello."], GenerationParams(max_new_tokens=4, logprobs=True))[0]
+    assert g.token_logprobs == pytest.approx(direct.token_logprobs, abs=1e-5)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    failures = 2
+    calls = 0
+
+    def log_message(self, *a):
+        return
+
+    def do_POST(self):
+        type(self).calls += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).calls <= type(self).failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        body = json.dumps({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(handler):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+
+
+def test_retries_then_succeeds():
+    _Flaky.calls, _Flaky.failures = 0, 2
+    httpd, url = _serve(_Flaky)
+    try:
+        c = OpenAIChatLLM(OpenAIConfig(base_url=url, model="m", max_retries=3, backoff_s=0.01))
+        assert c.generate(["hi"])[0].text == "ok"
+        assert _Flaky.calls == 3
+    finally:
+        httpd.shutdown()
+
+
+def test_bounded_retries_give_up():
+    _Flaky.calls, _Flaky.failures = 0, 100
+    httpd, url = _serve(_Flaky)
+    try:
+        c = OpenAIChatLLM(OpenAIConfig(base_url=url, model="m", max_retries=2, backoff_s=0.01))
+        with pytest.raises(BackendUnavailable, match="3 attempts"):
+            c.generate(["hi"])
+        assert _Flaky.calls == 3
+    finally:
+        httpd.shutdown()
+
+
+def test_unreachable_endpoint_is_a_clear_error():
+    c = OpenAIChatLLM(OpenAIConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=1, backoff_s=0.01,
+                                   timeout_s=2))
+    with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
+        c.generate(["hi"])
+
+
+def test_openai_config_requires_url_and_model():
+    with pytest.raises(ValueError, match="base_url and model"):
+        make_llm(LLMConfig(backend="openai"))
+    with pytest.raises(ValueError, match="extra"):
+        LLMConfig(backend="openai", bogus=1)

@@ -1,0 +1,191 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from llmrec.store import IndexConfig, StoreConfig, StoreError, VectorStore
+
+
+def unit(n, d=16, seed=0):
+    v = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_round_trip_reopen_delete(tmp_path):
+    v = unit(50)
+    with VectorStore(tmp_path / "s") as s:
+        s.add("u1", [f"m{i}" for i in range(50)], [f"text {i}" for i in range(50)], v,
+              [{"i": i, "even": i % 2 == 0} for i in range(50)])
+        hits = s.search("u1", v[7], k=3)
+        assert hits[0].id == "m7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[0].text == "text 7" and hits[0].metadata == {"i": 7, "even": False}
+        assert s.delete("u1", ["m7", "m8"]) == 2
+    s = VectorStore(tmp_path / "s")
+    assert s.count("u1") == 48
+    ids = [h.id for h in s.search("u1", v[7], k=50)]
+    assert "m7" not in ids and "m8" not in ids and len(ids) == 48
+    rec = s.get("u1", ["m3", "nope"])
+    assert rec[1] is None and np.allclose(rec[0].vector, v[3])
+    s.close()
+
+
+def test_reopen_without_snapshot_rebuilds(tmp_path):
+    v = unit(20)
+    s = VectorStore(tmp_path / "s")
+    s.add("u", [str(i) for i in range(20)], ["t"] * 20, v)
+    del s  # no close(): no snapshot was written
+    s2 = VectorStore(tmp_path / "s")
+    assert s2.search("u", v[4], 1)[0].id == "4"
+
+
+def test_upsert_replaces_and_add_refuses_duplicates(tmp_path):
+    v = unit(3)
+    s = VectorStore(tmp_path / "s")
+    s.add("u", ["a"], ["old"], v[:1])
+    with pytest.raises(StoreError, match="ids: 'a' already exists"):
+        s.add("u", ["a"], ["again"], v[:1])
+    s.upsert("u", ["a", "b"], ["new", "bee"], v[1:3])
+    assert s.count("u") == 2
+    assert s.get("u", ["a"])[0].text == "new"
+    assert s.search("u", v[1], 1)[0].id == "a"
+    assert s.search("u", v[0], 2)[0].score < 0.999
+
+
+def test_metadata_filters(tmp_path):
+    v = unit(40)
+    s = VectorStore(tmp_path / "s")
+    s.add("u", [str(i) for i in range(40)], [f"t{i}" for i in range(40)], v,
+          [{"session": i % 4, "kind": "turn" if i < 30 else "summary"} for i in range(40)])
+    hits = s.search("u", v[5], k=40, where={"session": 1})
+    assert {h.metadata["session"] for h in hits} == {1} and len(hits) == 10
+    assert hits[0].id == "5"
+    hits = s.search("u", v[5], k=5, where={"kind": "summary", "session": [2, 3]})
+    assert all(h.metadata["kind"] == "summary" and h.metadata["session"] in (2, 3) for h in hits)
+    # the ANN path (filter matches more rows than the exact limit) gives the same answer
+    s.config = s.config.model_copy(update={"exact_filter_limit": 0})
+    ann = s.search("u", v[5], k=40, where={"session": 1})
+    assert [h.id for h in ann] == [h.id for h in s.search("u", v[5], k=40, where={"session": 1})]
+    with pytest.raises(StoreError, match="where.bad-key"):
+        s.search("u", v[0], 3, where={"bad-key": 1})
+
+
+def test_namespace_isolation(tmp_path):
+    v = unit(10)
+    s = VectorStore(tmp_path / "s")
+    s.add("alice", ["x"], ["alice secret"], v[:1])
+    s.add("bob", ["x"], ["bob note"], v[1:2])
+    hits = s.search("bob", v[0], k=10)
+    assert [h.text for h in hits] == ["bob note"]
+    assert all(h.namespace == "bob" for h in hits)
+    assert s.search("carol", v[0], k=3) == []
+    s.delete("alice", ["x"])
+    assert s.count("bob") == 1 and s.count("alice") == 0
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(texts=[""]), r"texts\[0\]: empty text"),
+    (dict(vectors=np.ones((1, 8), np.float32)), "vectors: expected dimension 16, got 8"),
+    (dict(vectors=np.full((1, 16), np.nan, np.float32)), r"vectors\[0\]: contains NaN"),
+    (dict(ids=[""]), r"ids\[0\]"),
+    (dict(metadatas=[{"x": object()}]), r"metadatas\[0\]"),
+    (dict(namespace=""), "namespace"),
+])
+def test_bad_input_names_the_field(tmp_path, bad, match):
+    s = VectorStore(tmp_path / "s")
+    s.add("u", ["seed"], ["t"], unit(1))
+    args = dict(namespace="u", ids=["a"], texts=["t"], vectors=unit(1, seed=3), metadatas=None) | bad
+    with pytest.raises(StoreError, match=match):
+        s.add(args["namespace"], args["ids"], args["texts"], args["vectors"], args["metadatas"])
+    assert s.count("u") == 1  # nothing half-written
+
+
+def test_unknown_namespace_and_ids_on_delete(tmp_path):
+    s = VectorStore(tmp_path / "s")
+    s.add("u", ["a"], ["t"], unit(1))
+    with pytest.raises(KeyError, match="namespace: unknown namespace 'nobody'"):
+        s.delete("nobody", ["a"])
+    with pytest.raises(KeyError, match="ids: not found"):
+        s.delete("u", ["zzz"])
+    assert s.delete("u", ["zzz"], missing_ok=True) == 0
+    with pytest.raises(StoreError, match="k: must be a positive"):
+        s.search("u", unit(1)[0], k=0)
+    with pytest.raises(StoreError, match="dim"):
+        VectorStore(tmp_path / "s", StoreConfig(dim=8))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_ann_kinds_recall_and_delete(tmp_path, kind):
+    d = 32
+    cfg = StoreConfig(index=IndexConfig(kind=kind, ivf_nlist=16, pq_m=8, pq_bits=6, ivf_nprobe=16))
+    n = 3000
+    v = unit(n, d, seed=1)
+    s = VectorStore(tmp_path / kind, cfg)
+    s.add("u", [str(i) for i in range(n)], ["t"] * n, v)
+    found = sum(s.search("u", v[i], 1)[0].id == str(i) for i in range(0, n, 100))
+    assert found >= 27  # >= 90% self-recall@1 for an approximate index
+    s.delete("u", ["0", "100"])
+    assert all(h.id not in ("0", "100") for h in s.search("u", v[0], 10))
+    s.close()
+    s2 = VectorStore(tmp_path / kind, cfg)
+    assert s2.count("u") == n - 2 and all(h.id != "0" for h in s2.search("u", v[0], 10))
+
+
+def test_two_store_objects_see_each_others_writes(tmp_path):
+    v = unit(4)
+    a = VectorStore(tmp_path / "s")
+    b = VectorStore(tmp_path / "s")
+    a.add("u", ["1"], ["one"], v[:1])
+    assert b.search("u", v[0], 1)[0].id == "1"
+    b.add("u", ["2"], ["two"], v[1:2])
+    b.delete("u", ["1"])
+    assert [h.id for h in a.search("u", v[0], 5)] == ["2"]
+
+
+WRITER = r"""
+import sys, numpy as np
+from llmrec.store import VectorStore
+s = VectorStore(sys.argv[1])
+rng = np.random.default_rng(0)
+i = 0
+while True:
+    n = 1 + i % 5
+    v = rng.normal(size=(n, 16)).astype(np.float32)
+    ids = [f"{i}-{j}" for j in range(n)]
+    s.add("u", ids, ["text"] * n, v, [{"batch": i}] * n)
+    if i % 7 == 3:
+        s.delete("u", [ids[0]])
+        print("del", ids[0], flush=True)
+    if i % 11 == 5:
+        s.flush()
+    print("ack", " ".join(ids), flush=True)
+    i += 1
+"""
+
+
+def test_sigkill_mid_write_loses_no_acknowledged_add(tmp_path):
+    path = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    acked, deleted = set(), set()
+    deadline = time.time() + 120
+    while len(acked) < 300 and time.time() < deadline:
+        line = proc.stdout.readline()
+        kind, *ids = line.split()
+        (acked if kind == "ack" else deleted).update(ids)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(acked) >= 300
+    s = VectorStore(path)
+    stored = set(s.ids("u"))
+    assert (acked - deleted) <= stored, "an acknowledged add was lost"
+    assert not (deleted & stored), "an acknowledged delete came back"
+    # the index agrees with the table: every stored row is searchable
+    for x in list(stored)[:20]:
+        rec = s.get("u", [x])[0]
+        assert s.search("u", rec.vector, 1)[0].id == x or s.search("u", rec.vector, 1)[0].score >= 0.999
+    assert s.count("u") == len(stored)
