@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import inspect
+
 import torch
 
 
@@ -93,6 +95,9 @@ class ContinuousDecoder:
         self.model = model
         self.pad_id = pad_id
         self.eos_ids = eos_ids
+        # transformers 5 renamed the forward argument `past_key_values` to `cache`
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def _choose(self, logits: torch.Tensor, s: DecodeSettings, gen: torch.Generator | None):
         logits = logits.float()
@@ -123,7 +128,7 @@ class ContinuousDecoder:
         dev = self.model.device
         out = self.model(
             input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
+            use_cache=True, logits_to_keep=1, **{self._cache_arg: cache},
         )
         tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
         b = _Batch()
@@ -157,7 +162,7 @@ class ContinuousDecoder:
             batch.last_pos = batch.last_pos + 1
             out = self.model(
                 input_ids=batch.next_tok[:, None].to(dev), attention_mask=batch.mask.to(dev),
-                position_ids=batch.last_pos[:, None].to(dev), past_key_values=batch.cache, use_cache=True,
+                position_ids=batch.last_pos[:, None].to(dev), use_cache=True, **{self._cache_arg: batch.cache},
             )
             tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
             done = self._record(batch.rows, tok, lp, results, s)

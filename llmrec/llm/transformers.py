@@ -34,6 +34,9 @@ class TransformersLLM:
 
     def __init__(self, config: TransformersConfig | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.config = config = config or TransformersConfig()
         if config.batch_size < 1:
