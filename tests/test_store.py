@@ -121,13 +121,17 @@ def test_unknown_namespace_and_ids_on_delete(tmp_path):
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
 def test_ann_kinds_recall_and_delete(tmp_path, kind):
     d = 32
-    cfg = StoreConfig(index=IndexConfig(kind=kind, ivf_nlist=16, pq_m=8, pq_bits=6, ivf_nprobe=16))
+    cfg = StoreConfig(index=IndexConfig(kind=kind, ivf_nlist=16, pq_m=8, pq_bits=6, ivf_nprobe=16),
+                      exact_filter_limit=10)
     n = 3000
     v = unit(n, d, seed=1)
     s = VectorStore(tmp_path / kind, cfg)
-    s.add("u", [str(i) for i in range(n)], ["t"] * n, v)
+    s.add("u", [str(i) for i in range(n)], ["t"] * n, v, [{"g": i % 3} for i in range(n)])
     found = sum(s.search("u", v[i], 1)[0].id == str(i) for i in range(0, n, 100))
     assert found >= 27  # >= 90% self-recall@1 for an approximate index
+    # filtered search through the index (more matches than exact_filter_limit)
+    hits = s.search("u", v[4], 10, where={"g": 1})
+    assert len(hits) == 10 and all(h.metadata["g"] == 1 for h in hits) and hits[0].id == "4"
     s.delete("u", ["0", "100"])
     assert all(h.id not in ("0", "100") for h in s.search("u", v[0], 10))
     s.close()

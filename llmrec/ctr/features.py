@@ -1,7 +1,8 @@
 """Typed feature specs and encoders fitted on train only, producing vectorized tensor batches.
 
 - categorical: vocabulary with min-count; index 0 is OOV (unseen or rare values)
-- numerical: standardized with train mean/std; NaN -> 0 after standardization
+- numerical: standardized with train mean/std (NaN -> 0), and also an equal-frequency bucket id
+  (edges from train quantiles; NaN gets its own bucket) for models that embed numerics by bucket
 - multi_hot: token vocabulary (0 = padding, 1 = OOV), padded to the longest train row (capped)
 - dense: a vector looked up by a key column (e.g. LLM knowledge of the item), fixed dimension
 """
@@ -23,6 +24,7 @@ class FeatureSpec(StrictConfig):
     type: Literal["categorical", "numerical", "multi_hot", "dense"]
     min_count: int = 1  # categorical / multi_hot: rarer values map to OOV
     max_len: int = 16  # multi_hot: cap on tokens per row
+    buckets: int = 20  # numerical: equal-frequency buckets (for bucketized numerical embeddings)
     key: str | None = None  # dense: the column whose value selects the vector
     dim: int | None = None  # dense: vector dimension
 
@@ -33,25 +35,26 @@ class Batch:
 
     cat: torch.Tensor  # [N, n_cat] long, already offset into one shared table
     num: torch.Tensor  # [N, n_num] float
+    num_bucket: torch.Tensor  # [N, n_num] long, bucket id per numerical field (last bucket = NaN)
     seq: dict[str, torch.Tensor]  # name -> [N, L] long (0 = padding)
     dense: dict[str, torch.Tensor]  # name -> [N, dim] float
     label: torch.Tensor | None = None  # [N] float
 
     def __len__(self) -> int:
-        for t in (self.cat, self.num, *self.seq.values(), *self.dense.values()):
-            if t.ndim and t.shape[0]:
+        for t in (self.cat, self.num, *self.seq.values(), *self.dense.values(), self.label):
+            if t is not None and t.ndim and t.shape[0]:
                 return int(t.shape[0])
         return 0
 
     def slice(self, idx: torch.Tensor) -> "Batch":
         return Batch(
-            cat=self.cat[idx], num=self.num[idx], seq={k: v[idx] for k, v in self.seq.items()},
+            cat=self.cat[idx], num=self.num[idx], num_bucket=self.num_bucket[idx], seq={k: v[idx] for k, v in self.seq.items()},
             dense={k: v[idx] for k, v in self.dense.items()}, label=None if self.label is None else self.label[idx],
         )
 
     def to(self, device: str | torch.device) -> "Batch":
         return Batch(
-            cat=self.cat.to(device), num=self.num.to(device), seq={k: v.to(device) for k, v in self.seq.items()},
+            cat=self.cat.to(device), num=self.num.to(device), num_bucket=self.num_bucket.to(device), seq={k: v.to(device) for k, v in self.seq.items()},
             dense={k: v.to(device) for k, v in self.dense.items()},
             label=None if self.label is None else self.label.to(device),
         )
@@ -72,6 +75,7 @@ class FeatureEncoder:
         self.specs = specs
         self.vocab: dict[str, dict[str, int]] = {}
         self.stats: dict[str, tuple[float, float]] = {}
+        self.edges: dict[str, list[float]] = {}
         self.fitted = False
 
     @property
@@ -117,6 +121,8 @@ class FeatureEncoder:
                     raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
                 mean, std = float(np.nanmean(x)), float(np.nanstd(x))
                 self.stats[s.name] = (mean, std if std > 1e-12 else 1.0)
+                qs = np.nanquantile(x, np.linspace(0, 1, s.buckets + 1)[1:-1]) if s.buckets > 1 else []
+                self.edges[s.name] = sorted(set(float(q) for q in qs))
         self.fitted = True
         return self
 
@@ -132,7 +138,7 @@ class FeatureEncoder:
             ids = np.fromiter((vocab.get(str(v), 0) for v in self._column(columns, s.name)), np.int64, n)
             cats.append(ids + offsets[s.name])
         cat = torch.from_numpy(np.stack(cats, 1)) if cats else torch.zeros((n, 0), dtype=torch.long)
-        nums = []
+        nums, buckets = [], []
         for s in self.numerical:
             try:
                 x = np.asarray(self._column(columns, s.name), dtype=np.float64)
@@ -140,7 +146,11 @@ class FeatureEncoder:
                 raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
             mean, std = self.stats[s.name]
             nums.append(np.nan_to_num((x - mean) / std))
+            b = np.searchsorted(np.asarray(self.edges[s.name]), x, side="right")
+            buckets.append(np.where(np.isnan(x), s.buckets, b))
         num = torch.from_numpy(np.stack(nums, 1).astype(np.float32)) if nums else torch.zeros((n, 0))
+        num_bucket = (torch.from_numpy(np.stack(buckets, 1).astype(np.int64)) if buckets
+                      else torch.zeros((n, 0), dtype=torch.long))
         seq = {}
         for s in self.multi_hot:
             vocab = self.vocab[s.name]
@@ -169,7 +179,7 @@ class FeatureEncoder:
             if np.isnan(lab).any():
                 raise ValueError(f"{label}: NaN label at row {int(np.argmax(np.isnan(lab)))}")
             y = torch.from_numpy(lab)
-        return Batch(cat=cat, num=num, seq=seq, dense=dense, label=y)
+        return Batch(cat=cat, num=num, num_bucket=num_bucket, seq=seq, dense=dense, label=y)
 
     def offsets(self) -> dict[str, int]:
         out, total = {}, 0
@@ -186,6 +196,7 @@ class FeatureEncoder:
             "specs": [s.model_dump() for s in self.specs],
             "vocab": self.vocab,
             "stats": self.stats,
+            "edges": self.edges,
         })
 
     @classmethod
@@ -194,5 +205,6 @@ class FeatureEncoder:
         enc = cls([FeatureSpec(**s) for s in d["specs"]])
         enc.vocab = d["vocab"]
         enc.stats = {k: tuple(v) for k, v in d["stats"].items()}
+        enc.edges = d.get("edges", {})
         enc.fitted = True
         return enc

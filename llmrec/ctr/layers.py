@@ -7,25 +7,60 @@ from torch import nn
 from llmrec.ctr.features import Batch, FeatureEncoder
 
 
+class AutoDis(nn.Module):
+    """AutoDis numerical embeddings (Guo et al., KDD 2021): per field, H meta-embeddings; the value is
+    softly assigned to them: h = LeakyReLU(w x), logits = W h + alpha h, p = softmax(logits / tau),
+    e = sum_h p_h ME[h]. ``skip=False`` gives the single-matmul variant (logits = w x)."""
+
+    def __init__(self, n_fields: int, dim: int, buckets: int = 20, temperature: float = 1.0,
+                 alpha: float = 0.1, skip: bool = True, init_std: float = 1e-4) -> None:
+        super().__init__()
+        self.temperature, self.alpha, self.skip = temperature, alpha, skip
+        self.meta = nn.Parameter(torch.randn(n_fields, buckets, dim) * init_std)
+        self.w = nn.Parameter(torch.randn(n_fields, buckets) * (1.0 / buckets ** 0.5))
+        self.W = nn.Parameter(torch.randn(n_fields, buckets, buckets) * (1.0 / buckets ** 0.5))
+
+    def assignments(self, x: torch.Tensor) -> torch.Tensor:  # [B, F] -> [B, F, H]
+        logits = x.unsqueeze(-1) * self.w
+        if self.skip:
+            h = nn.functional.leaky_relu(logits)
+            logits = torch.einsum("bfh,fgh->bfg", h, self.W) + self.alpha * h
+        return torch.softmax(logits / self.temperature, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, F] -> [B, F, dim]
+        return torch.einsum("bfh,fhd->bfd", self.assignments(x), self.meta)
+
+
 class FieldEmbedding(nn.Module):
     """Turns a ``Batch`` into per-field vectors ``[B, F, dim]``.
 
     Categorical fields share one table (offsets per field): one lookup for all of them.
-    Numerical fields: value x a learned vector per field. Multi-hot: mean of token vectors.
-    Dense (e.g. LLM knowledge): a linear projection to ``dim``."""
+    Numerical fields, by ``numeric``: "scalar" (value x a learned vector per field), "bucket" (an
+    embedding per equal-frequency bucket) or "autodis" (soft discretization, ``AutoDis``).
+    Multi-hot: mean of token vectors. Dense (e.g. LLM knowledge): a linear projection to ``dim``."""
 
-    def __init__(self, encoder: FeatureEncoder, dim: int, init_std: float = 1e-4) -> None:
+    def __init__(self, encoder: FeatureEncoder, dim: int, init_std: float = 1e-4, numeric: str = "scalar",
+                 autodis_buckets: int = 20, autodis_temperature: float = 1.0) -> None:
         super().__init__()
-        self.dim = dim
+        if numeric not in ("scalar", "bucket", "autodis"):
+            raise ValueError(f"numeric_embedding: {numeric!r} is not one of scalar, bucket, autodis")
+        self.dim, self.numeric = dim, numeric
         self.table = nn.Embedding(max(1, encoder.n_categorical_rows()), dim)
-        self.num_vectors = nn.Parameter(torch.empty(len(encoder.numerical), dim))
+        n_num = len(encoder.numerical)
+        self.num_vectors = nn.Parameter(torch.empty(n_num if numeric == "scalar" else 0, dim))
+        sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []
+        self.register_buffer("bucket_offsets", torch.tensor([sum(sizes[:i]) for i in range(len(sizes))],
+                                                            dtype=torch.long), persistent=False)
+        self.bucket_table = nn.Embedding(max(1, sum(sizes)), dim) if numeric == "bucket" else None
+        self.autodis = (AutoDis(n_num, dim, autodis_buckets, autodis_temperature, init_std=init_std)
+                        if numeric == "autodis" and n_num else None)
         self.seq_tables = nn.ModuleDict({
             s.name: nn.EmbeddingBag(encoder.cardinalities()[s.name], dim, mode="mean", padding_idx=0)
             for s in encoder.multi_hot
         })
         self.dense_proj = nn.ModuleDict({s.name: nn.Linear(s.dim, dim) for s in encoder.dense})
         self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(encoder.dense)
-        for p in [self.table.weight, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]:
+        for p in self.embedding_tables():
             nn.init.normal_(p, std=init_std)
         for lin in self.dense_proj.values():
             nn.init.xavier_normal_(lin.weight)
@@ -33,14 +68,24 @@ class FieldEmbedding(nn.Module):
 
     def embedding_tables(self) -> list[torch.Tensor]:
         """The parameters the trainer's embedding regularizer applies to."""
-        return [self.table.weight, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
+        tables = [self.table.weight, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
+        if self.bucket_table is not None:
+            tables.append(self.bucket_table.weight)
+        if self.autodis is not None:
+            tables.append(self.autodis.meta)
+        return tables
 
     def forward(self, batch: Batch) -> torch.Tensor:
         parts = []
         if batch.cat.shape[1]:
             parts.append(self.table(batch.cat))
         if batch.num.shape[1]:
-            parts.append(batch.num.unsqueeze(-1) * self.num_vectors)
+            if self.numeric == "scalar":
+                parts.append(batch.num.unsqueeze(-1) * self.num_vectors)
+            elif self.numeric == "bucket":
+                parts.append(self.bucket_table(batch.num_bucket + self.bucket_offsets))
+            else:
+                parts.append(self.autodis(batch.num))
         for name, bag in self.seq_tables.items():
             ids = batch.seq[name]
             parts.append(bag(ids, per_sample_weights=None).unsqueeze(1) if ids.numel() else
@@ -84,3 +129,110 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def pair_indices(n_fields: int) -> tuple[torch.Tensor, torch.Tensor]:
+    i, j = torch.triu_indices(n_fields, n_fields, offset=1)
+    return i, j
+
+
+class InnerProduct(nn.Module):
+    """IPNN product layer: <e_i, e_j> for every field pair i < j -> [B, F(F-1)/2]."""
+
+    def __init__(self, n_fields: int) -> None:
+        super().__init__()
+        i, j = pair_indices(n_fields)
+        self.register_buffer("i", i, persistent=False)
+        self.register_buffer("j", j, persistent=False)
+        self.out_dim = len(i)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return (emb[:, self.i] * emb[:, self.j]).sum(-1)
+
+
+class KernelProduct(nn.Module):
+    """KPNN (Qu et al., TOIS 2018): p_ij = e_i^T K_ij e_j with a kernel per field pair.
+    ``kernel``: "vector" (diagonal K_ij), "matrix" (full d x d K_ij) or "number" (scalar K_ij)."""
+
+    def __init__(self, n_fields: int, dim: int, kernel: str = "vector") -> None:
+        super().__init__()
+        i, j = pair_indices(n_fields)
+        self.register_buffer("i", i, persistent=False)
+        self.register_buffer("j", j, persistent=False)
+        p = len(i)
+        self.kernel = kernel
+        if kernel == "vector":
+            self.K = nn.Parameter(torch.ones(p, dim) + 0.01 * torch.randn(p, dim))
+        elif kernel == "matrix":
+            self.K = nn.Parameter(torch.eye(dim).repeat(p, 1, 1) + 0.01 * torch.randn(p, dim, dim))
+        elif kernel == "number":
+            self.K = nn.Parameter(torch.ones(p) + 0.01 * torch.randn(p))
+        else:
+            raise ValueError(f"kpnn_kernel: {kernel!r} is not one of vector, matrix, number")
+        self.out_dim = p
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        ei, ej = emb[:, self.i], emb[:, self.j]  # [B, P, d]
+        if self.kernel == "vector":
+            return (ei * self.K * ej).sum(-1)
+        if self.kernel == "matrix":
+            return torch.einsum("bpd,pde,bpe->bp", ei, self.K, ej)
+        return (ei * ej).sum(-1) * self.K
+
+
+class PINMicroNet(nn.Module):
+    """PIN (Qu et al., TOIS 2018): a micro-network per field pair over [e_i, e_j, e_i * e_j]:
+    Linear(3d, hidden) -> LayerNorm -> ReLU -> Linear(hidden, out); outputs concatenated -> [B, P*out]."""
+
+    def __init__(self, n_fields: int, dim: int, hidden: int = 40, out: int = 5) -> None:
+        super().__init__()
+        i, j = pair_indices(n_fields)
+        self.register_buffer("i", i, persistent=False)
+        self.register_buffer("j", j, persistent=False)
+        p = len(i)
+        self.w1 = nn.Parameter(torch.empty(p, 3 * dim, hidden))
+        self.b1 = nn.Parameter(torch.zeros(p, hidden))
+        self.norm = nn.LayerNorm(hidden)
+        self.w2 = nn.Parameter(torch.empty(p, hidden, out))
+        self.b2 = nn.Parameter(torch.zeros(p, out))
+        for w in (self.w1, self.w2):
+            nn.init.xavier_normal_(w)
+        self.out_dim = p * out
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        ei, ej = emb[:, self.i], emb[:, self.j]
+        x = torch.cat([ei, ej, ei * ej], dim=-1)  # [B, P, 3d]
+        h = torch.relu(self.norm(torch.einsum("bpk,pkh->bph", x, self.w1) + self.b1))
+        return (torch.einsum("bph,pho->bpo", h, self.w2) + self.b2).flatten(1)
+
+
+class FGCNNGenerator(nn.Module):
+    """FGCNN feature generation (Liu et al., WWW 2019): the field-embedding matrix is a 1-channel image;
+    each layer is Conv(kernel h x 1, tanh) -> MaxPool(p x 1) -> recombination FC producing new field
+    embeddings. Returns the new fields [B, F_new, d]."""
+
+    def __init__(self, n_fields: int, dim: int, channels: list[int], kernel: int = 7, pool: int = 2,
+                 recombine: int = 2) -> None:
+        super().__init__()
+        self.convs, self.recombs = nn.ModuleList(), nn.ModuleList()
+        self.dim, self.pool = dim, pool
+        in_ch, height, self.n_new = 1, n_fields, 0
+        for ch in channels:
+            k = min(kernel, height)
+            self.convs.append(nn.Conv2d(in_ch, ch, (k, 1), padding=(k // 2, 0) if k % 2 else 0))
+            conv_h = height + 2 * (k // 2 if k % 2 else 0) - k + 1
+            pooled = max(1, conv_h // pool)
+            self.recombs.append(nn.Linear(ch * pooled * dim, recombine * pooled * dim))
+            self.n_new += recombine * pooled
+            in_ch, height = ch, pooled
+        for m in [*self.convs, *self.recombs]:
+            nn.init.xavier_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        x, new = emb.unsqueeze(1), []  # [B, 1, F, d]
+        for conv, rec in zip(self.convs, self.recombs):
+            x = torch.tanh(conv(x))
+            x = nn.functional.max_pool2d(x, (self.pool, 1)) if x.shape[2] >= self.pool else x
+            new.append(torch.tanh(rec(x.flatten(1))).view(emb.shape[0], -1, self.dim))
+        return torch.cat(new, dim=1)

@@ -87,13 +87,20 @@ class AnnIndex:
         else:
             self.index.remove_ids(ids)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query; missing slots have id -1. Tombstones are skipped."""
+    def search(self, queries: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query; missing slots have id -1. Tombstones are skipped.
+        ``allowed`` restricts the search to those ids (a FAISS id selector)."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if self.index.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         fetch = min(int(self.index.ntotal), k + len(self.tombstones))
-        scores, ids = self.index.search(q, fetch)
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.fromiter(allowed, np.int64, len(allowed)))
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe) if self._is_ivf() \
+                else faiss.SearchParameters(sel=sel)
+            scores, ids = self.index.search(q, fetch, params=params)
+        else:
+            scores, ids = self.index.search(q, fetch)
         if not self.tombstones:
             return scores[:, :k], ids[:, :k]
         out_s = np.full((len(q), k), -np.inf, np.float32)
