@@ -89,6 +89,39 @@ def generate(
 
 
 @app.command()
+def train(
+    config: Path = typer.Option(..., exists=True, help="YAML job config (data, features, model, trainer, output_dir)"),
+) -> None:
+    """Train a CTR model (resumes from output_dir/checkpoint after a kill; works under torchrun)."""
+    from llmrec.ctr.distributed import init_from_env, shutdown
+    from llmrec.ctr.run import load_job_config, run_training
+
+    job = load_job_config(config)
+    init_from_env(job.trainer.device)
+    try:
+        result = run_training(job)
+    finally:
+        shutdown()
+    console.print(f"[bold]{job.model.name}[/] on {result['data']}: test AUC {result['test']['auc']:.4f}, "
+                  f"logloss {result['test']['logloss']:.4f}, gAUC {result['test']['gauc']:.4f} "
+                  f"(best epoch {result['best_epoch']}, {result['train_samples_per_second']:.0f} samples/s)")
+    console.print(f"model and result.json in {job.output_dir}")
+
+
+@app.command()
+def evaluate(
+    config: Path = typer.Option(..., exists=True, help="the YAML job config used for training (data and split)"),
+    model_dir: Optional[Path] = typer.Option(None, help="saved model folder (default: <output_dir>/model)"),
+) -> None:
+    """Evaluate a saved CTR model on the test split; prints JSON."""
+    from llmrec.ctr.run import evaluate_saved, load_job_config
+
+    job = load_job_config(config)
+    res = evaluate_saved(model_dir or Path(job.output_dir) / "model", job)
+    typer.echo(json.dumps(res, indent=2, default=float))
+
+
+@app.command()
 def serve(
     host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
     model: Optional[str] = ModelOpt, dtype: str = typer.Option("float32"),

@@ -32,3 +32,31 @@ def test_generate_command():
     assert res.exit_code == 0, res.output
     row = json.loads(next(x for x in res.output.splitlines() if x.startswith("{")))
     assert "Paris" in row["text"]
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"""
+data:
+  source: synthetic
+  synthetic: {{n_users: 60, n_items: 50, impressions_per_user: 30}}
+model: {{name: ipnn, hidden_units: [16]}}
+trainer: {{epochs: 2, batch_size: 256, progress: false}}
+output_dir: {tmp_path / 'run'}
+""")
+    res = CliRunner().invoke(app, ["train", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["model"]["name"] == "ipnn" and 0 < result["test"]["auc"] < 1
+    res = CliRunner().invoke(app, ["evaluate", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    ev = json.loads(res.output[res.output.index("{"):])
+    assert ev["test"]["auc"] == result["test"]["auc"]
+
+
+def test_config_with_unknown_key_names_it(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {name: deepfm, hiden_units: [8]}\n")
+    res = CliRunner().invoke(app, ["train", "--config", str(cfg)])
+    assert res.exit_code != 0
+    assert "hiden_units" in str(res.exception)

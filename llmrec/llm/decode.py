@@ -144,18 +144,28 @@ class ContinuousDecoder:
             gen = torch.Generator().manual_seed(s.seed if s.seed is not None else torch.seed())
         batch = _Batch()
         admit_at = max(1, s.batch_size // 4)
-        while order or len(batch):
-            free = s.batch_size - len(batch)
-            if order and (free >= admit_at or not len(batch)):
+        # Finished rows stay in the batch (masked out of the results) until the next admission or until
+        # half the rows are finished: dropping them from the KV cache copies every layer's cache, which
+        # costs more than decoding a few idle rows.
+        alive = torch.zeros(0, dtype=torch.bool)
+        while order or bool(alive.any()):
+            live = int(alive.sum())
+            free = s.batch_size - live
+            admit = bool(order) and (free >= admit_at or live == 0)
+            if len(batch) and (admit or live * 2 <= len(batch)) and not bool(alive.all()):
+                batch.keep(alive)
+                alive = alive[alive]
+            if admit:
                 take = [order.popleft() for _ in range(min(free, len(order)))]
                 new, tok, lp = self._prefill([list(prompts[i]) for i in take], take, s, gen)
-                done = self._record(new.rows, tok, lp, results, s)
+                done = self._record(new.rows, tok, lp, results, s, torch.ones(len(take), dtype=torch.bool))
                 new.next_tok = tok
                 if done.any():
                     new.keep(~done)
                 if len(new):
                     batch.merge(new)
-                if not len(batch):
+                    alive = torch.cat([alive, torch.ones(len(new), dtype=torch.bool)])
+                if not bool(alive.any()):
                     continue
             dev = self.model.device
             batch.mask = torch.cat([batch.mask, torch.ones((len(batch), 1), dtype=torch.long)], 1)
@@ -165,15 +175,17 @@ class ContinuousDecoder:
                 position_ids=batch.last_pos[:, None].to(dev), use_cache=True, **{self._cache_arg: batch.cache},
             )
             tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
-            done = self._record(batch.rows, tok, lp, results, s)
+            done = self._record(batch.rows, tok, lp, results, s, alive)
             batch.next_tok = tok
-            if done.any():
-                batch.keep(~done)
+            alive = alive & ~done
         return results
 
-    def _record(self, rows: list[int], tok: torch.Tensor, lp, results: list[RowResult], s) -> torch.Tensor:
+    def _record(self, rows: list[int], tok: torch.Tensor, lp, results: list[RowResult], s,
+                alive: torch.Tensor) -> torch.Tensor:
         done = torch.zeros(len(rows), dtype=torch.bool)
-        for j, (r, t) in enumerate(zip(rows, tok.tolist())):
+        for j, (r, t, a) in enumerate(zip(rows, tok.tolist(), alive.tolist())):
+            if not a:
+                continue
             res = results[r]
             if t in self.eos_ids:
                 res.finish_reason, done[j] = "stop", True
