@@ -34,3 +34,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# Peer libraries for eval/ctr_benchmark.py, in their own environment (same torch build)
+peers: .venv-peers/.installed
+.venv-peers/.installed:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --upgrade pip
+	.venv-peers/bin/python -m pip install -q torch==2.13.0
+	.venv-peers/bin/python -m pip install -q fuxictr==2.3.10 deepctr-torch==0.3.0 scikit-learn
+	touch $@

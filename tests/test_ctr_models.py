@@ -180,3 +180,23 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert d[0]["test"]["auc"] == pytest.approx(s["test"]["auc"], abs=2e-3)
     assert [h["valid_auc"] for h in d[0]["history"]] == pytest.approx([h["valid_auc"] for h in s["history"]],
                                                                       abs=2e-3)
+
+
+def test_fast_dropout_statistics_and_determinism():
+    from llmrec.ctr.layers import FastDropout
+
+    d = FastDropout(0.2)
+    x = torch.ones(1000, 1000)
+    torch.manual_seed(0)
+    a = d(x)
+    torch.manual_seed(0)
+    assert torch.equal(a, d(x))  # torch.manual_seed reproduces the mask
+    m = (a == 0).float()
+    assert abs(m.mean().item() - 0.2) < 0.005
+    assert abs((m[:, :-1] * m[:, 1:]).mean().item() - 0.04) < 0.003  # neighbours independent
+    assert abs(m[:500].mean().item() - m[500:].mean().item()) < 0.005  # both 16-bit halves unbiased
+    assert a[a != 0].unique().tolist() == [1.25]  # inverted scaling keeps the expectation
+    d.eval()
+    assert torch.equal(d(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        FastDropout(1.0)

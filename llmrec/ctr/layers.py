@@ -104,6 +104,44 @@ class FMInteraction(nn.Module):
         return 0.5 * (square_of_sum - sum_of_square).sum(-1)
 
 
+class FastDropout(nn.Module):
+    """Inverted dropout whose mask comes from a counter-based integer hash (murmur3 finalizer) instead of
+    ``bernoulli_``: on CPU, PyTorch's per-element RNG made dropout ~30% of DeepFM training time; the hash is
+    a handful of vectorized int32 ops, each 32-bit hash giving two 16-bit uniforms. The per-call seed is
+    drawn from torch's RNG, so ``torch.manual_seed`` still makes runs reproducible. On GPU, or with p = 0,
+    it defers to ``nn.functional.dropout``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout: {p} is not in [0, 1)")
+        self.p = p
+        self.threshold = int(round(p * 65536))
+        self._idx = torch.zeros(0, dtype=torch.int32)
+
+    def _uniform16(self, n: int, seed: int) -> torch.Tensor:
+        half = (n + 1) // 2
+        if self._idx.numel() < half:
+            self._idx = torch.arange(half, dtype=torch.int32)
+        v = self._idx[:half] * -1640531535 + seed  # golden-ratio stride; int32 arithmetic wraps
+        # logical right shifts (torch shifts int32 arithmetically, so mask off the sign extension)
+        v = v ^ ((v >> 16) & 0xFFFF)
+        v = v * -2048144789
+        v = v ^ ((v >> 13) & 0x7FFFF)
+        v = v * -1028477387
+        v = v ^ ((v >> 16) & 0xFFFF)
+        return torch.cat([v & 0xFFFF, (v >> 16) & 0xFFFF])[:n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, True)
+        seed = int(torch.randint(-(2 ** 31), 2 ** 31 - 1, (1,)))
+        keep = (self._uniform16(x.numel(), seed) >= self.threshold).view(x.shape)
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
 class MLP(nn.Module):
     def __init__(self, in_dim: int, hidden: list[int], dropout: float = 0.0, batch_norm: bool = False,
                  out_dim: int | None = 1) -> None:
@@ -116,7 +154,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(h))
             layers.append(nn.ReLU())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(FastDropout(dropout))
             d = h
         if out_dim is not None:
             layers.append(nn.Linear(d, out_dim))

@@ -1,0 +1,174 @@
+"""DeepFM from the peer libraries on an exported llmrec split (run with the peers' Python).
+
+    python eval/peers/peer_deepfm.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED
+
+SPLIT.npz holds the encoded train/valid/test arrays (identical ids for every library), SPEC.json the
+feature list and hyperparameters. Prints one JSON line: test AUC/logloss, training samples/s, epochs.
+The FuxiCTR DeepFM is assembled from the wheel's own layers the way its model zoo does (the zoo is not
+in the wheel); the protocol (Adam, embedding L2, lr x0.1 on plateau, early stop on valid AUC with
+patience 2, best weights restored) is each library's own where it has one."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+
+
+def load(split_path: str):
+    z = np.load(split_path, allow_pickle=False)
+    parts = {}
+    for part in ("train", "valid", "test"):
+        parts[part] = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(part + "/")}
+    return parts
+
+
+def run_fuxictr(parts, spec, seed):
+    from collections import OrderedDict
+
+    from fuxictr.features import FeatureMap
+    from fuxictr.pytorch.layers import FactorizationMachine, FeatureEmbedding, MLP_Block
+    from fuxictr.pytorch.models import BaseModel
+    from fuxictr.utils import set_logger  # noqa: F401  (imported for parity with the zoo scripts)
+
+    logging.disable(logging.INFO)
+    fmap = FeatureMap("llmrec_bench", tempfile.mkdtemp())
+    fmap.features = OrderedDict()
+    for f in spec["features"]:
+        if f["type"] == "categorical":
+            fmap.features[f["name"]] = {"type": "categorical", "source": "", "vocab_size": f["vocab"]}
+        elif f["type"] == "numerical":
+            fmap.features[f["name"]] = {"type": "numeric", "source": ""}
+        else:
+            fmap.features[f["name"]] = {"type": "sequence", "source": "", "vocab_size": f["vocab"], "padding_idx": 0,
+                                        "max_len": f["max_len"], "feature_encoder": "layers.MaskedAveragePooling()"}
+    fmap.labels = ["label"]
+    fmap.default_emb_dim = spec["hp"]["embedding_dim"]
+    fmap.num_fields = fmap.get_num_fields()
+    fmap.set_column_index()
+    hp = spec["hp"]
+
+    class DeepFM(BaseModel):
+        def __init__(self, feature_map, **params):
+            super().__init__(feature_map, model_id="DeepFM", gpu=-1, embedding_regularizer=hp["embedding_l2"],
+                             net_regularizer=0, model_root=tempfile.mkdtemp(), metrics=["AUC", "logloss"],
+                             verbose=0, early_stop_patience=hp["patience"])
+            self.embedding_layer = FeatureEmbedding(feature_map, hp["embedding_dim"])
+            self.fm = FactorizationMachine(feature_map)
+            self.mlp = MLP_Block(input_dim=feature_map.sum_emb_out_dim(), output_dim=1,
+                                 hidden_units=hp["hidden_units"], hidden_activations="ReLU", output_activation=None,
+                                 dropout_rates=hp["dropout"], batch_norm=False)
+            os.makedirs(self.model_dir, exist_ok=True)
+            self.compile("adam", "binary_crossentropy", hp["learning_rate"])
+            self.reset_parameters()
+            self.model_to_device()
+
+        def forward(self, inputs):
+            X = self.get_inputs(inputs)
+            emb = self.embedding_layer(X)
+            y = self.fm(X, emb) + self.mlp(emb.flatten(start_dim=1))
+            return {"y_pred": self.output_activation(y)}
+
+    class Loader:
+        def __init__(self, data, bs, shuffle):
+            self.data, self.bs, self.shuffle = data, bs, shuffle
+            self.n = len(data["label"])
+            self.tensors = {k: torch.from_numpy(v) for k, v in data.items()}
+
+        def __len__(self):
+            return (self.n + self.bs - 1) // self.bs
+
+        def __iter__(self):
+            idx = torch.randperm(self.n) if self.shuffle else torch.arange(self.n)
+            for i in range(0, self.n, self.bs):
+                j = idx[i : i + self.bs]
+                yield {k: v[j] for k, v in self.tensors.items()}
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = DeepFM(fmap)
+    eval_time = [0.0]
+    orig_eval = model.eval_step
+
+    def timed_eval():
+        t = time.perf_counter()
+        orig_eval()
+        eval_time[0] += time.perf_counter() - t
+
+    model.eval_step = timed_eval
+    train = Loader(parts["train"], hp["batch_size"], True)
+    valid = Loader(parts["valid"], 8192, False)
+    t = time.perf_counter()
+    model.fit(train, epochs=hp["epochs"], validation_data=valid, max_gradient_norm=10.0)
+    total = time.perf_counter() - t
+    epochs = model._epoch_index + 1
+    p = model.predict(Loader(parts["test"], 8192, False)).reshape(-1)
+    return p, epochs, train.n * epochs / max(1e-9, total - eval_time[0])
+
+
+def run_deepctr(parts, spec, seed):
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
+    from deepctr_torch.models import DeepFM
+
+    hp = spec["hp"]
+    cols = []
+    for f in spec["features"]:
+        if f["type"] == "categorical":
+            cols.append(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]))
+        elif f["type"] == "numerical":
+            cols.append(DenseFeat(f["name"], 1))
+        else:
+            cols.append(VarLenSparseFeat(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]),
+                                         maxlen=f["max_len"], combiner="mean"))
+    names = [f["name"] for f in spec["features"]]
+    torch.manual_seed(seed)
+    model = DeepFM(cols, cols, dnn_hidden_units=tuple(hp["hidden_units"]), l2_reg_linear=hp["embedding_l2"] / 2,
+                   l2_reg_embedding=hp["embedding_l2"] / 2, l2_reg_dnn=0, init_std=1e-4, seed=seed,
+                   dnn_dropout=hp["dropout"], task="binary", device="cpu")
+    model.compile("adam", "binary_crossentropy", metrics=["auc"])
+    for g in model.optim.param_groups:
+        g["lr"] = hp["learning_rate"]
+    x = {part: {n: parts[part][n] for n in names} for part in parts}
+    best, best_state, bad, train_time, epochs = -1.0, None, 0, 0.0, 0
+    for _ in range(hp["epochs"]):
+        t = time.perf_counter()
+        model.fit(x["train"], parts["train"]["label"], batch_size=hp["batch_size"], epochs=1, verbose=0)
+        train_time += time.perf_counter() - t
+        epochs += 1
+        auc = roc_auc_score(parts["valid"]["label"], model.predict(x["valid"], 8192).reshape(-1))
+        if auc > best + 1e-6:
+            best, best_state, bad = auc, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            for g in model.optim.param_groups:
+                g["lr"] = max(1e-6, g["lr"] * 0.1)
+            if bad >= hp["patience"]:
+                break
+    model.load_state_dict(best_state)
+    p = model.predict(x["test"], 8192).reshape(-1)
+    return p, epochs, len(parts["train"]["label"]) * epochs / train_time
+
+
+def main() -> None:
+    split, spec_path, lib, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    spec = json.loads(open(spec_path).read())
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    parts = load(split)
+    p, epochs, sps = (run_fuxictr if lib == "fuxictr" else run_deepctr)(parts, spec, seed)
+    y = parts["test"]["label"]
+    print(json.dumps({"library": lib, "seed": seed, "auc": float(roc_auc_score(y, p)),
+                      "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "epochs": epochs,
+                      "train_samples_per_second": sps,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()
