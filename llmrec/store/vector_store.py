@@ -390,6 +390,11 @@ class VectorStore:
             return len(rids)
 
     # ------------------------------------------------------------------ reads
+    def version(self) -> int:
+        """A number that changes whenever any process writes to the store (the last change-log sequence)."""
+        with self._lock:
+            return self._max_seq()
+
     def namespaces(self) -> list[str]:
         with self._lock:
             self._sync()

@@ -1,0 +1,132 @@
+"""LoCoMo session retrieval: random, BM25, dense and hybrid over the llmrec memory API.
+
+    python eval/memory_locomo.py [--split dev|heldout|all]
+
+Each conversation is one user; each session is added as its turns (speaker: text, image captions appended)
+with a session unit. Gold = the sessions named in a question's evidence ids (malformed ids are counted and
+reported, questions left with no gold session are excluded and counted). Metrics: session-level
+recall_all@k (every gold session in the top k, as MemGAS scores it), recall_any@k and NDCG@k, overall and
+per category (1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial), with the random floor
+computed on the same questions. Tune on the dev conversations only; the held-out ones are reported as is.
+Writes eval/results/memory_locomo_<split>.json."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmrec.config import llmrec_home  # noqa: E402
+from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo  # noqa: E402
+from llmrec.embed import default_embedder  # noqa: E402
+from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.memory import Memory  # noqa: E402
+from llmrec.memory.api import rank_sessions  # noqa: E402
+from llmrec.store import VectorStore  # noqa: E402
+
+KS = (1, 3, 5, 10)
+METHODS = {
+    "bm25_session": ("bm25", "session"),
+    "bm25_turn": ("bm25", "turn"),
+    "dense_session": ("dense", "session"),
+    "dense_turn": ("dense", "turn"),
+    "hybrid_session": ("hybrid", "session"),
+    "hybrid_turn": ("hybrid", "turn"),
+}
+
+
+def ndcg(ranked: list[str], gold: set[str], k: int) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, s in enumerate(ranked[:k]) if s in gold)
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(gold), k)))
+    return dcg / idcg if idcg else 0.0
+
+
+def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
+    out = {}
+    for k in KS:
+        top = set(ranked[:k])
+        out[f"recall_all@{k}"] = float(gold <= top)
+        out[f"recall_any@{k}"] = float(bool(gold & top))
+    for k in (5, 10):
+        out[f"ndcg@{k}"] = ndcg(ranked, gold, k)
+    return out
+
+
+def aggregate(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k not in ("category",)]
+    overall = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    per_cat = {}
+    for c, name in CATEGORIES.items():
+        sub = [r for r in rows if r["category"] == c]
+        if sub:
+            per_cat[name] = {"n": len(sub), **{k: float(np.mean([r[k] for r in sub])) for k in keys}}
+    return {"n": len(rows), "overall": overall, "per_category": per_cat}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "locomo"))
+    ap.add_argument("--split", choices=["dev", "heldout", "all"], default="dev")
+    ap.add_argument("--random-trials", type=int, default=50)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[a.split]
+    convs = load_locomo(a.data, ids)
+    embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
+    rows = {m: [] for m in [*METHODS, "random"]}
+    malformed, no_gold = 0, 0
+    rng = np.random.default_rng(0)
+    add_units, add_seconds, latencies = 0, 0.0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
+        for conv in tqdm(convs, desc="conversations"):
+            user = conv.sample_id
+            t = time.perf_counter()
+            for sess in conv.sessions:
+                msgs = [{"role": "user", "name": turn.speaker, "content": turn.text} for turn in sess.turns]
+                memory.add(user, msgs, session_id=str(sess.index))
+                add_units += len(msgs) + 1
+            add_seconds += time.perf_counter() - t
+            sessions = [str(s.index) for s in conv.sessions]
+            for qa in conv.qa:
+                malformed += len(qa.bad_evidence)
+                gold = {str(s) for s in qa.gold_sessions}
+                if not gold:
+                    no_gold += 1
+                    continue
+                for name, (method, unit) in METHODS.items():
+                    t = time.perf_counter()
+                    ranked = [s for s, _ in rank_sessions(memory, user, qa.question, method, unit)]
+                    latencies.append(time.perf_counter() - t)
+                    ranked += [s for s in sessions if s not in set(ranked)]  # unscored sessions last
+                    rows[name].append({"category": qa.category, **score(ranked, gold)})
+                trials = [score(list(rng.permutation(sessions)), gold) for _ in range(a.random_trials)]
+                rows["random"].append({"category": qa.category,
+                                       **{k: float(np.mean([t_[k] for t_ in trials])) for k in trials[0]}})
+    results = {m: aggregate(r) for m, r in rows.items()}
+    for m, r in results.items():
+        o = r["overall"]
+        print(f"{m:15s} n={r['n']} recall_all@5={o['recall_all@5']:.3f} recall_any@5={o['recall_any@5']:.3f} "
+              f"ndcg@5={o['ndcg@5']:.3f} recall_all@10={o['recall_all@10']:.3f}")
+    out = Path(a.out or ROOT / "eval" / "results" / f"memory_locomo_{a.split}.json")
+    write_result(out, {
+        "split": a.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
+        "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
+        "add_units_per_second": add_units / add_seconds,
+        "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
+        "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
+        "results": results,
+    })
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()

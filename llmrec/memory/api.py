@@ -1,0 +1,243 @@
+"""User-scoped long-term memory over the llmrec store (mem0-like shape).
+
+    mem = Memory(VectorStore("memory/default"), default_embedder())
+    mem.add("alice", [{"role": "user", "content": "I moved to Lisbon"}], session_id="s1")
+    mem.search("alice", "where does she live?", k=5, method="hybrid")
+
+Each user is one store namespace, so one user's memories are never searched for another. Units:
+``turn`` (one message or text) and ``session`` (all turns of a session, re-embedded when the session
+grows). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
+(min-max normalized mix). Memory text is data: it is stored and returned verbatim and never interpreted."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from llmrec.config import StrictConfig
+from llmrec.embed import Embedder
+from llmrec.memory.bm25 import BM25Index
+from llmrec.store import VectorStore
+
+Method = Literal["dense", "bm25", "hybrid"]
+Granularity = Literal["turn", "session"]
+
+
+class MemoryConfig(StrictConfig):
+    max_text_chars: int = 20_000
+    hybrid_alpha: float = 0.5  # weight of the dense score in hybrid search
+    session_units: bool = True
+
+
+@dataclass
+class MemoryHit:
+    id: str
+    text: str
+    score: float
+    granularity: str
+    session_id: str | None
+    timestamp: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+_RESERVED = ("granularity", "session_id", "timestamp")
+
+
+def _hit(record, score: float) -> MemoryHit:
+    m = record.metadata
+    return MemoryHit(record.id, record.text, float(score), m.get("granularity", "turn"), m.get("session_id"),
+                     m.get("timestamp"), {k: v for k, v in m.items() if k not in _RESERVED})
+
+
+def _ns(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def minmax(scores: dict[str, float]) -> dict[str, float]:
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi - lo < 1e-12:
+        return {k: 1.0 for k in scores}
+    return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
+
+
+class Memory:
+    def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None) -> None:
+        self.store, self.embedder = store, embedder
+        self.config = config or MemoryConfig()
+        self._bm25: dict[str, tuple[BM25Index, int]] = {}
+        self._lock = threading.RLock()
+
+    # ---------------------------------------------------------------- validation
+    def _check_user(self, user_id: str) -> None:
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValueError("user_id: must be a non-empty string")
+
+    def _check_text(self, text: Any, name: str) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{name}: empty text")
+        if len(text) > self.config.max_text_chars:
+            raise ValueError(f"{name}: {len(text)} characters exceed max_text_chars={self.config.max_text_chars}")
+        return text
+
+    def _turn_texts(self, content: str | Sequence[Mapping[str, str]]) -> list[str]:
+        if isinstance(content, str):
+            return [self._check_text(content, "content")]
+        if not content:
+            raise ValueError("content: empty message list")
+        out = []
+        for i, m in enumerate(content):
+            if not isinstance(m, Mapping) or "content" not in m:
+                raise ValueError(f"content[{i}]: a message needs 'content'")
+            text = self._check_text(m["content"], f"content[{i}].content")
+            who = m.get("name") or m.get("role")
+            out.append(f"{who}: {text}" if who else text)
+        return out
+
+    # ---------------------------------------------------------------- writes
+    def add(self, user_id: str, content: str | Sequence[Mapping[str, str]], session_id: str | None = None,
+            timestamp: float | None = None, metadata: Mapping[str, Any] | None = None) -> list[str]:
+        """Store one text or a list of messages as turn units (and refresh the session unit). Returns turn ids."""
+        self._check_user(user_id)
+        texts = self._turn_texts(content)
+        ts = float(timestamp) if timestamp is not None else time.time()
+        base = dict(metadata or {})
+        for reserved in _RESERVED:
+            if reserved in base:
+                raise ValueError(f"metadata.{reserved}: reserved key")
+        ids = [f"t-{uuid.uuid4().hex}" for _ in texts]
+        metas = [{**base, "granularity": "turn", "session_id": session_id, "timestamp": ts} for _ in texts]
+        vecs = self.embedder.encode(texts)
+        ns = _ns(user_id)
+        with self._lock:
+            before = self.store.version()
+            self.store.add(ns, ids, texts, vecs, metas)
+            written = [(i, t) for i, t in zip(ids, texts)]
+            if session_id is not None and self.config.session_units:
+                written.append(self._refresh_session(user_id, session_id, ts))
+            self._bm25_apply(user_id, before, added=written)
+        return ids
+
+    def _refresh_session(self, user_id: str, session_id: str, ts: float) -> tuple[str, str]:
+        ns = _ns(user_id)
+        turns = [h for h in self._records(user_id) if h.granularity == "turn" and h.session_id == session_id]
+        turns.sort(key=lambda h: (h.timestamp or 0.0))
+        text = "\n".join(h.text for h in turns)
+        sid = f"s-{session_id}"
+        self.store.upsert(ns, [sid], [text], self.embedder.encode([text]),
+                          [{"granularity": "session", "session_id": session_id, "timestamp": ts}])
+        return sid, text
+
+    def update(self, user_id: str, memory_id: str, text: str) -> None:
+        self._check_user(user_id)
+        self._check_text(text, "text")
+        ns = _ns(user_id)
+        rec = self.store.get(ns, [memory_id])[0]
+        if rec is None:
+            raise KeyError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
+        with self._lock:
+            before = self.store.version()
+            self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
+            self._bm25_apply(user_id, before, added=[(memory_id, text)])
+
+    def delete(self, user_id: str, memory_id: str | None = None) -> int:
+        """Delete one memory, or every memory of the user when ``memory_id`` is None."""
+        self._check_user(user_id)
+        ns = _ns(user_id)
+        if ns not in self.store.namespaces():
+            raise KeyError(f"user_id: unknown user {user_id!r}")
+        ids = [memory_id] if memory_id is not None else self.store.ids(ns)
+        with self._lock:
+            before = self.store.version()
+            n = self.store.delete(ns, ids)
+            self._bm25_apply(user_id, before, removed=ids)
+        return n
+
+    # ---------------------------------------------------------------- reads
+    def _records(self, user_id: str) -> list[MemoryHit]:
+        ns = _ns(user_id)
+        return [_hit(r, 0.0) for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
+
+    def list(self, user_id: str, session_id: str | None = None) -> list[MemoryHit]:
+        self._check_user(user_id)
+        return [h for h in self._records(user_id) if session_id is None or h.session_id == session_id]
+
+    def _bm25_apply(self, user_id: str, before: int, added=(), removed=()) -> None:
+        entry = self._bm25.get(user_id)
+        if entry is None:
+            return
+        index, version = entry
+        if version != before:  # someone else wrote in between: rebuild lazily at the next search
+            del self._bm25[user_id]
+            return
+        for i in removed:
+            index.remove(i)
+        for i, t in added:
+            index.add(i, t)
+        self._bm25[user_id] = (index, self.store.version())
+
+    def _bm25_index(self, user_id: str) -> BM25Index:
+        entry = self._bm25.get(user_id)
+        version = self.store.version()
+        if entry is not None and entry[1] == version:
+            return entry[0]
+        index = BM25Index()
+        for h in self._records(user_id):
+            index.add(h.id, h.text)
+        self._bm25[user_id] = (index, version)
+        return index
+
+    def search(self, user_id: str, query: str, k: int = 5, method: Method = "hybrid",
+               granularity: Granularity | None = "turn") -> list[MemoryHit]:
+        self._check_user(user_id)
+        self._check_text(query, "query")
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise ValueError("k: must be a positive integer")
+        if method not in ("dense", "bm25", "hybrid"):
+            raise ValueError(f"method: {method!r} is not one of dense, bm25, hybrid")
+        ns = _ns(user_id)
+        where = {"granularity": granularity} if granularity else None
+        with self._lock:
+            n = self.store.count(ns)
+            if n == 0:
+                return []
+            dense: dict[str, float] = {}
+            if method in ("dense", "hybrid"):
+                q = self.embedder.encode([query])[0]
+                pool = n if method == "hybrid" else k
+                dense = {h.id: h.score for h in self.store.search(ns, q, pool, where=where)}
+            lexical: dict[str, float] = {}
+            if method in ("bm25", "hybrid"):
+                lexical = self._bm25_index(user_id).scores(query)
+                if granularity:
+                    keep = {r.id for r in self._records(user_id) if r.granularity == granularity}
+                    lexical = {i: s for i, s in lexical.items() if i in keep}
+            if method == "dense":
+                scores = dense
+            elif method == "bm25":
+                scores = lexical
+            else:
+                d, l = minmax(dense), minmax(lexical)
+                a = self.config.hybrid_alpha
+                scores = {i: a * d.get(i, 0.0) + (1 - a) * l.get(i, 0.0) for i in set(d) | set(l)}
+            top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            recs = {r.id: r for r in self.store.get(ns, [i for i, _ in top]) if r is not None}
+        return [_hit(recs[i], s) for i, s in top if i in recs]
+
+
+def rank_sessions(memory: Memory, user_id: str, query: str, method: Method = "hybrid",
+                  unit: Granularity = "turn") -> list[tuple[str, float]]:
+    """Sessions of a user ranked for ``query``: by their best turn (``unit="turn"``) or by the
+    session unit itself (``unit="session"``)."""
+    n = memory.store.count(_ns(user_id))
+    hits = memory.search(user_id, query, k=max(1, n), method=method, granularity=unit)
+    best: dict[str, float] = {}
+    for h in hits:
+        if h.session_id is not None and h.score > best.get(h.session_id, -np.inf):
+            best[h.session_id] = h.score
+    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
