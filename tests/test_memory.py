@@ -31,6 +31,9 @@ def test_bm25_matches_hand_computation_and_updates_incrementally():
     idx.remove("c")
     assert set(idx.scores("cat")) == {"a"} and len(idx) == 2
     assert "the" not in tokenize("The cat")
+    idx.add("s", "cat summary", group="session")
+    assert set(idx.scores("cat", group="session")) == {"s"}
+    assert set(idx.scores("cat")) == {"a", "s"}  # no group: every document
 
 
 def test_add_search_update_delete(mem):

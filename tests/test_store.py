@@ -70,6 +70,9 @@ def test_metadata_filters(tmp_path):
     s.config = s.config.model_copy(update={"exact_filter_limit": 0})
     ann = s.search("u", v[5], k=40, where={"session": 1})
     assert [h.id for h in ann] == [h.id for h in s.search("u", v[5], k=40, where={"session": 1})]
+    found = s.find("u", {"kind": "summary", "session": 2})
+    assert sorted(int(r.id) for r in found) == [i for i in range(30, 40) if i % 4 == 2]
+    assert np.allclose(found[0].vector, v[int(found[0].id)])
     with pytest.raises(StoreError, match="where.bad-key"):
         s.search("u", v[0], 3, where={"bad-key": 1})
 

@@ -117,21 +117,20 @@ class Memory:
         with self._lock:
             before = self.store.version()
             self.store.add(ns, ids, texts, vecs, metas)
-            written = [(i, t) for i, t in zip(ids, texts)]
+            written = [(i, t, "turn") for i, t in zip(ids, texts)]
             if session_id is not None and self.config.session_units:
                 written.append(self._refresh_session(user_id, session_id, ts))
             self._bm25_apply(user_id, before, added=written)
         return ids
 
-    def _refresh_session(self, user_id: str, session_id: str, ts: float) -> tuple[str, str]:
+    def _refresh_session(self, user_id: str, session_id: str, ts: float) -> tuple[str, str, str]:
         ns = _ns(user_id)
-        turns = [h for h in self._records(user_id) if h.granularity == "turn" and h.session_id == session_id]
-        turns.sort(key=lambda h: (h.timestamp or 0.0))
-        text = "\n".join(h.text for h in turns)
+        turns = self.store.find(ns, {"granularity": "turn", "session_id": session_id})  # in insertion order
+        text = "\n".join(r.text for r in turns)
         sid = f"s-{session_id}"
         self.store.upsert(ns, [sid], [text], self.embedder.encode([text]),
                           [{"granularity": "session", "session_id": session_id, "timestamp": ts}])
-        return sid, text
+        return sid, text, "session"
 
     def update(self, user_id: str, memory_id: str, text: str) -> None:
         self._check_user(user_id)
@@ -143,7 +142,7 @@ class Memory:
         with self._lock:
             before = self.store.version()
             self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
-            self._bm25_apply(user_id, before, added=[(memory_id, text)])
+            self._bm25_apply(user_id, before, added=[(memory_id, text, rec.metadata.get("granularity"))])
 
     def delete(self, user_id: str, memory_id: str | None = None) -> int:
         """Delete one memory, or every memory of the user when ``memory_id`` is None."""
@@ -177,8 +176,8 @@ class Memory:
             return
         for i in removed:
             index.remove(i)
-        for i, t in added:
-            index.add(i, t)
+        for i, t, g in added:
+            index.add(i, t, g)
         self._bm25[user_id] = (index, self.store.version())
 
     def _bm25_index(self, user_id: str) -> BM25Index:
@@ -188,7 +187,7 @@ class Memory:
             return entry[0]
         index = BM25Index()
         for h in self._records(user_id):
-            index.add(h.id, h.text)
+            index.add(h.id, h.text, h.granularity)
         self._bm25[user_id] = (index, version)
         return index
 
@@ -213,10 +212,7 @@ class Memory:
                 dense = {h.id: h.score for h in self.store.search(ns, q, pool, where=where)}
             lexical: dict[str, float] = {}
             if method in ("bm25", "hybrid"):
-                lexical = self._bm25_index(user_id).scores(query)
-                if granularity:
-                    keep = {r.id for r in self._records(user_id) if r.granularity == granularity}
-                    lexical = {i: s for i, s in lexical.items() if i in keep}
+                lexical = self._bm25_index(user_id).scores(query, granularity)
             if method == "dense":
                 scores = dense
             elif method == "bm25":

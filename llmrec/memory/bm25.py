@@ -25,12 +25,14 @@ class BM25Index:
         self.postings: dict[str, dict[str, int]] = defaultdict(dict)
         self.lengths: dict[str, int] = {}
         self.doc_terms: dict[str, list[str]] = {}
+        self.groups: dict[str, str | None] = {}
         self.total_len = 0
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, doc_id: str, text: str) -> None:
+    def add(self, doc_id: str, text: str, group: str | None = None) -> None:
+        """Index a document; ``group`` (e.g. a memory granularity) lets searches keep one group only."""
         if doc_id in self.lengths:
             self.remove(doc_id)
         toks = tokenize(text)
@@ -38,6 +40,7 @@ class BM25Index:
         for term, tf in counts.items():
             self.postings[term][doc_id] = tf
         self.doc_terms[doc_id] = list(counts)
+        self.groups[doc_id] = group
         self.lengths[doc_id] = len(toks)
         self.total_len += len(toks)
 
@@ -46,13 +49,15 @@ class BM25Index:
         if n is None:
             return
         self.total_len -= n
+        self.groups.pop(doc_id, None)
         for term in self.doc_terms.pop(doc_id, []):
             docs = self.postings[term]
             docs.pop(doc_id, None)
             if not docs:
                 del self.postings[term]
 
-    def scores(self, query: str) -> dict[str, float]:
+    def scores(self, query: str, group: str | None = None) -> dict[str, float]:
+        """BM25 of every document sharing a term with ``query`` (corpus statistics over all groups)."""
         n = len(self.lengths)
         if n == 0:
             return {}
@@ -64,10 +69,12 @@ class BM25Index:
                 continue
             idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
             for doc_id, tf in docs.items():
+                if group is not None and self.groups[doc_id] != group:
+                    continue
                 norm = tf + self.k1 * (1 - self.b + self.b * self.lengths[doc_id] / avgdl)
                 out[doc_id] += idf * tf * (self.k1 + 1) / norm
         return dict(out)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        s = self.scores(query)
+    def search(self, query: str, k: int, group: str | None = None) -> list[tuple[str, float]]:
+        s = self.scores(query, group)
         return sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))[:k]

@@ -422,6 +422,14 @@ class VectorStore:
                     out[ext] = Record(ext, text, json.loads(meta), np.frombuffer(vec, np.float32).copy(), namespace)
         return [out.get(x) for x in ids]
 
+    def find(self, namespace: str, where: Mapping[str, Any]) -> list[Record]:
+        """Every record of a namespace whose metadata matches ``where`` (through the metadata index)."""
+        self._check_namespace(namespace)
+        with self._lock:
+            rids = sorted(self._filter_rids(namespace, where))
+            return [Record(r[2], r[3], json.loads(r[4]), np.frombuffer(r[5], np.float32).copy(), namespace)
+                    for r in self._rows(rids, "rid, namespace, ext_id, text, metadata, vector") if r[1] == namespace]
+
     def _filter_rids(self, namespace: str, where: Mapping[str, Any]) -> set[int]:
         """Row ids matching every ``key == value`` (or ``key in [values]``) condition, via the metadata index."""
         result: set[int] | None = None
