@@ -133,3 +133,41 @@ def test_langchain_retriever(mem):
     mem.add("zoe", "Zoe is allergic to peanuts.")
     docs = MemoryRetriever(memory=mem, user_id="zoe", k=1).invoke("what instrument does she play?")
     assert len(docs) == 1 and "cello" in docs[0].page_content and docs[0].metadata["granularity"] == "turn"
+
+
+KILL_WRITER = r"""
+import sys
+from llmrec.embed import default_embedder
+from llmrec.memory import Memory
+from llmrec.store import VectorStore
+m = Memory(VectorStore(sys.argv[1]), default_embedder())
+i = 0
+while True:
+    ids = m.add("kim", [{"role": "user", "content": f"note {i} about topic {i % 7}"},
+                        {"role": "assistant", "content": f"reply {i}"}], session_id=f"s{i % 4}")
+    print("ack", " ".join(ids), flush=True)
+    i += 1
+"""
+
+
+def test_writer_killed_mid_add_loses_no_acknowledged_memory(tmp_path, embedder):
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-c", KILL_WRITER, str(tmp_path / "s")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked = set()
+    deadline = time.time() + 180
+    while len(acked) < 40 and time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("ack"):
+            acked.update(line.split()[1:])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(acked) >= 40
+    m = Memory(VectorStore(tmp_path / "s"), embedder)
+    stored = {h.id for h in m.list("kim")}
+    assert acked <= stored
+    hits = m.search("kim", "note 3 about topic 3", k=3, method="hybrid")
+    assert hits[0].text == "user: note 3 about topic 3"
