@@ -30,6 +30,7 @@ Granularity = Literal["turn", "session"]
 class MemoryConfig(StrictConfig):
     max_text_chars: int = 20_000
     hybrid_alpha: float = 0.5  # weight of the dense score in hybrid search
+    hybrid_pool: int = 200  # dense candidates fused with BM25 in hybrid search (at least 20 x k)
     session_units: bool = True
 
 
@@ -208,7 +209,7 @@ class Memory:
             dense: dict[str, float] = {}
             if method in ("dense", "hybrid"):
                 q = self.embedder.encode([query])[0]
-                pool = n if method == "hybrid" else k
+                pool = min(n, max(self.config.hybrid_pool, 20 * k)) if method == "hybrid" else k
                 dense = {h.id: h.score for h in self.store.search(ns, q, pool, where=where)}
             lexical: dict[str, float] = {}
             if method in ("bm25", "hybrid"):

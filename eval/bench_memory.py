@@ -1,0 +1,73 @@
+"""Memory latency and throughput with 10,000 stored units for one user (no LLM calls).
+
+    python eval/bench_memory.py [--units 10000 --queries 300]
+
+Add throughput (units/s through Memory.add, embedding included, in batches of 10 messages) and search
+latency p50/p95 for dense, BM25 and hybrid. Writes eval/results/bench_memory.json. Target: p95 < 50 ms."""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmrec.embed import default_embedder  # noqa: E402
+from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.memory import Memory  # noqa: E402
+from llmrec.store import VectorStore  # noqa: E402
+
+SUBJECTS = ["my sister", "the dentist", "our neighbour", "my manager", "the yoga teacher", "grandma", "Tom", "Aiko"]
+VERBS = ["recommended", "cooked", "complained about", "bought", "forgot", "painted", "read", "visited"]
+OBJECTS = ["a ramen shop in Osaka", "the blue bicycle", "a jazz album", "the hiking trail", "a sourdough recipe",
+           "the museum pass", "a chess set", "the garden shed", "a sci-fi novel", "the budget spreadsheet"]
+WHEN = ["last Monday", "in March", "yesterday", "two weeks ago", "at the weekend", "on her birthday"]
+
+
+def sentence(rng: random.Random) -> str:
+    return f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(WHEN)} (note {rng.randrange(10**6)})."
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--units", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "bench_memory.json"))
+    a = ap.parse_args()
+    rng = random.Random(0)
+    emb = default_embedder()
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = Memory(VectorStore(Path(tmp) / "s"), emb)
+        t = time.perf_counter()
+        n = 0
+        while n < a.units:
+            msgs = [{"role": "user", "content": sentence(rng)} for _ in range(10)]
+            mem.add("bench-user", msgs, session_id=f"s{n // 200}")
+            n += len(msgs)
+        add_s = time.perf_counter() - t
+        queries = [f"what did {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS)}?" for _ in range(a.queries)]
+        res = {}
+        for method in ("dense", "bm25", "hybrid"):
+            mem.search("bench-user", queries[0], k=10, method=method)
+            lat = []
+            for q in queries:
+                t = time.perf_counter()
+                mem.search("bench-user", q, k=10, method=method)
+                lat.append((time.perf_counter() - t) * 1000)
+            res[method] = {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95))}
+            print(method, {k: round(v, 2) for k, v in res[method].items()}, flush=True)
+        units = mem.store.count("user:bench-user")
+    payload = {"settings": vars(a), "stored_units": units, "add_units_per_second": a.units / add_s,
+               "search_latency": res, "target": "p95 < 50 ms on 2 CPU cores"}
+    print("add units/s", round(a.units / add_s, 1), "stored", units)
+    print("wrote", write_result(Path(a.out), payload))
+
+
+if __name__ == "__main__":
+    main()
