@@ -1,4 +1,4 @@
-"""LoCoMo session retrieval: random, BM25, dense and hybrid over the llmrec memory API.
+"""LoCoMo session retrieval: random, BM25, dense, hybrid and MemGAS over the llmrec memory API.
 
     python eval/memory_locomo.py [--split dev|heldout|all]
 
@@ -30,6 +30,7 @@ from llmrec.embed import default_embedder  # noqa: E402
 from llmrec.eval.report import write_result  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.api import rank_sessions  # noqa: E402
+from llmrec.memory.memgas import MemGAS, MemGASConfig  # noqa: E402
 from llmrec.store import VectorStore  # noqa: E402
 
 KS = (1, 3, 5, 10)
@@ -40,6 +41,10 @@ METHODS = {
     "dense_turn": ("dense", "turn"),
     "hybrid_session": ("hybrid", "session"),
     "hybrid_turn": ("hybrid", "turn"),
+}
+MEMGAS = {
+    "memgas_dense": ["session", "turn_mean", "turn_max"],
+    "memgas_hybrid": ["session", "turn_mean", "turn_max", "bm25_session", "bm25_turn"],
 }
 
 
@@ -81,12 +86,13 @@ def main() -> None:
     ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[a.split]
     convs = load_locomo(a.data, ids)
     embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
-    rows = {m: [] for m in [*METHODS, "random"]}
+    rows = {m: [] for m in [*METHODS, *MEMGAS, "random"]}
     malformed, no_gold = 0, 0
     rng = np.random.default_rng(0)
     add_units, add_seconds, latencies = 0, 0.0, []
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
+        memgas = {name: MemGAS(memory, MemGASConfig(views=views)) for name, views in MEMGAS.items()}
         for conv in tqdm(convs, desc="conversations"):
             user = conv.sample_id
             t = time.perf_counter()
@@ -107,6 +113,11 @@ def main() -> None:
                     ranked = [s for s, _ in rank_sessions(memory, user, qa.question, method, unit)]
                     latencies.append(time.perf_counter() - t)
                     ranked += [s for s in sessions if s not in set(ranked)]  # unscored sessions last
+                    rows[name].append({"category": qa.category, **score(ranked, gold)})
+                for name, mg in memgas.items():
+                    t = time.perf_counter()
+                    ranked = [s for s, _ in mg.rank_sessions(user, qa.question)]
+                    latencies.append(time.perf_counter() - t)
                     rows[name].append({"category": qa.category, **score(ranked, gold)})
                 trials = [score(list(rng.permutation(sessions)), gold) for _ in range(a.random_trials)]
                 rows["random"].append({"category": qa.category,

@@ -1,0 +1,268 @@
+"""MemGAS (Xu et al., ICLR 2026): multi-granularity memory association and selection.
+
+Per session several *views* (granularities) score the query: the session unit's embedding, the mean of its
+turn embeddings, its best turn, and optionally BM25 over the session text or its turns (the "hybrid" setting).
+1. Association (incremental, cached per user): every embedding node of a session is compared with the nodes
+   of earlier sessions; its top ``gmm_candidates`` similarities are split by a 2-component 1-D Gaussian
+   mixture and the higher-mean component become undirected edges. Only nodes that are new or whose vector
+   changed are (re)linked, so adding a session never rebuilds the graph.
+2. Entropy router: for view g over the N sessions, p_g = softmax(s_g / T), H_g normalized by ln N,
+   w_g = max(1e-6, 1 - H_g), renormalized: a confident (peaked) view weighs more.
+3. Seeds: the top ``num_seed_nodes`` weighted node scores (negatives clipped) form the reset vector of a
+   personalized PageRank over the association graph (``damping`` = probability of following an edge).
+4. A session's score is the sum of its nodes' PageRank mass.
+Every stage is a pure function, tested on its own."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmrec.config import StrictConfig
+
+
+class MemGASConfig(StrictConfig):
+    views: list[str] = ["session", "turn_mean", "turn_max"]  # add "bm25_session", "bm25_turn" for hybrid
+    router_temperature: float = 0.2
+    num_seed_nodes: int = 15
+    damping: float = 0.1
+    gmm_candidates: int = 30
+    min_candidates: int = 5  # a node is linked once this many earlier nodes exist
+    ppr_iterations: int = 50
+
+
+# ------------------------------------------------------------------------------------------ pure stages
+def gmm_high_component(x: np.ndarray, iterations: int = 60) -> np.ndarray:
+    """Boolean mask of the values assigned to the higher-mean component of a 2-component 1-D GMM (EM)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) < 1e-12:
+        return np.zeros(len(x), dtype=bool)
+    mu = np.array([x.min(), x.max()])
+    var = np.full(2, max(np.var(x), 1e-6))
+    pi = np.array([0.5, 0.5])
+    for _ in range(iterations):
+        dens = pi * np.exp(-((x[:, None] - mu) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)
+        resp = dens / np.maximum(dens.sum(1, keepdims=True), 1e-300)
+        nk = resp.sum(0) + 1e-12
+        mu = (resp * x[:, None]).sum(0) / nk
+        var = np.maximum((resp * (x[:, None] - mu) ** 2).sum(0) / nk, 1e-6)
+        pi = nk / nk.sum()
+    hi = int(np.argmax(mu))
+    return resp[:, hi] > 0.5
+
+
+def router_weights(view_scores: dict[str, np.ndarray], temperature: float) -> dict[str, float]:
+    """Normalized-entropy router: lower entropy of softmax(scores / T) -> higher weight; weights sum to 1."""
+    raw = {}
+    for g, s in view_scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        z = (s - s.max()) / temperature
+        p = np.exp(z) / np.exp(z).sum()
+        h = -float(np.sum(p * np.log(np.maximum(p, 1e-300))))
+        raw[g] = max(1e-6, 1.0 - h / math.log(max(len(s), 2)))
+    total = sum(raw.values())
+    return {g: w / total for g, w in raw.items()}
+
+
+def personalized_pagerank(n: int, edges: set[tuple[int, int]], reset: np.ndarray, damping: float,
+                          iterations: int) -> np.ndarray:
+    """r = (1 - d) * reset + d * P^T r on an undirected graph; dangling mass returns to the reset vector."""
+    reset = reset / reset.sum() if reset.sum() > 0 else np.full(n, 1.0 / n)
+    nbrs: list[list[int]] = [[] for _ in range(n)]
+    for a, b in edges:
+        nbrs[a].append(b)
+        nbrs[b].append(a)
+    r = reset.copy()
+    for _ in range(iterations):
+        nxt = (1 - damping) * reset
+        dangling = 0.0
+        for i in range(n):
+            if nbrs[i]:
+                share = damping * r[i] / len(nbrs[i])
+                for j in nbrs[i]:
+                    nxt[j] += share
+            else:
+                dangling += damping * r[i]
+        nxt += dangling * reset
+        r = nxt
+    return r
+
+
+# ------------------------------------------------------------------------------------------ the graph
+@dataclass
+class AssociationGraph:
+    """Embedding nodes (session, view) with incrementally maintained GMM edges."""
+
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (session id, view)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    order: dict[str, int] = field(default_factory=dict)  # session id -> position in time
+    edges: set[tuple[int, int]] = field(default_factory=set)
+
+    def update(self, nodes: dict[tuple[str, str], np.ndarray], order: dict[str, int], config: MemGASConfig) -> int:
+        """Add new nodes and relink changed ones; returns how many nodes were (re)linked."""
+        index = {k: i for i, k in enumerate(self.keys)}
+        changed = []
+        for key, vec in nodes.items():
+            i = index.get(key)
+            if i is None:
+                index[key] = len(self.keys)
+                self.keys.append(key)
+                self.vectors.append(vec)
+                changed.append(index[key])
+            elif not np.allclose(self.vectors[i], vec, atol=1e-6):
+                self.vectors[i] = vec
+                changed.append(i)
+        self.order = dict(order)
+        if not changed:
+            return 0
+        mat = np.stack(self.vectors)
+        changed_set = set(changed)
+        self.edges = {e for e in self.edges if e[0] not in changed_set and e[1] not in changed_set}
+        for i in changed:
+            t = self.order[self.keys[i][0]]
+            earlier = [j for j, (s, _) in enumerate(self.keys) if self.order.get(s, 1 << 30) < t]
+            if len(earlier) < config.min_candidates:
+                continue
+            sims = mat[earlier] @ mat[i]
+            top = np.argsort(-sims)[: config.gmm_candidates]
+            keep = gmm_high_component(sims[top])
+            for j in np.asarray(earlier)[top][keep]:
+                self.edges.add((min(i, int(j)), max(i, int(j))))
+        return len(changed)
+
+
+def memgas_rank(graph: AssociationGraph, sessions: list[str], view_scores: dict[str, np.ndarray],
+                config: MemGASConfig) -> list[tuple[str, float]]:
+    """Rank sessions: router-weighted node scores -> top seeds -> PPR over the graph -> sum per session.
+    ``view_scores[g][i]`` scores session ``sessions[i]`` under view g. Views without graph nodes (BM25,
+    best turn) become extra nodes with no edges."""
+    weights = router_weights(view_scores, config.router_temperature)
+    keys = list(graph.keys)
+    index = {k: i for i, k in enumerate(keys)}
+    extra = [(s, g) for g in view_scores for s in sessions if (s, g) not in index]
+    for k in extra:
+        index[k] = len(keys)
+        keys.append(k)
+    node_scores = np.zeros(len(keys))
+    pos = {s: i for i, s in enumerate(sessions)}
+    for g, scores in view_scores.items():
+        for s in sessions:
+            node_scores[index[(s, g)]] = weights[g] * scores[pos[s]]
+    node_scores = np.maximum(node_scores, 0.0)
+    reset = np.zeros(len(keys))
+    top = np.argsort(-node_scores)[: config.num_seed_nodes]
+    reset[top] = node_scores[top]
+    if reset.sum() <= 0:
+        reset[top] = 1.0
+    r = personalized_pagerank(len(keys), graph.edges, reset, config.damping, config.ppr_iterations)
+    total: dict[str, float] = {s: 0.0 for s in sessions}
+    for (s, _), v in zip(keys, r):
+        if s in total:
+            total[s] += float(v)
+    return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+_GRAPH_VIEWS = ("session", "turn_mean")
+
+
+class MemGAS:
+    """MemGAS over a ``Memory``: ``rank_sessions(user_id, query)``. Graphs are cached per user and updated
+    incrementally when the store changes."""
+
+    def __init__(self, memory, config: MemGASConfig | None = None) -> None:
+        from llmrec.memory.api import _ns
+
+        self.memory, self.config = memory, config or MemGASConfig()
+        unknown = set(self.config.views) - {"session", "turn_mean", "turn_max", "bm25_session", "bm25_turn"}
+        if unknown:
+            raise ValueError(f"views: unknown views {sorted(unknown)}")
+        self._ns = _ns
+        self._graphs: dict[str, AssociationGraph] = {}
+        self._cache: dict[str, tuple[int, dict]] = {}
+
+    def _prepare(self, user_id: str) -> dict:
+        store = self.memory.store
+        version = store.version()
+        hit = self._cache.get(user_id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        ns = self._ns(user_id)
+        records = [r for r in store.get(ns, store.ids(ns)) if r is not None]
+        sessions: list[str] = []
+        turns, turn_sess, sess_vec = [], [], {}
+        for r in records:  # insertion order = time order
+            sid = r.metadata.get("session_id")
+            if sid is None:
+                continue
+            if sid not in sess_vec and sid not in sessions:
+                sessions.append(sid)
+            if r.metadata.get("granularity") == "session":
+                sess_vec[sid] = r.vector
+            elif r.metadata.get("granularity") == "turn":
+                turns.append(r.vector)
+                turn_sess.append(sessions.index(sid))
+        order = {s: i for i, s in enumerate(sessions)}
+        dim = records[0].vector.shape[0] if records else 1
+        turn_mat = np.stack(turns) if turns else np.zeros((0, dim), np.float32)
+        turn_sess_arr = np.asarray(turn_sess, dtype=np.int64)
+        mean_mat = np.zeros((len(sessions), dim), np.float32)
+        for i in range(len(sessions)):
+            rows = turn_mat[turn_sess_arr == i]
+            if len(rows):
+                m = rows.mean(0)
+                mean_mat[i] = m / max(np.linalg.norm(m), 1e-12)
+        sess_mat = np.stack([sess_vec.get(s, mean_mat[i]) for i, s in enumerate(sessions)]) if sessions else mean_mat
+        nodes = {}
+        for i, s in enumerate(sessions):
+            if "session" in self.config.views:
+                nodes[(s, "session")] = sess_mat[i]
+            if "turn_mean" in self.config.views:
+                nodes[(s, "turn_mean")] = mean_mat[i]
+        graph = self._graphs.setdefault(user_id, AssociationGraph())
+        graph.update(nodes, order, self.config)
+        data = {"sessions": sessions, "turn_mat": turn_mat, "turn_sess": turn_sess_arr, "mean_mat": mean_mat,
+                "sess_mat": sess_mat, "graph": graph}
+        self._cache[user_id] = (version, data)
+        return data
+
+    def view_scores(self, user_id: str, query: str, data: dict) -> dict[str, np.ndarray]:
+        n = len(data["sessions"])
+        pos = {s: i for i, s in enumerate(data["sessions"])}
+        views = set(self.config.views)
+        out: dict[str, np.ndarray] = {}
+        q = self.memory.embedder.encode([query])[0] if views & {"session", "turn_mean", "turn_max"} else None
+        if "session" in views:
+            out["session"] = data["sess_mat"] @ q
+        if "turn_mean" in views:
+            out["turn_mean"] = data["mean_mat"] @ q
+        if "turn_max" in views:
+            best = np.full(n, -1.0)
+            np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
+            out["turn_max"] = best
+        if views & {"bm25_session", "bm25_turn"}:
+            index = self.memory._bm25_index(user_id)
+            if "bm25_session" in views:
+                s = np.zeros(n)
+                for doc, v in index.scores(query, "session").items():
+                    sid = doc[2:] if doc.startswith("s-") else None
+                    if sid in pos:
+                        s[pos[sid]] = v
+                out["bm25_session"] = s / s.max() if s.max() > 0 else s
+            if "bm25_turn" in views:
+                s = np.zeros(n)
+                scores = index.scores(query, "turn")
+                if scores:
+                    recs = self.memory.store.get(self._ns(user_id), list(scores))
+                    for r in recs:
+                        if r is not None and r.metadata.get("session_id") in pos:
+                            i = pos[r.metadata["session_id"]]
+                            s[i] = max(s[i], scores[r.id])
+                out["bm25_turn"] = s / s.max() if s.max() > 0 else s
+        return out
+
+    def rank_sessions(self, user_id: str, query: str) -> list[tuple[str, float]]:
+        data = self._prepare(user_id)
+        if not data["sessions"]:
+            return []
+        return memgas_rank(data["graph"], data["sessions"], self.view_scores(user_id, query, data), self.config)
