@@ -1,4 +1,4 @@
-"""LoCoMo session retrieval: random, BM25, dense, hybrid and MemGAS over the llmrec memory API.
+"""LoCoMo session retrieval: random, BM25, dense, hybrid, MemGAS and RF-Mem over the llmrec memory API.
 
     python eval/memory_locomo.py [--split dev|heldout|all]
 
@@ -31,6 +31,7 @@ from llmrec.eval.report import write_result  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.api import rank_sessions  # noqa: E402
 from llmrec.memory.memgas import MemGAS, MemGASConfig  # noqa: E402
+from llmrec.memory.rfmem import RFMem, RFMemConfig  # noqa: E402
 from llmrec.store import VectorStore  # noqa: E402
 
 KS = (1, 3, 5, 10)
@@ -89,13 +90,16 @@ def main() -> None:
     ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[a.split]
     convs = load_locomo(a.data, ids)
     embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
-    rows = {m: [] for m in [*METHODS, *MEMGAS, "random"]}
+    rows = {m: [] for m in [*METHODS, *MEMGAS, "rfmem", "random"]}
+    paths = {"familiarity": 0, "recollection": 0}
     malformed, no_gold = 0, 0
     rng = np.random.default_rng(0)
     add_units, add_seconds, latencies = 0, 0.0, []
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
         memgas = {name: MemGAS(memory, cfg) for name, cfg in MEMGAS.items()}
+        # RF-Mem with its LongMemEval settings (beam 4, fan-out 1, alpha 0.7, out_k 50); not tuned here
+        rfmem = RFMem(memory, RFMemConfig(depth=50))
         for conv in tqdm(convs, desc="conversations"):
             user = conv.sample_id
             t = time.perf_counter()
@@ -122,6 +126,18 @@ def main() -> None:
                     ranked = [s for s, _ in mg.rank_sessions(user, qa.question)]
                     latencies.append(time.perf_counter() - t)
                     rows[name].append({"category": qa.category, **score(ranked, gold)})
+                t = time.perf_counter()
+                res = rfmem.retrieve(user, qa.question, k=50)
+                latencies.append(time.perf_counter() - t)
+                paths[res.path] += 1
+                ranked = []
+                for h in res.hits:  # sessions in the order RF-Mem discovered their turns
+                    sid = h.metadata.get("session_id")
+                    if sid not in ranked:
+                        ranked.append(sid)
+                dense_order = [s for s, _ in rank_sessions(memory, user, qa.question, "dense", "turn")]
+                ranked += [s for s in dense_order + sessions if s not in set(ranked)]
+                rows["rfmem"].append({"category": qa.category, **score(ranked, gold)})
                 trials = [score(list(rng.permutation(sessions)), gold) for _ in range(a.random_trials)]
                 rows["random"].append({"category": qa.category,
                                        **{k: float(np.mean([t_[k] for t_ in trials])) for k in trials[0]}})
@@ -135,6 +151,7 @@ def main() -> None:
         "split": a.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
         "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
         "add_units_per_second": add_units / add_seconds,
+        "rfmem_paths": paths,
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
         "results": results,
