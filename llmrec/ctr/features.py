@@ -78,21 +78,13 @@ class FeatureEncoder:
         self.edges: dict[str, list[float]] = {}
         self.fitted = False
 
-    @property
-    def categorical(self) -> list[FeatureSpec]:
-        return [s for s in self.specs if s.type == "categorical"]
+    def of_type(self, kind: str) -> list[FeatureSpec]:
+        return [s for s in self.specs if s.type == kind]
 
-    @property
-    def numerical(self) -> list[FeatureSpec]:
-        return [s for s in self.specs if s.type == "numerical"]
-
-    @property
-    def multi_hot(self) -> list[FeatureSpec]:
-        return [s for s in self.specs if s.type == "multi_hot"]
-
-    @property
-    def dense(self) -> list[FeatureSpec]:
-        return [s for s in self.specs if s.type == "dense"]
+    categorical = property(lambda self: self.of_type("categorical"))
+    numerical = property(lambda self: self.of_type("numerical"))
+    multi_hot = property(lambda self: self.of_type("multi_hot"))
+    dense = property(lambda self: self.of_type("dense"))
 
     def cardinalities(self) -> dict[str, int]:
         return {s.name: len(self.vocab[s.name]) + (2 if s.type == "multi_hot" else 1)
