@@ -71,6 +71,57 @@ def quickstart(
 
 
 @app.command()
+def extract(
+    data: str = typer.Option("synthetic", help="synthetic | movielens100k"),
+    data_path: Optional[Path] = typer.Option(None, help="movielens100k: folder of ml-100k.inter/.user/.item"),
+    kinds: str = typer.Option("item,user", help="comma list of item, user, scenario, user_scenario"),
+    out: Optional[Path] = typer.Option(None, help="shard folder (default LLMREC_HOME/knowledge/<data>/<model>)"),
+    max_new_tokens: int = typer.Option(48, min=1), history_items: int = typer.Option(8, min=1),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    dtype: str = typer.Option("bfloat16", help="transformers backend: float32 | bfloat16"),
+    batch_size: int = typer.Option(16, min=1, help="prompts decoded together per model"),
+    encoder: str = typer.Option("minilm", help="minilm | llm (mean-pooled LLM hidden states) | none"),
+    ray: bool = typer.Option(False, "--ray", help="run the generation on Ray Data workers (one model each)"),
+    workers: int = typer.Option(2, min=1, help="--ray: number of model workers"),
+    ray_address: Optional[str] = typer.Option(None, help="--ray: cluster address (default: start a local Ray)"),
+    retry_failed: bool = typer.Option(False, help="re-attempt rows an earlier run recorded as failed"),
+    users: int = typer.Option(300, min=2), items: int = typer.Option(300, min=2),
+    impressions: int = typer.Option(80, min=5),
+    report: Optional[Path] = typer.Option(None, help="also write the job report as JSON here"),
+) -> None:
+    """Offline knowledge extraction: prompts over a data set -> LLM -> JSONL shards + vectors (cached, resumable)."""
+    from llmrec.data.registry import DataConfig
+    from llmrec.data.synthetic import SyntheticConfig
+    from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
+    from llmrec.llm import LLMConfig
+
+    cfg = KnowledgeJobConfig(
+        data=DataConfig(source=data, path=str(data_path) if data_path else None,
+                        synthetic=SyntheticConfig(n_users=users, n_items=items, impressions_per_user=impressions)),
+        kinds=[k.strip() for k in kinds.split(",") if k.strip()],
+        llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
+        out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
+        encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
+    )
+    res = run_extraction(cfg)
+    table = Table(title=f"knowledge for {res['data']} by {res['model_id']} -> {res['out_dir']}")
+    for col in ("kind", "rows", "cached", "generated", "retried", "failed", "rows/s", "tokens/s"):
+        table.add_column(col)
+    for r in res["extraction"]:
+        table.add_row(r["kind"], str(r["total"]), str(r["cached"]), str(r["generated"]), str(r["retried"]),
+                      str(r["empty"]), f"{r['rows_per_second']:.1f}", f"{r['tokens_per_second']:.0f}")
+    console.print(table)
+    for r in res["extraction"]:
+        if r["failed_ids"]:
+            console.print(f"[yellow]{r['kind']}: {len(r['failed_ids'])} rows failed after retries "
+                          f"(e.g. {r['failed_ids'][:5]}); rerun with --retry-failed[/]")
+    if res["vectors"]:
+        console.print(f"vectors ({res['encoder']}): " + ", ".join(res["vectors"].values()))
+    if report:
+        _write_json(report, res)
+
+
+@app.command()
 def generate(
     prompt: list[str] = typer.Argument(..., help="one or more prompts (each one user message)"),
     max_new_tokens: int = typer.Option(64, min=1), temperature: float = typer.Option(0.0, min=0.0),

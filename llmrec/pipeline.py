@@ -6,19 +6,19 @@ import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.ctr import FeatureEncoder, FeatureSpec, ModelConfig, Trainer, TrainerConfig, build_model
-from llmrec.data.schema import RecData
 from llmrec.data.synthetic import SyntheticConfig, generate_world
 from llmrec.embed import Embedder, default_embedder
-from llmrec.knowledge.encode import encode_knowledge
-from llmrec.knowledge.extract import KnowledgeRequest, extract, load_knowledge
-from llmrec.llm import GenerationParams, LLMConfig, make_llm
+from llmrec.data.registry import DataConfig
+from llmrec.knowledge.encode import encoder_slug
+from llmrec.knowledge.job import (KnowledgeJobConfig, knowledge_feature_name, knowledge_specs, knowledge_tables,
+                                  run_extraction)
+from llmrec.llm import LLMConfig
 from llmrec.llm.base import LLM
 
 
@@ -30,29 +30,8 @@ class QuickstartConfig(StrictConfig):
     seeds: list[int] = [2021, 2022]
     model: ModelConfig = ModelConfig(hidden_units=[200, 200], dropout=0.2)
     trainer: TrainerConfig = TrainerConfig(batch_size=512, embedding_l2=0.005)
-    work_dir: str | None = None  # knowledge shards and vectors; default LLMREC_HOME/quickstart/<world>
+    work_dir: str | None = None  # knowledge shards and vectors; default LLMREC_HOME/knowledge/<world>/<model>
     progress: bool = True
-
-
-def user_histories(data: RecData, rows: np.ndarray, limit: int) -> dict[str, list[str]]:
-    """Most recent clicked items per user within ``rows`` (train period only: no leakage)."""
-    cols = data.take(rows[np.argsort(data.columns[data.time][rows], kind="stable")])
-    hist: dict[str, list[str]] = {}
-    for u, i, y in zip(cols[data.user_col], cols[data.item_col], cols[data.label]):
-        if y > 0:
-            hist.setdefault(str(u), []).append(str(i))
-    return {u: h[-limit:] for u, h in hist.items()}
-
-
-def knowledge_requests(data: RecData, train_rows: np.ndarray, history_items: int) -> tuple[list, list]:
-    items = [KnowledgeRequest(i, info) for i, info in sorted(data.item_info.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0])]
-    hist = user_histories(data, train_rows, history_items)
-    users = []
-    for u, info in data.user_info.items():
-        titles = [data.item_info[i]["title"] for i in hist.get(u, [])]
-        history = "\n".join(f"- {t}" for t in titles) if titles else "- (no clicks yet)"
-        users.append(KnowledgeRequest(u, {"profile": info["profile"], "history": history}))
-    return items, users
 
 
 def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = None,
@@ -61,25 +40,16 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
     t_start = time.perf_counter()
     data = generate_world(c.world)
     tr, va, te = data.chronological_split()
-    work = Path(c.work_dir) if c.work_dir else llmrec_home() / "quickstart" / data.name
-    llm = llm or make_llm(c.llm)
     embedder = embedder or default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
-
-    item_reqs, user_reqs = knowledge_requests(data, tr, c.history_items)
-    params = GenerationParams(max_new_tokens=c.max_new_tokens)
-    reports = [
-        extract(llm, "item", "item_knowledge", item_reqs, work, params, progress=c.progress),
-        extract(llm, "user", "user_preference", user_reqs, work, params, progress=c.progress),
-    ]
-    item_vecs = encode_knowledge(load_knowledge(work, "item"), embedder)
-    user_vecs = encode_knowledge(load_knowledge(work, "user"), embedder)
-    tables = {"item_knowledge": item_vecs, "user_knowledge": user_vecs}
+    job = KnowledgeJobConfig(data=DataConfig(synthetic=c.world), kinds=["item", "user"], llm=c.llm,
+                             out_dir=c.work_dir, max_new_tokens=c.max_new_tokens, history_items=c.history_items,
+                             progress=c.progress)
+    knowledge = run_extraction(job, llm=llm, embedder=embedder, data=data)
+    tabs = knowledge_tables(knowledge["out_dir"], ["item", "user"], encoder_slug(embedder.model_id))
+    tables = {knowledge_feature_name(k): v for k, v in tabs.items()}
 
     base_specs = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
-    know_specs = base_specs + [
-        FeatureSpec(name="item_knowledge", type="dense", key=data.item_col, dim=embedder.dim),
-        FeatureSpec(name="user_knowledge", type="dense", key=data.user_col, dim=embedder.dim),
-    ]
+    know_specs = base_specs + knowledge_specs(data, tabs)
     variants = {}
     for variant, specs in (("deepfm", base_specs), ("deepfm+knowledge", know_specs)):
         enc = FeatureEncoder(specs).fit(data.take(tr))
@@ -105,9 +75,10 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
         "job": "quickstart",
         "data": {"name": data.name, "rows": len(data), "train": len(tr), "valid": len(va), "test": len(te),
                  "positive_rate": float(data.columns[data.label].mean())},
-        "llm": llm.model_id,
+        "llm": knowledge["model_id"],
         "embedder": embedder.model_id,
-        "extraction": [r.__dict__ | {"tokens_per_second": r.tokens_per_second} for r in reports],
+        "knowledge_dir": knowledge["out_dir"],
+        "extraction": knowledge["extraction"],
         "variants": variants,
         "config": json.loads(c.model_dump_json()),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},

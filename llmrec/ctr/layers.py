@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
 from llmrec.ctr.features import Batch, FeatureEncoder
 
 
@@ -37,10 +38,13 @@ class FieldEmbedding(nn.Module):
     Categorical fields share one table (offsets per field): one lookup for all of them.
     Numerical fields, by ``numeric``: "scalar" (value x a learned vector per field), "bucket" (an
     embedding per equal-frequency bucket) or "autodis" (soft discretization, ``AutoDis``).
-    Multi-hot: mean of token vectors. Dense (e.g. LLM knowledge): a linear projection to ``dim``."""
+    Multi-hot: mean of token vectors. Dense (e.g. LLM knowledge): a ``KnowledgeAdaptor``
+    (linear projection by default, KAR's hybrid experts with ``adaptor.kind="hea"``); features named in
+    ``exclude_dense`` are left to the model (LLM4MSR's meta-networks read them instead)."""
 
     def __init__(self, encoder: FeatureEncoder, dim: int, init_std: float = 1e-4, numeric: str = "scalar",
-                 autodis_buckets: int = 20, autodis_temperature: float = 1.0) -> None:
+                 autodis_buckets: int = 20, autodis_temperature: float = 1.0,
+                 adaptor: AdaptorConfig | None = None, exclude_dense: frozenset[str] = frozenset()) -> None:
         super().__init__()
         if numeric not in ("scalar", "bucket", "autodis"):
             raise ValueError(f"numeric_embedding: {numeric!r} is not one of scalar, bucket, autodis")
@@ -58,13 +62,11 @@ class FieldEmbedding(nn.Module):
             s.name: nn.EmbeddingBag(encoder.cardinalities()[s.name], dim, mode="mean", padding_idx=0)
             for s in encoder.multi_hot
         })
-        self.dense_proj = nn.ModuleDict({s.name: nn.Linear(s.dim, dim) for s in encoder.dense})
-        self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(encoder.dense)
+        dense = {s.name: s.dim for s in encoder.dense if s.name not in exclude_dense}
+        self.dense_adaptor = KnowledgeAdaptor(dense, dim, adaptor) if dense else None
+        self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(dense)
         for p in self.embedding_tables():
             nn.init.normal_(p, std=init_std)
-        for lin in self.dense_proj.values():
-            nn.init.xavier_normal_(lin.weight)
-            nn.init.zeros_(lin.bias)
 
     def embedding_tables(self) -> list[torch.Tensor]:
         """The parameters the trainer's embedding regularizer applies to."""
@@ -90,8 +92,8 @@ class FieldEmbedding(nn.Module):
             ids = batch.seq[name]
             parts.append(bag(ids, per_sample_weights=None).unsqueeze(1) if ids.numel() else
                          ids.new_zeros((ids.shape[0], 1, self.dim), dtype=torch.float32))
-        for name, proj in self.dense_proj.items():
-            parts.append(proj(batch.dense[name]).unsqueeze(1))
+        if self.dense_adaptor is not None:
+            parts.append(self.dense_adaptor(batch.dense))
         return torch.cat(parts, dim=1)
 
 

@@ -14,6 +14,7 @@ deep part is an MLP over the flattened embeddings plus an optional product layer
 | kpnn      | no        | kernel products                                 |
 | pin       | no        | per-pair micro-networks                         |
 | fgcnn     | no        | inner products over raw + FGCNN-generated fields |
+| star      | multi-scenario backbone (STAR-style), optional LLM4MSR meta layers: ``llmrec.ctr.multiscenario`` |
 
 Numerical fields are embedded by ``numeric_embedding`` (scalar, bucket, autodis) in every model.
 OptInter lives in ``llmrec.ctr.optinter`` (it has a search and a retrain stage)."""
@@ -25,11 +26,13 @@ import torch
 from torch import nn
 
 from llmrec.config import StrictConfig
+from llmrec.ctr.adaptor import AdaptorConfig
+from llmrec.ctr.multiscenario import MultiScenarioConfig
 from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.ctr.layers import (MLP, FGCNNGenerator, FieldEmbedding, FMInteraction, InnerProduct, KernelProduct,
                                PINMicroNet)
 
-ModelName = Literal["lr", "fm", "dnn", "deepfm", "deepfm_p", "ipnn", "kpnn", "pin", "fgcnn"]
+ModelName = Literal["lr", "fm", "dnn", "deepfm", "deepfm_p", "ipnn", "kpnn", "pin", "fgcnn", "star"]
 
 
 class ModelConfig(StrictConfig):
@@ -48,6 +51,8 @@ class ModelConfig(StrictConfig):
     fgcnn_kernel: int = 7
     fgcnn_pool: int = 2
     fgcnn_recombine: int = 2
+    knowledge_adaptor: AdaptorConfig = AdaptorConfig()  # how dense (LLM knowledge) features become fields
+    multi_scenario: MultiScenarioConfig = MultiScenarioConfig()  # name "star" (+ LLM4MSR meta layers)
 
 
 _LINEAR_FM = {"lr", "fm", "deepfm", "deepfm_p"}
@@ -77,7 +82,7 @@ class CTRModel(nn.Module):
             return
         self.embedding = FieldEmbedding(encoder, c.embedding_dim, numeric=c.numeric_embedding,
                                         autodis_buckets=c.autodis_buckets,
-                                        autodis_temperature=c.autodis_temperature)
+                                        autodis_temperature=c.autodis_temperature, adaptor=c.knowledge_adaptor)
         n_fields, d = self.embedding.n_fields, c.embedding_dim
         if c.name in ("fm", "deepfm", "deepfm_p"):
             self.fm = FMInteraction()
@@ -118,5 +123,9 @@ class CTRModel(nn.Module):
         return logit
 
 
-def build_model(encoder: FeatureEncoder, config: ModelConfig) -> CTRModel:
+def build_model(encoder: FeatureEncoder, config: ModelConfig) -> nn.Module:
+    if config.name == "star":
+        from llmrec.ctr.multiscenario import MultiScenarioModel
+
+        return MultiScenarioModel(encoder, config)
     return CTRModel(encoder, config)

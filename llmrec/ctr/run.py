@@ -18,9 +18,17 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 
 
+class KnowledgeFeatures(StrictConfig):
+    """LLM knowledge vectors (from ``llmrec extract``) added as dense features ``<kind>_knowledge``."""
+    dir: str  # the extraction out_dir (shards + <kind>.<encoder>.npz)
+    kinds: list[str] = ["item", "user"]
+    encoder: str | None = None  # substring of the vector files' encoder id when there are several
+
+
 class TrainJobConfig(StrictConfig):
     data: DataConfig = DataConfig()
     features: list[FeatureSpec] | None = None  # None: every typed field of the data set
+    knowledge: KnowledgeFeatures | None = None
     model: ModelConfig = ModelConfig()
     trainer: TrainerConfig = TrainerConfig()
     output_dir: str = "runs/ctr"
@@ -42,11 +50,21 @@ def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[Fea
     return features
 
 
+def knowledge_inputs(job: TrainJobConfig, data: RecData) -> tuple[list[FeatureSpec], dict]:
+    if job.knowledge is None:
+        return [], {}
+    from llmrec.knowledge.job import knowledge_feature_name, knowledge_specs, knowledge_tables
+
+    tabs = knowledge_tables(job.knowledge.dir, job.knowledge.kinds, job.knowledge.encoder)
+    return knowledge_specs(data, tabs), {knowledge_feature_name(k): t for k, t in tabs.items()}
+
+
 def prepare(job: TrainJobConfig):
     data = load_data(job.data)
     tr, va, te = data.chronological_split(job.data.split)
-    enc = FeatureEncoder(feature_specs(data, job.features)).fit(data.take(tr))
-    batches = [enc.transform(data.take(rows), label=data.label) for rows in (tr, va, te)]
+    extra_specs, tables = knowledge_inputs(job, data)
+    enc = FeatureEncoder(feature_specs(data, job.features) + extra_specs).fit(data.take(tr))
+    batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
     groups = data.columns[data.user_col][te]
     return data, enc, batches, groups
 
@@ -77,7 +95,7 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     model, enc = load_model(model_dir)
     data = load_data(job.data)
     _, _, te = data.chronological_split(job.data.split)
-    test = enc.transform(data.take(te), label=data.label)
+    test = enc.transform(data.take(te), label=data.label, dense_tables=knowledge_inputs(job, data)[1])
     metrics = Trainer(job.trainer).evaluate(model, test, groups=data.columns[data.user_col][te])
     return {"model_dir": str(model_dir), "data": data.name, "test": metrics,
             "positive_rate": float(np.mean(test.label.numpy()))}

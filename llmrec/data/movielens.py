@@ -32,6 +32,21 @@ def _read_atomic(path: Path, required: list[str]) -> tuple[list[str], list[list[
     return names, rows
 
 
+# Scenarios for multi-scenario models (LLM4MSR): each movie falls in one genre group, by the group holding
+# most of its genres (ties: the earlier group in this list). Not a feature unless a config adds it.
+GENRE_GROUPS = {
+    "drama": ("Drama", "Documentary", "unknown"),
+    "light": ("Comedy", "Romance", "Musical", "Children's", "Animation", "Fantasy"),
+    "thrill": ("Action", "Adventure", "Thriller", "Crime", "War", "Western", "Sci-Fi", "Horror", "Mystery",
+               "Film-Noir"),
+}
+
+
+def genre_group(genres: tuple[str, ...]) -> str:
+    counts = [sum(g in members for g in genres) for members in GENRE_GROUPS.values()]
+    return list(GENRE_GROUPS)[int(np.argmax(counts))]
+
+
 def load_movielens100k(root: str | Path, threshold: float = 4.0) -> RecData:
     root = Path(root)
     inter_path, user_path, item_path = (root / f"ml-100k.{s}" for s in ("inter", "user", "item"))
@@ -89,6 +104,7 @@ def load_movielens100k(root: str | Path, threshold: float = 4.0) -> RecData:
         "zip_prefix": ucolumn("zip"),
         "release_year": icolumn("year"),
         "genres": genres,
+        "scenario": np.array([genre_group(iinfo[i]["genres"]) for i in items], dtype=object),
         "label": (np.array(ratings) >= threshold).astype(np.float32),
         "timestamp": np.array(ts, dtype=np.float64),
     }
@@ -100,4 +116,5 @@ def load_movielens100k(root: str | Path, threshold: float = 4.0) -> RecData:
                  for i, v in iinfo.items()}
     user_info = {u: {"profile": f"{int(v['age'])}-year-old {'woman' if v['gender'] == 'F' else 'man'}, "
                                 f"occupation {v['occupation']}"} for u, v in uinfo.items()}
-    return RecData(name="ml-100k", columns=columns, fields=fields, item_info=item_info, user_info=user_info)
+    return RecData(name="ml-100k", columns=columns, fields=fields, item_info=item_info, user_info=user_info,
+                   scenario_col="scenario", domain="movies")

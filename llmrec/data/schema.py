@@ -30,6 +30,7 @@ class RecData:
     user_col: str = "user_id"
     item_col: str = "item_id"
     scenario_col: str | None = None
+    domain: str = "items"  # what the items are, in words (prompts use it)
     item_info: dict[str, dict[str, str]] = field(default_factory=dict)  # item id -> title/category/description
     user_info: dict[str, dict[str, str]] = field(default_factory=dict)  # user id -> profile text fields
 

@@ -114,6 +114,8 @@ def generate_world(config: SyntheticConfig | None = None) -> RecData:
         "age": "numerical", "price": "numerical", "quality": "numerical",
     }
     return RecData(
-        name=f"synthetic-world-s{c.seed}", columns=columns, fields=fields, scenario_col="scenario",
+        name=f"synthetic-world-s{c.seed}-{c.n_users}x{c.n_items}x{c.impressions_per_user}",
+        columns=columns, fields=fields, scenario_col="scenario",
+        domain="products (" + ", ".join(CATEGORIES) + ")",
         item_info=item_info, user_info=user_info,
     )

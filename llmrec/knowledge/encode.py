@@ -1,29 +1,122 @@
-"""Knowledge text -> vectors by id (with any ``Embedder``), saved next to the shards as .npz."""
+"""Knowledge text -> vectors by id, saved next to the shards as ``<kind>.<encoder>.npz``.
+
+Two encoders: any ``Embedder`` (default MiniLM), or ``LLMHiddenEncoder`` — the masked mean of the
+LLM's own last hidden layer over the text, as KAR (``avg`` pooling) and LLM4MSR do. Vector files keep
+a hash of each text, so re-encoding after a partial change only encodes the changed texts."""
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from llmrec.embed import Embedder
 
+FALLBACK = "no information"
 
-def encode_knowledge(texts: Mapping[str, str], embedder: Embedder, fallback: str = "no information") -> dict[str, np.ndarray]:
+
+class LLMHiddenEncoder:
+    """``Embedder`` over a transformers causal LM: mean of the last hidden states (padding masked out),
+    L2-normalized. Works with any ``TransformersLLM`` (the model and tokenizer are reused, not reloaded)."""
+
+    def __init__(self, llm, batch_size: int = 16, max_tokens: int = 256, layer: int = -1) -> None:
+        if not hasattr(llm, "model") or not hasattr(llm, "tokenizer"):
+            raise TypeError("LLMHiddenEncoder needs a transformers backend (an object with .model and .tokenizer)")
+        self.llm, self.batch_size, self.max_tokens, self.layer = llm, batch_size, max_tokens, layer
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.llm.model_id}:hidden{self.layer}-mean"
+
+    @property
+    def dim(self) -> int:
+        return int(self.llm.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        tok, model = self.llm.tokenizer, self.llm.model
+        out = np.zeros((len(texts), self.dim), np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                      max_length=self.max_tokens, padding_side="right").to(model.device)
+            hidden = model(**enc, output_hidden_states=True).hidden_states[self.layer].float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[idx] = pooled.cpu().numpy()
+        return out
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def encoder_slug(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)
+
+
+def encode_knowledge(texts: Mapping[str, str], embedder: Embedder, fallback: str = FALLBACK,
+                     previous: tuple[dict[str, np.ndarray], dict[str, str]] | None = None) -> dict[str, np.ndarray]:
+    """One vector per id; empty texts (failed generations) get the vector of ``fallback``.
+    ``previous`` = (vectors, text hashes) from an earlier run: unchanged texts are not re-encoded."""
     ids = sorted(texts)
-    vecs = embedder.encode([texts[i] if texts[i].strip() else fallback for i in ids])
-    return {i: v for i, v in zip(ids, vecs)}
+    final = {i: texts[i] if texts[i].strip() else fallback for i in ids}
+    out: dict[str, np.ndarray] = {}
+    if previous is not None:
+        vecs, hashes = previous
+        out = {i: vecs[i] for i in ids if i in vecs and hashes.get(i) == _text_hash(final[i])}
+    todo = [i for i in ids if i not in out]
+    if todo:
+        for i, v in zip(todo, embedder.encode([final[i] for i in todo])):
+            out[i] = np.asarray(v, np.float32)
+    return {i: out[i] for i in ids}
 
 
-def save_vectors(path: str | Path, vectors: Mapping[str, np.ndarray], model_id: str) -> None:
+def save_vectors(path: str | Path, vectors: Mapping[str, np.ndarray], model_id: str,
+                 texts: Mapping[str, str] | None = None) -> None:
     path = Path(path)
     ids = sorted(vectors)
-    tmp = path.with_suffix(".tmp.npz")
+    hashes = [_text_hash((texts or {}).get(i, "").strip() or FALLBACK) if texts is not None else "" for i in ids]
+    tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, ids=np.array(ids), vectors=np.stack([vectors[i] for i in ids]).astype(np.float32),
-             model_id=np.array(model_id))
+             model_id=np.array(model_id), text_hashes=np.array(hashes))
     tmp.replace(path)
 
 
 def load_vectors(path: str | Path) -> tuple[dict[str, np.ndarray], str]:
+    vecs, model_id, _ = load_vectors_with_hashes(path)
+    return vecs, model_id
+
+
+def load_vectors_with_hashes(path: str | Path) -> tuple[dict[str, np.ndarray], str, dict[str, str]]:
     with np.load(path, allow_pickle=False) as z:
-        return {str(i): v for i, v in zip(z["ids"], z["vectors"])}, str(z["model_id"])
+        ids = [str(i) for i in z["ids"]]
+        hashes = [str(h) for h in z["text_hashes"]] if "text_hashes" in z else [""] * len(ids)
+        return dict(zip(ids, z["vectors"])), str(z["model_id"]), dict(zip(ids, hashes))
+
+
+def vectors_path(out_dir: str | Path, kind: str, model_id: str) -> Path:
+    return Path(out_dir) / f"{kind}.{encoder_slug(model_id)}.npz"
+
+
+def encode_kind(out_dir: str | Path, kind: str, embedder: Embedder) -> tuple[dict[str, np.ndarray], Path]:
+    """Encode the shard ``out_dir/<kind>.jsonl`` and save its vectors next to it (incrementally)."""
+    from llmrec.knowledge.extract import load_knowledge
+
+    texts = load_knowledge(out_dir, kind)
+    if not texts:
+        raise FileNotFoundError(f"{Path(out_dir) / (kind + '.jsonl')}: no knowledge rows; run extraction first")
+    path = vectors_path(out_dir, kind, embedder.model_id)
+    previous = None
+    if path.exists():
+        vecs, mid, hashes = load_vectors_with_hashes(path)
+        if mid == embedder.model_id:
+            previous = (vecs, hashes)
+    vectors = encode_knowledge(texts, embedder, previous=previous)
+    save_vectors(path, vectors, embedder.model_id, texts)
+    return vectors, path

@@ -1,6 +1,7 @@
 """Offline knowledge extraction: prompts x LLM -> JSONL shards, resumable and cached.
 
-Each output row is ``{"id", "kind", "prompt_hash", "model_id", "text", "completion_tokens"}``.
+Each output row is ``{"id", "kind", "prompt_hash", "model_id", "text", "status", "attempts",
+"completion_tokens"}``; ``status`` is ``ok`` or ``failed`` (every attempt empty or malformed).
 Rows are appended (and fsynced) one chunk at a time, so a killed job loses at most the chunk in
 flight; a re-run skips every (id, prompt_hash, model_id) already in the shard, so re-running with
 nothing changed generates nothing. A shard written by another model is refused, not mixed."""
@@ -10,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,13 +34,19 @@ class ExtractionReport:
     total: int
     cached: int
     generated: int
-    empty: int
+    empty: int  # rows whose every attempt was empty or malformed (recorded with status "failed")
     seconds: float
     completion_tokens: int
+    retried: int = 0  # rows that needed more than one attempt
+    failed_ids: list[str] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.generated / self.seconds if self.seconds else 0.0
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:
@@ -47,7 +54,7 @@ def prompt_hash(messages: list[dict[str, str]]) -> str:
 
 
 def read_shard(path: Path) -> dict[str, dict]:
-    """Rows by id; a torn last line (from a kill mid-write) is ignored."""
+    """Rows by id (the last row of an id wins); a torn last line (from a kill mid-write) is ignored."""
     rows: dict[str, dict] = {}
     if not path.exists():
         return rows
@@ -61,17 +68,33 @@ def read_shard(path: Path) -> dict[str, dict]:
     return rows
 
 
-def extract(
-    llm: LLM,
-    kind: str,
-    prompt_name: str,
-    requests: Sequence[KnowledgeRequest],
-    out_dir: str | Path,
-    params: GenerationParams | None = None,
-    chunk_size: int = 64,
-    progress: bool = True,
-) -> ExtractionReport:
-    params = params or GenerationParams(max_new_tokens=64)
+def malformed(text: str, min_words: int) -> str | None:
+    """Why a generation is unusable, or None. Empty, too short, or one token repeated over and over."""
+    words = text.split()
+    if not words:
+        return "empty"
+    if len(words) < min_words:
+        return f"fewer than {min_words} words"
+    if len(words) >= 8 and len(set(words)) <= max(2, len(words) // 8):
+        return "degenerate repetition"
+    return None
+
+
+@dataclass
+class ExtractionPlan:
+    """Validated requests rendered to messages, split into cached and pending rows."""
+    kind: str
+    shard: Path
+    total: int
+    pending: list[tuple[str, list[dict[str, str]], str]]  # (id, messages, prompt hash)
+
+    @property
+    def cached(self) -> int:
+        return self.total - len(self.pending)
+
+
+def plan_extraction(model_id: str, kind: str, prompt_name: str, requests: Sequence[KnowledgeRequest],
+                    out_dir: str | Path, retry_failed: bool = False) -> ExtractionPlan:
     template = load_prompt(prompt_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +102,7 @@ def extract(
     seen: set[str] = set()
     todo: list[tuple[str, list[dict[str, str]], str]] = []
     for n, r in enumerate(requests):
-        if not r.id:
+        if not isinstance(r.id, str) or not r.id:
             raise ValueError(f"requests[{n}].id: missing id")
         if r.id in seen:
             raise ValueError(f"requests[{n}].id: duplicate id {r.id!r}")
@@ -90,35 +113,111 @@ def extract(
             raise KeyError(f"requests[{n}] (id {r.id!r}): {e.args[0]}") from None
         todo.append((r.id, msgs, prompt_hash(msgs)))
     existing = read_shard(shard)
-    other = {row["model_id"] for row in existing.values()} - {llm.model_id}
+    other = {row.get("model_id") for row in existing.values()} - {model_id}
     if other:
-        raise ValueError(f"{shard}: written by model {sorted(other)}, not {llm.model_id!r}; use another out_dir")
-    pending = [t for t in todo if not (t[0] in existing and existing[t[0]]["prompt_hash"] == t[2]
-                                      and existing[t[0]]["text"].strip())]
-    cached = len(todo) - len(pending)
-    t0, tokens, empty = time.perf_counter(), 0, 0
-    bar = tqdm(total=len(pending), desc=f"extract {kind}", unit="row", disable=not progress)
-    with open(shard, "a", encoding="utf-8") as f:
-        for i in range(0, len(pending), chunk_size):
-            chunk = pending[i : i + chunk_size]
-            gens = llm.generate([m for _, m, _ in chunk], params)
-            lines = []
-            for (rid, _, h), g in zip(chunk, gens):
-                tokens += g.completion_tokens
-                if not g.text.strip():
-                    empty += 1
-                lines.append(json.dumps({"id": rid, "kind": kind, "prompt_hash": h, "model_id": llm.model_id,
-                                         "text": g.text.strip(), "completion_tokens": g.completion_tokens}))
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(chunk))
-            el = time.perf_counter() - t0
-            bar.set_postfix(tok_s=f"{tokens / el:.0f}" if el else "-")
-    bar.close()
-    return ExtractionReport(kind, str(shard), len(todo), cached, len(pending), empty,
-                            time.perf_counter() - t0, tokens)
+        raise ValueError(f"{shard}: written by model {sorted(map(str, other))}, not {model_id!r}; "
+                         "use another out_dir (shards never mix models)")
+
+    def done(rid: str, h: str) -> bool:
+        row = existing.get(rid)
+        if row is None or row["prompt_hash"] != h:
+            return False
+        return row.get("status", "ok") == "ok" or not retry_failed
+
+    return ExtractionPlan(kind, shard, len(todo), [t for t in todo if not done(t[0], t[2])])
+
+
+class _ShardWriter:
+    """Appends finished rows one chunk at a time (flush + fsync), with a progress bar in rows/s and tokens/s."""
+
+    def __init__(self, plan: ExtractionPlan, model_id: str, progress: bool) -> None:
+        self.plan, self.model_id = plan, model_id
+        self.t0 = time.perf_counter()
+        self.tokens = self.retried = 0
+        self.failed: list[str] = []
+        self.bar = tqdm(total=len(plan.pending), desc=f"extract {plan.kind}", unit="row", disable=not progress)
+        self.f = open(plan.shard, "a", encoding="utf-8")
+
+    def write(self, rows: list[dict]) -> None:
+        lines = []
+        for r in rows:
+            self.tokens += r["completion_tokens"]
+            self.retried += r["attempts"] > 1
+            if r["status"] != "ok":
+                self.failed.append(r["id"])
+            lines.append(json.dumps({"id": r["id"], "kind": self.plan.kind, "prompt_hash": r["prompt_hash"],
+                                     "model_id": self.model_id, "text": r["text"], "status": r["status"],
+                                     "attempts": r["attempts"], "completion_tokens": r["completion_tokens"]}))
+        self.f.write("\n".join(lines) + "\n")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.bar.update(len(rows))
+        el = time.perf_counter() - self.t0
+        self.bar.set_postfix(tok_s=f"{self.tokens / el:.0f}" if el else "-")
+
+    def close(self) -> ExtractionReport:
+        self.f.close()
+        self.bar.close()
+        p = self.plan
+        return ExtractionReport(p.kind, str(p.shard), p.total, p.cached, len(p.pending), len(self.failed),
+                                time.perf_counter() - self.t0, self.tokens, self.retried, self.failed)
+
+
+def generate_rows(llm: LLM, chunk: Sequence[tuple[str, list[dict[str, str]], str]], params: GenerationParams,
+                  max_retries: int = 2, min_words: int = 3) -> list[dict]:
+    """Generate one chunk; empty or malformed outputs are retried (sampled, new seed) up to ``max_retries``
+    times, then recorded with status ``failed``."""
+    rows = [{"id": rid, "prompt_hash": h, "text": "", "status": "failed", "attempts": 0, "completion_tokens": 0,
+             "problem": None} for rid, _, h in chunk]
+    todo = list(range(len(chunk)))
+    for attempt in range(max_retries + 1):
+        if not todo:
+            break
+        p = params if attempt == 0 else params.model_copy(update={
+            "temperature": max(params.temperature, 0.7), "seed": (params.seed or 0) + 1000 * attempt})
+        gens = llm.generate([chunk[i][1] for i in todo], p)
+        left = []
+        for i, g in zip(todo, gens):
+            r = rows[i]
+            r["attempts"] += 1
+            r["completion_tokens"] += g.completion_tokens
+            text = g.text.strip()
+            problem = malformed(text, min_words)
+            if problem is None:
+                r.update(text=text, status="ok", problem=None)
+            else:
+                r.update(text=text, problem=problem)
+                left.append(i)
+        todo = left
+    return rows
+
+
+def extract(
+    llm: LLM,
+    kind: str,
+    prompt_name: str,
+    requests: Sequence[KnowledgeRequest],
+    out_dir: str | Path,
+    params: GenerationParams | None = None,
+    chunk_size: int = 64,
+    progress: bool = True,
+    max_retries: int = 2,
+    min_words: int = 3,
+    retry_failed: bool = False,
+) -> ExtractionReport:
+    """Generate knowledge for every request not already in ``out_dir/<kind>.jsonl`` (same prompt, same model)."""
+    params = params or GenerationParams(max_new_tokens=64)
+    plan = plan_extraction(llm.model_id, kind, prompt_name, requests, out_dir, retry_failed)
+    writer = _ShardWriter(plan, llm.model_id, progress)
+    try:
+        for i in range(0, len(plan.pending), chunk_size):
+            writer.write(generate_rows(llm, plan.pending[i : i + chunk_size], params, max_retries, min_words))
+    finally:
+        report = writer.close()
+    return report
 
 
 def load_knowledge(out_dir: str | Path, kind: str) -> dict[str, str]:
-    return {rid: row["text"] for rid, row in read_shard(Path(out_dir) / f"{kind}.jsonl").items()}
+    """Text by id; rows whose generation failed map to an empty string (encoders substitute a fallback)."""
+    return {rid: row["text"] if row.get("status", "ok") == "ok" else ""
+            for rid, row in read_shard(Path(out_dir) / f"{kind}.jsonl").items()}

@@ -59,6 +59,12 @@ def smollm2_converted_dir() -> Path:
     return llmrec_home() / "models" / f"{SMOLLM2_ID}-{_file_digest(gguf)}"
 
 
+def smollm2_model_id(converted_dir: Path | None = None) -> str:
+    """Model id with its version: the GGUF content hash (so shards from another release are told apart)."""
+    d = converted_dir or smollm2_converted_dir()
+    return f"{SMOLLM2_ID}@{d.name.rsplit('-', 1)[-1][:8]}"
+
+
 def ensure_smollm2_converted() -> Path:
     """Dequantize the bundled GGUF once (~20 s) and cache it as safetensors; later calls return the cache.
 

@@ -21,6 +21,22 @@ class LLMConfig(StrictConfig):
     max_retries: int = 3
 
 
+def model_id_for(config: LLMConfig) -> str:
+    """The ``model_id`` the backend built from ``config`` will report, without loading it (used to check
+    shards before a distributed job starts its workers)."""
+    if config.backend == "transformers":
+        if config.model is None:
+            from llmrec.llm.bundled import smollm2_model_id
+
+            return smollm2_model_id()
+        from pathlib import Path
+
+        return Path(config.model).name + (f"/{config.gguf_file}" if config.gguf_file else "")
+    if config.backend == "openai":
+        return f"openai:{config.model}"
+    return str(config.model)
+
+
 def make_llm(config: LLMConfig | None = None) -> LLM:
     config = config or LLMConfig()
     if config.backend == "transformers":

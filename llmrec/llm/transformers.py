@@ -13,7 +13,7 @@ import torch
 from llmrec.config import StrictConfig
 from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages, truncate_at_stop
 from llmrec.llm.decode import ContinuousDecoder, DecodeSettings
-from llmrec.llm.bundled import SMOLLM2_ID, ensure_smollm2_converted
+from llmrec.llm.bundled import ensure_smollm2_converted, smollm2_model_id
 
 
 class TransformersConfig(StrictConfig):
@@ -44,7 +44,8 @@ class TransformersLLM:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if config.model is None:
-            path, self._model_id = str(ensure_smollm2_converted()), SMOLLM2_ID
+            converted = ensure_smollm2_converted()
+            path, self._model_id = str(converted), smollm2_model_id(converted)
             load_kw: dict = {}
         else:
             path = config.model
