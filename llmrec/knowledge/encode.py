@@ -104,11 +104,16 @@ def vectors_path(out_dir: str | Path, kind: str, model_id: str) -> Path:
     return Path(out_dir) / f"{kind}.{encoder_slug(model_id)}.npz"
 
 
-def encode_kind(out_dir: str | Path, kind: str, embedder: Embedder) -> tuple[dict[str, np.ndarray], Path]:
-    """Encode the shard ``out_dir/<kind>.jsonl`` and save its vectors next to it (incrementally)."""
+def encode_kind(out_dir: str | Path, kind: str, embedder: Embedder,
+                inputs: Mapping[str, str] | None = None) -> tuple[dict[str, np.ndarray], Path]:
+    """Encode the shard ``out_dir/<kind>.jsonl`` and save its vectors next to it (incrementally).
+    ``inputs`` (id -> text) is prepended to each answer: KAR encodes a user as the history shown to the
+    LLM followed by the LLM's reasoning about it."""
     from llmrec.knowledge.extract import load_knowledge
 
     texts = load_knowledge(out_dir, kind)
+    if inputs is not None:
+        texts = {i: f"{inputs.get(i, '')}\n{t}".strip() if t else "" for i, t in texts.items()}
     if not texts:
         raise FileNotFoundError(f"{Path(out_dir) / (kind + '.jsonl')}: no knowledge rows; run extraction first")
     path = vectors_path(out_dir, kind, embedder.model_id)

@@ -39,6 +39,7 @@ class KnowledgeJobConfig(StrictConfig):
     ray_workers: int = 2
     ray_address: str | None = None
     encoder: Literal["minilm", "llm", "none"] = "minilm"  # llm: mean-pooled last hidden states
+    encode_inputs: list[KnowledgeKind] = ["user", "user_scenario"]  # kinds encoded as prompt inputs + answer (KAR)
     progress: bool = True
 
 
@@ -56,9 +57,11 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
     model_id = llm.model_id if llm is not None else model_id_for(c.llm)
     out = Path(c.out_dir) if c.out_dir else default_out_dir(data, model_id)
     params = GenerationParams(max_new_tokens=c.max_new_tokens)
-    reports = []
+    reports, inputs = [], {}
     for kind in c.kinds:
         reqs = build_requests(data, train_rows, kind, c.history_items)
+        if kind in c.encode_inputs:
+            inputs[kind] = {r.id: "\n".join(str(v) for v in r.variables.values()) for r in reqs}
         if c.ray and llm is None:
             from llmrec.knowledge.distributed import extract_ray
 
@@ -82,7 +85,7 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
             else:
                 embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
         for kind in c.kinds:
-            _, path = encode_kind(out, kind, embedder)
+            _, path = encode_kind(out, kind, embedder, inputs.get(kind))
             vectors[kind] = str(path)
     return {
         "data": data.name, "model_id": model_id, "out_dir": str(out),
