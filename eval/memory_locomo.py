@@ -12,7 +12,6 @@ Writes eval/results/memory_locomo_<split>.json."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
+from llmrec.eval.metrics import ndcg_at, recall_all_at, recall_any_at  # noqa: E402
 from llmrec.eval.report import write_result  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.api import rank_sessions  # noqa: E402
@@ -52,20 +52,13 @@ MEMGAS = {
 }
 
 
-def ndcg(ranked: list[str], gold: set[str], k: int) -> float:
-    dcg = sum(1 / math.log2(i + 2) for i, s in enumerate(ranked[:k]) if s in gold)
-    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(gold), k)))
-    return dcg / idcg if idcg else 0.0
-
-
 def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
     out = {}
     for k in KS:
-        top = set(ranked[:k])
-        out[f"recall_all@{k}"] = float(gold <= top)
-        out[f"recall_any@{k}"] = float(bool(gold & top))
+        out[f"recall_all@{k}"] = recall_all_at(ranked, gold, k)
+        out[f"recall_any@{k}"] = recall_any_at(ranked, gold, k)
     for k in (5, 10):
-        out[f"ndcg@{k}"] = ndcg(ranked, gold, k)
+        out[f"ndcg@{k}"] = ndcg_at(ranked, gold, k)
     return out
 
 

@@ -186,5 +186,61 @@ def serve(
     server.serve_forever()
 
 
+rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")
+app.add_typer(rerank_app, name="rerank")
+AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv")
+MtragOpt = typer.Option(None, help="folder of the MT-RAG human-eval JSON")
+
+
+@rerank_app.command("train")
+def rerank_train(
+    ares: Optional[Path] = AresOpt, mtrag: Optional[Path] = MtragOpt,
+    labels: str = typer.Option("radio", help="radio | retrieval | gold"),
+    out: Path = typer.Option(Path("runs/rerank"), help="groups, checkpoint (resumable), model/, training.json"),
+    train_queries: Optional[int] = typer.Option(None, min=1), epochs: int = typer.Option(2, min=1),
+    learning_rate: float = typer.Option(6e-5), max_length: int = typer.Option(160, min=16),
+    base_model: Optional[str] = typer.Option(None, help="cross-encoder to start from (default: bundled MiniLM)"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    dtype: str = typer.Option("bfloat16"),
+) -> None:
+    """Fine-tune a cross-encoder with RADIO (rationale-fused) or retrieval/gold labels; resumes after a kill."""
+    from llmrec.config import llmrec_home
+    from llmrec.embed import default_embedder
+    from llmrec.llm import make_llm
+    from llmrec.rerank.cross_encoder import CrossEncoderConfig
+    from llmrec.rerank.pipeline import QADataConfig, RerankTrainJob, run_rerank_training
+    from llmrec.rerank.radio import GroupTrainConfig
+
+    job = RerankTrainJob(data=QADataConfig(ares_path=str(ares) if ares else None, mtrag_path=str(mtrag) if mtrag else None),
+                         labels=labels, train_queries=train_queries, out_dir=str(out),
+                         train=GroupTrainConfig(epochs=epochs, learning_rate=learning_rate),
+                         reranker=CrossEncoderConfig(model=base_model, max_length=max_length))
+    llm = make_llm(_llm_config(backend, model, base_url, dtype)) if labels == "radio" else None
+    res = run_rerank_training(job, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")), llm)
+    console.print(f"trained on {res['groups']} groups in {res['steps']} steps (loss {res['first_loss']:.3f} -> "
+                  f"{res['final_loss']:.3f}); model: {res['model_dir']}")
+
+
+@rerank_app.command("eval")
+def rerank_eval(
+    ares: Optional[Path] = AresOpt, mtrag: Optional[Path] = MtragOpt,
+    model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="a trained reranker (omit: first stage only)"),
+    split: str = typer.Option("test", help="train | dev | test"),
+    limit: Optional[int] = typer.Option(None, min=1, help="only the first N queries of the split"),
+    max_length: int = typer.Option(160, min=16),
+) -> None:
+    """Recall@1/5, NDCG@5, MRR and latency of a reranker over dense top-20 candidates; prints JSON."""
+    from llmrec.config import llmrec_home
+    from llmrec.embed import default_embedder
+    from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+    from llmrec.rerank.pipeline import QADataConfig, run_rerank_eval
+
+    rr = CrossEncoderReranker(CrossEncoderConfig(model=str(model_dir), max_length=max_length)) if model_dir else None
+    data = QADataConfig(ares_path=str(ares) if ares else None, mtrag_path=str(mtrag) if mtrag else None)
+    res = run_rerank_eval(rr, data, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")), split,
+                          limit=limit)
+    typer.echo(json.dumps(res, indent=2))
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,240 @@
+"""RADIO: rationale-distilled reranker training (Jia et al., ACL Findings 2025).
+
+1. ``extract_rationales``: the LLM explains why the gold answer answers the question (training-time only:
+   it sees the gold answer), through the shared cached, resumable extraction job.
+2. ``rationale_scores``: cosine between embed(question + answer + rationale) and each candidate.
+3. ``fuse``: per-query min-max of rationale and retrieval scores, mixed ``alpha`` / ``1 - alpha`` (0.5).
+4. ``sample_group``: the top fused candidate is the positive; candidates at ranks 4, 5, 7, 10, 14, 19 of the
+   top 20 are the negatives (ranks 2-3 skipped as a false-negative margin).
+5. ``train_reranker``: group-wise softmax cross-entropy (InfoNCE, positive at index 0) over 1 + 6 pairs,
+   AdamW, checkpointed so a killed run resumes where it stopped.
+Inference (``Reranker.rerank``) sees only the query and candidates: no rationale, no answer."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from llmrec.config import StrictConfig
+from llmrec.embed import Embedder
+from llmrec.llm.base import LLM, GenerationParams
+from llmrec.rerank.base import Candidate, check_candidates
+
+
+class RADIOConfig(StrictConfig):
+    alpha: float = 0.5  # weight of the rationale score in the fusion (0 = retrieval scores only)
+    truncate: int = 20  # candidates kept after fusion
+    negative_ranks: list[int] = [4, 5, 7, 10, 14, 19]  # 1-based ranks of the negatives in the fused top list
+    rationale_tokens: int = 96
+    rationale_prompt: str = "rationale"
+
+
+@dataclass(frozen=True)
+class TrainingQuery:
+    id: str
+    question: str
+    answer: str
+    candidates: list[Candidate]  # first-stage candidates with retrieval scores
+
+
+@dataclass(frozen=True)
+class Group:
+    query_id: str
+    query: str
+    positive: Candidate
+    negatives: list[Candidate]
+
+
+def check_training_queries(queries: Sequence[TrainingQuery]) -> None:
+    seen: set[str] = set()
+    for n, q in enumerate(queries):
+        if not q.id:
+            raise ValueError(f"queries[{n}].id: missing id")
+        if q.id in seen:
+            raise ValueError(f"queries[{n}].id: duplicated query id {q.id!r}")
+        seen.add(q.id)
+        if not isinstance(q.answer, str) or not q.answer.strip():
+            raise ValueError(f"queries[{n}] (id {q.id!r}).answer: missing gold answer (RADIO needs one per "
+                             "training query)")
+        check_candidates(q.question, q.candidates, where=f"queries[{n}] (id {q.id!r}).candidates")
+
+
+def extract_rationales(llm: LLM, queries: Sequence[TrainingQuery], cache_dir: str | Path,
+                       config: RADIOConfig | None = None, progress: bool = True) -> dict[str, str]:
+    """Query id -> rationale text (cached JSONL shard ``cache_dir/rationale.jsonl``; a re-run costs nothing)."""
+    from llmrec.knowledge.extract import KnowledgeRequest, extract, load_knowledge
+
+    c = config or RADIOConfig()
+    check_training_queries(queries)
+    reqs = [KnowledgeRequest(q.id, {"question": q.question, "answer": q.answer}) for q in queries]
+    extract(llm, "rationale", c.rationale_prompt, reqs, cache_dir, GenerationParams(max_new_tokens=c.rationale_tokens),
+            progress=progress)
+    texts = load_knowledge(cache_dir, "rationale")
+    return {q.id: texts.get(q.id, "") for q in queries}
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    span = x.max() - x.min() if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+
+def fuse(rationale: np.ndarray, retrieval: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    if len(rationale) != len(retrieval):
+        raise ValueError(f"scores: {len(rationale)} rationale scores vs {len(retrieval)} retrieval scores")
+    return alpha * minmax(rationale) + (1 - alpha) * minmax(retrieval)
+
+
+def rationale_text(question: str, answer: str, rationale: str) -> str:
+    return f"{question}. {answer}. {rationale}".strip()
+
+
+def rationale_scores(embedder: Embedder, question: str, answer: str, rationale: str,
+                     texts: Sequence[str]) -> np.ndarray:
+    vecs = embedder.encode([rationale_text(question, answer, rationale), *texts])
+    return vecs[1:] @ vecs[0]
+
+
+def sample_group(ranked: Sequence[Candidate], negative_ranks: Sequence[int], truncate: int = 20) -> tuple[Candidate, list[Candidate]]:
+    """Rank 1 is the positive; the negatives are the candidates at the given 1-based ranks (ranks past the
+    end of a short list are skipped)."""
+    top = list(ranked[:truncate])
+    if len(top) < 2:
+        raise ValueError(f"candidates: need at least 2 to form a group, got {len(top)}")
+    negs = [top[r - 1] for r in negative_ranks if 1 < r <= len(top)]
+    if not negs:
+        raise ValueError(f"negative_ranks: none of {list(negative_ranks)} falls inside a list of {len(top)}")
+    return top[0], negs
+
+
+def build_groups(queries: Sequence[TrainingQuery], config: RADIOConfig, embedder: Embedder | None = None,
+                 rationales: dict[str, str] | None = None) -> list[Group]:
+    """Training groups from fused scores (``alpha > 0`` needs rationales and an embedder) or, with
+    ``alpha == 0``, from the retrieval scores alone (the relevance-only baseline, same sampler)."""
+    check_training_queries(queries)
+    groups = []
+    for q in queries:
+        ret = np.array([c.score for c in q.candidates])
+        if config.alpha > 0:
+            if embedder is None or rationales is None:
+                raise ValueError("alpha > 0: rationale scores need an embedder and rationales")
+            rat = rationale_scores(embedder, q.question, q.answer, rationales.get(q.id, ""),
+                                   [c.text for c in q.candidates])
+            fused = fuse(rat, ret, config.alpha)
+        else:
+            fused = minmax(ret)
+        order = np.argsort(-fused, kind="stable")
+        pos, negs = sample_group([q.candidates[i] for i in order], config.negative_ranks, config.truncate)
+        groups.append(Group(q.id, q.question, pos, negs))
+    return groups
+
+
+class PairScorer(Protocol):
+    def trainable(self) -> torch.nn.Module: ...
+
+    def pair_logits(self, queries: Sequence[str], texts: Sequence[str]) -> torch.Tensor: ...
+
+
+class GroupTrainConfig(StrictConfig):
+    epochs: int = 2
+    groups_per_step: int = 4
+    group_size: int = 7  # 1 positive + 6 negatives (negatives repeat when a group has fewer)
+    learning_rate: float = 6e-5
+    weight_decay: float = 0.01
+    temperature: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 20  # optimizer steps
+    progress: bool = True
+
+
+def _group_texts(g: Group, size: int, rng: random.Random) -> list[str]:
+    negs = list(g.negatives)
+    while len(negs) < size - 1:
+        negs.append(rng.choice(g.negatives))
+    if len(negs) > size - 1:
+        negs = rng.sample(negs, size - 1)
+    return [g.positive.text] + [n.text for n in negs]
+
+
+def _atomic_save(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTrainConfig | None = None,
+                   checkpoint_dir: str | Path | None = None) -> dict:
+    """Listwise InfoNCE over groups; with ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps
+    (model, optimizer, step) and a restarted run continues from the last checkpoint with the same order."""
+    c = config or GroupTrainConfig()
+    if not groups:
+        raise ValueError("groups: no training groups")
+    model = scorer.trainable()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c.learning_rate,
+                            weight_decay=c.weight_decay)
+    steps_per_epoch = -(-len(groups) // c.groups_per_step)
+    total = steps_per_epoch * c.epochs
+    step, losses, resumed = 0, [], None
+    ckpt = Path(checkpoint_dir) / "reranker.pt" if checkpoint_dir else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step, losses, resumed = state["step"], state["losses"], state["step"]
+            torch.set_rng_state(state["torch_rng"])
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc="rerank train", unit="step", disable=not c.progress)
+    model.train()
+    while step < total:
+        epoch, k = divmod(step, steps_per_epoch)
+        order = list(range(len(groups)))
+        random.Random(c.seed * 1000 + epoch).shuffle(order)
+        batch = [groups[i] for i in order[k * c.groups_per_step : (k + 1) * c.groups_per_step]]
+        rng = random.Random(c.seed * 1_000_003 + step)
+        queries, texts = [], []
+        for g in batch:
+            queries += [g.query] * c.group_size
+            texts += _group_texts(g, c.group_size, rng)
+        logits = scorer.pair_logits(queries, texts).view(len(batch), c.group_size) / c.temperature
+        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
+                                                                     device=logits.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if ckpt is not None and (step % c.checkpoint_every == 0 or step == total):
+            _atomic_save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                "losses": losses, "torch_rng": torch.get_rng_state()})
+    bar.close()
+    model.eval()
+    w = max(1, min(20, len(losses) // 4))  # loss averaged over the first / last quarter (at most 20 steps)
+    return {"steps": step, "resumed_from_step": resumed, "final_loss": float(np.mean(losses[-w:])),
+            "first_loss": float(np.mean(losses[:w])), "seconds": time.perf_counter() - t0}
+
+
+def save_groups(path: str | Path, groups: Sequence[Group]) -> None:
+    """Groups in FlagEmbedding's reranker format, one JSON object per line: {query, pos: [...], neg: [...]}."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for g in groups:
+            f.write(json.dumps({"query_id": g.query_id, "query": g.query, "pos": [g.positive.text],
+                                "pos_id": [g.positive.id], "neg": [n.text for n in g.negatives],
+                                "neg_id": [n.id for n in g.negatives]}) + "\n")
+    os.replace(tmp, path)
