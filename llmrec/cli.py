@@ -186,6 +186,72 @@ def serve(
     server.serve_forever()
 
 
+@app.command()
+def research(
+    user: str = typer.Option(..., help="user id (memory namespace user:<id>)"),
+    question: str = typer.Option(..., help="the research question"),
+    memory_dir: Optional[Path] = typer.Option(None, help="the user's memory store (default: memory/ or LLMREC_HOME)"),
+    corpus_dir: Optional[Path] = typer.Option(None, help="a VectorStore whose 'public' namespace is the public corpus"),
+    max_iterations: int = typer.Option(3, min=1), token_budget: int = typer.Option(8000, min=100),
+    max_new_tokens: int = typer.Option(64, min=4),
+    no_private: bool = typer.Option(False, "--no-private", help="skip the private stage (memory)"),
+    trace: Path = typer.Option(Path("results/research_trace.json"), help="where the JSON trace goes (kept on errors)"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    dtype: str = typer.Option("float32"),
+) -> None:
+    """Personalized deep research: prints the cited report, saves the step-by-step trace."""
+    from llmrec.config import default_memory_dir, llmrec_home
+    from llmrec.embed import default_embedder
+    from llmrec.llm import make_llm
+    from llmrec.memory import Memory
+    from llmrec.research import (MemorySource, PersonalizedResearcher, ResearchConfig, ResearchError, StoreSource,
+                                 save_trace)
+    from llmrec.store import VectorStore
+
+    emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
+    private = [] if no_private else [MemorySource(Memory(VectorStore(memory_dir or default_memory_dir()), emb))]
+    public = [StoreSource(VectorStore(corpus_dir), emb)] if corpus_dir else []
+    r = PersonalizedResearcher(make_llm(_llm_config(backend, model, base_url, dtype)), private, public,
+                               config=ResearchConfig(max_iterations=max_iterations, token_budget=token_budget,
+                                                     max_new_tokens=max_new_tokens, private_stage=not no_private))
+    try:
+        res = r.run(user, question)
+    except ResearchError as e:
+        save_trace(trace, e.trace)
+        console.print(f"[red]{e}[/] (trace so far: {trace})")
+        raise typer.Exit(1)
+    save_trace(trace, res.trace)
+    typer.echo(res.report)
+    console.print(f"stop: {res.stop_reason}; tokens {res.trace['tokens']}; trace: {trace}")
+
+
+@app.command()
+def judge(
+    criterion: str = typer.Option("faithfulness", help="faithfulness | completeness | appropriateness"),
+    data: Path = typer.Option(Path("../shared/data/mtrag_human_eval"), help="MT-RAG human-eval folder"),
+    limit: Optional[int] = typer.Option(120, min=2, help="responses to judge"),
+    reference_guided: bool = typer.Option(False, help="show the reference answer to the judge"),
+    out: Path = typer.Option(Path("results/judge_calibration.json"), help="JSON report (+ .png confusion plot)"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    dtype: str = typer.Option("bfloat16"),
+) -> None:
+    """Calibrate an LLM judge against human labels (MT-RAG): Cohen's kappa and Spearman, with a plot."""
+    from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibration
+    from llmrec.eval.judge import RubricJudge
+    from llmrec.llm import make_llm
+
+    items, human, meta = mtrag_judge_items(data, criterion, limit=limit)
+    j = RubricJudge(make_llm(_llm_config(backend, model, base_url, dtype)), criterion, reference_guided)
+    judgments = j.judge_many(items)
+    res = {j.name: calibrate(judgments, human)}
+    _write_json(out, {"criterion": criterion, "results": res,
+                      "judgments": [{**m, "human": h, **x.to_dict()} for m, h, x in zip(meta, human, judgments)]})
+    plot_calibration(res, out.with_suffix(".png"))
+    r = res[j.name]
+    console.print(f"{j.name}: n {r['n']} (scored {r['scored']}), Spearman {r['spearman']}, "
+                  f"weighted kappa {r['kappa_quadratic']}; report {out}")
+
+
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")
 app.add_typer(rerank_app, name="rerank")
 AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv")

@@ -1,0 +1,192 @@
+"""LLM judges: rubric grading (1-5, reasoning before the score), reference-guided grading, pairwise comparison
+with position swap, and a panel of judges over any backends. Every judgment keeps the judge's raw output.
+
+Untrusted text (answers, references, documents) is fenced in tags the system prompt declares to be data, and
+any closing tag inside it is neutralised, so a graded answer cannot end its own fence."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from llmrec.llm.base import LLM, GenerationParams
+from llmrec.prompts import load_prompt
+
+CRITERIA = {
+    "factuality": "Factuality: every claim in the answer is correct and supported by the reference or documents; "
+                  "nothing is invented.",
+    "personalization": "Personalization alignment: the answer respects the user's stated preferences, constraints "
+                       "and situation in the profile.",
+    "coverage": "Coverage: the answer addresses every part of the question with useful, specific information.",
+    "faithfulness": "Faithfulness: the answer is grounded in the documents and does not contradict them.",
+    "completeness": "Completeness: the answer gives all the information the question asks for.",
+    "appropriateness": "Appropriateness: the answer gives an appropriate amount of useful information.",
+}
+Criterion = Literal["factuality", "personalization", "coverage", "faithfulness", "completeness", "appropriateness"]
+
+_SCORE = re.compile(r"score\s*[:=]\s*\**\s*([1-5])(?:\s*/\s*5)?", re.I)
+_DIGIT = re.compile(r"\b([1-5])\b")
+_WINNER = re.compile(r"winner\s*[:=]\s*\**\s*(answer\s*)?(a|b|tie)\b", re.I)
+
+
+def defang(text: str) -> str:
+    """Neutralise closing tags inside untrusted text, so it cannot end the fence it is placed in."""
+    return re.sub(r"</\s*([a-z_]+)\s*>", r"[/\1]", str(text), flags=re.I)
+
+
+def fence(text: str, tag: str) -> str:
+    """Wrap untrusted text in <tag>..</tag>."""
+    return f"<{tag}>\n{defang(text)}\n</{tag}>"
+
+
+@dataclass
+class JudgeItem:
+    question: str
+    answer: str
+    reference: str | None = None
+    profile: str | None = None
+    documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Judgment:
+    judge: str
+    criterion: str
+    score: float | None  # 1-5; None when the output had no parsable score
+    reasoning: str
+    raw: str
+    parsed: Literal["explicit", "fallback", "none"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_score(text: str) -> tuple[float | None, str, str]:
+    m = list(_SCORE.finditer(text))
+    if m:
+        return float(m[-1].group(1)), text[: m[-1].start()].strip(), "explicit"
+    d = _DIGIT.findall(text)
+    if d:
+        return float(d[-1]), text.strip(), "fallback"
+    return None, text.strip(), "none"
+
+
+def _extra(item: JudgeItem, reference_guided: bool, criterion: str) -> str:
+    parts = []
+    if item.profile and criterion == "personalization":
+        parts.append(fence(item.profile, "profile"))
+    if reference_guided and item.reference:
+        parts.append(fence(item.reference, "reference"))
+    if item.documents:
+        parts.append(fence("\n\n".join(item.documents), "documents"))
+    return "".join(p + "\n" for p in parts)
+
+
+class RubricJudge:
+    """Grades one criterion 1-5; ``reference_guided`` shows the reference answer to the judge."""
+
+    def __init__(self, llm: LLM, criterion: Criterion = "factuality", reference_guided: bool = False,
+                 name: str | None = None, max_new_tokens: int = 96) -> None:
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion: unknown {criterion!r} (one of {sorted(CRITERIA)})")
+        self.llm, self.criterion, self.reference_guided = llm, criterion, reference_guided
+        self.name = name or f"{llm.model_id}:{criterion}{':ref' if reference_guided else ''}"
+        self.params = GenerationParams(max_new_tokens=max_new_tokens)
+        self.template = load_prompt("judge_rubric")
+
+    def judge_many(self, items: Sequence[JudgeItem]) -> list[Judgment]:
+        for n, it in enumerate(items):
+            if not isinstance(it.answer, str):
+                raise ValueError(f"items[{n}].answer: must be text")
+            if not it.question or not it.question.strip():
+                raise ValueError(f"items[{n}].question: empty question")
+        msgs = [self.template.messages({"criterion": CRITERIA[self.criterion], "question": it.question,
+                                        "extra": _extra(it, self.reference_guided, self.criterion),
+                                        "answer": defang(it.answer)})
+                for it in items]
+        gens = self.llm.generate(msgs, self.params)
+        out = []
+        for g in gens:
+            score, reasoning, how = parse_score(g.text)
+            out.append(Judgment(self.name, self.criterion, score, reasoning, g.text, how))
+        return out
+
+    def judge(self, item: JudgeItem) -> Judgment:
+        return self.judge_many([item])[0]
+
+
+@dataclass
+class PairJudgment:
+    judge: str
+    criterion: str
+    winner: Literal["A", "B", "tie"]
+    consistent: bool  # the same answer won in both orders
+    raw: list[str]  # [A-first output, B-first output]
+
+
+def _winner(text: str) -> str | None:
+    m = list(_WINNER.finditer(text))
+    return m[-1].group(2).upper().replace("TIE", "tie") if m else None
+
+
+class PairwiseJudge:
+    """Compares two answers twice (A/B, then B/A); a winner counts only when both orders agree."""
+
+    def __init__(self, llm: LLM, criterion: Criterion = "coverage", name: str | None = None,
+                 max_new_tokens: int = 64) -> None:
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion: unknown {criterion!r}")
+        self.llm, self.criterion = llm, criterion
+        self.name = name or f"{llm.model_id}:pairwise:{criterion}"
+        self.params = GenerationParams(max_new_tokens=max_new_tokens)
+        self.template = load_prompt("judge_pairwise")
+
+    def compare_many(self, pairs: Sequence[tuple[JudgeItem, JudgeItem]]) -> list[PairJudgment]:
+        msgs = []
+        for a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                msgs.append(self.template.messages({
+                    "criterion": CRITERIA[self.criterion], "question": a.question,
+                    "extra": _extra(a, True, self.criterion),
+                    "answer_a": defang(x.answer), "answer_b": defang(y.answer)}))
+        gens = self.llm.generate(msgs, self.params)
+        out = []
+        for i in range(0, len(gens), 2):
+            first, swapped = _winner(gens[i].text), _winner(gens[i + 1].text)
+            swapped_back = {"A": "B", "B": "A"}.get(swapped or "", swapped)
+            consistent = first is not None and first == swapped_back
+            out.append(PairJudgment(self.name, self.criterion, first if consistent else "tie", consistent,
+                                    [gens[i].text, gens[i + 1].text]))
+        return out
+
+
+@dataclass
+class PanelJudgment:
+    criterion: str
+    score: float | None  # mean over judges that gave a score
+    spread: float | None  # std over those judges
+    judgments: list[Judgment]
+
+
+class JudgePanel:
+    """Several rubric judges (any backends, any prompts); scores averaged, every judgment kept."""
+
+    def __init__(self, judges: Sequence[RubricJudge]) -> None:
+        if not judges:
+            raise ValueError("judges: a panel needs at least one judge")
+        crit = {j.criterion for j in judges}
+        if len(crit) > 1:
+            raise ValueError(f"judges: one criterion per panel, got {sorted(crit)}")
+        self.judges, self.criterion = list(judges), crit.pop()
+
+    def judge_many(self, items: Sequence[JudgeItem]) -> list[PanelJudgment]:
+        per = [j.judge_many(items) for j in self.judges]
+        out = []
+        for i in range(len(items)):
+            js = [p[i] for p in per]
+            s = [j.score for j in js if j.score is not None]
+            out.append(PanelJudgment(self.criterion, float(np.mean(s)) if s else None,
+                                     float(np.std(s)) if s else None, js))
+        return out
