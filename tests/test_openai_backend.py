@@ -97,3 +97,19 @@ def test_openai_config_requires_url_and_model():
         make_llm(LLMConfig(backend="openai"))
     with pytest.raises(ValueError, match="extra"):
         LLMConfig(backend="openai", bogus=1)
+
+
+def test_knowledge_extraction_through_an_openai_endpoint(server, tmp_path):
+    """A stronger model plugs into extraction with one flag set (here the endpoint serves the bundled model)."""
+    from llmrec.data.registry import DataConfig
+    from llmrec.data.synthetic import SyntheticConfig
+    from llmrec.knowledge import KnowledgeJobConfig, knowledge_tables, run_extraction
+    from llmrec.knowledge.extract import read_shard
+
+    cfg = KnowledgeJobConfig(data=DataConfig(synthetic=SyntheticConfig(n_users=4, n_items=5, impressions_per_user=6)),
+                             kinds=["item"], llm=LLMConfig(backend="openai", base_url=server.url, model="smol"),
+                             max_new_tokens=8, out_dir=str(tmp_path), progress=False)
+    rep = run_extraction(cfg)
+    assert rep["model_id"] == "openai:smol" and rep["extraction"][0]["generated"] == 5
+    assert {r["model_id"] for r in read_shard(tmp_path / "item.jsonl").values()} == {"openai:smol"}
+    assert len(knowledge_tables(tmp_path, ["item"])["item"]) == 5

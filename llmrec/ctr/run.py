@@ -20,7 +20,7 @@ from llmrec.data.schema import RecData
 
 class KnowledgeFeatures(StrictConfig):
     """LLM knowledge vectors (from ``llmrec extract``) added as dense features ``<kind>_knowledge``."""
-    dir: str  # the extraction out_dir (shards + <kind>.<encoder>.npz)
+    dir: str | None = None  # the extraction out_dir; None = where `llmrec extract` writes for the default LLM
     kinds: list[str] = ["item", "user"]
     encoder: str | None = None  # substring of the vector files' encoder id when there are several
 
@@ -53,9 +53,12 @@ def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[Fea
 def knowledge_inputs(job: TrainJobConfig, data: RecData) -> tuple[list[FeatureSpec], dict]:
     if job.knowledge is None:
         return [], {}
-    from llmrec.knowledge.job import knowledge_feature_name, knowledge_specs, knowledge_tables
+    from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowledge_specs, knowledge_tables
+    from llmrec.llm.registry import LLMConfig, model_id_for
 
-    tabs = knowledge_tables(job.knowledge.dir, job.knowledge.kinds, job.knowledge.encoder)
+    k = job.knowledge
+    where = Path(k.dir).expanduser() if k.dir else default_out_dir(data, model_id_for(LLMConfig()))
+    tabs = knowledge_tables(where, k.kinds, k.encoder)
     return knowledge_specs(data, tabs), {knowledge_feature_name(k): t for k, t in tabs.items()}
 
 

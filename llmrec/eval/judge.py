@@ -26,6 +26,8 @@ CRITERIA = {
 }
 Criterion = Literal["factuality", "personalization", "coverage", "faithfulness", "completeness", "appropriateness"]
 
+FOLLOW_UP = ("Question: {question}\nAnswer: {answer}\nReviewer notes: {notes}\nRate the answer's {criterion} from 1 to 5 "
+             "(5 = best). Reply with one digit only.")
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*([1-5])(?:\s*/\s*5)?", re.I)
 _DIGIT = re.compile(r"\b([1-5])\b")
 _WINNER = re.compile(r"winner\s*[:=]\s*\**\s*(answer\s*)?(a|b|tie)\b", re.I)
@@ -57,7 +59,7 @@ class Judgment:
     score: float | None  # 1-5; None when the output had no parsable score
     reasoning: str
     raw: str
-    parsed: Literal["explicit", "fallback", "none"]
+    parsed: Literal["explicit", "followup", "fallback", "none"]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +113,17 @@ class RubricJudge:
         for g in gens:
             score, reasoning, how = parse_score(g.text)
             out.append(Judgment(self.name, self.criterion, score, reasoning, g.text, how))
+        # no explicit "Score: N": ask for the digit in a second call that carries the judge's own reasoning
+        todo = [i for i, j in enumerate(out) if j.parsed != "explicit"]
+        if todo:
+            follow = [msgs[i][:-1] + [{"role": "user", "content": FOLLOW_UP.format(
+                question=items[i].question[:300], answer=defang(items[i].answer[:600]), notes=defang(out[i].raw[:300]),
+                criterion=self.criterion)}] for i in todo]
+            for i, g in zip(todo, self.llm.generate(follow, GenerationParams(max_new_tokens=8))):
+                d = _DIGIT.search(g.text)
+                if d:
+                    out[i].score, out[i].parsed = float(d.group(1)), "followup"
+                    out[i].raw += f"\n[follow-up] {g.text}"
         return out
 
     def judge(self, item: JudgeItem) -> Judgment:

@@ -1,0 +1,151 @@
+"""Personalized research benchmark: the PDR loop with vs without its private stage, scored by the hybrid
+evaluation (lexical metrics + an LLM judge panel), with the judge's measured agreement with humans beside it.
+
+    python eval/research_benchmark.py [--tasks 30] [--backend openai --base-url URL --model NAME]
+
+Tasks: llmrec.research.tasks (PrefEval explicit preferences + LoCoMo development conversations; generated from
+../shared/data at run time). Public corpus: the ARES NQ + MT-RAG passages in an llmrec store. Each user's
+memory: the task's sessions in an llmrec Memory. Judges: a panel of two rubric judges per criterion
+(reference-guided and not) on the default LLM, plus a pairwise judge with position swap; agreement of the same
+judge with MT-RAG human faithfulness labels (Cohen's kappa, Spearman) is measured in the same run.
+Writes eval/results/research_benchmark.json and .png."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmrec.config import llmrec_home  # noqa: E402
+from llmrec.embed import default_embedder  # noqa: E402
+from llmrec.eval.calibration import calibrate, mtrag_judge_items  # noqa: E402
+from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge  # noqa: E402
+from llmrec.eval.lexical import lexical_scores  # noqa: E402
+from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.llm import LLMConfig, make_llm  # noqa: E402
+from llmrec.memory import Memory  # noqa: E402
+from llmrec.rerank.pipeline import QADataConfig, load_qa  # noqa: E402
+from llmrec.research import MemorySource, PersonalizedResearcher, ResearchConfig, StoreSource  # noqa: E402
+from llmrec.research.tasks import locomo_tasks, prefeval_tasks  # noqa: E402
+from llmrec.store import VectorStore  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=30)
+    ap.add_argument("--calibration-items", type=int, default=60)
+    ap.add_argument("--max-iterations", type=int, default=2)
+    ap.add_argument("--backend", default="transformers")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--base-url", default=None)
+    ap.add_argument("--out", default="eval/results/research_benchmark.json")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    tasks = (prefeval_tasks(SHARED / "prefeval", 1) + locomo_tasks(SHARED / "locomo", 2))[: a.tasks]
+    llm = make_llm(LLMConfig(backend=a.backend, model=a.model, base_url=a.base_url, dtype="bfloat16"))
+    emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
+    tmp = Path(tempfile.mkdtemp(prefix="llmrec-research-bench-"))
+    corpus = load_qa(QADataConfig(ares_path=str(SHARED / "ares_nq_synthetic"), mtrag_path=str(SHARED / "mtrag_human_eval")))
+    public = VectorStore(tmp / "public")
+    ids = list(corpus.passages)
+    for s in range(0, len(ids), 512):
+        chunk = ids[s : s + 512]
+        public.add("public", chunk, [corpus.passages[i] for i in chunk], emb.encode([corpus.passages[i] for i in chunk]))
+    memory = Memory(VectorStore(tmp / "memory"), emb)
+    for t in tasks:
+        for s in t["sessions"]:
+            if s["messages"]:
+                memory.add(t["user_id"], s["messages"], s["session_id"])
+    print(f"{len(tasks)} tasks, {len(ids)} public passages, memories loaded ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    cfg = ResearchConfig(max_iterations=a.max_iterations, max_new_tokens=64)
+    runs: dict[str, list[dict]] = {}
+    for variant, private_stage in (("personalized", True), ("no private stage", False)):
+        r = PersonalizedResearcher(llm, [MemorySource(memory)], [StoreSource(public, emb)],
+                                   config=cfg.model_copy(update={"private_stage": private_stage}))
+        out = []
+        for t in tasks:
+            res = r.run(t["user_id"], t["question"])
+            out.append({"task_id": t["task_id"], "source": t["source"], "report": res.report,
+                        "claims_text": " ".join(c.text for c in res.claims), "stop_reason": res.stop_reason,
+                        "tokens": res.trace["tokens"], "private_evidence": sum(e.private for e in res.evidence),
+                        "lexical": lexical_scores(" ".join(c.text for c in res.claims), t["reference"])})
+        runs[variant] = out
+        print(variant, "done", f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    panels = {crit: JudgePanel([RubricJudge(llm, crit, reference_guided=True, max_new_tokens=80, name=f"{crit}:ref"),
+                                RubricJudge(llm, crit, max_new_tokens=80, name=f"{crit}:plain")])
+              for crit in ("personalization", "factuality")}
+    summary = {}
+    for variant, out in runs.items():
+        items = [JudgeItem(t["question"], o["claims_text"], reference=t["reference"], profile=t["must_respect"])
+                 for t, o in zip(tasks, out)]
+        judged = {crit: p.judge_many(items) for crit, p in panels.items()}
+        for i, o in enumerate(out):
+            o["judges"] = {crit: {"score": judged[crit][i].score,
+                                  "judgments": [j.to_dict() for j in judged[crit][i].judgments]} for crit in judged}
+        lex = {k: float(np.mean([o["lexical"][k] for o in out])) for k in out[0]["lexical"]}
+        judge_means = {crit: float(np.nanmean([np.nan if o["judges"][crit]["score"] is None else o["judges"][crit]["score"]
+                                               for o in out])) for crit in panels}
+        summary[variant] = {"lexical": lex, "judge_panel": judge_means,
+                            "tokens_mean": float(np.mean([o["tokens"]["prompt"] + o["tokens"]["completion"] for o in out])),
+                            "private_evidence_mean": float(np.mean([o["private_evidence"] for o in out]))}
+        print(variant, summary[variant], flush=True)
+    pj = PairwiseJudge(llm, "personalization", max_new_tokens=48)
+    pairs = [(JudgeItem(t["question"], p["claims_text"], reference=t["reference"], profile=t["must_respect"]),
+              JudgeItem(t["question"], n["claims_text"], reference=t["reference"], profile=t["must_respect"]))
+             for t, p, n in zip(tasks, runs["personalized"], runs["no private stage"])]
+    pw = pj.compare_many(pairs)
+    pairwise = {"personalized_wins": sum(p.winner == "A" for p in pw), "no_private_wins": sum(p.winner == "B" for p in pw),
+                "ties_or_inconsistent": sum(p.winner == "tie" for p in pw),
+                "position_consistent": sum(p.consistent for p in pw), "n": len(pw)}
+    print("pairwise", pairwise, flush=True)
+    cal_items, human, _ = mtrag_judge_items(SHARED / "mtrag_human_eval", "faithfulness", limit=a.calibration_items)
+    agreement = {}
+    for name, j in (("faithfulness:ref", RubricJudge(llm, "faithfulness", reference_guided=True, max_new_tokens=80)),
+                    ("faithfulness:plain", RubricJudge(llm, "faithfulness", max_new_tokens=80))):
+        agreement[name] = calibrate(j.judge_many(cal_items), human)
+        print("judge agreement", name, {k: agreement[name][k] for k in ("spearman", "kappa_quadratic", "scored")}, flush=True)
+    payload = {"llm": llm.model_id, "tasks": len(tasks), "by_source": {s: sum(t["source"] == s for t in tasks)
+                                                                      for s in ("prefeval", "locomo")},
+               "config": cfg.model_dump(), "summary": summary, "pairwise_personalization": pairwise,
+               "judge_agreement_with_humans_mtrag": agreement, "runs": runs, "seconds": time.perf_counter() - t0}
+    out_path = write_result(Path(a.out), payload)
+    plot(summary, out_path.with_suffix(".png"))
+    print("wrote", out_path)
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(summary)
+    lex = list(summary[variants[0]]["lexical"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    w = 0.38
+    for j, v in enumerate(variants):
+        ax1.bar(np.arange(len(lex)) + (j - 0.5) * w, [summary[v]["lexical"][k] for k in lex], w, label=v)
+        crit = list(summary[v]["judge_panel"])
+        ax2.bar(np.arange(len(crit)) + (j - 0.5) * w, [summary[v]["judge_panel"][c] for c in crit], w, label=v)
+    ax1.set_xticks(range(len(lex)), lex)
+    ax1.set_title("lexical (vs reference)")
+    ax2.set_xticks(range(len(crit)), crit)
+    ax2.set_ylim(1, 5)
+    ax2.set_title("judge panel (1-5)")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
