@@ -49,7 +49,9 @@ def main() -> None:
     ap.add_argument("--out", default="eval/results/research_benchmark.json")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    tasks = (prefeval_tasks(SHARED / "prefeval", 1) + locomo_tasks(SHARED / "locomo", 2))[: a.tasks]
+    pe, lo = prefeval_tasks(SHARED / "prefeval", 1), locomo_tasks(SHARED / "locomo", 2)
+    n_lo = min(len(lo), a.tasks // 3)  # about a third LoCoMo, the rest PrefEval
+    tasks = pe[: a.tasks - n_lo] + lo[:n_lo]
     llm = make_llm(LLMConfig(backend=a.backend, model=a.model, base_url=a.base_url, dtype="bfloat16"))
     emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
     tmp = Path(tempfile.mkdtemp(prefix="llmrec-research-bench-"))
