@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -25,10 +24,9 @@ def _llm_config(backend: str, model: Optional[str], base_url: Optional[str], dty
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    os.replace(tmp, path)
+    from llmrec.io import write_json_atomic
+
+    write_json_atomic(path, payload)
 
 
 @app.command()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from llmrec.config import StrictConfig
 from llmrec.ctr.features import Batch
 from llmrec.ctr.metrics import auc, group_auc, logloss
+from llmrec.io import torch_save_atomic
 
 
 class TrainerConfig(StrictConfig):
@@ -175,7 +175,7 @@ class Trainer:
                 stop = state["bad"] >= c.patience
             state["epoch"] = epoch + 1
             if ckpt is not None and rank == 0:
-                _atomic_torch_save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                torch_save_atomic(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                           "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                                           "state": state})
         if state["best_state"] is not None:
@@ -189,11 +189,3 @@ class Trainer:
         )
 
 
-def _atomic_torch_save(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -3,7 +3,6 @@ dense first stage (llmrec store, top 20) -> training groups (RADIO fused labels,
 or gold labels) -> fine-tuned cross-encoder -> ranking metrics and RAG answers on held-out queries."""
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from llmrec.data.qa import QACorpus, QAQuery, load_ares_nq, load_mtrag
 from llmrec.embed import Embedder
 from llmrec.eval.lexical import exact_match, token_f1
 from llmrec.eval.metrics import mrr, ndcg_at, recall_at
+from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
 from llmrec.rerank.base import Candidate, Reranker
@@ -132,13 +132,6 @@ def answer_metrics(answers: Sequence[str], queries: Sequence[QAQuery]) -> dict[s
             "exact_match": float(np.mean([exact_match(a, refs) for a, refs in pairs])), "n": len(pairs)}
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)
-
-
 
 class RerankTrainJob(StrictConfig):
     data: QADataConfig
@@ -165,7 +158,7 @@ def run_rerank_training(job: RerankTrainJob, embedder: Embedder, llm: LLM | None
     info = train_reranker(reranker, groups, job.train, checkpoint_dir=out / "checkpoint")
     reranker.save(out / "model")
     result = {"labels": job.labels, "groups": len(groups), **info, "model_dir": str(out / "model")}
-    write_json(out / "training.json", result)
+    write_json_atomic(out / "training.json", result)
     return result
 
 

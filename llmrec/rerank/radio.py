@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from llmrec.config import StrictConfig
 from llmrec.embed import Embedder
+from llmrec.io import torch_save_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.rerank.base import Candidate, check_candidates
 
@@ -164,14 +165,6 @@ def _group_texts(g: Group, size: int, rng: random.Random) -> list[str]:
     return [g.positive.text] + [n.text for n in negs]
 
 
-def _atomic_save(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTrainConfig | None = None,
                    checkpoint_dir: str | Path | None = None) -> dict:
     """Listwise InfoNCE over groups; with ``checkpoint_dir`` the run saves every ``checkpoint_every`` steps
@@ -219,7 +212,7 @@ def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTra
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if ckpt is not None and (step % c.checkpoint_every == 0 or step == total):
-            _atomic_save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            torch_save_atomic(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                 "losses": losses, "torch_rng": torch.get_rng_state()})
     bar.close()
     model.eval()

@@ -9,7 +9,6 @@ every LLM call with a conservative estimate; exceeding one stops the loop and th
 extractive claims (no LLM call)."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 
 from llmrec.config import StrictConfig
 from llmrec.eval.judge import defang
+from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
 from llmrec.research.sources import Evidence, Source, dedupe
@@ -226,9 +226,4 @@ class PersonalizedResearcher:
 
 
 def save_trace(path: str | Path, trace: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(trace, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, trace)
