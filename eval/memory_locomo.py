@@ -1,9 +1,11 @@
 """LoCoMo session retrieval: random, BM25, dense, hybrid, MemGAS and RF-Mem over the llmrec memory API.
 
-    python eval/memory_locomo.py [--split dev|heldout|all]
+    python eval/memory_locomo.py [--split dev|heldout|all] [--no-digest] [--llm-dtype bfloat16]
 
 Each conversation is one user; each session is added as its turns (speaker: text, image captions appended)
-with a session unit. Gold = the sessions named in a question's evidence ids (malformed ids are counted and
+with a session unit, timestamped with the session's date; then ``Memory.consolidate`` has the LLM (bundled
+SmolLM2 by default, generations cached in LLMREC_HOME/generations.sqlite) write each session's summary and
+keywords units, which the MemGAS settings with "summary" / "keywords" views use. Gold = the sessions named in a question's evidence ids (malformed ids are counted and
 reported, questions left with no gold session are excluded and counted). Metrics: session-level
 recall_all@k (every gold session in the top k, as MemGAS scores it), recall_any@k and NDCG@k, overall and
 per category (1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial), with the random floor
@@ -12,6 +14,7 @@ Writes eval/results/memory_locomo_<split>.json."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import tempfile
 import time
@@ -28,10 +31,13 @@ from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATI
 from llmrec.embed import default_embedder  # noqa: E402
 from llmrec.eval.metrics import ndcg_at, recall_all_at, recall_any_at  # noqa: E402
 from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.llm import LLMConfig, make_llm  # noqa: E402
+from llmrec.llm.cache import CachedLLM  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.api import rank_sessions  # noqa: E402
 from llmrec.memory.memgas import MemGAS, MemGASConfig  # noqa: E402
 from llmrec.memory.rfmem import RFMem, RFMemConfig  # noqa: E402
+from llmrec.memory.units import SessionDigester  # noqa: E402
 from llmrec.store import VectorStore  # noqa: E402
 
 KS = (1, 3, 5, 10)
@@ -50,6 +56,22 @@ MEMGAS = {
     "memgas_hybrid": MemGASConfig(views=["session", "turn_mean", "turn_max", "bm25_session", "bm25_turn"],
                                   router_temperature=0.02),
 }
+
+
+DIGEST_MEMGAS = {
+    "memgas_dense_digest": MemGASConfig(views=["turn_mean", "turn_max", "summary", "keywords"], num_seed_nodes=20),
+    "memgas_hybrid_digest": MemGASConfig(views=["session", "turn_mean", "turn_max", "summary", "keywords",
+                                                "bm25_session", "bm25_turn", "bm25_summary", "bm25_keywords"],
+                                         router_temperature=0.02),
+}
+
+
+def session_time(text: str) -> float | None:
+    """LoCoMo dates look like "1:56 pm on 8 May, 2023"; None when unparseable."""
+    try:
+        return dt.datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
 
 
 def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
@@ -79,18 +101,26 @@ def main() -> None:
     ap.add_argument("--split", choices=["dev", "heldout", "all"], default="dev")
     ap.add_argument("--random-trials", type=int, default=50)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-digest", action="store_true", help="skip the LLM summary / keywords units")
+    ap.add_argument("--llm-dtype", choices=["float32", "bfloat16"], default="bfloat16")
     a = ap.parse_args()
+    memgas_configs = dict(MEMGAS) if a.no_digest else {**MEMGAS, **DIGEST_MEMGAS}
     ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[a.split]
     convs = load_locomo(a.data, ids)
     embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
-    rows = {m: [] for m in [*METHODS, *MEMGAS, "rfmem", "random"]}
+    rows = {m: [] for m in [*METHODS, *memgas_configs, "rfmem", "random"]}
     paths = {"familiarity": 0, "recollection": 0}
     malformed, no_gold = 0, 0
     rng = np.random.default_rng(0)
     add_units, add_seconds, latencies = 0, 0.0, []
+    digest_seconds, digested = 0.0, 0
+    digester = None
+    if not a.no_digest:
+        llm = CachedLLM(make_llm(LLMConfig(dtype=a.llm_dtype)), llmrec_home() / "generations.sqlite")
+        digester = SessionDigester(llm)
     with tempfile.TemporaryDirectory() as tmp:
-        memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
-        memgas = {name: MemGAS(memory, cfg) for name, cfg in MEMGAS.items()}
+        memory = Memory(VectorStore(Path(tmp) / "store"), embedder, digester=digester)
+        memgas = {name: MemGAS(memory, cfg) for name, cfg in memgas_configs.items()}
         # RF-Mem with its LongMemEval settings (beam 4, fan-out 1, alpha 0.7, out_k 50); not tuned here
         rfmem = RFMem(memory, RFMemConfig(depth=50))
         for conv in tqdm(convs, desc="conversations"):
@@ -98,9 +128,13 @@ def main() -> None:
             t = time.perf_counter()
             for sess in conv.sessions:
                 msgs = [{"role": "user", "name": turn.speaker, "content": turn.text} for turn in sess.turns]
-                memory.add(user, msgs, session_id=str(sess.index))
+                memory.add(user, msgs, session_id=str(sess.index), timestamp=session_time(sess.date_time))
                 add_units += len(msgs) + 1
             add_seconds += time.perf_counter() - t
+            if digester is not None:  # LLM calls: timed apart from adds and searches
+                t = time.perf_counter()
+                digested += memory.consolidate(user, progress=True)
+                digest_seconds += time.perf_counter() - t
             sessions = [str(s.index) for s in conv.sessions]
             for qa in conv.qa:
                 malformed += len(qa.bad_evidence)
@@ -144,6 +178,9 @@ def main() -> None:
         "split": a.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
         "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
         "add_units_per_second": add_units / add_seconds,
+        "digest": None if digester is None else {
+            "llm": digester.model_id, "dtype": a.llm_dtype, "sessions": digested, "seconds": digest_seconds,
+            "cache_hits": digester.llm.hits, "cache_misses": digester.llm.misses},
         "rfmem_paths": paths,
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),

@@ -5,8 +5,9 @@
     mem.search("alice", "where does she live?", k=5, method="hybrid")
 
 Each user is one store namespace, so one user's memories are never searched for another. Units:
-``turn`` (one message or text) and ``session`` (all turns of a session, re-embedded when the session
-grows). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
+``turn`` (one message or text), ``session`` (all turns of a session, re-embedded when the session
+grows), and, after ``consolidate`` with a ``SessionDigester``, ``summary`` and ``keywords`` (LLM-made, one
+each per session, remade only when the session's text changed). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
 (min-max normalized mix). Memory text is data: it is stored and returned verbatim and never interpreted."""
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import numpy as np
 from llmrec.config import StrictConfig
 from llmrec.embed import Embedder
 from llmrec.memory.bm25 import BM25Index
+from llmrec.memory.units import SessionDigester, format_date, text_hash
 from llmrec.store import VectorStore
 
 Method = Literal["dense", "bm25", "hybrid"]
-Granularity = Literal["turn", "session"]
+Granularity = Literal["turn", "session", "summary", "keywords"]
 
 
 class MemoryConfig(StrictConfig):
@@ -45,7 +47,7 @@ class MemoryHit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_RESERVED = ("granularity", "session_id", "timestamp")
+_RESERVED = ("granularity", "session_id", "timestamp", "source_hash", "model_id")
 
 
 def _hit(record, score: float) -> MemoryHit:
@@ -68,8 +70,9 @@ def minmax(scores: dict[str, float]) -> dict[str, float]:
 
 
 class Memory:
-    def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None) -> None:
-        self.store, self.embedder = store, embedder
+    def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None,
+                 digester: SessionDigester | None = None) -> None:
+        self.store, self.embedder, self.digester = store, embedder, digester
         self.config = config or MemoryConfig()
         self._bm25: dict[str, tuple[BM25Index, int]] = {}
         self._lock = threading.RLock()
@@ -132,6 +135,58 @@ class Memory:
         self.store.upsert(ns, [sid], [text], self.embedder.encode([text]),
                           [{"granularity": "session", "session_id": session_id, "timestamp": ts}])
         return sid, text, "session"
+
+    def consolidate(self, user_id: str, progress: bool = False) -> int:
+        """Make (or remake) the summary and keywords units of every session of ``user_id`` whose turns changed
+        since its units were made, in LLM batches; each batch is written as it finishes, so an interrupted
+        run resumes where it stopped. Returns the number of sessions digested."""
+        from tqdm.auto import tqdm
+
+        self._check_user(user_id)
+        if self.digester is None:
+            raise ValueError("digester: consolidate needs Memory(..., digester=SessionDigester(llm))")
+        ns = _ns(user_id)
+        records = [r for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
+        turns: dict[str, list[str]] = {}
+        stamps: dict[str, float | None] = {}
+        made: dict[str, str | None] = {}
+        for r in records:  # insertion order
+            sid, g = r.metadata.get("session_id"), r.metadata.get("granularity")
+            if sid is None:
+                continue
+            if g == "turn":
+                turns.setdefault(sid, []).append(r.text)
+                stamps[sid] = r.metadata.get("timestamp")
+            elif g == "keywords":
+                made[sid] = r.metadata.get("source_hash")
+        stale = [(sid, "\n".join(t)) for sid, t in turns.items() if made.get(sid) != text_hash("\n".join(t))]
+        size = self.digester.config.batch_size
+        bar = tqdm(total=len(stale), desc=f"digest {user_id}", unit="session", disable=not progress)
+        for i in range(0, len(stale), size):
+            part = stale[i : i + size]
+            digests = self.digester.digest([t for _, t in part], [format_date(stamps[sid]) for sid, _ in part])
+            ids, texts, metas, drop = [], [], [], []
+            for (sid, text), d in zip(part, digests):
+                base = {"session_id": sid, "timestamp": stamps[sid], "source_hash": text_hash(text),
+                        "model_id": self.digester.model_id}
+                if d.summary:
+                    ids.append(f"m-{sid}"), texts.append(d.summary), metas.append({**base, "granularity": "summary"})
+                else:
+                    drop.append(f"m-{sid}")
+                # the keywords unit is written even when empty-handed (text = session id) so that it records
+                # that this version of the session was digested
+                ids.append(f"k-{sid}"), texts.append("; ".join(d.keywords) or f"session {sid}")
+                metas.append({**base, "granularity": "keywords"})
+            with self._lock:
+                before = self.store.version()
+                if drop:
+                    self.store.delete(ns, drop, missing_ok=True)
+                self.store.upsert(ns, ids, texts, self.embedder.encode(texts), metas)
+                self._bm25_apply(user_id, before, added=[(i, t, m["granularity"]) for i, t, m in
+                                                          zip(ids, texts, metas)], removed=drop)
+            bar.update(len(part))
+        bar.close()
+        return len(stale)
 
     def update(self, user_id: str, memory_id: str, text: str) -> None:
         self._check_user(user_id)

@@ -1,7 +1,8 @@
 """MemGAS (Xu et al., ICLR 2026): multi-granularity memory association and selection.
 
 Per session several *views* (granularities) score the query: the session unit's embedding, the mean of its
-turn embeddings, its best turn, and optionally BM25 over the session text or its turns (the "hybrid" setting).
+turn embeddings, its best turn, the LLM-made summary and keywords units (after ``Memory.consolidate``), and
+optionally BM25 over the session text, its turns, its summary or its keywords (the "hybrid" setting).
 1. Association (incremental, cached per user): every embedding node of a session is compared with the nodes
    of earlier sessions; its top ``gmm_candidates`` similarities are split by a 2-component 1-D Gaussian
    mixture and the higher-mean component become undirected edges. Only nodes that are new or whose vector
@@ -23,7 +24,8 @@ from llmrec.config import StrictConfig
 
 
 class MemGASConfig(StrictConfig):
-    views: list[str] = ["session", "turn_mean", "turn_max"]  # add "bm25_session", "bm25_turn" for hybrid
+    # any of VIEWS; "summary" / "keywords" need Memory.consolidate (sessions without the unit score lowest)
+    views: list[str] = ["session", "turn_mean", "turn_max"]
     router_temperature: float = 0.2
     num_seed_nodes: int = 15
     damping: float = 0.1
@@ -163,7 +165,11 @@ def memgas_rank(graph: AssociationGraph, sessions: list[str], view_scores: dict[
     return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-_GRAPH_VIEWS = ("session", "turn_mean")
+_GRAPH_VIEWS = ("session", "turn_mean", "summary", "keywords")  # views that are embedding nodes of the graph
+_DENSE_VIEWS = ("session", "turn_mean", "turn_max", "summary", "keywords")
+_BM25_VIEWS = {"bm25_session": "session", "bm25_turn": "turn", "bm25_summary": "summary",
+               "bm25_keywords": "keywords"}
+VIEWS = (*_DENSE_VIEWS, *_BM25_VIEWS)
 
 
 class MemGAS:
@@ -174,7 +180,7 @@ class MemGAS:
         from llmrec.memory.api import _ns
 
         self.memory, self.config = memory, config or MemGASConfig()
-        unknown = set(self.config.views) - {"session", "turn_mean", "turn_max", "bm25_session", "bm25_turn"}
+        unknown = set(self.config.views) - set(VIEWS)
         if unknown:
             raise ValueError(f"views: unknown views {sorted(unknown)}")
         self._ns = _ns
@@ -191,6 +197,7 @@ class MemGAS:
         records = [r for r in store.get(ns, store.ids(ns)) if r is not None]
         sessions: list[str] = []
         turns, turn_sess, sess_vec = [], [], {}
+        digest_vec: dict[str, dict[str, np.ndarray]] = {"summary": {}, "keywords": {}}
         for r in records:  # insertion order = time order
             sid = r.metadata.get("session_id")
             if sid is None:
@@ -199,6 +206,8 @@ class MemGAS:
                 sessions.append(sid)
             if r.metadata.get("granularity") == "session":
                 sess_vec[sid] = r.vector
+            elif r.metadata.get("granularity") in digest_vec:
+                digest_vec[r.metadata["granularity"]][sid] = r.vector
             elif r.metadata.get("granularity") == "turn":
                 turns.append(r.vector)
                 turn_sess.append(sessions.index(sid))
@@ -213,16 +222,22 @@ class MemGAS:
                 m = rows.mean(0)
                 mean_mat[i] = m / max(np.linalg.norm(m), 1e-12)
         sess_mat = np.stack([sess_vec.get(s, mean_mat[i]) for i, s in enumerate(sessions)]) if sessions else mean_mat
+        digest_mat = {g: (np.stack([vecs.get(s, np.zeros(dim, np.float32)) for s in sessions]) if sessions
+                          else np.zeros((0, dim), np.float32), np.array([s in vecs for s in sessions], bool))
+                      for g, vecs in digest_vec.items()}
         nodes = {}
         for i, s in enumerate(sessions):
             if "session" in self.config.views:
                 nodes[(s, "session")] = sess_mat[i]
             if "turn_mean" in self.config.views:
                 nodes[(s, "turn_mean")] = mean_mat[i]
+            for g in ("summary", "keywords"):
+                if g in self.config.views and digest_mat[g][1][i]:
+                    nodes[(s, g)] = digest_mat[g][0][i]
         graph = self._graphs.setdefault(user_id, AssociationGraph())
         graph.update(nodes, order, self.config)
         data = {"sessions": sessions, "turn_mat": turn_mat, "turn_sess": turn_sess_arr, "mean_mat": mean_mat,
-                "sess_mat": sess_mat, "graph": graph}
+                "sess_mat": sess_mat, "digest_mat": digest_mat, "graph": graph}
         self._cache[user_id] = (version, data)
         return data
 
@@ -231,7 +246,7 @@ class MemGAS:
         pos = {s: i for i, s in enumerate(data["sessions"])}
         views = set(self.config.views)
         out: dict[str, np.ndarray] = {}
-        q = self.memory.embedder.encode([query])[0] if views & {"session", "turn_mean", "turn_max"} else None
+        q = self.memory.embedder.encode([query])[0] if views & set(_DENSE_VIEWS) else None
         if "session" in views:
             out["session"] = data["sess_mat"] @ q
         if "turn_mean" in views:
@@ -240,25 +255,28 @@ class MemGAS:
             best = np.full(n, -1.0)
             np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
             out["turn_max"] = best
-        if views & {"bm25_session", "bm25_turn"}:
+        for g in ("summary", "keywords"):
+            if g in views:
+                mat, present = data["digest_mat"][g]
+                sc = mat @ q
+                out[g] = np.where(present, sc, sc[present].min() if present.any() else 0.0)
+        if views & set(_BM25_VIEWS):
             index = self.memory._bm25_index(user_id)
-            if "bm25_session" in views:
+            for view, group in _BM25_VIEWS.items():
+                if view not in views:
+                    continue
                 s = np.zeros(n)
-                for doc, v in index.scores(query, "session").items():
-                    sid = doc[2:] if doc.startswith("s-") else None
-                    if sid in pos:
-                        s[pos[sid]] = v
-                out["bm25_session"] = s / s.max() if s.max() > 0 else s
-            if "bm25_turn" in views:
-                s = np.zeros(n)
-                scores = index.scores(query, "turn")
-                if scores:
-                    recs = self.memory.store.get(self._ns(user_id), list(scores))
-                    for r in recs:
-                        if r is not None and r.metadata.get("session_id") in pos:
-                            i = pos[r.metadata["session_id"]]
-                            s[i] = max(s[i], scores[r.id])
-                out["bm25_turn"] = s / s.max() if s.max() > 0 else s
+                scores = index.scores(query, group)
+                if group == "turn":  # turn ids do not name their session
+                    recs = self.memory.store.get(self._ns(user_id), list(scores)) if scores else []
+                    owner = {r.id: r.metadata.get("session_id") for r in recs if r is not None}
+                else:  # s-<session>, m-<session>, k-<session>
+                    owner = {doc: doc[2:] for doc in scores}
+                for doc, v in scores.items():
+                    i = pos.get(owner.get(doc))
+                    if i is not None:
+                        s[i] = max(s[i], v)
+                out[view] = s / s.max() if s.max() > 0 else s
         return out
 
     def rank_sessions(self, user_id: str, query: str) -> list[tuple[str, float]]:
