@@ -46,12 +46,39 @@ def test_add_search_update_delete(mem):
         assert hits[0].granularity == "turn" and hits[0].session_id == "s1"
     sessions = mem.search("alice", "ramen", k=1, granularity="session")
     assert sessions[0].granularity == "session" and sessions[0].session_id == "s2"
-    assert len(mem.list("alice", session_id="s1")) == 3  # two turns and the session unit
+    kinds = sorted(h.granularity for h in mem.list("alice", session_id="s1"))
+    assert kinds == ["pair", "session", "turn", "turn"]  # two turns, their pair and the session unit
     tid = mem.search("alice", "ramen", k=1, method="bm25")[0].id
     mem.update("alice", tid, "My favourite food is now sushi.")
     assert mem.search("alice", "sushi", k=1, method="bm25")[0].id == tid
     assert mem.delete("alice", tid) == 1
     assert all(h.id != tid for h in mem.search("alice", "sushi", k=10, method="bm25", granularity=None))
+
+
+def test_pair_and_session_units_follow_turn_edits(mem):
+    def units(kind):
+        return {h.id: h for h in mem.list("bob") if h.granularity == kind}
+
+    a, b = mem.add("bob", [{"role": "user", "content": "I play the cello."},
+                           {"role": "assistant", "content": "Since when?"}], session_id="s")
+    (c,) = mem.add("bob", [{"role": "user", "content": "Since I was nine, in Porto."}], session_id="s")
+    pairs = units("pair")
+    assert all("prev_id" not in p.metadata for p in pairs.values())  # bookkeeping is reserved
+    assert sorted(pairs) == sorted([f"p-{b}", f"p-{c}"])
+    assert pairs[f"p-{c}"].text == "assistant: Since when?\nuser: Since I was nine, in Porto."
+    mem.update("bob", b, "assistant: How long have you played?")
+    assert units("pair")[f"p-{c}"].text.startswith("assistant: How long")
+    assert "How long" in units("session")["s-s"].text
+    hits = mem.search("bob", "how long cello", k=1, method="bm25", granularity="pair")
+    assert hits[0].id in (f"p-{b}", f"p-{c}") and "How long" in hits[0].text
+    mem.delete("bob", b)  # the middle turn: its pairs go, the outer turns become one pair
+    pairs = units("pair")
+    assert list(pairs) == [f"p-{c}"] and pairs[f"p-{c}"].text == "user: I play the cello.\nuser: Since I was nine, in Porto."
+    assert "How long" not in units("session")["s-s"].text
+    assert all("How long" not in h.text for h in mem.search("bob", "how long", k=5, method="bm25", granularity=None))
+    mem.delete("bob", a)
+    mem.delete("bob", c)
+    assert units("pair") == {} and units("session") == {}  # the last turn took the session unit with it
 
 
 def test_users_are_isolated_even_under_concurrency(mem):
@@ -95,7 +122,7 @@ def test_two_processes_isolation_and_durable_delete(tmp_path, embedder):
     m = Memory(VectorStore(tmp_path / "s"), embedder)
     for u, other in (("carol", "dave"), ("dave", "carol")):
         hits = m.search(u, f"{other} private note", k=30, granularity=None)
-        assert len(hits) == 11 and all(other not in h.text for h in hits)
+        assert len(hits) == 20 and all(other not in h.text for h in hits)  # 10 turns, 9 pairs, 1 session
     victim = m.search("carol", "private note 3", k=1, method="bm25")[0].id
     m.delete("carol", victim)
     reopened = Memory(VectorStore(tmp_path / "s"), embedder)

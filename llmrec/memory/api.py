@@ -5,7 +5,7 @@
     mem.search("alice", "where does she live?", k=5, method="hybrid")
 
 Each user is one store namespace, so one user's memories are never searched for another. Units:
-``turn`` (one message or text), ``session`` (all turns of a session, re-embedded when the session
+``turn`` (one message or text), ``pair`` (two consecutive turns of a session), ``session`` (all turns of a session, re-embedded when the session
 grows), and, after ``consolidate`` with a ``SessionDigester``, ``summary`` and ``keywords`` (LLM-made, one
 each per session, remade only when the session's text changed). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
 (min-max normalized mix). Memory text is data: it is stored and returned verbatim and never interpreted."""
@@ -26,7 +26,7 @@ from llmrec.memory.units import SessionDigester, format_date, text_hash
 from llmrec.store import VectorStore
 
 Method = Literal["dense", "bm25", "hybrid"]
-Granularity = Literal["turn", "session", "summary", "keywords"]
+Granularity = Literal["turn", "pair", "session", "summary", "keywords"]
 
 
 class MemoryConfig(StrictConfig):
@@ -34,6 +34,7 @@ class MemoryConfig(StrictConfig):
     hybrid_alpha: float = 0.5  # weight of the dense score in hybrid search
     hybrid_pool: int = 200  # dense candidates fused with BM25 in hybrid search (at least 20 x k)
     session_units: bool = True
+    pair_units: bool = True  # a unit per two consecutive turns of a session (MemGAS's "turn", RF-Mem's pairs)
 
 
 @dataclass
@@ -47,7 +48,7 @@ class MemoryHit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_RESERVED = ("granularity", "session_id", "timestamp", "source_hash", "model_id")
+_RESERVED = ("granularity", "session_id", "timestamp", "source_hash", "model_id", "prev_id", "position")
 
 
 def _hit(record, score: float) -> MemoryHit:
@@ -120,16 +121,43 @@ class Memory:
         ns = _ns(user_id)
         with self._lock:
             before = self.store.version()
+            if session_id is not None:  # a turn's position in its session survives updates (which re-insert)
+                earlier = self._session_turns(ns, session_id)
+                start = earlier[-1].metadata.get("position", len(earlier) - 1) + 1 if earlier else 0
+                for i, m in enumerate(metas):
+                    m["position"] = start + i
             self.store.add(ns, ids, texts, vecs, metas)
             written = [(i, t, "turn") for i, t in zip(ids, texts)]
-            if session_id is not None and self.config.session_units:
-                written.append(self._refresh_session(user_id, session_id, ts))
+            if session_id is not None and (self.config.session_units or self.config.pair_units):
+                turns = self._session_turns(ns, session_id)
+                if self.config.pair_units:
+                    written += self._make_pairs(ns, turns, set(ids), ts)
+                if self.config.session_units:
+                    written.append(self._refresh_session(user_id, session_id, turns, ts))
             self._bm25_apply(user_id, before, added=written)
         return ids
 
-    def _refresh_session(self, user_id: str, session_id: str, ts: float) -> tuple[str, str, str]:
+    def _session_turns(self, ns: str, session_id: str) -> list:
+        """The session's turn records in conversation order (position, then insertion order)."""
+        turns = self.store.find(ns, {"granularity": "turn", "session_id": session_id})
+        return sorted(turns, key=lambda r: r.metadata.get("position", 0))  # stable: ties keep insertion order
+
+    def _make_pairs(self, ns: str, turns, new: set[str], ts: float | None) -> list[tuple[str, str, str]]:
+        """(Re)make the pair units ending at each turn in ``new`` (a turn paired with its predecessor)."""
+        ids, texts, metas = [], [], []
+        for prev, cur in zip(turns, turns[1:]):
+            if cur.id in new:
+                ids.append(f"p-{cur.id}")
+                texts.append(f"{prev.text}\n{cur.text}")
+                metas.append({**{k: v for k, v in cur.metadata.items() if k != "timestamp"}, "granularity": "pair",
+                              "timestamp": ts if ts is not None else cur.metadata.get("timestamp"),
+                              "prev_id": prev.id})
+        if ids:
+            self.store.upsert(ns, ids, texts, self.embedder.encode(texts), metas)
+        return [(i, t, "pair") for i, t in zip(ids, texts)]
+
+    def _refresh_session(self, user_id: str, session_id: str, turns, ts: float) -> tuple[str, str, str]:
         ns = _ns(user_id)
-        turns = self.store.find(ns, {"granularity": "turn", "session_id": session_id})  # in insertion order
         text = "\n".join(r.text for r in turns)
         sid = f"s-{session_id}"
         self.store.upsert(ns, [sid], [text], self.embedder.encode([text]),
@@ -147,7 +175,7 @@ class Memory:
             raise ValueError("digester: consolidate needs Memory(..., digester=SessionDigester(llm))")
         ns = _ns(user_id)
         records = [r for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
-        turns: dict[str, list[str]] = {}
+        turns: dict[str, list[tuple[int, str]]] = {}
         stamps: dict[str, float | None] = {}
         made: dict[str, str | None] = {}
         for r in records:  # insertion order
@@ -155,11 +183,12 @@ class Memory:
             if sid is None:
                 continue
             if g == "turn":
-                turns.setdefault(sid, []).append(r.text)
+                turns.setdefault(sid, []).append((r.metadata.get("position", 0), r.text))
                 stamps[sid] = r.metadata.get("timestamp")
             elif g == "keywords":
                 made[sid] = r.metadata.get("source_hash")
-        stale = [(sid, "\n".join(t)) for sid, t in turns.items() if made.get(sid) != text_hash("\n".join(t))]
+        texts = {sid: "\n".join(text for _, text in sorted(t, key=lambda x: x[0])) for sid, t in turns.items()}
+        stale = [(sid, text) for sid, text in texts.items() if made.get(sid) != text_hash(text)]
         size = self.digester.config.batch_size
         bar = tqdm(total=len(stale), desc=f"digest {user_id}", unit="session", disable=not progress)
         for i in range(0, len(stale), size):
@@ -198,7 +227,34 @@ class Memory:
         with self._lock:
             before = self.store.version()
             self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
-            self._bm25_apply(user_id, before, added=[(memory_id, text, rec.metadata.get("granularity"))])
+            added, removed = [(memory_id, text, rec.metadata.get("granularity"))], []
+            if rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
+                added, removed = self._resync_session(user_id, rec.metadata["session_id"], added, removed)
+            self._bm25_apply(user_id, before, added=added, removed=removed)
+
+    def _resync_session(self, user_id: str, session_id: str, added: list, removed: list) -> tuple[list, list]:
+        """After a turn of the session was changed or deleted: remake the pairs whose turns changed, drop
+        the pairs that no longer exist, and re-embed the session unit (or drop it with the last turn)."""
+        ns = _ns(user_id)
+        turns = self._session_turns(ns, session_id)
+        if self.config.pair_units:
+            have = {r.id: r for r in self.store.find(ns, {"granularity": "pair", "session_id": session_id})}
+            want = {f"p-{cur.id}": (prev, cur) for prev, cur in zip(turns, turns[1:])}
+            stale = [i for i in have if i not in want]
+            if stale:
+                self.store.delete(ns, stale)
+                removed = [*removed, *stale]
+            redo = {cur.id for i, (prev, cur) in want.items()
+                    if i not in have or have[i].text != f"{prev.text}\n{cur.text}"}
+            added = [*added, *self._make_pairs(ns, turns, redo, None)]
+        if self.config.session_units:
+            if turns:
+                ts = turns[-1].metadata.get("timestamp")
+                added = [*added, self._refresh_session(user_id, session_id, turns, ts)]
+            elif self.store.get(ns, [f"s-{session_id}"])[0] is not None:
+                self.store.delete(ns, [f"s-{session_id}"])
+                removed = [*removed, f"s-{session_id}"]
+        return added, removed
 
     def delete(self, user_id: str, memory_id: str | None = None) -> int:
         """Delete one memory, or every memory of the user when ``memory_id`` is None."""
@@ -209,8 +265,12 @@ class Memory:
         ids = [memory_id] if memory_id is not None else self.store.ids(ns)
         with self._lock:
             before = self.store.version()
+            rec = self.store.get(ns, ids)[0] if memory_id is not None else None
             n = self.store.delete(ns, ids)
-            self._bm25_apply(user_id, before, removed=ids)
+            added, removed = [], list(ids)
+            if rec is not None and rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
+                added, removed = self._resync_session(user_id, rec.metadata["session_id"], added, removed)
+            self._bm25_apply(user_id, before, added=added, removed=removed)
         return n
 
     # ---------------------------------------------------------------- reads

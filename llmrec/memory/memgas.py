@@ -166,8 +166,8 @@ def memgas_rank(graph: AssociationGraph, sessions: list[str], view_scores: dict[
 
 
 _GRAPH_VIEWS = ("session", "turn_mean", "summary", "keywords")  # views that are embedding nodes of the graph
-_DENSE_VIEWS = ("session", "turn_mean", "turn_max", "summary", "keywords")
-_BM25_VIEWS = {"bm25_session": "session", "bm25_turn": "turn", "bm25_summary": "summary",
+_DENSE_VIEWS = ("session", "turn_mean", "turn_max", "pair_max", "summary", "keywords")
+_BM25_VIEWS = {"bm25_session": "session", "bm25_turn": "turn", "bm25_pair": "pair", "bm25_summary": "summary",
                "bm25_keywords": "keywords"}
 VIEWS = (*_DENSE_VIEWS, *_BM25_VIEWS)
 
@@ -197,12 +197,15 @@ class MemGAS:
         records = [r for r in store.get(ns, store.ids(ns)) if r is not None]
         sessions: list[str] = []
         turns, turn_sess, sess_vec = [], [], {}
+        pairs, pair_sess = [], []
+        spos: dict[str, int] = {}
         digest_vec: dict[str, dict[str, np.ndarray]] = {"summary": {}, "keywords": {}}
         for r in records:  # insertion order = time order
             sid = r.metadata.get("session_id")
             if sid is None:
                 continue
-            if sid not in sess_vec and sid not in sessions:
+            if sid not in spos:
+                spos[sid] = len(sessions)
                 sessions.append(sid)
             if r.metadata.get("granularity") == "session":
                 sess_vec[sid] = r.vector
@@ -210,7 +213,10 @@ class MemGAS:
                 digest_vec[r.metadata["granularity"]][sid] = r.vector
             elif r.metadata.get("granularity") == "turn":
                 turns.append(r.vector)
-                turn_sess.append(sessions.index(sid))
+                turn_sess.append(spos[sid])
+            elif r.metadata.get("granularity") == "pair":
+                pairs.append(r.vector)
+                pair_sess.append(spos[sid])
         order = {s: i for i, s in enumerate(sessions)}
         dim = records[0].vector.shape[0] if records else 1
         turn_mat = np.stack(turns) if turns else np.zeros((0, dim), np.float32)
@@ -237,6 +243,8 @@ class MemGAS:
         graph = self._graphs.setdefault(user_id, AssociationGraph())
         graph.update(nodes, order, self.config)
         data = {"sessions": sessions, "turn_mat": turn_mat, "turn_sess": turn_sess_arr, "mean_mat": mean_mat,
+                "pair_mat": np.stack(pairs) if pairs else np.zeros((0, dim), np.float32),
+                "pair_sess": np.asarray(pair_sess, dtype=np.int64),
                 "sess_mat": sess_mat, "digest_mat": digest_mat, "graph": graph}
         self._cache[user_id] = (version, data)
         return data
@@ -255,6 +263,14 @@ class MemGAS:
             best = np.full(n, -1.0)
             np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
             out["turn_max"] = best
+        if "pair_max" in views:  # sessions with a single turn have no pair: their best turn stands in
+            best = np.full(n, -1.0)
+            np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
+            has = np.zeros(n, bool)
+            has[data["pair_sess"]] = True
+            best[has] = -1.0
+            np.maximum.at(best, data["pair_sess"], data["pair_mat"] @ q)
+            out["pair_max"] = best
         for g in ("summary", "keywords"):
             if g in views:
                 mat, present = data["digest_mat"][g]
@@ -267,7 +283,7 @@ class MemGAS:
                     continue
                 s = np.zeros(n)
                 scores = index.scores(query, group)
-                if group == "turn":  # turn ids do not name their session
+                if group in ("turn", "pair"):  # turn and pair ids do not name their session
                     recs = self.memory.store.get(self._ns(user_id), list(scores)) if scores else []
                     owner = {r.id: r.metadata.get("session_id") for r in recs if r is not None}
                 else:  # s-<session>, m-<session>, k-<session>
@@ -279,8 +295,57 @@ class MemGAS:
                 out[view] = s / s.max() if s.max() > 0 else s
         return out
 
+    def retrieve(self, user_id: str, query: str, k: int = 3, llm=None, max_session_chars: int = 2000,
+                 max_new_tokens: int = 256) -> "MemGASRetrieval":
+        """Top-``k`` sessions, their memories as text and, with ``llm``, the LLM-filtered context (the
+        paper's optional filtering stage; K = 3 as there)."""
+        return _retrieve(self, user_id, query, k, llm, max_session_chars, max_new_tokens)
+
     def rank_sessions(self, user_id: str, query: str) -> list[tuple[str, float]]:
         data = self._prepare(user_id)
         if not data["sessions"]:
             return []
         return memgas_rank(data["graph"], data["sessions"], self.view_scores(user_id, query, data), self.config)
+
+
+@dataclass
+class MemGASRetrieval:
+    sessions: list[tuple[str, float]]  # the top-k sessions with their MemGAS scores
+    memories: str  # their text (summary, keywords and turns, session by session), clipped per session
+    filtered: str | None  # the LLM's filtered context, when an LLM was given
+
+
+def filter_memories(llm, question: str, memories: str, max_new_tokens: int = 256) -> str:
+    """MemGAS's optional last stage: one LLM call keeps only what helps answer ``question``. The memories
+    are passed inside a delimited data block; the output is returned as text and never executed."""
+    from llmrec.llm.base import GenerationParams
+    from llmrec.prompts import load_prompt
+
+    msgs = load_prompt("memory_filter").messages({"question": question, "memories": memories})
+    return llm.generate([msgs], GenerationParams(max_new_tokens=max_new_tokens))[0].text.strip()
+
+
+def _session_memories(memory, user_id: str, session_id: str, max_chars: int) -> str:
+    from llmrec.memory.units import clip_middle
+
+    units = {g: [] for g in ("summary", "keywords", "turn")}
+    for h in memory.list(user_id, session_id=session_id):
+        if h.granularity in units:
+            units[h.granularity].append(h.text)
+    parts = [f"[session {session_id}]"]
+    if units["summary"]:
+        parts.append("Summary: " + units["summary"][0])
+    if units["keywords"]:
+        parts.append("Keywords: " + units["keywords"][0])
+    parts.append(clip_middle("\n".join(units["turn"]), max_chars))
+    return "\n".join(parts)
+
+
+def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, max_session_chars: int = 2000,
+             max_new_tokens: int = 256) -> MemGASRetrieval:
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError("k: must be a positive integer")
+    top = memgas.rank_sessions(user_id, query)[:k]
+    text = "\n\n".join(_session_memories(memgas.memory, user_id, s, max_session_chars) for s, _ in top)
+    filtered = filter_memories(llm, query, text, max_new_tokens) if llm is not None and top else None
+    return MemGASRetrieval(top, text, filtered)

@@ -29,7 +29,7 @@ class RFMemConfig(StrictConfig):
     depth: int = 10
     mmr_lambda: float = 1.0  # 1.0 = MMR off
     min_score: float = 0.0
-    granularity: str = "turn"
+    granularity: str | list[str] = "turn"  # unit kind(s) searched, e.g. ["turn", "pair"]
 
 
 def familiarity(scores: np.ndarray, config: RFMemConfig) -> tuple[str, float, float]:
