@@ -46,23 +46,33 @@ METHODS = {
     "bm25_turn": ("bm25", "turn"),
     "dense_session": ("dense", "session"),
     "dense_turn": ("dense", "turn"),
+    "dense_pair": ("dense", "pair"),
+    "bm25_pair": ("bm25", "pair"),
+    "hybrid_pair": ("hybrid", "pair"),
     "hybrid_session": ("hybrid", "session"),
     "hybrid_turn": ("hybrid", "turn"),
 }
-# MemGAS settings chosen on the dev conversations only (a small grid over views, router temperature and
-# seed count; paper defaults T = 0.2, 15 seeds gave 0.671 dense / 0.813 hybrid recall_all@5 on dev).
+# MemGAS settings chosen on the dev conversations only (a small grid over views, router temperature and seed
+# count; paper defaults T = 0.2, 15 seeds with the session / turn-mean views gave 0.671 dense / 0.813 hybrid
+# recall_all@5 on dev). "pair_max" is the best two-turn unit of a session (the paper's "turn").
 MEMGAS = {
-    "memgas_dense": MemGASConfig(views=["turn_mean", "turn_max"], num_seed_nodes=20),
-    "memgas_hybrid": MemGASConfig(views=["session", "turn_mean", "turn_max", "bm25_session", "bm25_turn"],
+    "memgas_dense": MemGASConfig(views=["turn_mean", "turn_max", "pair_max"], num_seed_nodes=20),
+    "memgas_hybrid": MemGASConfig(views=["turn_mean", "turn_max", "pair_max", "bm25_session", "bm25_turn"],
                                   router_temperature=0.02),
 }
-
-
+# the same settings plus the LLM-made summary and keywords units
 DIGEST_MEMGAS = {
-    "memgas_dense_digest": MemGASConfig(views=["turn_mean", "turn_max", "summary", "keywords"], num_seed_nodes=20),
-    "memgas_hybrid_digest": MemGASConfig(views=["session", "turn_mean", "turn_max", "summary", "keywords",
+    "memgas_dense_digest": MemGASConfig(views=["turn_mean", "turn_max", "pair_max", "summary", "keywords"],
+                                        num_seed_nodes=20),
+    "memgas_hybrid_digest": MemGASConfig(views=["turn_mean", "turn_max", "pair_max", "summary", "keywords",
                                                 "bm25_session", "bm25_turn", "bm25_summary", "bm25_keywords"],
                                          router_temperature=0.02),
+}
+# RF-Mem with its LongMemEval settings (beam 4, fan-out 1, alpha 0.7, out_k 50, MMR off); not tuned here.
+# "rfmem" searches turns, "rfmem_pairs" turns and pairs (the paper's user-assistant pair units).
+RFMEM = {
+    "rfmem": RFMemConfig(depth=50),
+    "rfmem_pairs": RFMemConfig(depth=50, granularity=["turn", "pair"]),
 }
 
 
@@ -108,8 +118,8 @@ def main() -> None:
     ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[a.split]
     convs = load_locomo(a.data, ids)
     embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
-    rows = {m: [] for m in [*METHODS, *memgas_configs, "rfmem", "random"]}
-    paths = {"familiarity": 0, "recollection": 0}
+    rows = {m: [] for m in [*METHODS, *memgas_configs, *RFMEM, "random"]}
+    paths = {name: {"familiarity": 0, "recollection": 0} for name in RFMEM}
     malformed, no_gold = 0, 0
     rng = np.random.default_rng(0)
     add_units, add_seconds, latencies = 0, 0.0, []
@@ -121,8 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder, digester=digester)
         memgas = {name: MemGAS(memory, cfg) for name, cfg in memgas_configs.items()}
-        # RF-Mem with its LongMemEval settings (beam 4, fan-out 1, alpha 0.7, out_k 50); not tuned here
-        rfmem = RFMem(memory, RFMemConfig(depth=50))
+        rfmems = {name: RFMem(memory, cfg) for name, cfg in RFMEM.items()}
         for conv in tqdm(convs, desc="conversations"):
             user = conv.sample_id
             t = time.perf_counter()
@@ -153,18 +162,19 @@ def main() -> None:
                     ranked = [s for s, _ in mg.rank_sessions(user, qa.question)]
                     latencies.append(time.perf_counter() - t)
                     rows[name].append({"category": qa.category, **score(ranked, gold)})
-                t = time.perf_counter()
-                res = rfmem.retrieve(user, qa.question, k=50)
-                latencies.append(time.perf_counter() - t)
-                paths[res.path] += 1
-                ranked = []
-                for h in res.hits:  # sessions in the order RF-Mem discovered their turns
-                    sid = h.metadata.get("session_id")
-                    if sid not in ranked:
-                        ranked.append(sid)
                 dense_order = [s for s, _ in rank_sessions(memory, user, qa.question, "dense", "turn")]
-                ranked += [s for s in dense_order + sessions if s not in set(ranked)]
-                rows["rfmem"].append({"category": qa.category, **score(ranked, gold)})
+                for name, rfmem in rfmems.items():
+                    t = time.perf_counter()
+                    res = rfmem.retrieve(user, qa.question, k=50)
+                    latencies.append(time.perf_counter() - t)
+                    paths[name][res.path] += 1
+                    ranked = []
+                    for h in res.hits:  # sessions in the order RF-Mem discovered their units
+                        sid = h.metadata.get("session_id")
+                        if sid not in ranked:
+                            ranked.append(sid)
+                    ranked += [s for s in dense_order + sessions if s not in set(ranked)]
+                    rows[name].append({"category": qa.category, **score(ranked, gold)})
                 trials = [score(list(rng.permutation(sessions)), gold) for _ in range(a.random_trials)]
                 rows["random"].append({"category": qa.category,
                                        **{k: float(np.mean([t_[k] for t_ in trials])) for k in trials[0]}})

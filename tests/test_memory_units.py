@@ -140,6 +140,8 @@ def test_memgas_retrieve_filters_with_the_llm(llm, embedder, tmp_path):
     assert attack in out.memories  # memory text reaches the filter verbatim, inside the data block
     msgs = load_prompt("memory_filter").messages({"question": "q?", "memories": "Eve: hi"})
     direct = llm.generate([msgs], GenerationParams(max_new_tokens=4))[0].text.strip()
-    assert filter_memories(llm, "q?", "Eve: hi", max_new_tokens=4) == direct
+    assert filter_memories(llm, ["q?"], ["Eve: hi"], max_new_tokens=4) == [direct]
+    with pytest.raises(ValueError, match="memories"):
+        filter_memories(llm, ["q?", "r?"], ["Eve: hi"])
     with pytest.raises(ValueError, match="k"):
         mg.retrieve("ana", "q", k=0)

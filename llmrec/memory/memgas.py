@@ -315,14 +315,17 @@ class MemGASRetrieval:
     filtered: str | None  # the LLM's filtered context, when an LLM was given
 
 
-def filter_memories(llm, question: str, memories: str, max_new_tokens: int = 256) -> str:
-    """MemGAS's optional last stage: one LLM call keeps only what helps answer ``question``. The memories
-    are passed inside a delimited data block; the output is returned as text and never executed."""
+def filter_memories(llm, questions: list[str], memories: list[str], max_new_tokens: int = 256) -> list[str]:
+    """MemGAS's optional last stage: one LLM call per question (batched) keeps only what helps answer it.
+    The memories are passed inside a delimited data block; the output is returned as text, never executed."""
     from llmrec.llm.base import GenerationParams
     from llmrec.prompts import load_prompt
 
-    msgs = load_prompt("memory_filter").messages({"question": question, "memories": memories})
-    return llm.generate([msgs], GenerationParams(max_new_tokens=max_new_tokens))[0].text.strip()
+    if len(questions) != len(memories):
+        raise ValueError(f"memories: {len(memories)} memory texts for {len(questions)} questions")
+    template = load_prompt("memory_filter")
+    prompts = [template.messages({"question": q, "memories": m}) for q, m in zip(questions, memories)]
+    return [g.text.strip() for g in llm.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens))]
 
 
 def _session_memories(memory, user_id: str, session_id: str, max_chars: int) -> str:
@@ -347,5 +350,5 @@ def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, ma
         raise ValueError("k: must be a positive integer")
     top = memgas.rank_sessions(user_id, query)[:k]
     text = "\n\n".join(_session_memories(memgas.memory, user_id, s, max_session_chars) for s, _ in top)
-    filtered = filter_memories(llm, query, text, max_new_tokens) if llm is not None and top else None
+    filtered = filter_memories(llm, [query], [text], max_new_tokens)[0] if llm is not None and top else None
     return MemGASRetrieval(top, text, filtered)
