@@ -165,6 +165,39 @@ def memgas_rank(graph: AssociationGraph, sessions: list[str], view_scores: dict[
     return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _dot(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """mat @ q through torch: numpy's BLAS threads keep spinning after a call and slowed the embedder's next
+    forward pass about 3x on 2 cores (eval/bench_memory.py); torch shares the embedder's thread pool."""
+    import torch
+
+    if len(mat) == 0:
+        return np.zeros(0, np.float32)
+    return (torch.from_numpy(np.ascontiguousarray(mat, np.float32)) @ torch.from_numpy(
+        np.ascontiguousarray(q, np.float32))).numpy()
+
+
+@dataclass
+class _Groups:
+    """Unit vectors sorted by owning session, for a per-session max with one ``reduceat``."""
+
+    mat: np.ndarray
+    starts: np.ndarray  # first row of each owner's block
+    owners: np.ndarray  # session position of each block
+
+    @classmethod
+    def build(cls, mat: np.ndarray, owner: np.ndarray) -> "_Groups":
+        order = np.argsort(owner, kind="stable")
+        sorted_owner = owner[order]
+        starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]]) if len(owner) else owner
+        return cls(np.ascontiguousarray(mat[order], np.float32), starts, sorted_owner[starts] if len(owner) else owner)
+
+    def max_scores(self, q: np.ndarray, n: int, fill: np.ndarray | None = None) -> np.ndarray:
+        out = np.full(n, -1.0) if fill is None else fill.copy()
+        if len(self.mat):
+            out[self.owners] = np.maximum.reduceat(_dot(self.mat, q), self.starts)
+        return out
+
+
 _GRAPH_VIEWS = ("session", "turn_mean", "summary", "keywords")  # views that are embedding nodes of the graph
 _DENSE_VIEWS = ("session", "turn_mean", "turn_max", "pair_max", "summary", "keywords")
 _BM25_VIEWS = {"bm25_session": "session", "bm25_turn": "turn", "bm25_pair": "pair", "bm25_summary": "summary",
@@ -199,6 +232,7 @@ class MemGAS:
         turns, turn_sess, sess_vec = [], [], {}
         pairs, pair_sess = [], []
         spos: dict[str, int] = {}
+        owner: dict[str, str] = {}  # turn / pair id -> session id
         digest_vec: dict[str, dict[str, np.ndarray]] = {"summary": {}, "keywords": {}}
         for r in records:  # insertion order = time order
             sid = r.metadata.get("session_id")
@@ -212,9 +246,11 @@ class MemGAS:
             elif r.metadata.get("granularity") in digest_vec:
                 digest_vec[r.metadata["granularity"]][sid] = r.vector
             elif r.metadata.get("granularity") == "turn":
+                owner[r.id] = sid
                 turns.append(r.vector)
                 turn_sess.append(spos[sid])
             elif r.metadata.get("granularity") == "pair":
+                owner[r.id] = sid
                 pairs.append(r.vector)
                 pair_sess.append(spos[sid])
         order = {s: i for i, s in enumerate(sessions)}
@@ -242,9 +278,9 @@ class MemGAS:
                     nodes[(s, g)] = digest_mat[g][0][i]
         graph = self._graphs.setdefault(user_id, AssociationGraph())
         graph.update(nodes, order, self.config)
-        data = {"sessions": sessions, "turn_mat": turn_mat, "turn_sess": turn_sess_arr, "mean_mat": mean_mat,
-                "pair_mat": np.stack(pairs) if pairs else np.zeros((0, dim), np.float32),
-                "pair_sess": np.asarray(pair_sess, dtype=np.int64),
+        pair_mat = np.stack(pairs) if pairs else np.zeros((0, dim), np.float32)
+        data = {"sessions": sessions, "turns": _Groups.build(turn_mat, turn_sess_arr), "mean_mat": mean_mat,
+                "pairs": _Groups.build(pair_mat, np.asarray(pair_sess, dtype=np.int64)), "owner": owner,
                 "sess_mat": sess_mat, "digest_mat": digest_mat, "graph": graph}
         self._cache[user_id] = (version, data)
         return data
@@ -256,25 +292,19 @@ class MemGAS:
         out: dict[str, np.ndarray] = {}
         q = self.memory.embedder.encode([query])[0] if views & set(_DENSE_VIEWS) else None
         if "session" in views:
-            out["session"] = data["sess_mat"] @ q
+            out["session"] = _dot(data["sess_mat"], q)
         if "turn_mean" in views:
-            out["turn_mean"] = data["mean_mat"] @ q
-        if "turn_max" in views:
-            best = np.full(n, -1.0)
-            np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
-            out["turn_max"] = best
-        if "pair_max" in views:  # sessions with a single turn have no pair: their best turn stands in
-            best = np.full(n, -1.0)
-            np.maximum.at(best, data["turn_sess"], data["turn_mat"] @ q)
-            has = np.zeros(n, bool)
-            has[data["pair_sess"]] = True
-            best[has] = -1.0
-            np.maximum.at(best, data["pair_sess"], data["pair_mat"] @ q)
-            out["pair_max"] = best
+            out["turn_mean"] = _dot(data["mean_mat"], q)
+        if views & {"turn_max", "pair_max"}:
+            turn_best = data["turns"].max_scores(q, n)
+            if "turn_max" in views:
+                out["turn_max"] = turn_best
+            if "pair_max" in views:  # sessions with a single turn have no pair: their best turn stands in
+                out["pair_max"] = data["pairs"].max_scores(q, n, fill=turn_best)
         for g in ("summary", "keywords"):
             if g in views:
                 mat, present = data["digest_mat"][g]
-                sc = mat @ q
+                sc = _dot(mat, q)
                 out[g] = np.where(present, sc, sc[present].min() if present.any() else 0.0)
         if views & set(_BM25_VIEWS):
             index = self.memory._bm25_index(user_id)
@@ -284,8 +314,7 @@ class MemGAS:
                 s = np.zeros(n)
                 scores = index.scores(query, group)
                 if group in ("turn", "pair"):  # turn and pair ids do not name their session
-                    recs = self.memory.store.get(self._ns(user_id), list(scores)) if scores else []
-                    owner = {r.id: r.metadata.get("session_id") for r in recs if r is not None}
+                    owner = data["owner"]
                 else:  # s-<session>, m-<session>, k-<session>
                     owner = {doc: doc[2:] for doc in scores}
                 for doc, v in scores.items():
