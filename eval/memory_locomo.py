@@ -10,7 +10,9 @@ reported, questions left with no gold session are excluded and counted). Metrics
 recall_all@k (every gold session in the top k, as MemGAS scores it), recall_any@k and NDCG@k, overall and
 per category (1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial), with the random floor
 computed on the same questions. Tune on the dev conversations only; the held-out ones are reported as is.
-Writes eval/results/memory_locomo_<split>.json."""
+Writes eval/results/memory_locomo_<split>.json and a plot next to it. Its add throughput and latencies come
+from a warm embedding cache (LLMREC_HOME/embeddings.sqlite) and rank every session of a conversation;
+eval/bench_memory.py measures cold adds and top-10 searches over 10,000 units."""
 from __future__ import annotations
 
 import argparse
@@ -105,6 +107,27 @@ def aggregate(rows: list[dict]) -> dict:
     return {"n": len(rows), "overall": overall, "per_category": per_cat}
 
 
+def plot(results: dict, split: str, path: Path) -> None:
+    """recall_all@5 and recall_any@5 of every method, best first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(results, key=lambda m: results[m]["overall"]["recall_all@5"])
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    ax.barh(y - 0.2, [results[m]["overall"]["recall_all@5"] for m in names], 0.4, label="recall_all@5")
+    ax.barh(y + 0.2, [results[m]["overall"]["recall_any@5"] for m in names], 0.4, label="recall_any@5")
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 1)
+    ax.set_title(f"LoCoMo session retrieval ({split} conversations, MiniLM)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "locomo"))
@@ -196,7 +219,8 @@ def main() -> None:
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
         "results": results,
     })
-    print("wrote", out)
+    plot(results, a.split, out.with_suffix(".png"))
+    print("wrote", out, "and", out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
