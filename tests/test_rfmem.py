@@ -41,3 +41,18 @@ def test_rfmem_paths_over_memory(tmp_path, embedder):
     assert any("Ortiz" in h.text for h in slow.hits)
     with pytest.raises(ValueError, match="k: must be a positive"):
         RFMem(mem).retrieve("maya", "x", k=0)
+
+
+def test_rfmem_over_turns_and_pairs_stays_in_the_user(tmp_path, embedder):
+    mem = Memory(VectorStore(tmp_path / "s"), embedder)
+    mem.add("maya", [{"role": "user", "content": "My violin teacher is Mr. Ortiz."},
+                     {"role": "assistant", "content": "How long have you studied with him?"},
+                     {"role": "user", "content": "Three years, every Tuesday."}], session_id="a")
+    mem.add("tom", [{"role": "user", "content": "My violin teacher is Ms. Lee."},
+                    {"role": "assistant", "content": "Nice."}], session_id="a")
+    cfg = RFMemConfig(granularity=["turn", "pair"], theta_hi=2.0, theta_lo=1.5, beam=3, fanout=2, mmr_lambda=0.95)
+    res = RFMem(mem, cfg).retrieve("maya", "Who teaches the violin?", k=5)
+    assert res.path == "recollection" and len(res.hits) == 5  # 3 turns + 2 pairs of maya
+    kinds = {h.metadata["granularity"] for h in res.hits}
+    assert kinds == {"turn", "pair"} and all("Lee" not in h.text for h in res.hits)
+    assert "Ortiz" in res.hits[0].text
