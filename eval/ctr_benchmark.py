@@ -30,7 +30,7 @@ from llmrec.ctr.optinter import OptInterConfig, OptInterModel, search_optinter  
 from llmrec.ctr.run import feature_specs  # noqa: E402
 from llmrec.data.registry import DataConfig, load_data  # noqa: E402
 from llmrec.data.synthetic import SyntheticConfig  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.eval.report import pyplot, write_result  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 MODELS = ["lr", "fm", "dnn", "deepfm", "deepfm_p", "ipnn", "kpnn", "pin", "fgcnn"]
@@ -156,10 +156,7 @@ def run_peer(python: str, lib: str, folder: Path, seeds: int) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 5), squeeze=False)
     for ax, (ds, res) in zip(axes[0], results.items()):

@@ -37,7 +37,7 @@ from llmrec.ctr.adaptor import AdaptorConfig  # noqa: E402
 from llmrec.ctr.metrics import auc  # noqa: E402
 from llmrec.ctr.multiscenario import MetaConfig, MultiScenarioConfig  # noqa: E402
 from llmrec.data.registry import load_data  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.eval.report import pyplot, write_result  # noqa: E402
 from llmrec.knowledge import build_requests, extract, knowledge_specs, knowledge_tables, run_extraction  # noqa: E402
 from llmrec.knowledge.job import KnowledgeJobConfig, knowledge_feature_name  # noqa: E402
 from llmrec.knowledge.requests import PROMPTS  # noqa: E402
@@ -154,10 +154,7 @@ def extraction_throughput(a) -> dict:
 
 
 def plot(payload: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sets = payload["datasets"]
     fig, axes = plt.subplots(2, len(sets), figsize=(6.5 * len(sets), 8), squeeze=False)

@@ -35,7 +35,7 @@ from llmrec.llm.cache import CachedLLM  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.memgas import MemGAS, filter_memories  # noqa: E402
 from llmrec.store import VectorStore  # noqa: E402
-from memory_locomo import MEMGAS, session_time  # noqa: E402
+from memory_locomo import MEMGAS, add_conversation  # noqa: E402
 
 
 def answer_recall(context: str, answer: str) -> float:
@@ -63,9 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
         for conv in tqdm(convs, desc="add"):
-            for sess in conv.sessions:
-                memory.add(conv.sample_id, [{"role": "user", "name": t.speaker, "content": t.text} for t in sess.turns],
-                           session_id=str(sess.index), timestamp=session_time(sess.date_time))
+            add_conversation(memory, conv)
         mg = MemGAS(memory, MEMGAS["memgas_hybrid"])
         got = [mg.retrieve(user, qa.question, k=3, max_session_chars=1500) for user, qa in sample]
         t = time.perf_counter()

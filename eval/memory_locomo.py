@@ -32,11 +32,11 @@ from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
 from llmrec.eval.metrics import ndcg_at, recall_all_at, recall_any_at  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.eval.report import pyplot, write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.llm.cache import CachedLLM  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
-from llmrec.memory.api import rank_sessions  # noqa: E402
+from llmrec.memory.api import _ns, rank_sessions  # noqa: E402
 from llmrec.memory.memgas import MemGAS, MemGASConfig  # noqa: E402
 from llmrec.memory.rfmem import RFMem, RFMemConfig  # noqa: E402
 from llmrec.memory.units import SessionDigester  # noqa: E402
@@ -88,6 +88,17 @@ def session_time(text: str) -> float | None:
         return None
 
 
+def add_conversation(memory: Memory, conv) -> int:
+    """One LoCoMo conversation as one user: each session's turns (speaker: text) added with the session's
+    date. Returns how many units the store gained (turns, pairs, session units)."""
+    ns = _ns(conv.sample_id)
+    before = memory.store.count(ns) if ns in memory.store.namespaces() else 0
+    for sess in conv.sessions:
+        msgs = [{"role": "user", "name": turn.speaker, "content": turn.text} for turn in sess.turns]
+        memory.add(conv.sample_id, msgs, session_id=str(sess.index), timestamp=session_time(sess.date_time))
+    return memory.store.count(ns) - before
+
+
 def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
     out = {}
     for k in KS:
@@ -111,10 +122,7 @@ def aggregate(rows: list[dict]) -> dict:
 
 def plot(results: dict, split: str, path: Path) -> None:
     """recall_all@5 and recall_any@5 of every method, best first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = sorted(results, key=lambda m: results[m]["overall"]["recall_all@5"])
     y = np.arange(len(names))
@@ -160,10 +168,7 @@ def main() -> None:
         for conv in tqdm(convs, desc="conversations"):
             user = conv.sample_id
             t = time.perf_counter()
-            for sess in conv.sessions:
-                msgs = [{"role": "user", "name": turn.speaker, "content": turn.text} for turn in sess.turns]
-                memory.add(user, msgs, session_id=str(sess.index), timestamp=session_time(sess.date_time))
-                add_units += len(msgs) + 1
+            add_units += add_conversation(memory, conv)
             add_seconds += time.perf_counter() - t
             if digester is not None:  # LLM calls: timed apart from adds and searches
                 t = time.perf_counter()

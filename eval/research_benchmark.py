@@ -27,7 +27,7 @@ from llmrec.embed import default_embedder  # noqa: E402
 from llmrec.eval.calibration import calibrate, mtrag_judge_items  # noqa: E402
 from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge  # noqa: E402
 from llmrec.eval.lexical import lexical_scores  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.eval.report import pyplot, write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.rerank.pipeline import QADataConfig, load_qa  # noqa: E402
@@ -126,10 +126,7 @@ def main() -> None:
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     variants = list(summary)
     lex = list(summary[variants[0]]["lexical"])

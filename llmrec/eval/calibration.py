@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from llmrec.eval.judge import JudgeItem, Judgment
+from llmrec.eval.report import pyplot
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -108,10 +109,7 @@ def calibrate(judgments: Sequence[Judgment], human: Sequence[float]) -> dict:
 
 
 def plot_calibration(results: dict, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)

@@ -43,3 +43,13 @@ def write_result(path: str | Path, payload: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(doc, indent=2, default=float))
     os.replace(tmp, path)
     return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (benchmarks run headless), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -357,20 +357,29 @@ def filter_memories(llm, questions: list[str], memories: list[str], max_new_toke
     return [g.text.strip() for g in llm.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens))]
 
 
-def _session_memories(memory, user_id: str, session_id: str, max_chars: int) -> str:
+def _session_memories(memory, user_id: str, session_ids: list[str], max_chars: int) -> str:
+    """The sessions' summary, keywords and turns (in conversation order, clipped) as one text, in the given
+    order; one metadata lookup for all of them."""
+    from llmrec.memory.api import _ns
     from llmrec.memory.units import clip_middle
 
-    units = {g: [] for g in ("summary", "keywords", "turn")}
-    for h in memory.list(user_id, session_id=session_id):
-        if h.granularity in units:
-            units[h.granularity].append(h.text)
-    parts = [f"[session {session_id}]"]
-    if units["summary"]:
-        parts.append("Summary: " + units["summary"][0])
-    if units["keywords"]:
-        parts.append("Keywords: " + units["keywords"][0])
-    parts.append(clip_middle("\n".join(units["turn"]), max_chars))
-    return "\n".join(parts)
+    units = {s: {"summary": [], "keywords": [], "turn": []} for s in session_ids}
+    records = memory.store.find(_ns(user_id), {"session_id": session_ids}) if session_ids else []
+    for r in sorted(records, key=lambda r: r.metadata.get("position", 0)):
+        g = units[r.metadata["session_id"]].get(r.metadata.get("granularity"))
+        if g is not None:
+            g.append(r.text)
+    blocks = []
+    for s in session_ids:
+        u = units[s]
+        parts = [f"[session {s}]"]
+        if u["summary"]:
+            parts.append("Summary: " + u["summary"][0])
+        if u["keywords"]:
+            parts.append("Keywords: " + u["keywords"][0])
+        parts.append(clip_middle("\n".join(u["turn"]), max_chars))
+        blocks.append("\n".join(parts))
+    return "\n\n".join(blocks)
 
 
 def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, max_session_chars: int = 2000,
@@ -378,6 +387,6 @@ def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, ma
     if not isinstance(k, int) or k <= 0:
         raise ValueError("k: must be a positive integer")
     top = memgas.rank_sessions(user_id, query)[:k]
-    text = "\n\n".join(_session_memories(memgas.memory, user_id, s, max_session_chars) for s, _ in top)
+    text = _session_memories(memgas.memory, user_id, [s for s, _ in top], max_session_chars)
     filtered = filter_memories(llm, [query], [text], max_new_tokens)[0] if llm is not None and top else None
     return MemGASRetrieval(top, text, filtered)
