@@ -20,6 +20,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -103,8 +104,7 @@ class VectorStore:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(self.path / "store.sqlite"), check_same_thread=False, timeout=60,
                                      isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(self.SCHEMA)
+        self._open_schema()
         self.config = self._reconcile_config(config)
         self._conn.execute(f"PRAGMA synchronous={'FULL' if self.config.durability == 'full' else 'NORMAL'}")
         self._indexes: dict[str, AnnIndex] = {}
@@ -112,6 +112,22 @@ class VectorStore:
         self._load_indexes()
 
     # ------------------------------------------------------------------ config & lifecycle
+    def _open_schema(self, wait_s: float = 60.0) -> None:
+        """WAL mode and the schema. Switching a new file to WAL needs an exclusive lock and SQLite answers
+        "database is locked" at once, without its busy timeout, while another process is creating the same
+        store; retry until ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.executescript(self.SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _reconcile_config(self, config: StoreConfig | None) -> StoreConfig:
         row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if row is None:
