@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmrec-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast install bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# the fast lane for the inner loop (CI runs everything through `make test`)
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) eval/bench_store.py
 	HF_HUB_OFFLINE=1 $(PY) eval/bench_llm.py
@@ -38,7 +42,8 @@ clean:
 # Peer libraries for eval/ctr_benchmark.py, in their own environment (same torch build)
 peers: .venv-peers/.installed
 .venv-peers/.installed:
-	$(PYTHON) -m venv .venv-peers
+	# .venv-peers may be a link to a folder elsewhere (venv will not create through a link): build at its target
+	$(PYTHON) -m venv "$$(readlink -f .venv-peers)"
 	.venv-peers/bin/python -m pip install -q --upgrade pip
 	.venv-peers/bin/python -m pip install -q torch==2.13.0
 	.venv-peers/bin/python -m pip install -q fuxictr==2.3.10 deepctr-torch==0.3.0 scikit-learn

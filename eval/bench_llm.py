@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.results import write_result  # noqa: E402
 from llmrec.llm import GenerationParams  # noqa: E402
 from llmrec.llm.transformers import TransformersConfig, TransformersLLM  # noqa: E402
 

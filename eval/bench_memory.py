@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.results import write_result  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.memory.memgas import MemGAS  # noqa: E402
 from llmrec.memory.rfmem import RFMem  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from llmrec.eval.report import write_result
+from llmrec.results import write_result
 from llmrec.store import IndexConfig, StoreConfig, VectorStore
 
 

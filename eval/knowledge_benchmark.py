@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,23 +25,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "eval"))
+from llmrec.ctr import FeatureEncoder, FeatureSpec
+from llmrec.data.registry import load_data
+from llmrec.experiments.harness import load_experiment
+from llmrec.metrics import auc
+from llmrec.models import build_model, resolve_model_config
+from llmrec.models.registry import ModelConfigBase
+from llmrec.train import Trainer
+from llmrec.results import pyplot, write_result
+from llmrec.knowledge import build_requests, extract, knowledge_specs, knowledge_tables, run_extraction
+from llmrec.knowledge.job import KnowledgeJobConfig, knowledge_feature_name
+from llmrec.knowledge.requests import PROMPTS
+from llmrec.llm import GenerationParams, LLMConfig
+from llmrec.llm.transformers import TransformersConfig, TransformersLLM
 
-from ctr_benchmark import HP, data_config  # noqa: E402
-
-from llmrec.ctr import FeatureEncoder, FeatureSpec, ModelConfig, Trainer, TrainerConfig, build_model  # noqa: E402
-from llmrec.ctr.adaptor import AdaptorConfig  # noqa: E402
-from llmrec.ctr.metrics import auc  # noqa: E402
-from llmrec.ctr.multiscenario import MetaConfig, MultiScenarioConfig  # noqa: E402
-from llmrec.data.registry import load_data  # noqa: E402
-from llmrec.eval.report import pyplot, write_result  # noqa: E402
-from llmrec.knowledge import build_requests, extract, knowledge_specs, knowledge_tables, run_extraction  # noqa: E402
-from llmrec.knowledge.job import KnowledgeJobConfig, knowledge_feature_name  # noqa: E402
-from llmrec.knowledge.requests import PROMPTS  # noqa: E402
-from llmrec.llm import GenerationParams, LLMConfig  # noqa: E402
-from llmrec.llm.transformers import TransformersConfig, TransformersLLM  # noqa: E402
+# the same data sets and trainer settings as the CTR benchmark (configs/experiments/ctr_benchmark.yaml)
+DATASETS = load_experiment("ctr_benchmark").datasets
 
 KINDS = ["item", "user", "scenario", "user_scenario"]
 
@@ -53,15 +51,13 @@ def shuffled(table: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     return {i: table[ids[j]] for i, j in zip(ids, perm)}
 
 
-def train_eval(data, specs, tables, cfg: ModelConfig, hp: dict, seed: int) -> dict:
+def train_eval(data, specs, tables, cfg: ModelConfigBase, name: str, seed: int) -> dict:
     tr, va, te = data.chronological_split()
     enc = FeatureEncoder(specs).fit(data.take(tr))
     b = [enc.transform(data.take(r), label=data.label, dense_tables=tables) for r in (tr, va, te)]
     torch.manual_seed(seed)
     model = build_model(enc, cfg)
-    trainer = Trainer(TrainerConfig(batch_size=hp["batch_size"], learning_rate=hp["learning_rate"],
-                                    embedding_l2=hp["embedding_l2"], epochs=hp["epochs"], patience=hp["patience"],
-                                    seed=seed, progress=False))
+    trainer = Trainer(DATASETS[name].trainer.model_copy(update={"seed": seed, "progress": False}))
     fit = trainer.fit(model, b[0], b[1])
     test = trainer.evaluate(model, b[2])
     out = {"seed": seed, "auc": test["auc"], "logloss": test["logloss"], "best_epoch": fit.best_epoch}
@@ -83,41 +79,40 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def benchmark_dataset(name: str, a, llm_cfg: LLMConfig) -> dict:
-    data = load_data(data_config(name))
-    job = KnowledgeJobConfig(data=data_config(name), kinds=KINDS, llm=llm_cfg, max_new_tokens=48)
+    data = load_data(DATASETS[name].data)
+    job = KnowledgeJobConfig(data=DATASETS[name].data, kinds=KINDS, llm=llm_cfg, max_new_tokens=48)
     t = time.perf_counter()
     know = run_extraction(job, data=data)
     print(f"[{name}] knowledge ready in {time.perf_counter() - t:.1f} s:",
           [(r["kind"], r["cached"], r["generated"]) for r in know["extraction"]], flush=True)
     tabs = knowledge_tables(know["out_dir"], KINDS, "MiniLM")
     tables = {knowledge_feature_name(k): v for k, v in tabs.items()}
-    hp = HP[name]
     seeds = list(range(2021, 2021 + a.seeds))
     base = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     if "scenario" not in data.fields:
         base.append(FeatureSpec(name="scenario", type="categorical"))  # ml-100k: genre group as a field for all
     kar = knowledge_specs(data, {k: tabs[k] for k in ("item", "user")})
     shuffled_tables = {**tables, **{knowledge_feature_name(k): shuffled(tabs[k], 7) for k in ("item", "user")}}
-    common = dict(embedding_dim=hp["embedding_dim"], hidden_units=hp["hidden_units"], dropout=hp["dropout"])
+    hea = {"knowledge_adaptor": {"kind": "hea"}}
     results: dict[str, dict] = {}
 
-    def run(label: str, specs, tbls, cfg: ModelConfig) -> None:
+    def run(label: str, specs, tbls, cfg: dict) -> None:
         t0 = time.perf_counter()
-        results[label] = summarize([train_eval(data, specs, tbls, cfg, hp, s) for s in seeds])
+        model = resolve_model_config(cfg)  # per-model defaults file + the variant's fields
+        results[label] = summarize([train_eval(data, specs, tbls, model, name, s) for s in seeds])
         r = results[label]
         print(f"[{name}] {label:28s} AUC {r['auc_mean']:.4f} ± {r['auc_std']:.4f}  logloss {r['logloss_mean']:.4f}"
               f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     for bb in a.backbones:
-        run(bb, base, tables, ModelConfig(name=bb, **common))
-        run(f"{bb}+KAR", base + kar, tables, ModelConfig(name=bb, knowledge_adaptor=AdaptorConfig(kind="hea"), **common))
+        run(bb, base, tables, {"name": bb})
+        run(f"{bb}+KAR", base + kar, tables, {"name": bb, **hea})
         if bb == a.backbones[0]:
-            run(f"{bb}+KAR (shuffled knowledge)", base + kar, shuffled_tables,
-                ModelConfig(name=bb, knowledge_adaptor=AdaptorConfig(kind="hea"), **common))
+            run(f"{bb}+KAR (shuffled knowledge)", base + kar, shuffled_tables, {"name": bb, **hea})
     msr_specs = knowledge_specs(data, {k: tabs[k] for k in ("scenario", "user_scenario")})
-    star = ModelConfig(name="star", **{**common, "hidden_units": hp["hidden_units"][:2]})
+    star = {"name": "star", "hidden_units": [400, 400]}
     run("star", base, tables, star)
-    msr = star.model_copy(update={"multi_scenario": MultiScenarioConfig(meta=MetaConfig(enabled=True))})
+    msr = {**star, "meta": {"enabled": True}}
     run("star+LLM4MSR", base + msr_specs, tables, msr)
     run("star+LLM4MSR (shuffled users)", base + msr_specs,
         {**tables, "user_scenario_knowledge": shuffled(tabs["user_scenario"], 7)}, msr)
@@ -127,7 +122,7 @@ def benchmark_dataset(name: str, a, llm_cfg: LLMConfig) -> dict:
 
 def extraction_throughput(a) -> dict:
     """Knowledge extraction tokens/s on the default LLM: batch 16 (continuous batching) vs one at a time."""
-    data = load_data(data_config("synthetic"))
+    data = load_data(DATASETS["synthetic"].data)
     reqs = build_requests(data, data.chronological_split()[0], "item")[: a.throughput_prompts]
     params = GenerationParams(max_new_tokens=48)
     out = {}
@@ -196,7 +191,7 @@ def main() -> None:
     ap.add_argument("--out", default="eval/results/knowledge_benchmark.json")
     a = ap.parse_args()
     llm_cfg = LLMConfig(backend=a.backend, model=a.model, base_url=a.base_url, dtype="bfloat16")
-    payload = {"llm": llm_cfg.model_dump(), "seeds": a.seeds, "hyperparameters": {d: HP[d] for d in a.datasets},
+    payload = {"llm": llm_cfg.model_dump(), "seeds": a.seeds, "trainer": {d: DATASETS[d].trainer.model_dump() for d in a.datasets},
                "datasets": {d: benchmark_dataset(d, a, llm_cfg) for d in a.datasets}}
     if not a.skip_throughput:
         payload["extraction_throughput"] = extraction_throughput(a)

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.data.locomo import DEV_CONVERSATIONS, load_locomo  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.eval.lexical import normalize  # noqa: E402
-from llmrec.eval.report import write_result  # noqa: E402
+from llmrec.lexical import normalize  # noqa: E402
+from llmrec.results import write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.llm.cache import CachedLLM  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.eval.metrics import ndcg_at, recall_all_at, recall_any_at  # noqa: E402
-from llmrec.eval.report import pyplot, write_result  # noqa: E402
+from llmrec.metrics import ndcg_at, recall_all_at, recall_any_at  # noqa: E402
+from llmrec.results import pyplot, write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.llm.cache import CachedLLM  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.eval.report import pyplot, write_result  # noqa: E402
+from llmrec.results import pyplot, write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.rerank.base import BiEncoderReranker  # noqa: E402
 from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker  # noqa: E402

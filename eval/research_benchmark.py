@@ -26,8 +26,8 @@ from llmrec.config import llmrec_home  # noqa: E402
 from llmrec.embed import default_embedder  # noqa: E402
 from llmrec.eval.calibration import calibrate, mtrag_judge_items  # noqa: E402
 from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge  # noqa: E402
-from llmrec.eval.lexical import lexical_scores  # noqa: E402
-from llmrec.eval.report import pyplot, write_result  # noqa: E402
+from llmrec.lexical import lexical_scores  # noqa: E402
+from llmrec.results import pyplot, write_result  # noqa: E402
 from llmrec.llm import LLMConfig, make_llm  # noqa: E402
 from llmrec.memory import Memory  # noqa: E402
 from llmrec.rerank.pipeline import QADataConfig, load_qa  # noqa: E402

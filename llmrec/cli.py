@@ -137,22 +137,26 @@ def generate(
                                "finish_reason": g.finish_reason}))
 
 
+SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=value (repeatable)")
+
+
 @app.command()
 def train(
     config: Path = typer.Option(..., exists=True, help="YAML job config (data, features, model, trainer, output_dir)"),
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Train a CTR model (resumes from output_dir/checkpoint after a kill; works under torchrun)."""
-    from llmrec.ctr.distributed import init_from_env, shutdown
-    from llmrec.ctr.run import load_job_config, run_training
+    """Train any registered model (resumes from output_dir/checkpoint after a kill; works under torchrun)."""
+    from llmrec.experiments.jobs import load_job_config, run_training
+    from llmrec.train.distributed import init_from_env, shutdown
 
-    job = load_job_config(config)
+    job = load_job_config(config, set_)
     init_from_env(job.trainer.device)
     try:
         result = run_training(job)
     finally:
         shutdown()
-    console.print(f"[bold]{job.model.name}[/] on {result['data']}: test AUC {result['test']['auc']:.4f}, "
-                  f"logloss {result['test']['logloss']:.4f}, gAUC {result['test']['gauc']:.4f} "
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
+    console.print(f"[bold]{job.model.name}[/] ({result['family']}) on {result['data']}: test {metrics} "
                   f"(best epoch {result['best_epoch']}, {result['train_samples_per_second']:.0f} samples/s)")
     console.print(f"model and result.json in {job.output_dir}")
 
@@ -161,13 +165,50 @@ def train(
 def evaluate(
     config: Path = typer.Option(..., exists=True, help="the YAML job config used for training (data and split)"),
     model_dir: Optional[Path] = typer.Option(None, help="saved model folder (default: <output_dir>/model)"),
+    set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Evaluate a saved CTR model on the test split; prints JSON."""
-    from llmrec.ctr.run import evaluate_saved, load_job_config
+    """Evaluate a saved model on the test split; prints JSON."""
+    from llmrec.experiments.jobs import evaluate_saved, load_job_config
 
-    job = load_job_config(config)
+    job = load_job_config(config, set_)
     res = evaluate_saved(model_dir or Path(job.output_dir) / "model", job)
     typer.echo(json.dumps(res, indent=2, default=float))
+
+
+@app.command()
+def models(
+    family: Optional[str] = typer.Option(None, help="only this family (ctr, multitask, graph, sequential)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON: every model with family, config and defaults"),
+) -> None:
+    """List the registered models, their families and config fields with defaults."""
+    from llmrec.models import describe_models
+
+    rows = describe_models(family)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="registered models (defaults: configs/defaults/models/<name>.yaml)")
+    for col in ("model", "family", "task", "description", "config fields"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["family"], r["task"], r["doc"], ", ".join(r["defaults"]))
+    console.print(table)
+
+
+@app.command()
+def experiment(
+    config: Path = typer.Argument(..., help="experiment YAML (configs/experiments/*.yaml) or its name"),
+    datasets: Optional[list[str]] = typer.Option(None, "--dataset", help="only these data sets (repeatable)"),
+    variants: Optional[list[str]] = typer.Option(None, "--variant", help="only these variants (repeatable)"),
+    seeds: Optional[int] = typer.Option(None, min=1, help="use the first N seeds of the config"),
+    out: Optional[Path] = typer.Option(None, help="result JSON (default: the config's output)"),
+) -> None:
+    """Run an experiment (data sets x model variants x seeds, peers beside them); writes one result JSON."""
+    from llmrec.experiments.harness import load_experiment, run_experiment
+
+    exp = load_experiment(config)
+    res = run_experiment(exp, datasets=datasets, variants=variants, n_seeds=seeds, out=out)
+    console.print(f"wrote {res['output']}")
 
 
 @app.command()

@@ -32,3 +32,13 @@ def default_memory_dir() -> Path:
     if root is not None:
         return root / "memory"
     return llmrec_home() / "memory"
+
+
+def data_root() -> Path:
+    """Where real data sets are read from: ``$LLMREC_DATA``, else ``shared/data`` beside the checkout (the
+    layout of this project's workspace). Loaders name the missing folder when a data set is absent."""
+    env = os.environ.get("LLMREC_DATA")
+    if env:
+        return Path(env).expanduser()
+    root = repo_root()
+    return (root.parent / "shared" / "data") if root is not None else llmrec_home() / "data"

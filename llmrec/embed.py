@@ -14,6 +14,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from llmrec.config import StrictConfig
+from llmrec.llm.bundled import MINILM_ID, minilm_path
 
 
 @runtime_checkable
@@ -79,7 +80,6 @@ class SentenceTransformerEmbedder:
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from llmrec.llm.bundled import MINILM_ID, minilm_path
 
         self.config = config = config or EmbedderConfig()
         if config.model is None:

@@ -1,10 +1,16 @@
-"""Atomic writes shared by every capability: write a temporary sibling, fsync, rename into place."""
+"""Atomic writes shared by every capability: write a uniquely named temporary sibling, fsync, rename into
+place; and resumable training checkpoints (model, optimizer, RNGs, the loop's own state) written that way,
+used by the model trainer and RADIO's reranker trainer alike."""
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
+
+from llmrec.errors import StoreError
 
 
 def _jsonable(x: Any) -> Any:
@@ -15,26 +21,68 @@ def _jsonable(x: Any) -> Any:
         return str(x)
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Open a uniquely named temporary sibling of ``path``; on a clean exit it is fsynced and renamed over
+    ``path``, on an error it is removed. Concurrent writers never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    with atomic_open(path, "w") as f:
         json.dump(payload, f, indent=2, default=_jsonable)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def torch_save_atomic(path: str | Path, obj: dict) -> None:
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, model, optimizer, state: dict[str, Any], generator=None) -> None:
+    """Everything a training loop needs to resume: ``model`` / ``optimizer`` state dicts, the data-order
+    ``generator`` (a ``torch.Generator``) and torch's global RNG, plus the loop's ``state``."""
+    import torch
+
+    torch_save_atomic(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "generator": generator.get_state() if generator is not None else None,
+                             "torch_rng": torch.get_rng_state(), "state": state})
+
+
+def load_checkpoint(path: str | Path, model, optimizer, generator=None) -> dict[str, Any] | None:
+    """Restore what ``save_checkpoint`` wrote; returns the loop's state, or None when there is no checkpoint."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, EOFError, ValueError) as e:
+        raise StoreError(f"{path}: not a checkpoint of this model and optimizer ({e})") from None
+    if generator is not None and saved.get("generator") is not None:
+        generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    return saved["state"]

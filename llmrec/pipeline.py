@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from llmrec.config import StrictConfig, llmrec_home
-from llmrec.ctr import FeatureEncoder, FeatureSpec, ModelConfig, Trainer, TrainerConfig, build_model
+from llmrec.ctr import FeatureEncoder, FeatureSpec
 from llmrec.data.synthetic import SyntheticConfig, generate_world
 from llmrec.embed import Embedder, default_embedder
 from llmrec.data.registry import DataConfig
@@ -20,6 +21,9 @@ from llmrec.knowledge.job import (KnowledgeJobConfig, knowledge_feature_name, kn
                                   run_extraction)
 from llmrec.llm import LLMConfig
 from llmrec.llm.base import LLM
+from llmrec.models import build_model
+from llmrec.models.registry import ModelSpec
+from llmrec.train import Trainer, TrainerConfig
 
 
 class QuickstartConfig(StrictConfig):
@@ -28,7 +32,7 @@ class QuickstartConfig(StrictConfig):
     max_new_tokens: int = 48
     history_items: int = 8
     seeds: list[int] = [2021, 2022]
-    model: ModelConfig = ModelConfig(hidden_units=[200, 200], dropout=0.2)
+    model: ModelSpec = Field({"name": "deepfm", "hidden_units": [200, 200], "dropout": 0.2}, validate_default=True)
     trainer: TrainerConfig = TrainerConfig(batch_size=512, embedding_l2=0.005)
     work_dir: str | None = None  # knowledge shards and vectors; default LLMREC_HOME/knowledge/<world>/<model>
     progress: bool = True

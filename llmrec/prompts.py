@@ -4,6 +4,7 @@ A template is plain text with ``{name}`` placeholders (``{{`` and ``}}`` for lit
 first block ``system: ...`` followed by a line ``---`` becomes the system message."""
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
@@ -11,6 +12,16 @@ from pathlib import Path
 from typing import Mapping
 
 _SEP = "\n---\n"
+
+
+def defang(text: str) -> str:
+    """Neutralise closing tags inside untrusted text, so it cannot end the fence it is placed in."""
+    return re.sub(r"</\s*([a-z_]+)\s*>", r"[/\1]", str(text), flags=re.I)
+
+
+def fence(text: str, tag: str) -> str:
+    """Wrap untrusted text in <tag>..</tag> (prompt safety for retrieved or user-supplied text)."""
+    return f"<{tag}>\n{defang(text)}\n</{tag}>"
 
 
 def prompt_dirs() -> list[Path]:

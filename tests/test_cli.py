@@ -1,3 +1,4 @@
+import pytest
 import json
 
 from typer.testing import CliRunner
@@ -5,6 +6,7 @@ from typer.testing import CliRunner
 from llmrec.cli import app
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end_tiny(tmp_path):
     out = tmp_path / "report.json"
     res = CliRunner().invoke(app, [

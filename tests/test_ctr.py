@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from llmrec.ctr import FeatureEncoder, FeatureSpec, ModelConfig, Trainer, TrainerConfig, build_model
-from llmrec.ctr.metrics import auc, group_auc, logloss
+from llmrec.ctr import FeatureEncoder, FeatureSpec
+from llmrec.models import build_model, resolve_model_config
+from llmrec.train import Trainer, TrainerConfig
+from llmrec.metrics import auc, group_auc, logloss
 from llmrec.data import SyntheticConfig, generate_world
+
+
+def mc(**fields):
+    """A registered model's typed config (its defaults file layered in)."""
+    return resolve_model_config(fields)
 
 
 def brute_auc(y, s):
@@ -61,8 +68,8 @@ def test_bad_inputs_are_named(world):
     cols["age"] = np.array(["old"] * len(tr), dtype=object)
     with pytest.raises(TypeError, match="age: numerical"):
         FeatureEncoder([FeatureSpec(name="age", type="numerical")]).fit(cols)
-    with pytest.raises(ValueError, match="extra"):
-        ModelConfig(name="deepfm", hiden_units=[1])
+    with pytest.raises(ValueError, match="model.hiden_units: Extra inputs are not permitted"):
+        mc(name="deepfm", hiden_units=[1])
     with pytest.raises(ValueError, match="dense feature needs"):
         FeatureEncoder([FeatureSpec(name="k", type="dense")])
 
@@ -74,7 +81,7 @@ def test_deepfm_learns_the_synthetic_signal(world):
     results = {}
     for name in ("lr", "deepfm"):
         torch.manual_seed(0)
-        model = build_model(enc, ModelConfig(name=name, hidden_units=[64, 64]))
+        model = build_model(enc, mc(name=name, **({} if name == "lr" else {"hidden_units": [64, 64]})))
         trainer = Trainer(TrainerConfig(progress=False, epochs=8, batch_size=256))
         fit = trainer.fit(model, batches[0], batches[1])
         results[name] = trainer.evaluate(model, batches[2])
@@ -90,7 +97,7 @@ def test_lr_decays_on_plateau_and_stops_early(world):
     enc = FeatureEncoder([FeatureSpec(name="item_id", type="categorical")]).fit(d.take(tr))
     b = [enc.transform(d.take(r)) for r in (tr, va)]
     fit = Trainer(TrainerConfig(progress=False, epochs=30, learning_rate=0.05, patience=2)).fit(
-        build_model(enc, ModelConfig(name="fm")), b[0], b[1])
+        build_model(enc, mc(name="fm")), b[0], b[1])
     assert len(fit.history) < 30
     lrs = [h["lr"] for h in fit.history]
     assert lrs[-1] < lrs[0]
@@ -111,7 +118,7 @@ def test_multi_hot_and_dense_features():
     b = enc.transform(cols, dense_tables={"vec": vecs})
     assert b.seq["tags"].shape == (n, 16) and b.dense["vec"].shape == (n, 8)
     torch.manual_seed(0)
-    m = build_model(enc, ModelConfig(name="deepfm", hidden_units=[32]))
+    m = build_model(enc, mc(name="deepfm", hidden_units=[32]))
     tr = Trainer(TrainerConfig(progress=False, epochs=15, batch_size=128, embedding_l2=0.0, learning_rate=5e-3))
     idx = torch.arange(n)
     tr.fit(m, b.slice(idx[:1500]), b.slice(idx[1500:]))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from llmrec.knowledge.extract import KnowledgeRequest, extract, load_knowledge, read_shard
+from llmrec.jobs import KnowledgeRequest, extract, load_knowledge, read_shard
 from llmrec.llm import GenerationParams
 
 ITEMS = [KnowledgeRequest(str(i), {"title": f"Item {i}", "category": c, "description": f"A {c} thing number {i}."})
@@ -60,7 +60,7 @@ JOB = r"""
 import sys
 from llmrec.llm.transformers import TransformersLLM, TransformersConfig
 from llmrec.llm import GenerationParams
-from llmrec.knowledge.extract import KnowledgeRequest, extract
+from llmrec.jobs import KnowledgeRequest, extract
 reqs = [KnowledgeRequest(str(i), {"title": f"Thing {i}", "category": "misc", "description": f"Number {i}."})
         for i in range(24)]
 llm = TransformersLLM(TransformersConfig(batch_size=2))
@@ -69,6 +69,7 @@ extract(llm, "item", "item_knowledge", reqs, sys.argv[1], GenerationParams(max_n
 """
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_without_duplicates(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     proc = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path)], env=env)

@@ -8,15 +8,22 @@ import torch
 from typer.testing import CliRunner
 
 from llmrec.cli import app
-from llmrec.ctr import FeatureEncoder, FeatureSpec, ModelConfig, Trainer, TrainerConfig, build_model
+from llmrec.ctr import FeatureEncoder, FeatureSpec
+from llmrec.models import build_model, resolve_model_config
+from llmrec.train import Trainer, TrainerConfig
 from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
-from llmrec.ctr.multiscenario import MetaConfig, MetaLayer, MultiScenarioConfig
+from llmrec.models.multitask.star import MetaConfig, MetaLayer
 from llmrec.data.schema import RecData
 from llmrec.data.synthetic import SyntheticConfig, generate_world
 from llmrec.knowledge import KnowledgeRequest, LLMHiddenEncoder, build_requests, encode_kind, extract
-from llmrec.knowledge.extract import malformed, read_shard
+from llmrec.jobs import malformed, read_shard
 from llmrec.llm import GenerationParams, LLMConfig
 from llmrec.llm.base import Generation
+
+
+def mc(**fields):
+    """A registered model's typed config (its defaults file layered in)."""
+    return resolve_model_config(fields)
 
 P = GenerationParams(max_new_tokens=12)
 REQS = [KnowledgeRequest(str(i), {"title": f"Item {i}", "category": "books", "description": f"Book number {i}."})
@@ -91,6 +98,7 @@ def test_requests_show_only_training_interactions():
         build_requests(nos, np.arange(2), "scenario")
 
 
+@pytest.mark.slow
 def test_ray_extraction_matches_local_and_resumes(llm, tmp_path):
     pytest.importorskip("ray")
     from llmrec.knowledge.distributed import extract_ray
@@ -195,7 +203,7 @@ def test_hea_adaptor_shapes_gates_and_learns_from_knowledge():
     base = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     know = base + [FeatureSpec(name="item_knowledge", type="dense", key="item_id", dim=32),
                    FeatureSpec(name="user_knowledge", type="dense", key="user_id", dim=32)]
-    cfg = ModelConfig(name="deepfm", hidden_units=[64, 64], dropout=0.0, embedding_dim=8)
+    cfg = mc(name="deepfm", hidden_units=[64, 64], dropout=0.0, embedding_dim=8)
     _, auc_base = _fit(data, tables, base, cfg)
     _, auc_hea = _fit(data, tables, know, cfg.model_copy(update={"knowledge_adaptor": AdaptorConfig(kind="hea")}))
     assert auc_hea > auc_base + 0.03, (auc_base, auc_hea)
@@ -212,16 +220,15 @@ def test_llm4msr_meta_layers_generate_per_sample_weights_and_use_user_knowledge(
     specs = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()] + [
         FeatureSpec(name="user_scenario_knowledge", type="dense", key="user_id", dim=32),
         FeatureSpec(name="scenario_knowledge", type="dense", key="scenario", dim=32)]
-    star = ModelConfig(name="star", hidden_units=[64], dropout=0.0, embedding_dim=8)
+    star = mc(name="star", hidden_units=[64], dropout=0.0, embedding_dim=8)
     m_star, auc_star = _fit(data, tables, specs, star)
     assert m_star.embedding.n_fields == 5  # without meta layers the knowledge vectors are plain fields
-    msr = star.model_copy(update={"multi_scenario": MultiScenarioConfig(meta=MetaConfig(enabled=True))})
+    msr = star.model_copy(update={"meta": MetaConfig(enabled=True)})
     m_msr, auc_msr = _fit(data, tables, specs, msr)
     assert m_msr.embedding.n_fields == 3 and m_msr.user_meta is not None and m_msr.scen_meta is not None
     assert auc_msr > 0.6 and auc_star > 0.6
-    with pytest.raises(ValueError, match="multi_scenario.meta.user_knowledge: 'nope'"):
-        bad = msr.model_copy(update={"multi_scenario": MultiScenarioConfig(meta=MetaConfig(enabled=True,
-                                                                                           user_knowledge="nope"))})
+    with pytest.raises(ValueError, match="model.meta.user_knowledge: 'nope'"):
+        bad = msr.model_copy(update={"meta": MetaConfig(enabled=True, user_knowledge="nope")})
         _fit(data, tables, specs, bad)
 
 

@@ -114,6 +114,7 @@ for i in range(10):
 """
 
 
+@pytest.mark.slow
 def test_two_processes_isolation_and_durable_delete(tmp_path, embedder):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "s"), u], env=env)
@@ -177,6 +178,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_writer_killed_mid_add_loses_no_acknowledged_memory(tmp_path, embedder):
     import signal
     import time

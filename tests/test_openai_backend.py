@@ -104,7 +104,7 @@ def test_knowledge_extraction_through_an_openai_endpoint(server, tmp_path):
     from llmrec.data.registry import DataConfig
     from llmrec.data.synthetic import SyntheticConfig
     from llmrec.knowledge import KnowledgeJobConfig, knowledge_tables, run_extraction
-    from llmrec.knowledge.extract import read_shard
+    from llmrec.jobs import read_shard
 
     cfg = KnowledgeJobConfig(data=DataConfig(synthetic=SyntheticConfig(n_users=4, n_items=5, impressions_per_user=6)),
                              kinds=["item"], llm=LLMConfig(backend="openai", base_url=server.url, model="smol"),

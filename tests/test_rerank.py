@@ -10,7 +10,8 @@ from conftest import shared
 from llmrec.cli import app
 from llmrec.rerank import BiEncoderReranker, Candidate, CrossEncoderConfig, CrossEncoderReranker, fuse, sample_group
 from llmrec.rerank import radio
-from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, TrainingQuery, build_groups, minmax, train_reranker
+from llmrec.metrics import minmax
+from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, TrainingQuery, build_groups, train_reranker
 
 
 def test_fusion_is_the_formula():
@@ -94,6 +95,7 @@ def _accuracy(rr, groups) -> float:
     return hits / len(groups)
 
 
+@pytest.mark.slow
 def test_infonce_training_learns_and_resumes_exactly(tmp_path):
     train, held = _toy_groups(32), _toy_groups(16, seed=1)
     cfg = CrossEncoderConfig(max_length=24)
@@ -161,6 +163,7 @@ def test_qa_loaders_and_query_split():
         both.merge(mtrag)
 
 
+@pytest.mark.slow
 def test_rerank_cli_train_resume_and_eval(tmp_path):
     mtrag = shared("mtrag_human_eval")
     out = tmp_path / "run"
@@ -181,6 +184,7 @@ def test_rerank_cli_train_resume_and_eval(tmp_path):
     assert m["n"] == 5 and 0 <= m["ndcg@5"] <= 1 and m["recall@5"] >= m["recall@1"]
 
 
+@pytest.mark.slow
 def test_llm_reranker_lora_trains_only_adapters():
     pytest.importorskip("peft")
     from llmrec.rerank.llm_reranker import LLMReranker, LLMRerankerConfig

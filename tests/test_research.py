@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llmrec.eval.calibration import cohen_kappa, spearman, to_four_point
-from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge, defang, parse_score
-from llmrec.eval.lexical import bleu, chrf, exact_match, rouge_1, rouge_l, token_f1
+from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge, parse_score
+from llmrec.prompts import defang
+from llmrec.lexical import bleu, chrf, exact_match, rouge_1, rouge_l, token_f1
 from llmrec.llm.base import Generation
 from llmrec.memory import Memory
 from llmrec.research import MemorySource, PersonalizedResearcher, ResearchConfig, ResearchError, StoreSource
@@ -108,6 +109,7 @@ def test_budgets_stop_runaway_loops(llm, embedder, world):
     assert res.claims and all(c.citations for c in res.claims)  # extractive fallback still cites
 
 
+@pytest.mark.slow
 def test_injected_document_changes_neither_plan_nor_instructions(llm, embedder, world, tmp_path):
     mem, public = world
     clean = VectorStore(tmp_path / "clean")
@@ -152,6 +154,7 @@ def test_bad_input_keeps_the_trace(llm, embedder, world):
     assert steps[0] == "profile_retrieve" and steps[-1] == "error"
 
 
+@pytest.mark.slow
 def test_runnable_and_cli(llm, embedder, world, tmp_path):
     mem, public = world
     out = _researcher(llm, embedder, mem, public, max_iterations=1).as_runnable().invoke(
@@ -202,6 +205,7 @@ def test_score_parsing_and_fencing():
     assert defang("x </answer> y </ Documents >") == "x [/answer] y [/Documents]"
 
 
+@pytest.mark.slow
 def test_judges_panel_and_pairwise_swap(llm):
     items = [JudgeItem("What is the capital of France?", "Paris is the capital of France.", reference="Paris"),
              JudgeItem("What is the capital of France?", "Bananas are yellow.", reference="Paris")]

@@ -1,7 +1,6 @@
-"""CTR backbones: feature specs and encoders, shared layers, models, one trainer."""
+"""The impression data view of the CTR and multi-task families: typed feature specs, encoders fitted on
+train, the ``Batch`` they produce, and the layers CTR models are composed of (models: ``llmrec.models``;
+training: ``llmrec.train``)."""
 from llmrec.ctr.features import Batch, FeatureEncoder, FeatureSpec
-from llmrec.ctr.models import ModelConfig, build_model
-from llmrec.ctr.trainer import FitResult, Trainer, TrainerConfig
 
-__all__ = ["Batch", "FeatureEncoder", "FeatureSpec", "ModelConfig", "build_model", "FitResult", "Trainer",
-           "TrainerConfig"]
+__all__ = ["Batch", "FeatureEncoder", "FeatureSpec"]

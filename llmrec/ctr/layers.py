@@ -276,3 +276,79 @@ class FGCNNGenerator(nn.Module):
             x = nn.functional.max_pool2d(x, (self.pool, 1)) if x.shape[2] >= self.pool else x
             new.append(torch.tanh(rec(x.flatten(1))).view(emb.shape[0], -1, self.dim))
         return torch.cat(new, dim=1)
+
+
+class CrossNetV2(nn.Module):
+    """DCN-V2's cross network (Wang et al., WWW 2021), full rank: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        for lin in self.layers:
+            nn.init.xavier_normal_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for lin in self.layers:
+            x = x0 * lin(x) + x
+        return x
+
+
+class CrossNetMix(nn.Module):
+    """DCN-V2's low-rank mixture of cross experts: expert e maps x_l through V_e^T, g, C_e, g, U_e (rank r,
+    g = tanh) and a softmax gate over G_e(x_l) mixes them: x_{l+1} = sum_e gate_e * x_0 * (U_e ... + b) + x_l."""
+
+    def __init__(self, dim: int, layers: int, rank: int, experts: int) -> None:
+        super().__init__()
+        self.v = nn.ParameterList(nn.Parameter(torch.empty(experts, dim, rank)) for _ in range(layers))
+        self.c = nn.ParameterList(nn.Parameter(torch.empty(experts, rank, rank)) for _ in range(layers))
+        self.u = nn.ParameterList(nn.Parameter(torch.empty(experts, rank, dim)) for _ in range(layers))
+        self.b = nn.ParameterList(nn.Parameter(torch.zeros(dim)) for _ in range(layers))
+        self.gates = nn.ModuleList(nn.Linear(dim, 1, bias=False) for _ in range(experts))
+        for group in (self.v, self.c, self.u):
+            for p in group:
+                nn.init.xavier_normal_(p)
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for v, c, u, b in zip(self.v, self.c, self.u, self.b):
+            h = torch.tanh(torch.einsum("bd,edr->ber", x, v))
+            h = torch.tanh(torch.einsum("ber,ers->bes", h, c))
+            experts = x0.unsqueeze(1) * (torch.einsum("bes,esd->bed", h, u) + b)  # [B, E, d]
+            gate = torch.softmax(torch.cat([g(x) for g in self.gates], dim=1), dim=1)  # [B, E]
+            x = (gate.unsqueeze(-1) * experts).sum(1) + x
+        return x
+
+
+class InteractingLayer(nn.Module):
+    """AutoInt's interacting layer (Song et al., CIKM 2019): multi-head self-attention over fields with a
+    residual projection, ReLU on the sum. [B, F, in_dim] -> [B, F, heads * head_dim]."""
+
+    def __init__(self, in_dim: int, head_dim: int, heads: int, residual: bool = True, scale: bool = True) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.scale = heads, head_dim, scale
+        out = head_dim * heads
+        self.q = nn.Linear(in_dim, out, bias=False)
+        self.k = nn.Linear(in_dim, out, bias=False)
+        self.v = nn.Linear(in_dim, out, bias=False)
+        self.res = nn.Linear(in_dim, out, bias=False) if residual else None
+        self.out_dim = out
+        for lin in (self.q, self.k, self.v, self.res):
+            if lin is not None:
+                nn.init.xavier_normal_(lin.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, f, _ = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # [B, F, H*D] -> [B, H, F, D]
+            return t.view(b, f, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        scores = q @ k.transpose(-1, -2)
+        if self.scale:
+            scores = scores / self.head_dim ** 0.5
+        y = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, f, self.out_dim)
+        if self.res is not None:
+            y = y + self.res(x)
+        return torch.relu(y)

@@ -14,24 +14,15 @@ from typing import Sequence
 import numpy as np
 
 from llmrec.eval.judge import JudgeItem, Judgment
-from llmrec.eval.report import pyplot
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    r = np.empty(len(x), float)
-    r[order] = np.arange(len(x), dtype=float)
-    for v in np.unique(x):  # average ranks for ties
-        m = x == v
-        r[m] = r[m].mean()
-    return r
+from llmrec.results import pyplot
+from llmrec.metrics import rankdata
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"spearman: need two equal-length lists of at least 2 (got {len(a)}, {len(b)})")
-    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = rankdata(a), rankdata(b)
     if ra.std() == 0 or rb.std() == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])

@@ -13,6 +13,7 @@ import numpy as np
 
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
+from llmrec.prompts import defang, fence
 
 CRITERIA = {
     "factuality": "Factuality: every claim in the answer is correct and supported by the reference or documents; "
@@ -31,16 +32,6 @@ FOLLOW_UP = ("Question: {question}\nAnswer: {answer}\nReviewer notes: {notes}\nR
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*([1-5])(?:\s*/\s*5)?", re.I)
 _DIGIT = re.compile(r"\b([1-5])\b")
 _WINNER = re.compile(r"winner\s*[:=]\s*\**\s*(answer\s*)?(a|b|tie)\b", re.I)
-
-
-def defang(text: str) -> str:
-    """Neutralise closing tags inside untrusted text, so it cannot end the fence it is placed in."""
-    return re.sub(r"</\s*([a-z_]+)\s*>", r"[/\1]", str(text), flags=re.I)
-
-
-def fence(text: str, tag: str) -> str:
-    """Wrap untrusted text in <tag>..</tag>."""
-    return f"<{tag}>\n{defang(text)}\n</{tag}>"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from llmrec.knowledge.extract import (ExtractionReport, KnowledgeRequest, _ShardWriter, generate_rows,
+from llmrec.jobs import (ExtractionReport, KnowledgeRequest, _ShardWriter, generate_rows,
                                       plan_extraction)
 from llmrec.llm.base import GenerationParams
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for

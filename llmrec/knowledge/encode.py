@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from llmrec.embed import Embedder
+from llmrec.io import atomic_open
+from llmrec.jobs import load_knowledge
 
 FALLBACK = "no information"
 
@@ -82,10 +84,9 @@ def save_vectors(path: str | Path, vectors: Mapping[str, np.ndarray], model_id: 
     path = Path(path)
     ids = sorted(vectors)
     hashes = [_text_hash((texts or {}).get(i, "").strip() or FALLBACK) if texts is not None else "" for i in ids]
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, ids=np.array(ids), vectors=np.stack([vectors[i] for i in ids]).astype(np.float32),
-             model_id=np.array(model_id), text_hashes=np.array(hashes))
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, ids=np.array(ids), vectors=np.stack([vectors[i] for i in ids]).astype(np.float32),
+                 model_id=np.array(model_id), text_hashes=np.array(hashes))
 
 
 def load_vectors(path: str | Path) -> tuple[dict[str, np.ndarray], str]:
@@ -109,7 +110,6 @@ def encode_kind(out_dir: str | Path, kind: str, embedder: Embedder,
     """Encode the shard ``out_dir/<kind>.jsonl`` and save its vectors next to it (incrementally).
     ``inputs`` (id -> text) is prepended to each answer: KAR encodes a user as the history shown to the
     LLM followed by the LLM's reasoning about it."""
-    from llmrec.knowledge.extract import load_knowledge
 
     texts = load_knowledge(out_dir, kind)
     if inputs is not None:

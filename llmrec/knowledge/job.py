@@ -14,11 +14,12 @@ from typing import Literal
 import numpy as np
 
 from llmrec.config import StrictConfig, llmrec_home
+from llmrec.ctr.features import FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 from llmrec.embed import Embedder, default_embedder
 from llmrec.knowledge.encode import LLMHiddenEncoder, encode_kind, encoder_slug, load_vectors
-from llmrec.knowledge.extract import extract
+from llmrec.jobs import extract
 from llmrec.knowledge.requests import PROMPTS, KnowledgeKind, build_requests, key_column
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
@@ -117,9 +118,7 @@ def knowledge_feature_name(kind: str) -> str:
     return f"{kind}_knowledge"
 
 
-def knowledge_specs(data: RecData, tables: dict[str, dict[str, np.ndarray]]):
+def knowledge_specs(data: RecData, tables: dict[str, dict[str, np.ndarray]]) -> list[FeatureSpec]:
     """Dense ``FeatureSpec``s (one per kind) keyed by the column each kind describes."""
-    from llmrec.ctr.features import FeatureSpec
-
     return [FeatureSpec(name=knowledge_feature_name(k), type="dense", key=key_column(data, k),
                         dim=len(next(iter(t.values())))) for k, t in tables.items()]

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from llmrec.data.schema import RecData
-from llmrec.knowledge.extract import KnowledgeRequest
+from llmrec.jobs import KnowledgeRequest
 
 KnowledgeKind = Literal["item", "user", "scenario", "user_scenario"]
 # kind -> prompt template name (prompts/<name>.txt) and the column whose value keys its vectors

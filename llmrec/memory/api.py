@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -22,6 +21,8 @@ import numpy as np
 from llmrec.config import StrictConfig
 from llmrec.embed import Embedder
 from llmrec.memory.bm25 import BM25Index
+from llmrec.metrics import minmax
+from llmrec.retrieval import Hit
 from llmrec.memory.units import SessionDigester, format_date, text_hash
 from llmrec.store import VectorStore
 
@@ -37,37 +38,28 @@ class MemoryConfig(StrictConfig):
     pair_units: bool = True  # a unit per two consecutive turns of a session (MemGAS's "turn", RF-Mem's pairs)
 
 
-@dataclass
-class MemoryHit:
-    id: str
-    text: str
-    score: float
-    granularity: str
-    session_id: str | None
-    timestamp: float | None
-    metadata: dict[str, Any] = field(default_factory=dict)
+MemoryHit = Hit  # the memory API's results are the Retriever protocol's hits (``unit`` = the granularity)
 
 
 _RESERVED = ("granularity", "session_id", "timestamp", "source_hash", "model_id", "prev_id", "position")
 
 
-def _hit(record, score: float) -> MemoryHit:
+def memory_hit(record, score: float) -> Hit:
+    """A stored memory record (or store search hit) as a ``Hit``."""
     m = record.metadata
-    return MemoryHit(record.id, record.text, float(score), m.get("granularity", "turn"), m.get("session_id"),
-                     m.get("timestamp"), {k: v for k, v in m.items() if k not in _RESERVED})
+    return Hit(record.id, record.text, float(score), m.get("granularity", "turn"), m.get("session_id"),
+               m.get("timestamp"), {k: v for k, v in m.items() if k not in _RESERVED})
 
 
-def _ns(user_id: str) -> str:
+def namespace(user_id: str) -> str:
+    """The store namespace holding one user's memories."""
     return f"user:{user_id}"
 
 
-def minmax(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    if hi - lo < 1e-12:
-        return {k: 1.0 for k in scores}
-    return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
+def minmax_scores(scores: dict[str, float]) -> dict[str, float]:
+    """Min-max scaled scores by id; all equal -> 1.0 each."""
+    keys = list(scores)
+    return dict(zip(keys, minmax(np.array([scores[k] for k in keys]), constant=1.0).tolist()))
 
 
 class Memory:
@@ -118,7 +110,7 @@ class Memory:
         ids = [f"t-{uuid.uuid4().hex}" for _ in texts]
         metas = [{**base, "granularity": "turn", "session_id": session_id, "timestamp": ts} for _ in texts]
         vecs = self.embedder.encode(texts)
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         with self._lock:
             before = self.store.version()
             if session_id is not None:  # a turn's position in its session survives updates (which re-insert)
@@ -157,7 +149,7 @@ class Memory:
         return [(i, t, "pair") for i, t in zip(ids, texts)]
 
     def _refresh_session(self, user_id: str, session_id: str, turns, ts: float) -> tuple[str, str, str]:
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         text = "\n".join(r.text for r in turns)
         sid = f"s-{session_id}"
         self.store.upsert(ns, [sid], [text], self.embedder.encode([text]),
@@ -173,7 +165,7 @@ class Memory:
         self._check_user(user_id)
         if self.digester is None:
             raise ValueError("digester: consolidate needs Memory(..., digester=SessionDigester(llm))")
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         records = [r for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
         turns: dict[str, list[tuple[int, str]]] = {}
         stamps: dict[str, float | None] = {}
@@ -220,7 +212,7 @@ class Memory:
     def update(self, user_id: str, memory_id: str, text: str) -> None:
         self._check_user(user_id)
         self._check_text(text, "text")
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         rec = self.store.get(ns, [memory_id])[0]
         if rec is None:
             raise KeyError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
@@ -235,7 +227,7 @@ class Memory:
     def _resync_session(self, user_id: str, session_id: str, added: list, removed: list) -> tuple[list, list]:
         """After a turn of the session was changed or deleted: remake the pairs whose turns changed, drop
         the pairs that no longer exist, and re-embed the session unit (or drop it with the last turn)."""
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         turns = self._session_turns(ns, session_id)
         if self.config.pair_units:
             have = {r.id: r for r in self.store.find(ns, {"granularity": "pair", "session_id": session_id})}
@@ -259,7 +251,7 @@ class Memory:
     def delete(self, user_id: str, memory_id: str | None = None) -> int:
         """Delete one memory, or every memory of the user when ``memory_id`` is None."""
         self._check_user(user_id)
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         if ns not in self.store.namespaces():
             raise KeyError(f"user_id: unknown user {user_id!r}")
         ids = [memory_id] if memory_id is not None else self.store.ids(ns)
@@ -275,8 +267,8 @@ class Memory:
 
     # ---------------------------------------------------------------- reads
     def _records(self, user_id: str) -> list[MemoryHit]:
-        ns = _ns(user_id)
-        return [_hit(r, 0.0) for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
+        ns = namespace(user_id)
+        return [memory_hit(r, 0.0) for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
 
     def list(self, user_id: str, session_id: str | None = None) -> list[MemoryHit]:
         self._check_user(user_id)
@@ -296,7 +288,7 @@ class Memory:
             index.add(i, t, g)
         self._bm25[user_id] = (index, self.store.version())
 
-    def _bm25_index(self, user_id: str) -> BM25Index:
+    def bm25_index(self, user_id: str) -> BM25Index:
         entry = self._bm25.get(user_id)
         version = self.store.version()
         if entry is not None and entry[1] == version:
@@ -315,7 +307,7 @@ class Memory:
             raise ValueError("k: must be a positive integer")
         if method not in ("dense", "bm25", "hybrid"):
             raise ValueError(f"method: {method!r} is not one of dense, bm25, hybrid")
-        ns = _ns(user_id)
+        ns = namespace(user_id)
         where = {"granularity": granularity} if granularity else None
         with self._lock:
             n = self.store.count(ns)
@@ -328,28 +320,15 @@ class Memory:
                 dense = {h.id: h.score for h in self.store.search(ns, q, pool, where=where)}
             lexical: dict[str, float] = {}
             if method in ("bm25", "hybrid"):
-                lexical = self._bm25_index(user_id).scores(query, granularity)
+                lexical = self.bm25_index(user_id).scores(query, granularity)
             if method == "dense":
                 scores = dense
             elif method == "bm25":
                 scores = lexical
             else:
-                d, l = minmax(dense), minmax(lexical)
+                d, l = minmax_scores(dense), minmax_scores(lexical)
                 a = self.config.hybrid_alpha
                 scores = {i: a * d.get(i, 0.0) + (1 - a) * l.get(i, 0.0) for i in set(d) | set(l)}
             top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
             recs = {r.id: r for r in self.store.get(ns, [i for i, _ in top]) if r is not None}
-        return [_hit(recs[i], s) for i, s in top if i in recs]
-
-
-def rank_sessions(memory: Memory, user_id: str, query: str, method: Method = "hybrid",
-                  unit: Granularity = "turn") -> list[tuple[str, float]]:
-    """Sessions of a user ranked for ``query``: by their best turn (``unit="turn"``) or by the
-    session unit itself (``unit="session"``)."""
-    n = memory.store.count(_ns(user_id))
-    hits = memory.search(user_id, query, k=max(1, n), method=method, granularity=unit)
-    best: dict[str, float] = {}
-    for h in hits:
-        if h.session_id is not None and h.score > best.get(h.session_id, -np.inf):
-            best[h.session_id] = h.score
-    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [memory_hit(recs[i], s) for i, s in top if i in recs]

@@ -1,4 +1,5 @@
-"""The memory as a LangChain ``BaseRetriever`` (one user per retriever)."""
+"""The memory as a LangChain ``BaseRetriever`` (one user per retriever), through the Retriever protocol:
+any registered retriever (``method``: dense, bm25, hybrid, memgas, rfmem) can back it."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +8,9 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
+
+from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
+from llmrec.retrieval import as_langchain, make_retriever
 
 
 class MemoryRetriever(BaseRetriever):
@@ -18,7 +22,6 @@ class MemoryRetriever(BaseRetriever):
     granularity: str | None = "turn"
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = self.memory.search(self.user_id, query, k=self.k, method=self.method, granularity=self.granularity)
-        return [Document(page_content=h.text, id=h.id,
-                         metadata={"score": h.score, "granularity": h.granularity, "session_id": h.session_id,
-                                   "timestamp": h.timestamp, **h.metadata}) for h in hits]
+        config = {"granularity": self.granularity} if self.method in ("dense", "bm25", "hybrid") else {}
+        inner = as_langchain(make_retriever(self.method, self.memory, config), self.user_id, self.k)
+        return inner.invoke(query)

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmrec.config import StrictConfig
+from llmrec.llm.base import GenerationParams
+from llmrec.memory.api import namespace
+from llmrec.memory.units import clip_middle
+from llmrec.prompts import load_prompt
 
 
 class MemGASConfig(StrictConfig):
@@ -210,13 +214,10 @@ class MemGAS:
     incrementally when the store changes."""
 
     def __init__(self, memory, config: MemGASConfig | None = None) -> None:
-        from llmrec.memory.api import _ns
-
         self.memory, self.config = memory, config or MemGASConfig()
         unknown = set(self.config.views) - set(VIEWS)
         if unknown:
             raise ValueError(f"views: unknown views {sorted(unknown)}")
-        self._ns = _ns
         self._graphs: dict[str, AssociationGraph] = {}
         self._cache: dict[str, tuple[int, dict]] = {}
 
@@ -226,7 +227,7 @@ class MemGAS:
         hit = self._cache.get(user_id)
         if hit is not None and hit[0] == version:
             return hit[1]
-        ns = self._ns(user_id)
+        ns = namespace(user_id)
         records = [r for r in store.get(ns, store.ids(ns)) if r is not None]
         sessions: list[str] = []
         turns, turn_sess, sess_vec = [], [], {}
@@ -307,7 +308,7 @@ class MemGAS:
                 sc = _dot(mat, q)
                 out[g] = np.where(present, sc, sc[present].min() if present.any() else 0.0)
         if views & set(_BM25_VIEWS):
-            index = self.memory._bm25_index(user_id)
+            index = self.memory.bm25_index(user_id)
             for view, group in _BM25_VIEWS.items():
                 if view not in views:
                     continue
@@ -347,9 +348,6 @@ class MemGASRetrieval:
 def filter_memories(llm, questions: list[str], memories: list[str], max_new_tokens: int = 256) -> list[str]:
     """MemGAS's optional last stage: one LLM call per question (batched) keeps only what helps answer it.
     The memories are passed inside a delimited data block; the output is returned as text, never executed."""
-    from llmrec.llm.base import GenerationParams
-    from llmrec.prompts import load_prompt
-
     if len(questions) != len(memories):
         raise ValueError(f"memories: {len(memories)} memory texts for {len(questions)} questions")
     template = load_prompt("memory_filter")
@@ -357,19 +355,16 @@ def filter_memories(llm, questions: list[str], memories: list[str], max_new_toke
     return [g.text.strip() for g in llm.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens))]
 
 
-def _session_memories(memory, user_id: str, session_ids: list[str], max_chars: int) -> str:
-    """The sessions' summary, keywords and turns (in conversation order, clipped) as one text, in the given
-    order; one metadata lookup for all of them."""
-    from llmrec.memory.api import _ns
-    from llmrec.memory.units import clip_middle
-
+def session_memories(memory, user_id: str, session_ids: list[str], max_chars: int) -> dict[str, str]:
+    """Each session's summary, keywords and turns (in conversation order, clipped) as one text; one metadata
+    lookup for all of them."""
     units = {s: {"summary": [], "keywords": [], "turn": []} for s in session_ids}
-    records = memory.store.find(_ns(user_id), {"session_id": session_ids}) if session_ids else []
+    records = memory.store.find(namespace(user_id), {"session_id": session_ids}) if session_ids else []
     for r in sorted(records, key=lambda r: r.metadata.get("position", 0)):
         g = units[r.metadata["session_id"]].get(r.metadata.get("granularity"))
         if g is not None:
             g.append(r.text)
-    blocks = []
+    out = {}
     for s in session_ids:
         u = units[s]
         parts = [f"[session {s}]"]
@@ -378,8 +373,8 @@ def _session_memories(memory, user_id: str, session_ids: list[str], max_chars: i
         if u["keywords"]:
             parts.append("Keywords: " + u["keywords"][0])
         parts.append(clip_middle("\n".join(u["turn"]), max_chars))
-        blocks.append("\n".join(parts))
-    return "\n\n".join(blocks)
+        out[s] = "\n".join(parts)
+    return out
 
 
 def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, max_session_chars: int = 2000,
@@ -387,6 +382,6 @@ def _retrieve(memgas: MemGAS, user_id: str, query: str, k: int = 3, llm=None, ma
     if not isinstance(k, int) or k <= 0:
         raise ValueError("k: must be a positive integer")
     top = memgas.rank_sessions(user_id, query)[:k]
-    text = _session_memories(memgas.memory, user_id, [s for s, _ in top], max_session_chars)
+    text = "\n\n".join(session_memories(memgas.memory, user_id, [s for s, _ in top], max_session_chars).values())
     filtered = filter_memories(llm, [query], [text], max_new_tokens)[0] if llm is not None and top else None
     return MemGASRetrieval(top, text, filtered)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmrec.config import StrictConfig
+from llmrec.memory.api import namespace
 
 
 class RFMemConfig(StrictConfig):
@@ -84,15 +85,13 @@ class RFMem:
     """RF-Mem over a ``Memory`` (searches one user's namespace of the store)."""
 
     def __init__(self, memory, config: RFMemConfig | None = None) -> None:
-        from llmrec.memory.api import _ns
-
-        self.memory, self.config, self._ns = memory, config or RFMemConfig(), _ns
+        self.memory, self.config = memory, config or RFMemConfig()
 
     def retrieve(self, user_id: str, query: str, k: int = 10) -> RFMemResult:
         if k <= 0:
             raise ValueError("k: must be a positive integer")
         c = self.config
-        ns, where = self._ns(user_id), {"granularity": c.granularity}
+        ns, where = namespace(user_id), {"granularity": c.granularity}
         q0 = _normalize(self.memory.embedder.encode([query])[0])
         probe = self.memory.store.search(ns, q0, c.probe_k, where=where)
         path, mean, h = familiarity(np.array([x.score for x in probe]), c)

@@ -13,8 +13,8 @@ import numpy as np
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.data.qa import QACorpus, QAQuery, load_ares_nq, load_mtrag
 from llmrec.embed import Embedder
-from llmrec.eval.lexical import exact_match, token_f1
-from llmrec.eval.metrics import mrr, ndcg_at, recall_at
+from llmrec.lexical import exact_match, token_f1
+from llmrec.metrics import mrr, ndcg_at, recall_at
 from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt

@@ -12,7 +12,6 @@ Inference (``Reranker.rerank``) sees only the query and candidates: no rationale
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,9 +24,12 @@ from tqdm.auto import tqdm
 
 from llmrec.config import StrictConfig
 from llmrec.embed import Embedder
-from llmrec.io import torch_save_atomic
+from llmrec.io import load_checkpoint, save_checkpoint
+from llmrec.jobs import KnowledgeRequest, extract, load_knowledge
 from llmrec.llm.base import LLM, GenerationParams
+from llmrec.metrics import minmax
 from llmrec.rerank.base import Candidate, check_candidates
+from llmrec.io import atomic_open
 
 
 class RADIOConfig(StrictConfig):
@@ -71,7 +73,6 @@ def check_training_queries(queries: Sequence[TrainingQuery]) -> None:
 def extract_rationales(llm: LLM, queries: Sequence[TrainingQuery], cache_dir: str | Path,
                        config: RADIOConfig | None = None, progress: bool = True) -> dict[str, str]:
     """Query id -> rationale text (cached JSONL shard ``cache_dir/rationale.jsonl``; a re-run costs nothing)."""
-    from llmrec.knowledge.extract import KnowledgeRequest, extract, load_knowledge
 
     c = config or RADIOConfig()
     check_training_queries(queries)
@@ -80,12 +81,6 @@ def extract_rationales(llm: LLM, queries: Sequence[TrainingQuery], cache_dir: st
             progress=progress)
     texts = load_knowledge(cache_dir, "rationale")
     return {q.id: texts.get(q.id, "") for q in queries}
-
-
-def minmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    span = x.max() - x.min() if len(x) else 0.0
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
 def fuse(rationale: np.ndarray, retrieval: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -180,13 +175,9 @@ def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTra
     step, losses, resumed = 0, [], None
     ckpt = Path(checkpoint_dir) / "reranker.pt" if checkpoint_dir else None
     if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        if ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            step, losses, resumed = state["step"], state["losses"], state["step"]
-            torch.set_rng_state(state["torch_rng"])
+        saved = load_checkpoint(ckpt, model, opt)
+        if saved is not None:
+            step, losses, resumed = saved["step"], saved["losses"], saved["step"]
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="rerank train", unit="step", disable=not c.progress)
     model.train()
@@ -212,8 +203,7 @@ def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTra
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if ckpt is not None and (step % c.checkpoint_every == 0 or step == total):
-            torch_save_atomic(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                "losses": losses, "torch_rng": torch.get_rng_state()})
+            save_checkpoint(ckpt, model, opt, {"step": step, "losses": losses})
     bar.close()
     model.eval()
     w = max(1, min(20, len(losses) // 4))  # loss averaged over the first / last quarter (at most 20 steps)
@@ -223,11 +213,8 @@ def train_reranker(scorer: PairScorer, groups: Sequence[Group], config: GroupTra
 
 def save_groups(path: str | Path, groups: Sequence[Group]) -> None:
     """Groups in FlagEmbedding's reranker format, one JSON object per line: {query, pos: [...], neg: [...]}."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         for g in groups:
             f.write(json.dumps({"query_id": g.query_id, "query": g.query, "pos": [g.positive.text],
                                 "pos_id": [g.positive.id], "neg": [n.text for n in g.negatives],
                                 "neg_id": [n.id for n in g.negatives]}) + "\n")
-    os.replace(tmp, path)

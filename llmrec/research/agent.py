@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from llmrec.config import StrictConfig
-from llmrec.eval.judge import defang
+from llmrec.prompts import defang
 from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
@@ -135,8 +135,8 @@ class PersonalizedResearcher:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError("user_id: empty user id")
         private = self.private if c.private_stage else []
-        known = [s for s in private if hasattr(s, "has_user")]
-        if known and not any(s.has_user(user_id) for s in known):
+        known = [s for s in private if s.knows_user is not None]
+        if known and not any(s.knows_user(user_id) for s in known):
             raise KeyError(f"user_id: unknown user {user_id!r} (no memories)")
         stop, evidence, profile = "max_iterations", [], ""
         try:

@@ -1,11 +1,14 @@
 """Where the research agent looks: private sources (the user's memory, the user's own documents) and public
-ones (an llmrec store namespace or any LangChain retriever). One protocol: ``retrieve(user_id, query, k)``."""
+ones (an llmrec store namespace or any LangChain retriever). Every source is a named ``Retriever``
+(``llmrec.retrieval``): the agent only calls ``retrieve(user_id, query, k)`` and turns hits into evidence."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Sequence
 
 from llmrec.embed import Embedder
+from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
+from llmrec.retrieval import LangChainRetriever, Retriever, StoreRetriever, StoreRetrieverConfig, make_retriever
 
 
 @dataclass(frozen=True)
@@ -17,61 +20,34 @@ class Evidence:
     private: bool
 
 
-@runtime_checkable
-class Source(Protocol):
-    name: str
-    private: bool
+class Source:
+    """A retriever with a name and a privacy flag; ``knows_user`` (optional) tells whether a user exists in it."""
 
-    def retrieve(self, user_id: str, query: str, k: int) -> list[Evidence]: ...
-
-
-class MemorySource:
-    """The user's long-term memory (``llmrec.memory.Memory``), hybrid search over turns."""
-
-    private = True
-
-    def __init__(self, memory: Any, name: str = "memory", method: str = "hybrid") -> None:
-        self.memory, self.name, self.method = memory, name, method
-
-    def has_user(self, user_id: str) -> bool:
-        return bool(self.memory.list(user_id))
+    def __init__(self, retriever: Retriever, name: str, private: bool,
+                 knows_user: Callable[[str], bool] | None = None) -> None:
+        self.retriever, self.name, self.private, self.knows_user = retriever, name, private, knows_user
 
     def retrieve(self, user_id: str, query: str, k: int) -> list[Evidence]:
-        return [Evidence(f"{self.name}:{h.id}", h.text, self.name, h.score, True)
-                for h in self.memory.search(user_id, query, k=k, method=self.method)]
+        return [Evidence(f"{self.name}:{h.id}", h.text, self.name, h.score, self.private)
+                for h in self.retriever.retrieve(user_id, query, k)]
 
 
-class StoreSource:
+def MemorySource(memory: Any, name: str = "memory", method: str = "hybrid") -> Source:
+    """The user's long-term memory (``llmrec.memory.Memory``) through any registered memory retriever."""
+    return Source(make_retriever(method, memory), name, True, knows_user=lambda u: bool(memory.list(u)))
+
+
+def StoreSource(store: Any, embedder: Embedder, namespace: str = "public", name: str | None = None,
+                per_user: bool = False) -> Source:
     """A namespace of an llmrec ``VectorStore``; ``per_user=True`` reads namespace ``<namespace>:<user_id>``
     (the user's private documents), otherwise one shared public corpus."""
-
-    def __init__(self, store: Any, embedder: Embedder, namespace: str = "public", name: str | None = None,
-                 per_user: bool = False) -> None:
-        self.store, self.embedder, self.namespace, self.per_user = store, embedder, namespace, per_user
-        self.name = name or namespace
-        self.private = per_user
-
-    def retrieve(self, user_id: str, query: str, k: int) -> list[Evidence]:
-        ns = f"{self.namespace}:{user_id}" if self.per_user else self.namespace
-        if self.store.count(ns) == 0:
-            return []
-        q = self.embedder.encode([query])[0]
-        return [Evidence(f"{self.name}:{h.id}", h.text, self.name, h.score, self.private)
-                for h in self.store.search(ns, q, k=k)]
+    retriever = StoreRetriever(store, embedder, StoreRetrieverConfig(namespace=namespace, per_user=per_user))
+    return Source(retriever, name or namespace, per_user)
 
 
-class LangChainSource:
-    """Any LangChain ``BaseRetriever`` as a public source (``k`` is the retriever's own setting)."""
-
-    private = False
-
-    def __init__(self, retriever: Any, name: str = "langchain") -> None:
-        self.retriever, self.name = retriever, name
-
-    def retrieve(self, user_id: str, query: str, k: int) -> list[Evidence]:
-        docs = self.retriever.invoke(query)[:k]
-        return [Evidence(f"{self.name}:{d.id or i}", d.page_content, self.name,
-                         float(d.metadata.get("score", 0.0)), False) for i, d in enumerate(docs)]
+def LangChainSource(retriever: Any, name: str = "langchain") -> Source:
+    """Any LangChain ``BaseRetriever`` as a public source (``k`` truncates what it returns)."""
+    return Source(LangChainRetriever(retriever), name, False)
 
 
 def dedupe(evidence: Sequence[Evidence]) -> list[Evidence]:

@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 from llmrec.data.locomo import DEV_CONVERSATIONS, load_locomo
+from llmrec.io import write_text_atomic
 
 
 def prefeval_tasks(root: str | Path, per_topic: int = 1, seed: int = 0) -> list[dict]:
@@ -59,9 +60,4 @@ def locomo_tasks(path: str | Path, per_conversation: int = 2, seed: int = 0) -> 
 
 
 def write_tasks(path: str | Path, tasks: list[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(t) + "\n" for t in tasks), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, "".join(json.dumps(t) + "\n" for t in tasks))

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import numpy as np
 
 from llmrec.config import StrictConfig
 from llmrec.store.index import AnnIndex, IndexConfig
+from llmrec.io import atomic_open
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TEXT_CHARS = 1_000_000
@@ -538,14 +537,5 @@ class _single_thread_faiss:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(data)

@@ -1,8 +1,13 @@
-"""Saving, loading and exporting trained CTR models.
+"""Saving, loading and exporting trained models (every registered model; ONNX for the impression families).
 
-A saved model is a folder: ``model.safetensors`` (weights), ``encoder.json`` (fitted feature encoders)
-and ``config.json`` (the model config). It is written to a temporary folder and renamed into place.
-``export_onnx`` writes an ONNX graph over plain tensors and checks its outputs against PyTorch."""
+A saved model is a folder: ``model.safetensors`` (weights), ``encoder.json`` (the fitted feature encoder, or
+the ``ItemSpace`` id maps of ranking families) and ``config.json`` (family, model name and its resolved
+config). It is written to a temporary folder and renamed into place. ``export_onnx`` writes an ONNX graph
+over plain tensors and checks its outputs against PyTorch.
+
+Folders saved before the model registry (``{"kind": "ctr", "model": {"name": ..., <every model's
+fields>}}``) still load: the fields the named model does not have are dropped, and STAR's
+``multi_scenario`` block is lifted into its config."""
 from __future__ import annotations
 
 import json
@@ -17,18 +22,35 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmrec.ctr.features import Batch, FeatureEncoder
-from llmrec.ctr.models import CTRModel, ModelConfig, build_model
+from llmrec.data.views import ItemSpace
+from llmrec.errors import MissingFileError
+from llmrec.models import MODELS, build_model
 
 
-def save_model(path: str | Path, model: CTRModel, encoder: FeatureEncoder) -> Path:
+def _legacy_config(old: dict) -> dict:
+    """A pre-registry flat model config -> ``{name, <fields of that model>}``."""
+    name = old.get("name", "deepfm")
+    flat = dict(old)
+    flat.update(flat.pop("multi_scenario", None) or {} if name == "star" else {})
+    fields = MODELS.get(name).config.model_fields
+    return {k: v for k, v in flat.items() if k in fields}
+
+
+def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | ItemSpace) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=path.parent))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
-        (tmp / "encoder.json").write_text(encoder.to_json())
-        (tmp / "config.json").write_text(json.dumps({"kind": "ctr", "model": model.config.model_dump()}, indent=2))
+        entry = MODELS.get(model.config.name)
+        if isinstance(encoder, ItemSpace):
+            (tmp / "encoder.json").write_text(json.dumps({"users": encoder.users, "items": encoder.items}))
+        else:
+            (tmp / "encoder.json").write_text(encoder.to_json())
+        (tmp / "config.json").write_text(json.dumps(
+            {"kind": entry.family, "model": model.config.name, "config": model.config.model_dump(mode="json")},
+            indent=2))
         if path.exists():
             old = path.with_name(path.name + ".old")
             os.replace(path, old)
@@ -42,13 +64,19 @@ def save_model(path: str | Path, model: CTRModel, encoder: FeatureEncoder) -> Pa
     return path
 
 
-def load_model(path: str | Path) -> tuple[CTRModel, FeatureEncoder]:
+def load_model(path: str | Path) -> tuple[nn.Module, FeatureEncoder | ItemSpace]:
     path = Path(path)
     for f in ("model.safetensors", "encoder.json", "config.json"):
         if not (path / f).exists():
-            raise FileNotFoundError(f"{path / f}: missing; not a saved llmrec CTR model")
-    encoder = FeatureEncoder.from_json((path / "encoder.json").read_text())
-    config = ModelConfig(**json.loads((path / "config.json").read_text())["model"])
+            raise MissingFileError(f"{path / f}: missing; not a saved llmrec model")
+    meta = json.loads((path / "config.json").read_text())
+    config = meta["config"] if "config" in meta else _legacy_config(meta["model"])
+    family = MODELS.get(config["name"]).family
+    raw = json.loads((path / "encoder.json").read_text())
+    if family in ("graph", "sequential"):
+        encoder = ItemSpace(users=raw["users"], items=raw["items"])
+    else:
+        encoder = FeatureEncoder.from_json((path / "encoder.json").read_text())
     model = build_model(encoder, config)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.eval()
@@ -58,7 +86,7 @@ def load_model(path: str | Path) -> tuple[CTRModel, FeatureEncoder]:
 class _TensorInputs(nn.Module):
     """Adapts a ``Batch``-taking model to positional tensors (what ONNX graphs take)."""
 
-    def __init__(self, model: CTRModel, seq_names: list[str], dense_names: list[str]) -> None:
+    def __init__(self, model: nn.Module, seq_names: list[str], dense_names: list[str]) -> None:
         super().__init__()
         self.model, self.seq_names, self.dense_names = model, seq_names, dense_names
 
@@ -68,7 +96,7 @@ class _TensorInputs(nn.Module):
         return torch.sigmoid(self.model(Batch(cat=cat, num=num, num_bucket=num_bucket, seq=seq, dense=dense)))
 
 
-def export_onnx(model: CTRModel, sample: Batch, path: str | Path, atol: float = 1e-5) -> dict:
+def export_onnx(model: nn.Module, sample: Batch, path: str | Path, atol: float = 1e-5) -> dict:
     """Export to ONNX and check that onnxruntime reproduces PyTorch's probabilities on ``sample``."""
     import onnxruntime as ort
 

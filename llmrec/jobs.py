@@ -1,4 +1,5 @@
-"""Offline knowledge extraction: prompts x LLM -> JSONL shards, resumable and cached.
+"""The resumable shard runner shared by knowledge extraction and RADIO's rationales: prompts x LLM -> JSONL
+shards, resumable and cached.
 
 Each output row is ``{"id", "kind", "prompt_hash", "model_id", "text", "status", "attempts",
 "completion_tokens"}``; ``status`` is ``ok`` or ``failed`` (every attempt empty or malformed).

@@ -4,7 +4,9 @@ memorize (its own embedding for the hashed cross id), factorize (e_i * e_j) or n
 Search: architecture weights alpha [P, 3] mix the three operations with softmax(alpha / t), the
 temperature annealed t = max(0.01, 1 - tau * step); alpha is updated on validation batches and the
 model on training batches, alternately (first-order bi-level). Retrain: the argmax operation per pair
-is fixed and a fresh model is trained with the ordinary ``Trainer``.
+is fixed and a fresh model is trained with the ordinary training loop. Registered as ``optinter``: when its
+config has no ``choices``, ``llmrec train`` runs the search stage first (the registry's ``prepare`` hook) and
+trains the model with the choices found.
 
 Inputs: categorical fields plus numerical fields as equal-frequency buckets (so every field has ids)."""
 from __future__ import annotations
@@ -15,14 +17,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from llmrec.config import StrictConfig
 from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.ctr.layers import MLP, pair_indices
+from llmrec.errors import ConfigError
+from llmrec.models.registry import ModelConfigBase, register_model
 
 OPS = ("memorize", "factorize", "naive")
 
 
-class OptInterConfig(StrictConfig):
+class OptInterConfig(ModelConfigBase):
+    name: str = "optinter"
     embedding_dim: int = 10
     hidden_units: list[int] = [400, 400]
     dropout: float = 0.2
@@ -30,7 +34,8 @@ class OptInterConfig(StrictConfig):
     tau: float = 5e-5
     arch_lr: float = 1e-3
     search_epochs: int = 3
-    choices: list[Literal["memorize", "factorize", "naive"]] | None = None  # fixed: retrain stage
+    # fixed operations (retrain stage): one per field pair, or one name for every pair; None = search them
+    choices: list[Literal["memorize", "factorize", "naive"]] | Literal["memorize", "factorize", "naive"] | None = None
 
 
 class OptInterModel(nn.Module):
@@ -51,11 +56,13 @@ class OptInterModel(nn.Module):
         self.register_buffer("pi", i, persistent=False)
         self.register_buffer("pj", j, persistent=False)
         self.n_pairs = len(i)
-        if c.choices is not None and len(c.choices) != self.n_pairs:
-            raise ValueError(f"choices: expected {self.n_pairs} entries (one per field pair), got {len(c.choices)}")
-        self.searching = c.choices is None
-        mem_pairs = list(range(self.n_pairs)) if self.searching else [p for p, o in enumerate(c.choices) if o == "memorize"]
-        fac_pairs = list(range(self.n_pairs)) if self.searching else [p for p, o in enumerate(c.choices) if o == "factorize"]
+        fixed = [c.choices] * self.n_pairs if isinstance(c.choices, str) else c.choices
+        if fixed is not None and len(fixed) != self.n_pairs:
+            raise ConfigError(f"model.choices: expected {self.n_pairs} entries (one per field pair), got {len(fixed)}")
+        self.fixed = fixed
+        self.searching = fixed is None
+        mem_pairs = list(range(self.n_pairs)) if self.searching else [p for p, o in enumerate(fixed) if o == "memorize"]
+        fac_pairs = list(range(self.n_pairs)) if self.searching else [p for p, o in enumerate(fixed) if o == "factorize"]
         self.register_buffer("mem_pairs", torch.tensor(mem_pairs, dtype=torch.long), persistent=False)
         self.register_buffer("fac_pairs", torch.tensor(fac_pairs, dtype=torch.long), persistent=False)
         self.cross = nn.Embedding(max(1, len(mem_pairs) * c.hash_buckets), c.embedding_dim)
@@ -94,8 +101,26 @@ class OptInterModel(nn.Module):
 
     def choices(self) -> list[str]:
         if not self.searching:
-            return list(self.config.choices)
+            return list(self.fixed)
         return [OPS[k] for k in self.alpha.argmax(-1).tolist()]
+
+
+def optinter_search_stage(encoder: FeatureEncoder, config: OptInterConfig, train: Batch, valid: Batch,
+                          trainer) -> OptInterConfig:
+    """The registry's ``prepare`` hook: with no fixed ``choices``, search them (with the trainer's batch size,
+    learning rate, embedding L2 and seed) and return the config to retrain with."""
+    if config.choices is not None:
+        return config
+    choices, _ = search_optinter(encoder, config, train, valid, batch_size=trainer.batch_size,
+                                 lr=trainer.learning_rate, embedding_l2=trainer.embedding_l2, seed=trainer.seed,
+                                 progress=trainer.progress)
+    return config.model_copy(update={"choices": choices})
+
+
+@register_model("optinter", family="ctr", config=OptInterConfig, prepare=optinter_search_stage)
+def build_optinter(encoder: FeatureEncoder, config: OptInterConfig) -> OptInterModel:
+    """OptInter: per field pair, memorize / factorize / naive, searched then retrained."""
+    return OptInterModel(encoder, config)
 
 
 def search_optinter(encoder: FeatureEncoder, config: OptInterConfig, train: Batch, valid: Batch,

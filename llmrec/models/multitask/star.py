@@ -18,7 +18,10 @@ from torch import nn
 
 from llmrec.config import StrictConfig
 from llmrec.ctr.features import Batch, FeatureEncoder
-from llmrec.ctr.layers import MLP, FieldEmbedding
+from llmrec.ctr.layers import MLP
+from llmrec.errors import ConfigError
+from llmrec.models.ctr.base import DeepCTRConfig, field_embedding
+from llmrec.models.registry import register_model
 
 
 class MetaConfig(StrictConfig):
@@ -29,7 +32,7 @@ class MetaConfig(StrictConfig):
     hidden: int = 64
 
 
-class MultiScenarioConfig(StrictConfig):
+class StarConfig(DeepCTRConfig):
     scenario_field: str = "scenario"  # a categorical feature
     tower_units: int = 64
     meta: MetaConfig = MetaConfig()
@@ -61,13 +64,12 @@ class MetaLayer(nn.Module):
 
 
 class MultiScenarioModel(nn.Module):
-    def __init__(self, encoder: FeatureEncoder, config) -> None:  # config: ModelConfig
+    def __init__(self, encoder: FeatureEncoder, config: StarConfig) -> None:
         super().__init__()
-        self.config = c = config
-        ms: MultiScenarioConfig = c.multi_scenario
+        self.config = ms = c = config
         cats = [s.name for s in encoder.categorical]
         if ms.scenario_field not in cats:
-            raise ValueError(f"multi_scenario.scenario_field: {ms.scenario_field!r} is not a categorical feature "
+            raise ConfigError(f"model.scenario_field: {ms.scenario_field!r} is not a categorical feature "
                              f"(have {cats})")
         self.scenario_pos = cats.index(ms.scenario_field)
         self.scenario_offset = encoder.offsets()[ms.scenario_field]
@@ -79,17 +81,15 @@ class MultiScenarioModel(nn.Module):
             for field_name, value in (("user_knowledge", meta.user_knowledge),
                                       ("scenario_knowledge", meta.scenario_knowledge)):
                 if value is not None and value not in dense:
-                    raise ValueError(f"multi_scenario.meta.{field_name}: {value!r} is not a dense feature "
+                    raise ConfigError(f"model.meta.{field_name}: {value!r} is not a dense feature "
                                      f"(have {sorted(dense)})")
             self.user_k, self.scen_k = meta.user_knowledge, meta.scenario_knowledge
         excluded = frozenset(n for n in (self.user_k, self.scen_k) if n)
-        self.embedding = FieldEmbedding(encoder, c.embedding_dim, numeric=c.numeric_embedding,
-                                        autodis_buckets=c.autodis_buckets, autodis_temperature=c.autodis_temperature,
-                                        adaptor=c.knowledge_adaptor, exclude_dense=excluded)
+        self.embedding = field_embedding(encoder, c, exclude_dense=excluded)
         in_dim = self.embedding.n_fields * c.embedding_dim
         self.user_meta = MetaLayer(dense[self.user_k], in_dim, in_dim, meta.rank, meta.hidden) if self.user_k else None
         if not c.hidden_units:
-            raise ValueError("hidden_units: the multi-scenario backbone needs a shared MLP (at least one layer)")
+            raise ConfigError("model.hidden_units: the multi-scenario backbone needs a shared MLP (at least one layer)")
         self.shared = MLP(in_dim, c.hidden_units, c.dropout, c.batch_norm, out_dim=None)
         h, t = c.hidden_units[-1], ms.tower_units
         self.w_shared = nn.Parameter(torch.empty(h, t))
@@ -120,3 +120,9 @@ class MultiScenarioModel(nn.Module):
         if self.scen_meta is not None:
             z = z + self.scen_meta(batch.dense[self.scen_k], h)
         return self.out(z).squeeze(-1) + self.scen_bias(s).squeeze(-1)
+
+
+@register_model("star", family="multitask", config=StarConfig)
+def build_star(encoder: FeatureEncoder, config: StarConfig) -> MultiScenarioModel:
+    """STAR multi-scenario backbone; ``meta.enabled`` adds LLM4MSR's knowledge-generated meta layers."""
+    return MultiScenarioModel(encoder, config)

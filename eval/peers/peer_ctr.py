@@ -1,6 +1,6 @@
-"""DeepFM from the peer libraries on an exported llmrec split (run with the peers' Python).
+"""DeepFM (and FuxiCTR's DCNv2) from the peer libraries on an exported llmrec split (run with the peers' Python).
 
-    python eval/peers/peer_deepfm.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED
+    python eval/peers/peer_ctr.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED [deepfm|dcnv2]
 
 SPLIT.npz holds the encoded train/valid/test arrays (identical ids for every library), SPEC.json the
 feature list and hyperparameters. Prints one JSON line: test AUC/logloss, training samples/s, epochs.
@@ -31,11 +31,11 @@ def load(split_path: str):
     return parts
 
 
-def run_fuxictr(parts, spec, seed):
+def run_fuxictr(parts, spec, seed, model_name="deepfm"):
     from collections import OrderedDict
 
     from fuxictr.features import FeatureMap
-    from fuxictr.pytorch.layers import FactorizationMachine, FeatureEmbedding, MLP_Block
+    from fuxictr.pytorch.layers import CrossNetV2, FactorizationMachine, FeatureEmbedding, MLP_Block
     from fuxictr.pytorch.models import BaseModel
     from fuxictr.utils import set_logger  # noqa: F401  (imported for parity with the zoo scripts)
 
@@ -56,25 +56,53 @@ def run_fuxictr(parts, spec, seed):
     fmap.set_column_index()
     hp = spec["hp"]
 
-    class DeepFM(BaseModel):
-        def __init__(self, feature_map, **params):
-            super().__init__(feature_map, model_id="DeepFM", gpu=-1, embedding_regularizer=hp["embedding_l2"],
+    class ZooModel(BaseModel):
+        """What every zoo model's constructor does around its layers: BaseModel settings, then compile."""
+
+        def __init__(self, feature_map, model_id):
+            super().__init__(feature_map, model_id=model_id, gpu=-1, embedding_regularizer=hp["embedding_l2"],
                              net_regularizer=0, model_root=tempfile.mkdtemp(), metrics=["AUC", "logloss"],
                              verbose=0, early_stop_patience=hp["patience"])
             self.embedding_layer = FeatureEmbedding(feature_map, hp["embedding_dim"])
-            self.fm = FactorizationMachine(feature_map)
-            self.mlp = MLP_Block(input_dim=feature_map.sum_emb_out_dim(), output_dim=1,
-                                 hidden_units=hp["hidden_units"], hidden_activations="ReLU", output_activation=None,
-                                 dropout_rates=hp["dropout"], batch_norm=False)
+
+        def finish(self):
             os.makedirs(self.model_dir, exist_ok=True)
             self.compile("adam", "binary_crossentropy", hp["learning_rate"])
             self.reset_parameters()
             self.model_to_device()
 
+    class DeepFM(ZooModel):
+        def __init__(self, feature_map):
+            super().__init__(feature_map, "DeepFM")
+            self.fm = FactorizationMachine(feature_map)
+            self.mlp = MLP_Block(input_dim=feature_map.sum_emb_out_dim(), output_dim=1,
+                                 hidden_units=hp["hidden_units"], hidden_activations="ReLU", output_activation=None,
+                                 dropout_rates=hp["dropout"], batch_norm=False)
+            self.finish()
+
         def forward(self, inputs):
             X = self.get_inputs(inputs)
             emb = self.embedding_layer(X)
             y = self.fm(X, emb) + self.mlp(emb.flatten(start_dim=1))
+            return {"y_pred": self.output_activation(y)}
+
+    class DCNv2(ZooModel):
+        """The zoo's DCNv2 (parallel structure, full-rank cross layers) from the wheel's layers."""
+
+        def __init__(self, feature_map):
+            super().__init__(feature_map, "DCNv2")
+            dim = feature_map.sum_emb_out_dim()
+            self.crossnet = CrossNetV2(dim, hp.get("cross_layers", 3))
+            self.parallel_dnn = MLP_Block(input_dim=dim, output_dim=None, hidden_units=hp["hidden_units"],
+                                          hidden_activations="ReLU", output_activation=None,
+                                          dropout_rates=hp["dropout"], batch_norm=False)
+            self.fc = torch.nn.Linear(dim + hp["hidden_units"][-1], 1)
+            self.finish()
+
+        def forward(self, inputs):
+            X = self.get_inputs(inputs)
+            x0 = self.embedding_layer(X, flatten_emb=True)
+            y = self.fc(torch.cat([self.crossnet(x0), self.parallel_dnn(x0)], dim=-1))
             return {"y_pred": self.output_activation(y)}
 
     class Loader:
@@ -94,7 +122,7 @@ def run_fuxictr(parts, spec, seed):
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = DeepFM(fmap)
+    model = (DCNv2 if model_name == "dcnv2" else DeepFM)(fmap)
     eval_time = [0.0]
     orig_eval = model.eval_step
 
@@ -114,7 +142,7 @@ def run_fuxictr(parts, spec, seed):
     return p, epochs, train.n * epochs / max(1e-9, total - eval_time[0])
 
 
-def run_deepctr(parts, spec, seed):
+def run_deepctr(parts, spec, seed, model_name="deepfm"):
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DeepFM
 
@@ -159,12 +187,15 @@ def run_deepctr(parts, spec, seed):
 
 def main() -> None:
     split, spec_path, lib, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    model_name = sys.argv[5] if len(sys.argv) > 5 else "deepfm"
+    if lib == "deepctr" and model_name != "deepfm":
+        raise SystemExit(f"deepctr: only deepfm is wired here, not {model_name}")
     spec = json.loads(open(spec_path).read())
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     parts = load(split)
-    p, epochs, sps = (run_fuxictr if lib == "fuxictr" else run_deepctr)(parts, spec, seed)
+    p, epochs, sps = (run_fuxictr if lib == "fuxictr" else run_deepctr)(parts, spec, seed, model_name)
     y = parts["test"]["label"]
-    print(json.dumps({"library": lib, "seed": seed, "auc": float(roc_auc_score(y, p)),
+    print(json.dumps({"library": lib, "model": model_name, "seed": seed, "auc": float(roc_auc_score(y, p)),
                       "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "epochs": epochs,
                       "train_samples_per_second": sps,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,0 +1,302 @@
+"""The experiment harness: one runner for the CLI (``llmrec experiment``) and every recommender benchmark in
+``eval/``. An experiment YAML (``configs/experiments/<name>.yaml``) names data sets, model variants, seeds
+and peers::
+
+    name: ctr_benchmark
+    output: eval/results/ctr_benchmark.json
+    seeds: [2021, 2022, 2023]
+    datasets:
+      ml100k: {data: {source: movielens100k, path: ${LLMREC_DATA}/ml-100k}, trainer: {batch_size: 1024}}
+    variants:
+      - {model: {name: deepfm}}
+      - {label: deepfm:bucket, model: {name: deepfm, numeric_embedding: bucket}}
+      - {label: deepfm@bf16, model: {name: deepfm}, trainer: {precision: bf16}}
+    peers: [{library: fuxictr, model: deepfm}, {library: deepctr, model: deepfm}]
+
+Each (data set, variant) becomes a ``TrainJobConfig`` (the same one ``llmrec train`` reads) and trains once
+per seed; with ``isolate`` each runs in its own process so its peak RSS is that model's alone. Peers (other
+libraries, in their own virtual environment) train on the identically encoded split. The result JSON has the
+command, git commit, the fully resolved config of every job, the seeds and the environment, every run and a
+mean ± std summary per variant; a bar plot of the primary metric is written beside it."""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import ValidationError
+
+from llmrec.config import StrictConfig, repo_root
+from llmrec.ctr.features import FeatureEncoder, FeatureSpec
+from llmrec.data.registry import DataConfig, load_data
+from llmrec.errors import BackendError, ConfigError
+from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, expand_paths, prepare,
+                                     train_prepared)
+from llmrec.models.registry import deep_merge, validation_message
+from llmrec.results import pyplot, write_result
+from llmrec.train import TrainerConfig
+
+
+class DatasetSpec(StrictConfig):
+    data: DataConfig = DataConfig()
+    features: list[FeatureSpec] | None = None
+    trainer: TrainerConfig = TrainerConfig()
+
+
+class Variant(StrictConfig):
+    label: str | None = None  # default: the model name
+    model: dict[str, Any]  # {name: ..., overrides}; resolved against the registry per job
+    trainer: dict[str, Any] = {}  # overrides of the data set's trainer
+    knowledge: KnowledgeFeatures | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or str(self.model.get("name"))
+
+
+class Peer(StrictConfig):
+    library: Literal["fuxictr", "deepctr"]
+    model: Literal["deepfm", "dcnv2"] = "deepfm"
+    variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
+
+
+class ExperimentConfig(StrictConfig):
+    name: str
+    output: str | None = None  # default eval/results/<name>.json
+    seeds: list[int] = [2021, 2022, 2023]
+    datasets: dict[str, DatasetSpec]
+    variants: list[Variant]
+    peers: list[Peer] = []
+    peer_python: str = ".venv-peers/bin/python"  # relative to the checkout
+    isolate: bool = True  # one process per (data set, variant)
+
+
+def experiment_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return [p for p in (here / "_experiments", here.parent / "configs" / "experiments") if p.is_dir()]
+
+
+def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
+    path = Path(path_or_name)
+    if not path.exists():
+        found = [d / f"{path_or_name}.yaml" for d in experiment_dirs() if (d / f"{path_or_name}.yaml").exists()]
+        if not found:
+            raise ConfigError(f"experiment {str(path_or_name)!r}: no such file or configs/experiments/<name>.yaml")
+        path = found[0]
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        exp = ExperimentConfig.model_validate(expand_paths(raw))
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e, '')}") from None
+    keys = [v.key for v in exp.variants]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(f"{path}: variants: duplicate labels {dup}")
+    for ds in exp.datasets:  # every job resolves now: a typo fails before hours of training
+        for v in exp.variants:
+            job_config(exp, ds, v, exp.seeds[0])
+    return exp
+
+
+def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int) -> TrainJobConfig:
+    ds = exp.datasets[dataset]
+    trainer = deep_merge(ds.trainer.model_dump(), {**variant.trainer, "seed": seed, "progress": False})
+    try:
+        return TrainJobConfig.model_validate({
+            "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
+            "knowledge": None if variant.knowledge is None else variant.knowledge.model_dump(),
+            "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
+    except ValidationError as e:
+        raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
+                          f"{validation_message(e, '')}") from None
+
+
+def train_flops_per_sample(model: torch.nn.Module) -> float:
+    """~3x the forward FLOPs of every Linear layer (forward + two backward matmuls)."""
+    return 3 * sum(2 * m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
+    """Every seed of one (data set, variant), in this process."""
+    first = job_config(exp, dataset, variant, seeds[0])
+    p = prepare(first)
+    runs, model = [], None
+    for seed in seeds:
+        job = job_config(exp, dataset, variant, seed)
+        model, r = train_prepared(job, p)
+        runs.append({"seed": seed, "best_epoch": r["best_epoch"], "valid": r["valid"], "test": r["test"],
+                     "train_samples_per_second": r["train_samples_per_second"], "model": r["model"]})
+    return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
+            "parameters": int(sum(q.numel() for q in model.parameters())),
+            "train_flops_per_sample": train_flops_per_sample(model),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def summarize(runs: list[dict]) -> dict:
+    out: dict[str, float] = {}
+    for k in runs[0]["test"]:
+        v = np.array([r["test"][k] for r in runs], dtype=np.float64)
+        out[f"{k}_mean"], out[f"{k}_std"] = float(v.mean()), float(v.std())
+    out["train_samples_per_second"] = float(np.median([r["train_samples_per_second"] for r in runs]))
+    return out
+
+
+def _run_isolated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
+    job = json.dumps({"experiment": exp.model_dump(mode="json"), "dataset": dataset,
+                      "variant": variant.model_dump(mode="json"), "seeds": seeds})
+    out = subprocess.run([sys.executable, "-m", "llmrec.experiments.harness", "--worker"], input=job,
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise BackendError(f"experiment {exp.name}: {dataset} x {variant.key} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(dtype: torch.dtype) -> float:
+    """This machine's matmul rate at the MLP's shape (the denominator of ``matmul_utilization``)."""
+    a, b = torch.randn(1024, 400, dtype=dtype), torch.randn(400, 400, dtype=dtype)
+    for _ in range(5):
+        a @ b
+    t, n = time.perf_counter(), 200
+    for _ in range(n):
+        a @ b
+    return 2 * 1024 * 400 * 400 * n / (time.perf_counter() - t) / 1e9
+
+
+def export_split(enc: FeatureEncoder, p: Prepared, path: Path, hp: dict) -> Path:
+    """Identically encoded per-field arrays for the peer libraries, plus the spec they read."""
+    arrays, offsets = {}, enc.offsets()
+    for part, b in zip(("train", "valid", "test"), (p.train, p.valid, p.test)):
+        for k, s in enumerate(enc.categorical):
+            arrays[f"{part}/{s.name}"] = (b.cat[:, k] - offsets[s.name]).numpy().astype(np.int64)
+        for k, s in enumerate(enc.numerical):
+            arrays[f"{part}/{s.name}"] = b.num[:, k].numpy().astype(np.float32)
+        for s in enc.multi_hot:
+            arrays[f"{part}/{s.name}"] = b.seq[s.name].numpy().astype(np.int64)
+        arrays[f"{part}/label"] = b.label.numpy().astype(np.float32)
+    np.savez(path / "split.npz", **arrays)
+    card = enc.cardinalities()
+    feats = ([{"name": s.name, "type": "categorical", "vocab": card[s.name]} for s in enc.categorical]
+             + [{"name": s.name, "type": "numerical"} for s in enc.numerical]
+             + [{"name": s.name, "type": "multi_hot", "vocab": card[s.name], "max_len": s.max_len}
+                for s in enc.multi_hot])
+    (path / "spec.json").write_text(json.dumps({"features": feats, "hp": hp}))
+    return path
+
+
+def peer_hyperparameters(job: TrainJobConfig) -> dict:
+    m = job.model.model_dump()
+    t = job.trainer
+    return {"embedding_dim": m["embedding_dim"], "hidden_units": m["hidden_units"], "dropout": m["dropout"],
+            "batch_size": t.batch_size, "learning_rate": t.learning_rate, "embedding_l2": t.embedding_l2,
+            "epochs": t.epochs, "patience": t.patience,
+            **{k: m[k] for k in ("cross_layers", "structure", "low_rank", "experts") if k in m}}
+
+
+def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int]) -> dict:
+    root = repo_root() or Path.cwd()
+    python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
+    if not exp.peers:
+        return {}
+    if not python.exists():
+        print(f"peers skipped: {python} not found (run `make peers`)", flush=True)
+        return {}
+    variants = {v.key: v for v in exp.variants}
+    script = root / "eval" / "peers" / "peer_ctr.py"
+    out: dict[str, dict] = {}
+    for peer in exp.peers:
+        base = variants[peer.variant or peer.model]
+        job = job_config(exp, dataset, base, seeds[0])
+        p = prepare(job)
+        runs, rss = [], 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            export_split(p.context, p, Path(tmp), peer_hyperparameters(job))
+            for seed in seeds:
+                res = subprocess.run([str(python), str(script), f"{tmp}/split.npz", f"{tmp}/spec.json", peer.library,
+                                      str(seed), peer.model], capture_output=True, text=True)
+                if res.returncode:
+                    raise BackendError(f"peer {peer.library}:{peer.model} failed:\n{res.stderr[-3000:]}")
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                rss = max(rss, r.pop("peak_rss_mb"))
+                runs.append({"seed": seed, "test": {"auc": r.pop("auc"), "logloss": r.pop("logloss")},
+                             "train_samples_per_second": r.pop("train_samples_per_second"), **r})
+        out[f"{peer.library}:{peer.model}"] = {"runs": runs, "peak_rss_mb": rss, **summarize(runs)}
+        print(dataset, "peer", peer.library, peer.model, round(out[f"{peer.library}:{peer.model}"]["auc_mean"], 4),
+              flush=True)
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 0.35 * max(
+        len(r["variants"]) + len(r["peers"]) for r in results.values()) + 2), squeeze=False)
+    for ax, (ds, res) in zip(axes[0], results.items()):
+        rows = [(k, v) for k, v in res["variants"].items()] + [(f"peer:{k}", v) for k, v in res["peers"].items()]
+        metrics = [v.get("primary_metric", "auc") for _, v in rows]
+        ax.barh([f"{k} ({m})" for (k, _), m in zip(rows, metrics)], [v[f"{m}_mean"] for (_, v), m in zip(rows, metrics)],
+                xerr=[v[f"{m}_std"] for (_, v), m in zip(rows, metrics)],
+                color=["tab:blue"] * len(res["variants"]) + ["tab:gray"] * len(res["peers"]))
+        vals = [v[f"{m}_mean"] for (_, v), m in zip(rows, metrics)]
+        ax.set_xlim(max(0.0, min(vals) - 0.02), max(vals) + 0.01)
+        ax.set_title(f"{ds}: test primary metric (mean ± std)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, variants: list[str] | None = None,
+                   n_seeds: int | None = None, out: str | Path | None = None) -> dict:
+    seeds = exp.seeds[:n_seeds] if n_seeds else exp.seeds
+    unknown = sorted(set(datasets or []) - set(exp.datasets)) + sorted(set(variants or []) - {v.key for v in exp.variants})
+    if unknown:
+        raise ConfigError(f"experiment {exp.name}: unknown data sets / variants {unknown}")
+    peaks = {"fp32_gflops_1024x400x400": matmul_gflops(torch.float32),
+             "bf16_gflops_1024x400x400": matmul_gflops(torch.bfloat16)}
+    results, jobs = {}, {}
+    for ds in datasets or list(exp.datasets):
+        try:
+            load_data(exp.datasets[ds].data)
+        except (FileNotFoundError, OSError) as e:
+            print(f"skip {ds}: {e}", flush=True)
+            continue
+        res: dict[str, Any] = {"variants": {}, "peers": {}}
+        for v in exp.variants:
+            if variants and v.key not in variants:
+                continue
+            r = _run_isolated(exp, ds, v, seeds) if exp.isolate else run_variant(exp, ds, v, seeds)
+            s = summarize(r["runs"])
+            peak = peaks["bf16_gflops_1024x400x400" if r["job"]["trainer"]["precision"] == "bf16"
+                         else "fp32_gflops_1024x400x400"]
+            s.update(primary_metric=r["primary_metric"], parameters=r["parameters"], peak_rss_mb=r["peak_rss_mb"], runs=r["runs"],
+                     matmul_utilization=s["train_samples_per_second"] * r["train_flops_per_sample"] / 1e9 / peak)
+            res["variants"][v.key] = s
+            jobs[f"{ds}/{v.key}"] = r["job"]
+            m = r["primary_metric"]
+            print(ds, v.key, f"{m} {s[f'{m}_mean']:.4f} ± {s[f'{m}_std']:.4f}",
+                  f"{s['train_samples_per_second']:.0f} samples/s", flush=True)
+        if not variants:
+            res["peers"] = run_peers(exp, ds, seeds)
+        results[ds] = res
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    if results and all(r["variants"] for r in results.values()):
+        plot(results, path.with_suffix(".png"))
+    write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs},
+                 config=exp.model_dump(mode="json"), seeds=seeds)
+    return {"output": str(path), "datasets": results}
+
+
+def _worker() -> None:
+    job = json.loads(sys.stdin.read())
+    exp = ExperimentConfig.model_validate(job["experiment"])
+    print(json.dumps(run_variant(exp, job["dataset"], Variant.model_validate(job["variant"]), job["seeds"]),
+                     default=float))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    _worker()

@@ -1,0 +1,108 @@
+"""Every metric in one place: CTR (AUC, logloss, group AUC), ranking over id lists (recall, NDCG, MRR),
+full-sort ranking over score matrices (HR / Recall / NDCG @k, as RecBole computes them) and score helpers
+(tie-averaged ranks, min-max scaling).
+
+AUC is computed from tie-averaged ranks in numpy (exact, equal to scikit-learn's ``roc_auc_score``; tested
+for parity) because it runs every epoch on whole validation sets and needs no sklearn import."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata as _scipy_rankdata
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties averaged (scipy's ``rankdata(method='average')``)."""
+    return _scipy_rankdata(np.asarray(x, dtype=np.float64), method="average")
+
+
+def minmax(x: np.ndarray, constant: float = 0.0) -> np.ndarray:
+    """Scale to [0, 1]; a constant (or empty) input maps to ``constant``."""
+    x = np.asarray(x, dtype=np.float64)
+    span = x.max() - x.min() if len(x) else 0.0
+    return (x - x.min()) / span if span > 1e-12 else np.full_like(x, constant)
+
+
+# ---- CTR ----------------------------------------------------------------------------------------------
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    y = np.asarray(labels, dtype=np.float64)
+    pos = y > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def group_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
+    """Impression-weighted mean AUC over groups (users) that have both classes."""
+    y, s, g = np.asarray(labels), np.asarray(scores), np.asarray(groups)
+    order = np.argsort(g, kind="stable")
+    y, s, g = y[order], s[order], g[order]
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    total, weight = 0.0, 0
+    for ys, ss in zip(np.split(y, cuts), np.split(s, cuts)):
+        if 0 < ys.sum() < len(ys):
+            total += auc(ys, ss) * len(ys)
+            weight += len(ys)
+    return float(total / weight) if weight else float("nan")
+
+
+# ---- ranking over id lists (binary relevance) ---------------------------------------------------------
+
+def recall_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    """Fraction of the gold ids found in the top k."""
+    return len(gold & set(ranked[:k])) / len(gold) if gold else 0.0
+
+
+def recall_all_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    """1 if every gold id is in the top k (MemGAS's session recall)."""
+    return float(bool(gold) and gold <= set(ranked[:k]))
+
+
+def recall_any_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    return float(bool(gold & set(ranked[:k])))
+
+
+def ndcg_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, s in enumerate(ranked[:k]) if s in gold)
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(gold), k)))
+    return dcg / idcg if idcg else 0.0
+
+
+def mrr(ranked: Sequence[str], gold: set[str]) -> float:
+    return next((1 / (i + 1) for i, s in enumerate(ranked) if s in gold), 0.0)
+
+
+# ---- full-sort ranking over score matrices ------------------------------------------------------------
+
+def full_sort_metrics(scores: torch.Tensor, gold: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Per-row Recall@k, HR@k and NDCG@k for ``scores`` [B, I] against a 0/1 ``gold`` mask [B, I]
+    (RecBole's definitions: recall divides by the number of gold items, NDCG's ideal DCG uses
+    min(#gold, k) items). Items to exclude (already seen) must be set to -inf in ``scores`` beforehand.
+    Returns name -> tensor [B]."""
+    if scores.shape != gold.shape:
+        raise ValueError(f"gold: shape {tuple(gold.shape)} does not match scores {tuple(scores.shape)}")
+    kmax = min(max(ks), scores.shape[1])
+    top = scores.topk(kmax, dim=1).indices
+    hits = gold.gather(1, top).float()  # [B, kmax]
+    n_gold = gold.float().sum(1)
+    disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float32, device=scores.device))
+    out = {}
+    for k in ks:
+        h = hits[:, :k]
+        ideal = torch.cumsum(disc, 0)[(n_gold.clamp(min=1, max=min(k, kmax)) - 1).long()]
+        out[f"recall@{k}"] = h.sum(1) / n_gold.clamp(min=1)
+        out[f"hit@{k}"] = (h.sum(1) > 0).float()
+        out[f"ndcg@{k}"] = (h * disc[: h.shape[1]]).sum(1) / ideal
+    return out

@@ -1,0 +1,2 @@
+"""The multi-task / multi-scenario family (importing this package registers its models)."""
+from llmrec.models.multitask import star  # noqa: F401

@@ -1,0 +1,174 @@
+"""The model registry: every recommender model registered by name, with its family and typed config.
+
+A **family** is a data view + a batch type + a training task (``llmrec.train.tasks``): ``ctr`` (impressions
+with typed fields -> ``Batch`` -> pointwise BCE), ``multitask`` (impressions with a scenario/task field ->
+``Batch`` -> pointwise BCE per row), ``graph`` (user-item interactions -> ``PairBatch`` -> BPR with full-sort
+Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE with full-sort HR/NDCG).
+
+A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
+model's hyperparameters) and a builder registered with ``@register_model``. Its defaults file
+``configs/defaults/models/<name>.yaml`` (shipped in the wheel as ``llmrec/_defaults/models``) overrides
+the class defaults; a user's config overrides both. Priority, lowest to highest:
+
+    config class defaults  <  configs/defaults/models/<name>.yaml  <  the user's YAML / dict  <  CLI --set
+
+``resolve_model_config`` applies these layers and returns the typed config; unknown keys are errors naming
+the field."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Callable, Mapping
+
+import yaml
+from pydantic import BeforeValidator, SerializeAsAny, ValidationError
+from torch import nn
+
+from llmrec.config import StrictConfig
+from llmrec.errors import ConfigError
+from llmrec.registry import Registry
+
+
+class ModelConfigBase(StrictConfig):
+    """Fields every model config has; subclasses add the model's hyperparameters."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    view: str  # the data view its models read
+    batch: str  # the batch type its models take
+    task: str  # the default training task (llmrec.train.tasks.TASKS)
+    doc: str
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    config: type[ModelConfigBase]
+    build: Callable[[Any, Any], nn.Module]  # (family context, config) -> model
+    doc: str
+    # optional stage run before training that returns the config to train with (OptInter's search)
+    prepare: Callable[..., ModelConfigBase] | None = None
+    onnx: bool = True  # the family's ONNX export works for this model
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+MODELS: Registry[ModelEntry] = Registry("model")
+
+for _f in (
+    Family("ctr", "impressions", "Batch", "pointwise", "click-through rate over typed fields"),
+    Family("multitask", "impressions", "Batch", "pointwise", "several scenarios or tasks sharing one model"),
+    Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
+    Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
+):
+    FAMILIES.add(_f.name, _f)
+
+
+def register_model(name: str, family: str, config: type[ModelConfigBase],
+                   prepare: Callable[..., ModelConfigBase] | None = None, onnx: bool = True):
+    """Decorator for a builder ``(context, config) -> nn.Module``; its docstring is the model's description."""
+    FAMILIES.get(family)  # fail at import time on a typo
+
+    def deco(build: Callable[[Any, Any], nn.Module]):
+        MODELS.add(name, ModelEntry(name=name, family=family, config=config, build=build,
+                                    doc=(build.__doc__ or "").strip().split("\n")[0], prepare=prepare, onnx=onnx))
+        return build
+
+    return deco
+
+
+def defaults_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return [p for p in (here / "_defaults" / "models", here.parent / "configs" / "defaults" / "models") if p.is_dir()]
+
+
+@lru_cache(maxsize=None)
+def model_defaults(name: str) -> dict:
+    """The model's defaults file as a dict ({} when it has none)."""
+    for d in defaults_dirs():
+        f = d / f"{name}.yaml"
+        if f.exists():
+            raw = yaml.safe_load(f.read_text()) or {}
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{f}: a model defaults file must be a mapping")
+            return raw
+    return {}
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def validation_message(err: ValidationError, prefix: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str = "model") -> ModelConfigBase:
+    """``{name: ..., <overrides>}`` -> the model's typed config (class < defaults file < overrides)."""
+    if isinstance(spec, ModelConfigBase):
+        return spec
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ConfigError(f"{field}.name: a model config needs a name (one of {MODELS.names()})")
+    name = spec["name"]
+    if name not in MODELS:
+        raise ConfigError(f"{field}.name: unknown model {name!r} (have {MODELS.names()})")
+    entry = MODELS.get(name)
+    raw = deep_merge(model_defaults(name), {k: v for k, v in spec.items() if k != "name"})
+    try:
+        return entry.config.model_validate({**raw, "name": name})
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, field)) from None
+
+
+def _validate_model_spec(v: Any) -> ModelConfigBase:
+    try:
+        return resolve_model_config(v)
+    except ConfigError as e:  # pydantic reports ValueErrors raised here under the field's name
+        raise ValueError(str(e)) from None
+
+
+# a config field holding any registered model's config: ``{name: deepfm, dropout: 0.1}`` in YAML, the model's
+# typed config in Python (its defaults file layered in), serialized with every field of that model
+ModelSpec = Annotated[SerializeAsAny[ModelConfigBase], BeforeValidator(_validate_model_spec)]
+
+
+def build_model(context: Any, config: ModelConfigBase | Mapping[str, Any]) -> nn.Module:
+    """Build a registered model from its config (or a ``{name: ...}`` mapping) and the family's context
+    (a fitted ``FeatureEncoder`` for ctr / multitask, an ``ItemSpace`` for graph / sequential)."""
+    cfg = resolve_model_config(config)
+    model = MODELS.get(cfg.name).build(context, cfg)
+    model.config = cfg
+    return model
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def describe_models(family: str | None = None) -> list[dict]:
+    """What ``llmrec models`` prints: name, family, description, config fields with their defaults."""
+    if family is not None:
+        FAMILIES.get(family)
+    out = []
+    for name in MODELS.names():
+        e = MODELS.get(name)
+        if family and e.family != family:
+            continue
+        cfg = resolve_model_config({"name": name})
+        fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "name"}
+        out.append({"name": name, "family": e.family, "task": FAMILIES.get(e.family).task, "doc": e.doc,
+                    "config_class": e.config.__name__, "defaults": fields,
+                    "types": {k: _type_name(f.annotation) for k, f in e.config.model_fields.items() if k != "name"},
+                    "search_stage": e.prepare is not None, "onnx": e.onnx})
+    return out

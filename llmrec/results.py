@@ -1,0 +1,74 @@
+"""The one result writer: JSON with the command, git commit, environment, resolved config and seeds that
+produced it (every benchmark and experiment writes through it), and headless plotting."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llmrec.io import write_json_atomic
+
+
+def git_commit() -> str | None:
+    """The checkout's HEAD commit (with ``+dirty`` when tracked files differ), or None outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import numpy
+    import torch
+
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    for mod in ("transformers", "faiss", "sentence_transformers"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            pass
+    return env
+
+
+def provenance(config: Any = None, seeds: list[int] | None = None) -> dict[str, Any]:
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment(),
+        "config": config,
+        "seeds": seeds,
+    }
+
+
+def write_result(path: str | Path, payload: dict[str, Any], config: Any = None,
+                 seeds: list[int] | None = None) -> Path:
+    """Atomically write ``payload`` with its provenance (command, git commit, environment, config, seeds)."""
+    return write_json_atomic(path, {**provenance(config, seeds), **payload})
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (benchmarks run headless), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

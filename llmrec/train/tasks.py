@@ -1,0 +1,155 @@
+"""Training tasks: what a family's model is trained and selected on, behind one small protocol.
+
+A task turns rows into a batch (``make_batch``; negative sampling happens here, from the loop's
+checkpointed generator), gives one loss per row (``row_loss``; the loop reduces them so DDP and a single
+process optimize the same global mean) and evaluates a model on a split (``evaluate``), naming the metric
+early stopping and model selection follow (``primary``, higher is better).
+
+| task        | rows          | loss                         | metrics                                  |
+|-------------|---------------|------------------------------|------------------------------------------|
+| pointwise   | ``Batch``     | BCE with logits              | AUC (primary), logloss, gAUC with groups  |
+| bpr         | ``PairBatch`` | -log sigmoid(s_pos - s_neg)  | full-sort Recall/NDCG/HR@k, seen excluded |
+| next_item   | ``SeqBatch``  | softmax CE over every item   | full-sort HR/NDCG@k                       |"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmrec.data.views import PairBatch, RankingEval, SeqBatch
+from llmrec.errors import DataError
+from llmrec.metrics import auc, full_sort_metrics, group_auc, logloss
+from llmrec.registry import Registry
+
+
+class EvalContext(Protocol):
+    eval_batch_size: int
+    device: str
+
+    def autocast(self) -> contextlib.AbstractContextManager: ...
+
+
+class Task(Protocol):
+    name: str
+    primary: str
+
+    def make_batch(self, data: Any, idx: torch.Tensor, generator: torch.Generator) -> Any: ...
+
+    def row_loss(self, net: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor: ...
+
+    def evaluate(self, model: nn.Module, data: Any, ctx: EvalContext, groups: np.ndarray | None = None
+                 ) -> dict[str, float]: ...
+
+
+TASKS: Registry[Callable[[], Task]] = Registry("task")
+
+
+class PointwiseTask:
+    name, primary = "pointwise", "auc"
+
+    def make_batch(self, data, idx, generator):
+        return data.slice(idx)
+
+    def row_loss(self, net, batch) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(net(batch).float(), batch.label, reduction="none")
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, data, ctx: EvalContext) -> np.ndarray:
+        model.eval()
+        n, bs, out = len(data), ctx.eval_batch_size, []
+        for i in range(0, n, bs):
+            with ctx.autocast():
+                out.append(torch.sigmoid(model(data.slice(torch.arange(i, min(n, i + bs))).to(ctx.device)).float()))
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+
+    def evaluate(self, model, data, ctx, groups=None) -> dict[str, float]:
+        if data.label is None:
+            raise DataError("data.label: evaluation needs labels")
+        p = self.predict(model, data, ctx)
+        y = data.label.numpy()
+        res = {"auc": auc(y, p), "logloss": logloss(y, p)}
+        if groups is not None:
+            res["gauc"] = group_auc(y, p, groups)
+        return res
+
+
+class _FullSort:
+    ks: Sequence[int] = (5, 10, 20)
+    primary = "ndcg@10"
+
+    @staticmethod
+    def _mean(parts: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        if not parts:
+            return {}
+        return {k: float(torch.cat([p[k] for p in parts]).mean()) for k in parts[0]}
+
+
+class BPRTask(_FullSort):
+    """BPR with one uniformly sampled negative per positive (may rarely hit another positive, as in most
+    BPR implementations); evaluation ranks every item, the user's training items excluded."""
+    name = "bpr"
+
+    def __init__(self, n_items: int | None = None) -> None:
+        self.n_items = n_items  # None: the largest item index in the training pairs + 1
+
+    def make_batch(self, data: PairBatch, idx, generator) -> PairBatch:
+        b = data.slice(idx)
+        n_items = self.n_items or int(data.items.max()) + 1
+        neg = torch.randint(1, n_items, (len(b),), generator=generator)
+        return PairBatch(b.users, torch.stack([b.items, neg], dim=1))
+
+    def row_loss(self, net, batch: PairBatch) -> torch.Tensor:
+        s = net(batch).float()
+        return -nn.functional.logsigmoid(s[:, 0] - s[:, 1])
+
+    @torch.no_grad()
+    def evaluate(self, model, data: RankingEval, ctx, groups=None) -> dict[str, float]:
+        model.eval()
+        parts = []
+        for i in range(0, len(data), ctx.eval_batch_size):
+            users = data.users[i:i + ctx.eval_batch_size]
+            with ctx.autocast():
+                scores = model.full_scores(users.to(ctx.device)).float().cpu()
+            scores[:, 0] = -torch.inf
+            gold = torch.zeros_like(scores, dtype=torch.bool)
+            for r, (g, s) in enumerate(zip(data.gold[i:i + len(users)], data.seen[i:i + len(users)])):
+                gold[r, torch.as_tensor(g, dtype=torch.long)] = True
+                if len(s):
+                    scores[r, torch.as_tensor(s, dtype=torch.long)] = -torch.inf
+            parts.append(full_sort_metrics(scores, gold, self.ks))
+        return self._mean(parts)
+
+
+class NextItemTask(_FullSort):
+    """Softmax cross-entropy over every item (the model returns [B, n_items] logits; index 0 is padding)."""
+    name = "next_item"
+
+    def make_batch(self, data: SeqBatch, idx, generator) -> SeqBatch:
+        return data.slice(idx)
+
+    def row_loss(self, net, batch: SeqBatch) -> torch.Tensor:
+        logits = net(batch).float()
+        logits[:, 0] = -torch.inf
+        return nn.functional.cross_entropy(logits, batch.target, reduction="none")
+
+    @torch.no_grad()
+    def evaluate(self, model, data: SeqBatch, ctx, groups=None) -> dict[str, float]:
+        model.eval()
+        parts = []
+        for i in range(0, len(data), ctx.eval_batch_size):
+            b = data.slice(torch.arange(i, min(len(data), i + ctx.eval_batch_size)))
+            with ctx.autocast():
+                scores = model(b.to(ctx.device)).float().cpu()
+            scores[:, 0] = -torch.inf
+            gold = torch.zeros_like(scores, dtype=torch.bool)
+            gold[torch.arange(len(b)), b.target] = True
+            parts.append(full_sort_metrics(scores, gold, self.ks))
+        return self._mean(parts)
+
+
+TASKS.add("pointwise", PointwiseTask)
+TASKS.add("bpr", BPRTask)
+TASKS.add("next_item", NextItemTask)
