@@ -4,31 +4,27 @@
 
 Messages are added (in batches of 10, sessions of 100 turns) until the store holds ``--units`` units
 (turns, their pair units and session units). Add throughput: stored units/s through Memory.add, embedding
-included. Search latency p50/p95 (top-10) for dense, BM25 and hybrid search, MemGAS (dense and hybrid
-views, as in eval/memory_locomo.py) and RF-Mem (turns; turns + pairs). Writes
-eval/results/bench_memory.json. Target: p95 < 50 ms."""
+included. Search latency p50/p95 (top-10, through the Retriever protocol) for dense, BM25 and hybrid search,
+MemGAS (dense and hybrid views) and RF-Mem (turns; turns + pairs), with the settings of
+configs/experiments/memory_locomo.yaml. Writes eval/results/bench_memory.json. Target: p95 < 50 ms."""
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from llmrec.embed import default_embedder
+from llmrec.experiments.memory import build_retrievers, load_memory_experiment
+from llmrec.memory import Memory
+from llmrec.results import write_result
+from llmrec.retrieval import make_retriever
+from llmrec.store import VectorStore
 
-from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.results import write_result  # noqa: E402
-from llmrec.memory import Memory  # noqa: E402
-from llmrec.memory.memgas import MemGAS  # noqa: E402
-from llmrec.memory.rfmem import RFMem  # noqa: E402
-from llmrec.store import VectorStore  # noqa: E402
-from memory_locomo import MEMGAS, RFMEM  # noqa: E402  (the benchmarked settings)
-
+BENCHED = ["memgas_dense", "memgas_hybrid", "rfmem", "rfmem_pairs"]  # besides plain dense / bm25 / hybrid
 SUBJECTS = ["my sister", "the dentist", "our neighbour", "my manager", "the yoga teacher", "grandma", "Tom", "Aiko"]
 VERBS = ["recommended", "cooked", "complained about", "bought", "forgot", "painted", "read", "visited"]
 OBJECTS = ["a ramen shop in Osaka", "the blue bicycle", "a jazz album", "the hiking trail", "a sourdough recipe",
@@ -44,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--units", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "bench_memory.json"))
+    ap.add_argument("--out", default=str(Path("eval") / "results" / "bench_memory.json"))
     a = ap.parse_args()
     rng = random.Random(0)
     emb = default_embedder()
@@ -59,21 +55,17 @@ def main() -> None:
         add_s = time.perf_counter() - t
         units = mem.store.count("user:bench-user")
         queries = [f"what did {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS)}?" for _ in range(a.queries)]
-        searches = {method: (lambda q, m=method: mem.search("bench-user", q, k=10, method=m))
-                    for method in ("dense", "bm25", "hybrid")}
-        for name, cfg in MEMGAS.items():
-            searches[name] = lambda q, mg=MemGAS(mem, cfg): mg.rank_sessions("bench-user", q)[:10]
-        for name, cfg in RFMEM.items():
-            searches[name] = lambda q, rf=RFMem(mem, cfg): rf.retrieve("bench-user", q, k=10)
+        retrievers = {m: make_retriever(m, mem) for m in ("dense", "bm25", "hybrid")}
+        retrievers.update(build_retrievers(mem, load_memory_experiment("memory_locomo"), only=BENCHED))
         res = {}
-        for name, search in searches.items():
+        for name, retriever in retrievers.items():
             t = time.perf_counter()
-            search(queries[0])  # first query: MemGAS builds its association graph (kept in memory) here
+            retriever.retrieve("bench-user", queries[0], 10)  # first query: MemGAS builds its graph here
             first_ms = (time.perf_counter() - t) * 1000
             lat = []
             for q in queries:
                 t = time.perf_counter()
-                search(q)
+                retriever.retrieve("bench-user", q, 10)
                 lat.append((time.perf_counter() - t) * 1000)
             res[name] = {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
                          "first_query_ms": first_ms}

@@ -5,15 +5,12 @@ development conversations) into results/research_tasks.jsonl. Nothing is copied 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from llmrec.research.tasks import locomo_tasks, prefeval_tasks, write_tasks  # noqa: E402
+from llmrec.config import data_root
+from llmrec.research.tasks import locomo_tasks, prefeval_tasks, write_tasks
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_root()  # $LLMREC_DATA, else shared/data beside the checkout
 
 
 def main() -> None:

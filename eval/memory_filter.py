@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,20 +21,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from llmrec.config import llmrec_home  # noqa: E402
-from llmrec.data.locomo import DEV_CONVERSATIONS, load_locomo  # noqa: E402
-from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.lexical import normalize  # noqa: E402
-from llmrec.results import write_result  # noqa: E402
-from llmrec.llm import LLMConfig, make_llm  # noqa: E402
-from llmrec.llm.cache import CachedLLM  # noqa: E402
-from llmrec.memory import Memory  # noqa: E402
-from llmrec.memory.memgas import MemGAS, filter_memories  # noqa: E402
-from llmrec.store import VectorStore  # noqa: E402
-from memory_locomo import MEMGAS, add_conversation  # noqa: E402
+from llmrec.config import data_root, llmrec_home
+from llmrec.data.locomo import DEV_CONVERSATIONS, load_locomo
+from llmrec.embed import default_embedder
+from llmrec.experiments.memory import load_memory_experiment
+from llmrec.lexical import normalize
+from llmrec.llm import LLMConfig, make_llm
+from llmrec.llm.cache import CachedLLM
+from llmrec.memory import Memory
+from llmrec.memory.locomo import add_conversation
+from llmrec.memory.memgas import filter_memories
+from llmrec.results import write_result
+from llmrec.retrieval import make_retriever
+from llmrec.store import VectorStore
 
 
 def answer_recall(context: str, answer: str) -> float:
@@ -46,12 +44,12 @@ def answer_recall(context: str, answer: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "locomo"))
+    ap.add_argument("--data", default=str(data_root() / "locomo"))
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--llm-dtype", choices=["float32", "bfloat16"], default="bfloat16")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "memory_filter.json"))
+    ap.add_argument("--out", default=str(Path("eval") / "results" / "memory_filter.json"))
     a = ap.parse_args()
     convs = load_locomo(a.data, DEV_CONVERSATIONS)
     embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
@@ -64,21 +62,23 @@ def main() -> None:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder)
         for conv in tqdm(convs, desc="add"):
             add_conversation(memory, conv)
-        mg = MemGAS(memory, MEMGAS["memgas_hybrid"])
-        got = [mg.retrieve(user, qa.question, k=3, max_session_chars=1500) for user, qa in sample]
+        setting = load_memory_experiment("memory_locomo").methods["memgas_hybrid"]
+        mg = make_retriever("memgas", memory, {**setting.config, "with_text": True, "max_session_chars": 1500})
+        hits = [mg.retrieve(user, qa.question, 3) for user, qa in sample]
+        got = [("\n\n".join(h.text for h in hs), {h.session_id for h in hs}) for hs in hits]
         t = time.perf_counter()
         filtered = []
         for i in tqdm(range(0, len(sample), a.batch), desc="filter"):
             part = range(i, min(i + a.batch, len(sample)))
-            filtered += filter_memories(llm, [sample[j][1].question for j in part], [got[j].memories for j in part])
+            filtered += filter_memories(llm, [sample[j][1].question for j in part], [got[j][0] for j in part])
         seconds = time.perf_counter() - t
-    for (user, qa), r, f in zip(sample, got, filtered):
+    for (user, qa), (context, top), f in zip(sample, got, filtered):
         gold = {str(s) for s in qa.gold_sessions}
-        rows.append({"conversation": user, "category": qa.category, "gold_in_top3": gold <= {s for s, _ in r.sessions},
-                     "words": len(r.memories.split()), "filtered_words": len(f.split()),
-                     "answer_recall": answer_recall(r.memories, qa.answer),
+        rows.append({"conversation": user, "category": qa.category, "gold_in_top3": gold <= top,
+                     "words": len(context.split()), "filtered_words": len(f.split()),
+                     "answer_recall": answer_recall(context, qa.answer),
                      "filtered_answer_recall": answer_recall(f, qa.answer),
-                     "covered": answer_recall(r.memories, qa.answer) == 1.0,
+                     "covered": answer_recall(context, qa.answer) == 1.0,
                      "filtered_covered": answer_recall(f, qa.answer) == 1.0})
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("conversation", "category")}
     for k, v in summary.items():

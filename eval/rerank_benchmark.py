@@ -22,20 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from llmrec.config import llmrec_home  # noqa: E402
-from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.results import pyplot, write_result  # noqa: E402
-from llmrec.llm import LLMConfig, make_llm  # noqa: E402
-from llmrec.rerank.base import BiEncoderReranker  # noqa: E402
-from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker  # noqa: E402
-from llmrec.rerank.pipeline import (DenseFirstStage, QADataConfig, answer_metrics, answer_questions,  # noqa: E402
+from llmrec.config import data_root
+from llmrec.config import llmrec_home
+from llmrec.embed import default_embedder
+from llmrec.results import pyplot, write_result
+from llmrec.llm import LLMConfig, make_llm
+from llmrec.rerank.base import BiEncoderReranker
+from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+from llmrec.rerank.pipeline import (DenseFirstStage, QADataConfig, answer_metrics, answer_questions,
                                     load_qa, make_groups, ranking_metrics, rerank_all)
-from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, train_reranker  # noqa: E402
+from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, train_reranker
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_root()  # $LLMREC_DATA, else shared/data beside the checkout
 
 
 def main() -> None:

@@ -12,30 +12,28 @@ Writes eval/results/research_benchmark.json and .png."""
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from llmrec.config import llmrec_home  # noqa: E402
-from llmrec.embed import default_embedder  # noqa: E402
-from llmrec.eval.calibration import calibrate, mtrag_judge_items  # noqa: E402
-from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge  # noqa: E402
-from llmrec.lexical import lexical_scores  # noqa: E402
-from llmrec.results import pyplot, write_result  # noqa: E402
-from llmrec.llm import LLMConfig, make_llm  # noqa: E402
-from llmrec.memory import Memory  # noqa: E402
-from llmrec.rerank.pipeline import QADataConfig, load_qa  # noqa: E402
-from llmrec.research import MemorySource, PersonalizedResearcher, ResearchConfig, StoreSource  # noqa: E402
-from llmrec.research.tasks import locomo_tasks, prefeval_tasks  # noqa: E402
-from llmrec.store import VectorStore  # noqa: E402
+from llmrec.config import data_root
+from llmrec.config import llmrec_home
+from llmrec.embed import default_embedder
+from llmrec.eval.calibration import calibrate, mtrag_judge_items
+from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge
+from llmrec.lexical import lexical_scores
+from llmrec.results import pyplot, write_result
+from llmrec.llm import LLMConfig, make_llm
+from llmrec.memory import Memory
+from llmrec.rerank.pipeline import QADataConfig, load_qa
+from llmrec.research import MemorySource, PersonalizedResearcher, ResearchConfig, StoreSource
+from llmrec.research.tasks import locomo_tasks, prefeval_tasks
+from llmrec.store import VectorStore
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_root()  # $LLMREC_DATA, else shared/data beside the checkout
 
 
 def main() -> None:

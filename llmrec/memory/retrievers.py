@@ -67,7 +67,11 @@ class RFMemRetriever:
 
     def retrieve(self, user_id: str, query: str, k: int) -> list[Hit]:
         check_k(k)
-        return [memory_hit(h, h.score) for h in self.rfmem.retrieve(user_id, query, k).hits]
+        res = self.rfmem.retrieve(user_id, query, k)
+        hits = [memory_hit(h, h.score) for h in res.hits]
+        for h in hits:  # which of its two paths answered (familiarity: plain top-k; recollection: beam search)
+            h.metadata["rfmem_path"] = res.path
+        return hits
 
 
 def _search(method: Literal["dense", "bm25", "hybrid"]):
