@@ -118,7 +118,7 @@ def main() -> None:
         "target": "batched >= 8x one-at-a-time tokens/s at batch 16",
     }
     print("load", payload["load_seconds"])
-    print("wrote", write_result(Path(a.out), payload))
+    print("wrote", write_result(Path(a.out), payload, config=vars(a)))
 
 
 if __name__ == "__main__":

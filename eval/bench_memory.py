@@ -73,7 +73,7 @@ def main() -> None:
     payload = {"settings": vars(a), "stored_units": units, "turns": n, "add_units_per_second": units / add_s,
                "search_latency": res, "target": "p95 < 50 ms on 2 CPU cores"}
     print("add units/s", round(units / add_s, 1), "stored", units)
-    print("wrote", write_result(Path(a.out), payload))
+    print("wrote", write_result(Path(a.out), payload, config=vars(a)))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def main() -> None:
         print(kind, {k: round(v, 3) for k, v in res.items()}, flush=True)
     payload = {"settings": vars(a), "indexes": out,
                "target": "HNSW recall@10 vs flat >= 0.95"}
-    print("wrote", write_result(Path(a.out), payload))
+    print("wrote", write_result(Path(a.out), payload, config=vars(a)))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def main() -> None:
                "datasets": {d: benchmark_dataset(d, a, llm_cfg) for d in a.datasets}}
     if not a.skip_throughput:
         payload["extraction_throughput"] = extraction_throughput(a)
-    out = write_result(Path(a.out), payload)
+    out = write_result(Path(a.out), payload, config=vars(a), seeds=list(range(2021, 2021 + a.seeds)))
     plot(payload, out.with_suffix(".png"))
     print("wrote", out, out.with_suffix(".png"))
 

@@ -87,7 +87,8 @@ def main() -> None:
         "conversations": list(DEV_CONVERSATIONS), "questions": len(rows), "seed": a.seed, "llm": llm.model_id,
         "dtype": a.llm_dtype, "filter_seconds": seconds, "cache_hits": llm.hits, "cache_misses": llm.misses,
         "summary": summary, "examples": [{"question": qa.question, "answer": qa.answer, "filtered": f}
-                                         for (_, qa), f in list(zip(sample, filtered))[:5]]}))
+                                         for (_, qa), f in list(zip(sample, filtered))[:5]]},
+        config={**vars(a), "memgas": setting.model_dump()}, seeds=[a.seed]))
 
 
 if __name__ == "__main__":

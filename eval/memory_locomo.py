@@ -163,7 +163,7 @@ def main() -> None:
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
         "results": results,
-    })
+    }, config={**vars(a), "methods": {m: exp.methods[m].model_dump() for m in order}}, seeds=[0])
     plot(results, a.split, out.with_suffix(".png"))
     print("wrote", out, "and", out.with_suffix(".png"))
 

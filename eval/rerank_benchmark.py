@@ -108,7 +108,7 @@ def main() -> None:
                "first_stage": "all-MiniLM-L6-v2 dense top 20 (llmrec VectorStore, flat)", "llm": llm.model_id,
                "radio": radio_cfg.model_dump(), "settings": vars(a), "training": training, "results": results,
                "seconds": time.perf_counter() - t_start}
-    out = write_result(Path(a.out), payload)
+    out = write_result(Path(a.out), payload, config=vars(a))
     plot(results, out.with_suffix(".png"))
     print("wrote", out)
 

@@ -118,7 +118,7 @@ def main() -> None:
                                                                       for s in ("prefeval", "locomo")},
                "config": cfg.model_dump(), "summary": summary, "pairwise_personalization": pairwise,
                "judge_agreement_with_humans_mtrag": agreement, "runs": runs, "seconds": time.perf_counter() - t0}
-    out_path = write_result(Path(a.out), payload)
+    out_path = write_result(Path(a.out), payload, config=vars(a))
     plot(summary, out_path.with_suffix(".png"))
     print("wrote", out_path)
 

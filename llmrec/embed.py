@@ -6,15 +6,17 @@ makes re-embedding the same texts free."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+import torch
 
 from llmrec.config import StrictConfig
 from llmrec.llm.bundled import MINILM_ID, minilm_path
+from llmrec.llm.registry import LLMConfig, make_llm
+from llmrec.registry import Registry
+from llmrec.sqlite import SQLiteKV
 
 
 @runtime_checkable
@@ -29,6 +31,8 @@ class Embedder(Protocol):
 
 
 class EmbedderConfig(StrictConfig):
+    backend: str = "sentence-transformers"  # a name in EMBEDDERS: sentence-transformers | llm-hidden
+    llm: LLMConfig | None = None  # llm-hidden: the LLM whose hidden states embed (default: the bundled one)
     model: str | None = None  # None = bundled all-MiniLM-L6-v2; else a sentence-transformers path
     batch_size: int = 64
     device: str = "cpu"
@@ -43,37 +47,20 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingCache:
-    """SQLite map (model_id, sha256(text)) -> float32 vector bytes. Safe across threads."""
+    """Map (model_id, sha256(text)) -> float32 vector, in SQLite (``llmrec.sqlite.SQLiteKV``)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS emb (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))"
-        )
-        self._lock = threading.Lock()
+        self.kv = SQLiteKV(path, "embeddings")
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def get_many(self, model: str, keys: list[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                part = keys[i : i + 500]
-                q = f"SELECT key, vec FROM emb WHERE model=? AND key IN ({','.join('?' * len(part))})"
-                for k, v in self._conn.execute(q, [model, *part]):
-                    out[k] = np.frombuffer(v, dtype=np.float32)
-        return out
+        return {k: np.frombuffer(v, dtype=np.float32) for k, v in self.kv.get_many(model, keys).items()}
 
     def put_many(self, model: str, items: list[tuple[str, np.ndarray]]) -> None:
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
-                [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items],
-            )
+        self.kv.put_many(model, [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items])
 
 
 class SentenceTransformerEmbedder:
@@ -124,6 +111,51 @@ class SentenceTransformerEmbedder:
             self.cache.put_many(self.model_id, new)
             found.update(dict(new))
         return np.stack([found[k] for k in keys]).astype(np.float32)
+
+
+class LLMHiddenEncoder:
+    """``Embedder`` over a transformers causal LM: mean of the last hidden states (padding masked out),
+    L2-normalized. Works with any ``TransformersLLM`` (the model and tokenizer are reused, not reloaded)."""
+
+    def __init__(self, llm, batch_size: int = 16, max_tokens: int = 256, layer: int = -1) -> None:
+        if not hasattr(llm, "model") or not hasattr(llm, "tokenizer"):
+            raise TypeError("LLMHiddenEncoder needs a transformers backend (an object with .model and .tokenizer)")
+        self.llm, self.batch_size, self.max_tokens, self.layer = llm, batch_size, max_tokens, layer
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.llm.model_id}:hidden{self.layer}-mean"
+
+    @property
+    def dim(self) -> int:
+        return int(self.llm.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        tok, model = self.llm.tokenizer, self.llm.model
+        out = np.zeros((len(texts), self.dim), np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                      max_length=self.max_tokens, padding_side="right").to(model.device)
+            hidden = model(**enc, output_hidden_states=True).hidden_states[self.layer].float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[idx] = pooled.cpu().numpy()
+        return out
+
+
+# embedders by name: factory(EmbedderConfig) -> Embedder
+EMBEDDERS: Registry[Callable[[EmbedderConfig], Embedder]] = Registry("embedder")
+EMBEDDERS.add("sentence-transformers", SentenceTransformerEmbedder)
+EMBEDDERS.add("llm-hidden", lambda c: LLMHiddenEncoder(make_llm(c.llm or LLMConfig()), batch_size=c.batch_size))
+
+
+def make_embedder(config: EmbedderConfig | None = None) -> Embedder:
+    config = config or EmbedderConfig()
+    return EMBEDDERS.get(config.backend)(config)
 
 
 def default_embedder(cache_path: str | None = None) -> SentenceTransformerEmbedder:

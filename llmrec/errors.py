@@ -29,8 +29,15 @@ class BackendError(LLMRecError, RuntimeError):
     """An external backend (HTTP endpoint, engine, subprocess) failed."""
 
 
-class StoreError(LLMRecError, RuntimeError):
-    """A persisted store is missing, locked, inconsistent or used wrongly."""
+class StoreError(LLMRecError, ValueError):
+    """A persisted store or checkpoint is used wrongly or does not match; the message names the field or file."""
+
+
+class NotFoundError(LLMRecError, KeyError):
+    """Something looked up by id or name is absent (a stored id, a user, a column, a vector)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class MissingFileError(LLMRecError, FileNotFoundError):

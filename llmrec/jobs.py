@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
+from llmrec.errors import NotFoundError
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def plan_extraction(model_id: str, kind: str, prompt_name: str, requests: Sequen
         try:
             msgs = template.messages(r.variables)
         except KeyError as e:
-            raise KeyError(f"requests[{n}] (id {r.id!r}): {e.args[0]}") from None
+            raise NotFoundError(f"requests[{n}] (id {r.id!r}): {e.args[0]}") from None
         todo.append((r.id, msgs, prompt_hash(msgs)))
     existing = read_shard(shard)
     other = {row.get("model_id") for row in existing.values()} - {model_id}

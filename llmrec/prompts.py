@@ -3,6 +3,7 @@
 A template is plain text with ``{name}`` placeholders (``{{`` and ``}}`` for literal braces). An optional
 first block ``system: ...`` followed by a line ``---`` becomes the system message."""
 from __future__ import annotations
+from llmrec.errors import NotFoundError
 
 import re
 import string
@@ -45,7 +46,7 @@ class PromptTemplate:
     def _fill(self, text: str, values: Mapping[str, object]) -> str:
         missing = sorted(v for _, v, _, _ in string.Formatter().parse(text) if v and v not in values)
         if missing:
-            raise KeyError(f"prompt {self.name!r}: missing variables {missing}")
+            raise NotFoundError(f"prompt {self.name!r}: missing variables {missing}")
         return text.format_map({k: str(v) for k, v in values.items()})
 
     def render(self, values: Mapping[str, object]) -> str:

@@ -93,7 +93,7 @@ def test_unreachable_endpoint_is_a_clear_error():
 
 
 def test_openai_config_requires_url_and_model():
-    with pytest.raises(ValueError, match="base_url and model"):
+    with pytest.raises(ValueError, match="llm.base_url and llm.model"):
         make_llm(LLMConfig(backend="openai"))
     with pytest.raises(ValueError, match="extra"):
         LLMConfig(backend="openai", bogus=1)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from llmrec.config import StrictConfig
+from llmrec.errors import ConfigError, NotFoundError
 
 
 class FeatureSpec(StrictConfig):
@@ -92,7 +93,7 @@ class FeatureEncoder:
 
     def _column(self, columns: Mapping[str, np.ndarray], name: str) -> np.ndarray:
         if name not in columns:
-            raise KeyError(f"{name}: feature column not in the data (have {sorted(columns)})")
+            raise NotFoundError(f"{name}: feature column not in the data (have {sorted(columns)})")
         return columns[name]
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> "FeatureEncoder":
@@ -121,7 +122,7 @@ class FeatureEncoder:
     def transform(self, columns: Mapping[str, np.ndarray], label: str | None = "label",
                   dense_tables: DenseTables | None = None) -> Batch:
         if not self.fitted:
-            raise RuntimeError("FeatureEncoder.transform called before fit")
+            raise ConfigError("FeatureEncoder.transform called before fit")
         n = len(next(iter(columns.values())))
         offsets = self.offsets()
         cats = []
@@ -156,11 +157,11 @@ class FeatureEncoder:
         for s in self.dense:
             table = (dense_tables or {}).get(s.name)
             if table is None:
-                raise KeyError(f"{s.name}: dense feature needs a vector table (dense_tables['{s.name}'])")
+                raise NotFoundError(f"{s.name}: dense feature needs a vector table (dense_tables['{s.name}'])")
             keys = self._column(columns, s.key)
             missing = next((k for k in keys if str(k) not in table), None)
             if missing is not None:
-                raise KeyError(f"{s.name}: no vector for {s.key}={missing!r}")
+                raise NotFoundError(f"{s.name}: no vector for {s.key}={missing!r}")
             mat = np.stack([np.asarray(table[str(k)], np.float32) for k in keys])
             if mat.shape[1] != s.dim:
                 raise ValueError(f"{s.name}: vectors have dimension {mat.shape[1]}, spec says {s.dim}")

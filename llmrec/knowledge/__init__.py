@@ -1,5 +1,6 @@
 """LLM knowledge as features: extraction (local or Ray), encoding, and lookup tables for CTR models."""
-from llmrec.knowledge.encode import LLMHiddenEncoder, encode_kind, encode_knowledge, load_vectors, save_vectors
+from llmrec.embed import LLMHiddenEncoder
+from llmrec.knowledge.encode import encode_kind, encode_knowledge, load_vectors, save_vectors
 from llmrec.jobs import ExtractionReport, KnowledgeRequest, extract, load_knowledge
 from llmrec.knowledge.job import KnowledgeJobConfig, knowledge_specs, knowledge_tables, run_extraction
 from llmrec.knowledge.requests import PROMPTS, build_requests

@@ -8,50 +8,15 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
-import torch
 
 from llmrec.embed import Embedder
 from llmrec.io import atomic_open
 from llmrec.jobs import load_knowledge
 
 FALLBACK = "no information"
-
-
-class LLMHiddenEncoder:
-    """``Embedder`` over a transformers causal LM: mean of the last hidden states (padding masked out),
-    L2-normalized. Works with any ``TransformersLLM`` (the model and tokenizer are reused, not reloaded)."""
-
-    def __init__(self, llm, batch_size: int = 16, max_tokens: int = 256, layer: int = -1) -> None:
-        if not hasattr(llm, "model") or not hasattr(llm, "tokenizer"):
-            raise TypeError("LLMHiddenEncoder needs a transformers backend (an object with .model and .tokenizer)")
-        self.llm, self.batch_size, self.max_tokens, self.layer = llm, batch_size, max_tokens, layer
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.llm.model_id}:hidden{self.layer}-mean"
-
-    @property
-    def dim(self) -> int:
-        return int(self.llm.model.config.hidden_size)
-
-    @torch.inference_mode()
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        tok, model = self.llm.tokenizer, self.llm.model
-        out = np.zeros((len(texts), self.dim), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                      max_length=self.max_tokens, padding_side="right").to(model.device)
-            hidden = model(**enc, output_hidden_states=True).hidden_states[self.layer].float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[idx] = pooled.cpu().numpy()
-        return out
 
 
 def _text_hash(text: str) -> str:

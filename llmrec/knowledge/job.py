@@ -17,8 +17,8 @@ from llmrec.config import StrictConfig, llmrec_home
 from llmrec.ctr.features import FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
-from llmrec.embed import Embedder, default_embedder
-from llmrec.knowledge.encode import LLMHiddenEncoder, encode_kind, encoder_slug, load_vectors
+from llmrec.embed import Embedder, LLMHiddenEncoder, default_embedder
+from llmrec.knowledge.encode import encode_kind, encoder_slug, load_vectors
 from llmrec.jobs import extract
 from llmrec.knowledge.requests import PROMPTS, KnowledgeKind, build_requests, key_column
 from llmrec.llm.base import LLM, GenerationParams

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Sequence
 
 from llmrec.llm.base import LLM, Generation, GenerationParams, Prompt, to_messages
+from llmrec.sqlite import SQLiteKV
 
 
 class CachedLLM:
@@ -24,11 +23,7 @@ class CachedLLM:
 
     def __init__(self, llm: LLM, path: str | Path) -> None:
         self.llm = llm
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, model TEXT, value TEXT)")
-        self._lock = threading.Lock()
+        self.kv = SQLiteKV(path, "generations")
         self.hits = 0
         self.misses = 0
 
@@ -47,13 +42,7 @@ class CachedLLM:
             self.misses += len(prompts)
             return self.llm.generate(prompts, params)
         keys = [self.key(p, params, i) for i, p in enumerate(prompts)]
-        found: dict[str, Generation] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                part = keys[i : i + 500]
-                q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(part))})"
-                for k, v in self._conn.execute(q, part):
-                    found[k] = Generation(**json.loads(v))
+        found = {k: Generation(**json.loads(v)) for k, v in self.kv.get_many(self.model_id, keys).items()}
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)
         self.misses += len(todo)
@@ -64,7 +53,6 @@ class CachedLLM:
                 found[keys[i]] = g
                 value = {"text": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
                          "finish_reason": g.finish_reason, "tokens": g.tokens, "token_logprobs": g.token_logprobs}
-                rows.append((keys[i], self.model_id, json.dumps(value)))
-            with self._lock, self._conn:
-                self._conn.executemany("INSERT OR REPLACE INTO gen VALUES (?, ?, ?)", rows)
+                rows.append((keys[i], json.dumps(value).encode("utf-8")))
+            self.kv.put_many(self.model_id, rows)
         return [found[k] for k in keys]

@@ -13,6 +13,8 @@ import httpx
 
 from llmrec.config import StrictConfig
 from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+from llmrec.errors import BackendError, ConfigError
+from llmrec.llm.options import backend_config
 
 
 class OpenAIConfig(StrictConfig):
@@ -25,7 +27,7 @@ class OpenAIConfig(StrictConfig):
     concurrency: int = 8
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(BackendError):
     """The endpoint could not be reached or kept failing after the allowed retries."""
 
 
@@ -83,7 +85,7 @@ class OpenAIChatLLM:
                 last = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
                 continue
             if r.status_code >= 400:
-                raise RuntimeError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
+                raise BackendError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
             return self._parse(r.json())
         raise BackendUnavailable(
             f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempts ({last})"
@@ -95,7 +97,7 @@ class OpenAIChatLLM:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as e:
-            raise RuntimeError(f"malformed chat completion response: missing {e}") from e
+            raise BackendError(f"malformed chat completion response: missing {e}") from e
         usage = data.get("usage") or {}
         g = Generation(
             text=text,
@@ -109,3 +111,12 @@ class OpenAIChatLLM:
             g.tokens = [c["token"] for c in content]
             g.token_logprobs = [float(c["logprob"]) for c in content]
         return g
+
+
+def from_config(config) -> OpenAIChatLLM:
+    """The ``openai`` entry of ``llmrec.llm.registry.LLMS``: common fields + ``options`` (backoff_s, concurrency)."""
+    if not config.base_url or not config.model:
+        raise ConfigError("llm.base_url and llm.model: the openai backend needs both")
+    return OpenAIChatLLM(backend_config(OpenAIConfig, config, base_url=config.base_url, model=config.model,
+                                        api_key_env=config.api_key_env, timeout_s=config.timeout_s,
+                                        max_retries=config.max_retries))

@@ -1,24 +1,53 @@
-"""One place that turns a typed ``LLMConfig`` into a backend, so every CLI command and
-capability picks its LLM the same way (``--backend openai --model ...``)."""
+"""LLM backends by name (as mem0's ``LlmFactory``): a typed ``LLMConfig`` names a backend and ``make_llm`` builds
+it from the registry, so every CLI command and capability picks its LLM the same way (``--backend openai
+--model ...``). A backend is one module with a ``from_config(LLMConfig) -> LLM`` registered in ``LLMS``
+(lazily: its heavy imports happen only when it is used). Options only one backend has go in ``options``
+(validated by that backend's own config, e.g. ``{num_threads: 2}`` for transformers,
+``{tensor_parallel_size: 2}`` for vllm, ``{concurrency: 16}`` for openai)."""
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import field_validator
 
 from llmrec.config import StrictConfig
 from llmrec.llm.base import LLM
+from llmrec.llm.bundled import smollm2_model_id
+from llmrec.registry import Registry
+
+LLMS: Registry[Callable[[Any], LLM]] = Registry("llm backend")
+LLMS.add_lazy("transformers", "llmrec.llm.transformers:from_config")
+LLMS.add_lazy("vllm", "llmrec.llm.vllm:from_config")
+LLMS.add_lazy("openai", "llmrec.llm.openai:from_config")
 
 
 class LLMConfig(StrictConfig):
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    backend: str = "transformers"  # a name in LLMS: transformers | vllm | openai
     model: str | None = None  # None: bundled SmolLM2-135M-Instruct (transformers backend)
     gguf_file: str | None = None
     batch_size: int = 16
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: str = "float32"  # float32 | bfloat16
     device: str = "cpu"
     base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 60.0
     max_retries: int = 3
+    options: dict[str, Any] = {}  # backend-specific settings, validated by the backend's own config
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in LLMS:
+            raise ValueError(f"unknown backend {v!r} (have {LLMS.names()})")
+        return v
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, v: str) -> str:
+        if v not in ("float32", "bfloat16"):
+            raise ValueError(f"{v!r} is not float32 or bfloat16")
+        return v
 
 
 def model_id_for(config: LLMConfig) -> str:
@@ -26,11 +55,7 @@ def model_id_for(config: LLMConfig) -> str:
     shards before a distributed job starts its workers)."""
     if config.backend == "transformers":
         if config.model is None:
-            from llmrec.llm.bundled import smollm2_model_id
-
             return smollm2_model_id()
-        from pathlib import Path
-
         return Path(config.model).name + (f"/{config.gguf_file}" if config.gguf_file else "")
     if config.backend == "openai":
         return f"openai:{config.model}"
@@ -39,30 +64,4 @@ def model_id_for(config: LLMConfig) -> str:
 
 def make_llm(config: LLMConfig | None = None) -> LLM:
     config = config or LLMConfig()
-    if config.backend == "transformers":
-        from llmrec.llm.transformers import TransformersConfig, TransformersLLM
-
-        return TransformersLLM(
-            TransformersConfig(
-                model=config.model, gguf_file=config.gguf_file, batch_size=config.batch_size,
-                dtype=config.dtype, device=config.device,
-            )
-        )
-    if config.backend == "vllm":
-        from llmrec.llm.vllm import VLLMConfig, VLLMEngine
-
-        if not config.model:
-            raise ValueError("model: the vllm backend needs a model path or HF id")
-        return VLLMEngine(VLLMConfig(model=config.model, dtype="auto" if config.dtype == "float32" else config.dtype))
-    if config.backend == "openai":
-        from llmrec.llm.openai import OpenAIChatLLM, OpenAIConfig
-
-        if not config.base_url or not config.model:
-            raise ValueError("base_url and model: the openai backend needs both")
-        return OpenAIChatLLM(
-            OpenAIConfig(
-                base_url=config.base_url, model=config.model, api_key_env=config.api_key_env,
-                timeout_s=config.timeout_s, max_retries=config.max_retries,
-            )
-        )
-    raise ValueError(f"backend: unknown backend {config.backend!r}")
+    return LLMS.get(config.backend)(config)

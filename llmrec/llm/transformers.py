@@ -14,6 +14,7 @@ from llmrec.config import StrictConfig
 from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages, truncate_at_stop
 from llmrec.llm.decode import ContinuousDecoder, DecodeSettings
 from llmrec.llm.bundled import ensure_smollm2_converted, smollm2_model_id
+from llmrec.llm.options import backend_config
 
 
 class TransformersConfig(StrictConfig):
@@ -120,3 +121,10 @@ class TransformersLLM:
                 g.token_logprobs = list(row.logprobs)
             out.append(g)
         return out
+
+
+def from_config(config) -> TransformersLLM:
+    """The ``transformers`` entry of ``llmrec.llm.registry.LLMS``: common fields + ``options`` (num_threads,
+    max_input_tokens)."""
+    return TransformersLLM(backend_config(TransformersConfig, config, model=config.model, gguf_file=config.gguf_file,
+                                          batch_size=config.batch_size, dtype=config.dtype, device=config.device))

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from llmrec.config import StrictConfig
+from llmrec.errors import ConfigError
 from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+from llmrec.llm.options import backend_config
 
 
 class VLLMConfig(StrictConfig):
@@ -54,3 +56,12 @@ class VLLMEngine:
                 g.token_logprobs = [float(d[t].logprob) for d, t in zip(c.logprobs, c.token_ids)]
             gens.append(g)
         return gens
+
+
+def from_config(config) -> VLLMEngine:
+    """The ``vllm`` entry of ``llmrec.llm.registry.LLMS``: common fields + ``options`` (gpu_memory_utilization,
+    max_model_len, tensor_parallel_size)."""
+    if not config.model:
+        raise ConfigError("llm.model: the vllm backend needs a model path or HF id")
+    return VLLMEngine(backend_config(VLLMConfig, config, model=config.model,
+                                     dtype="auto" if config.dtype == "float32" else config.dtype))

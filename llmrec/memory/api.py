@@ -25,6 +25,7 @@ from llmrec.metrics import minmax
 from llmrec.retrieval import Hit
 from llmrec.memory.units import SessionDigester, format_date, text_hash
 from llmrec.store import VectorStore
+from llmrec.errors import NotFoundError
 
 Method = Literal["dense", "bm25", "hybrid"]
 Granularity = Literal["turn", "pair", "session", "summary", "keywords"]
@@ -215,7 +216,7 @@ class Memory:
         ns = namespace(user_id)
         rec = self.store.get(ns, [memory_id])[0]
         if rec is None:
-            raise KeyError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
+            raise NotFoundError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
         with self._lock:
             before = self.store.version()
             self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
@@ -253,7 +254,7 @@ class Memory:
         self._check_user(user_id)
         ns = namespace(user_id)
         if ns not in self.store.namespaces():
-            raise KeyError(f"user_id: unknown user {user_id!r}")
+            raise NotFoundError(f"user_id: unknown user {user_id!r}")
         ids = [memory_id] if memory_id is not None else self.store.ids(ns)
         with self._lock:
             before = self.store.version()

@@ -21,6 +21,7 @@ from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
 from llmrec.research.sources import Evidence, Source, dedupe
+from llmrec.errors import NotFoundError
 
 
 class ResearchConfig(StrictConfig):
@@ -137,7 +138,7 @@ class PersonalizedResearcher:
         private = self.private if c.private_stage else []
         known = [s for s in private if s.knows_user is not None]
         if known and not any(s.knows_user(user_id) for s in known):
-            raise KeyError(f"user_id: unknown user {user_id!r} (no memories)")
+            raise NotFoundError(f"user_id: unknown user {user_id!r} (no memories)")
         stop, evidence, profile = "max_iterations", [], ""
         try:
             # 1. profile from private sources

@@ -27,7 +27,9 @@ import numpy as np
 
 from llmrec.config import StrictConfig
 from llmrec.store.index import AnnIndex, IndexConfig
+from llmrec.errors import NotFoundError, StoreError
 from llmrec.io import atomic_open
+from llmrec.sqlite import select_in
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TEXT_CHARS = 1_000_000
@@ -57,10 +59,6 @@ class Record:
     metadata: dict[str, Any]
     vector: np.ndarray
     namespace: str
-
-
-class StoreError(ValueError):
-    """Bad input to the store; the message names the field."""
 
 
 def _ns_key(ns: str) -> str:
@@ -357,26 +355,19 @@ class VectorStore:
         self._conn.execute("UPDATE meta SET value=? WHERE key='config'", (self.config.model_dump_json(),))
 
     def _reject_existing(self, namespace: str, ids: list[str]) -> None:
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            row = self._conn.execute(
-                f"SELECT ext_id FROM items WHERE namespace=? AND ext_id IN ({','.join('?' * len(part))}) LIMIT 1",
-                [namespace, *part]).fetchone()
-            if row:
-                raise StoreError(f"ids: {row[0]!r} already exists in namespace {namespace!r} (use upsert)")
+        row = next(select_in(self._conn, "SELECT ext_id FROM items WHERE namespace=? AND ext_id IN ({marks}) LIMIT 1",
+                             ids, prefix=[namespace]), None)
+        if row:
+            raise StoreError(f"ids: {row[0]!r} already exists in namespace {namespace!r} (use upsert)")
 
     def _delete_rows(self, namespace: str, ids: list[str], must_exist: bool) -> list[int]:
-        found: dict[str, int] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            for ext, rid in self._conn.execute(
-                f"SELECT ext_id, rid FROM items WHERE namespace=? AND ext_id IN ({','.join('?' * len(part))})",
-                [namespace, *part]):
-                found[ext] = rid
+        found: dict[str, int] = dict(select_in(
+            self._conn, "SELECT ext_id, rid FROM items WHERE namespace=? AND ext_id IN ({marks})", ids,
+            prefix=[namespace]))
         if must_exist:
             missing = [x for x in ids if x not in found]
             if missing:
-                raise KeyError(f"ids: not found in namespace {namespace!r}: {missing[:5]}")
+                raise NotFoundError(f"ids: not found in namespace {namespace!r}: {missing[:5]}")
         rids = list(found.values())
         self._conn.executemany("DELETE FROM items WHERE rid=?", [(r,) for r in rids])
         self._conn.executemany("DELETE FROM meta_kv WHERE rid=?", [(r,) for r in rids])
@@ -393,7 +384,7 @@ class VectorStore:
             try:
                 self._sync()
                 if namespace not in self._indexes:
-                    raise KeyError(f"namespace: unknown namespace {namespace!r}")
+                    raise NotFoundError(f"namespace: unknown namespace {namespace!r}")
                 rids = self._delete_rows(namespace, ids, must_exist=not missing_ok)
                 seq = self._max_seq()
                 self._conn.execute("COMMIT")
@@ -429,12 +420,10 @@ class VectorStore:
         ids = list(ids)
         out: dict[str, Record] = {}
         with self._lock:
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
-                for ext, text, meta, vec in self._conn.execute(
-                    f"SELECT ext_id, text, metadata, vector FROM items WHERE namespace=? "
-                    f"AND ext_id IN ({','.join('?' * len(part))})", [namespace, *part]):
-                    out[ext] = Record(ext, text, json.loads(meta), np.frombuffer(vec, np.float32).copy(), namespace)
+            for ext, text, meta, vec in select_in(
+                    self._conn, "SELECT ext_id, text, metadata, vector FROM items WHERE namespace=? AND ext_id IN ({marks})",
+                    ids, prefix=[namespace]):
+                out[ext] = Record(ext, text, json.loads(meta), np.frombuffer(vec, np.float32).copy(), namespace)
         return [out.get(x) for x in ids]
 
     def find(self, namespace: str, where: Mapping[str, Any]) -> list[Record]:
@@ -457,10 +446,8 @@ class VectorStore:
             for v in vals:
                 if not (v is None or isinstance(v, (str, int, float, bool))):
                     raise StoreError(f"where.{key}: value must be a scalar or a list of scalars")
-            enc = [json.dumps(v) for v in vals]
-            rows = self._conn.execute(
-                f"SELECT rid FROM meta_kv WHERE namespace=? AND key=? AND value IN ({','.join('?' * len(enc))})",
-                [namespace, key, *enc]).fetchall()
+            rows = select_in(self._conn, "SELECT rid FROM meta_kv WHERE namespace=? AND key=? AND value IN ({marks})",
+                             [json.dumps(v) for v in vals], prefix=[namespace, key])
             found = {r[0] for r in rows}
             result = found if result is None else result & found
             if not result:
@@ -498,12 +485,7 @@ class VectorStore:
             return self._hydrate(namespace, pairs)[:k]
 
     def _rows(self, rids: list[int], columns: str) -> list[tuple]:
-        out = []
-        for i in range(0, len(rids), 900):
-            part = rids[i : i + 900]
-            out += self._conn.execute(
-                f"SELECT {columns} FROM items WHERE rid IN ({','.join('?' * len(part))})", part).fetchall()
-        return out
+        return list(select_in(self._conn, f"SELECT {columns} FROM items WHERE rid IN ({{marks}})", rids))
 
     def _hydrate(self, namespace: str, pairs: list[tuple[float, int]]) -> list[Hit]:
         rows = {r[0]: r for r in self._rows([r for _, r in pairs], "rid, namespace, ext_id, text, metadata")}
