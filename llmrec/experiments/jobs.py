@@ -156,9 +156,9 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     """Search stage (if the model has one), model, fit, test: the model and its result dict."""
     entry = MODELS.get(job.model.name)
     config = job.model
+    torch.manual_seed(job.trainer.seed)  # the model is built right after its search stage, if it has one
     if entry.prepare is not None:
         config = entry.prepare(p.context, config, p.train, p.valid, job.trainer)
-    torch.manual_seed(job.trainer.seed)
     model = build_model(p.context, config)
     trainer = make_trainer(job, p)
     fit = trainer.fit(model, p.train, p.valid, checkpoint_dir=checkpoint_dir)

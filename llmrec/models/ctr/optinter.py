@@ -34,6 +34,7 @@ class OptInterConfig(ModelConfigBase):
     tau: float = 5e-5
     arch_lr: float = 1e-3
     search_epochs: int = 3
+    search_embedding_l2: float = 0.0  # embedding L2 during the search stage (the retrain uses the trainer's)
     # fixed operations (retrain stage): one per field pair, or one name for every pair; None = search them
     choices: list[Literal["memorize", "factorize", "naive"]] | Literal["memorize", "factorize", "naive"] | None = None
 
@@ -108,11 +109,11 @@ class OptInterModel(nn.Module):
 def optinter_search_stage(encoder: FeatureEncoder, config: OptInterConfig, train: Batch, valid: Batch,
                           trainer) -> OptInterConfig:
     """The registry's ``prepare`` hook: with no fixed ``choices``, search them (with the trainer's batch size,
-    learning rate, embedding L2 and seed) and return the config to retrain with."""
+    learning rate and seed, and ``search_embedding_l2``) and return the config to retrain with."""
     if config.choices is not None:
         return config
     choices, _ = search_optinter(encoder, config, train, valid, batch_size=trainer.batch_size,
-                                 lr=trainer.learning_rate, embedding_l2=trainer.embedding_l2, seed=trainer.seed,
+                                 lr=trainer.learning_rate, embedding_l2=config.search_embedding_l2, seed=trainer.seed,
                                  progress=trainer.progress)
     return config.model_copy(update={"choices": choices})
 
