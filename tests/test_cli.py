@@ -62,3 +62,67 @@ def test_config_with_unknown_key_names_it(tmp_path):
     res = CliRunner().invoke(app, ["train", "--config", str(cfg)])
     assert res.exit_code != 0
     assert "hiden_units" in str(res.exception)
+
+
+def test_models_command_lists_every_registered_model_as_json():
+    from llmrec.models import MODELS
+
+    res = CliRunner().invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["name"] for r in rows] == MODELS.names()
+    assert all({"family", "task", "defaults", "types"} <= set(r) for r in rows)
+    res = CliRunner().invoke(app, ["models", "--family", "ctr"])
+    assert res.exit_code == 0 and "dcnv2" in res.output and "star" not in res.output
+
+
+@pytest.mark.parametrize("model", ["optinter", "star", "mf", "autoint_plus"])
+def test_train_command_trains_models_of_every_family(tmp_path, model):
+    cfg = tmp_path / "job.yaml"
+    extra = {"optinter": "search_epochs: 1, hash_buckets: 500, hidden_units: [16]", "star": "hidden_units: [16]",
+             "mf": "embedding_dim: 8", "autoint_plus": "hidden_units: [16], attention_layers: 1"}[model]
+    cfg.write_text(f"""
+data:
+  source: synthetic
+  synthetic: {{n_users: 60, n_items: 50, impressions_per_user: 30}}
+model: {{name: {model}, {extra}}}
+trainer: {{epochs: 2, batch_size: 256, progress: false}}
+output_dir: {tmp_path / 'run'}
+""")
+    res = CliRunner().invoke(app, ["train", "--config", str(cfg), "--set", "trainer.epochs=1"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["model"]["name"] == model and len(result["history"]) == 1
+    assert result["primary_metric"] in result["test"]
+    res = CliRunner().invoke(app, ["evaluate", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    ev = json.loads(res.output[res.output.index("{"):])
+    assert ev["test"][result["primary_metric"]] == pytest.approx(result["test"][result["primary_metric"]], abs=1e-9)
+
+
+def test_experiment_command_writes_a_reproducible_result(tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("""
+name: tiny
+seeds: [1, 2]
+isolate: false
+datasets:
+  s: {data: {synthetic: {n_users: 50, n_items: 40, impressions_per_user: 25}}, trainer: {epochs: 1, batch_size: 256}}
+variants:
+  - model: {name: fm}
+  - {label: "dcnv2:stacked", model: {name: dcnv2, structure: stacked, hidden_units: [16]}}
+""")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["experiment", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["seeds"] == [1, 2] and r["config"]["name"] == "tiny" and "git_commit" in r and r["environment"]
+    v = r["datasets"]["s"]["variants"]
+    assert set(v) == {"fm", "dcnv2:stacked"} and [x["seed"] for x in v["fm"]["runs"]] == [1, 2]
+    assert r["jobs"]["s/dcnv2:stacked"]["model"]["structure"] == "stacked"  # the fully resolved config
+    assert r["jobs"]["s/dcnv2:stacked"]["model"]["cross_layers"] == 3  # from the defaults file
+    assert out.with_suffix(".png").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("structure: stacked", "structure: stacked, crosslayers: 2"))
+    res = CliRunner().invoke(app, ["experiment", str(bad)])
+    assert res.exit_code != 0 and "model.crosslayers: Extra inputs" in str(res.exception)

@@ -100,6 +100,9 @@ def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
         raise ConfigError(f"{path}: variants: duplicate labels {dup}")
+    for i, peer in enumerate(exp.peers):
+        if (peer.variant or peer.model) not in keys:
+            raise ConfigError(f"{path}: peers[{i}]: no variant {peer.variant or peer.model!r} to copy settings from")
     for ds in exp.datasets:  # every job resolves now: a typo fails before hours of training
         for v in exp.variants:
             job_config(exp, ds, v, exp.seeds[0])
@@ -200,7 +203,8 @@ def peer_hyperparameters(job: TrainJobConfig) -> dict:
             **{k: m[k] for k in ("cross_layers", "structure", "low_rank", "experts") if k in m}}
 
 
-def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int]) -> dict:
+def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: list[str] | None = None) -> dict:
+    """Each peer on the split of the variant it copies; with ``variants``, only the peers of those variants."""
     root = repo_root() or Path.cwd()
     python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
     if not exp.peers:
@@ -208,11 +212,13 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int]) -> dict:
     if not python.exists():
         print(f"peers skipped: {python} not found (run `make peers`)", flush=True)
         return {}
-    variants = {v.key: v for v in exp.variants}
+    by_key = {v.key: v for v in exp.variants}
     script = root / "eval" / "peers" / "peer_ctr.py"
     out: dict[str, dict] = {}
     for peer in exp.peers:
-        base = variants[peer.variant or peer.model]
+        if variants and (peer.variant or peer.model) not in variants:
+            continue
+        base = by_key[peer.variant or peer.model]
         job = job_config(exp, dataset, base, seeds[0])
         p = prepare(job)
         runs, rss = [], 0.0
@@ -280,8 +286,7 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             m = r["primary_metric"]
             print(ds, v.key, f"{m} {s[f'{m}_mean']:.4f} ± {s[f'{m}_std']:.4f}",
                   f"{s['train_samples_per_second']:.0f} samples/s", flush=True)
-        if not variants:
-            res["peers"] = run_peers(exp, ds, seeds)
+        res["peers"] = run_peers(exp, ds, seeds, variants)
         results[ds] = res
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     if results and all(r["variants"] for r in results.values()):
