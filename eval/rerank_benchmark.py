@@ -26,7 +26,7 @@ import torch
 from llmrec.config import data_root
 from llmrec.config import llmrec_home
 from llmrec.embed import default_embedder
-from llmrec.results import pyplot, write_result
+from llmrec.results import grouped_bars, pyplot, write_result
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.rerank.base import BiEncoderReranker
 from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
@@ -116,14 +116,9 @@ def main() -> None:
 def plot(results: dict, path: Path) -> None:
     plt = pyplot()
 
-    names = list(results)
     metrics = ["recall@1", "recall@5", "ndcg@5", "mrr"]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    w = 0.8 / len(names)
-    for j, n in enumerate(names):
-        ax.bar(np.arange(len(metrics)) + (j - len(names) / 2 + 0.5) * w, [results[n]["test"][m] for m in metrics], w,
-               label=n)
-    ax.set_xticks(range(len(metrics)), metrics)
+    grouped_bars(ax, metrics, {n: [r["test"][m] for m in metrics] for n, r in results.items()})
     ax.set_ylim(0, 1)
     ax.set_title("Reranking on held-out queries (ARES NQ + MT-RAG passages, top-20 dense candidates)")
     ax.legend(fontsize=8, loc="lower right")

@@ -25,7 +25,7 @@ from llmrec.embed import default_embedder
 from llmrec.eval.calibration import calibrate, mtrag_judge_items
 from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge
 from llmrec.lexical import lexical_scores
-from llmrec.results import pyplot, write_result
+from llmrec.results import grouped_bars, pyplot, write_result
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.memory import Memory
 from llmrec.rerank.pipeline import QADataConfig, load_qa
@@ -126,20 +126,14 @@ def main() -> None:
 def plot(summary: dict, path: Path) -> None:
     plt = pyplot()
 
-    variants = list(summary)
-    lex = list(summary[variants[0]]["lexical"])
+    lex = list(next(iter(summary.values()))["lexical"])
+    crit = list(next(iter(summary.values()))["judge_panel"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    w = 0.38
-    for j, v in enumerate(variants):
-        ax1.bar(np.arange(len(lex)) + (j - 0.5) * w, [summary[v]["lexical"][k] for k in lex], w, label=v)
-        crit = list(summary[v]["judge_panel"])
-        ax2.bar(np.arange(len(crit)) + (j - 0.5) * w, [summary[v]["judge_panel"][c] for c in crit], w, label=v)
-    ax1.set_xticks(range(len(lex)), lex)
+    grouped_bars(ax1, lex, {v: [s["lexical"][k] for k in lex] for v, s in summary.items()})
+    grouped_bars(ax2, crit, {v: [s["judge_panel"][c] for c in crit] for v, s in summary.items()})
     ax1.set_title("lexical (vs reference)")
-    ax2.set_xticks(range(len(crit)), crit)
     ax2.set_ylim(1, 5)
     ax2.set_title("judge panel (1-5)")
-    ax1.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

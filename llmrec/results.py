@@ -72,3 +72,14 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], legend_size: int = 8) -> None:
+    """Bars grouped by category, one bar per series in each group, with a legend of the series."""
+    import numpy as np
+
+    w = 0.8 / max(1, len(series))
+    for j, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(categories)) + (j - len(series) / 2 + 0.5) * w, values, w, label=name)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.legend(fontsize=legend_size)
