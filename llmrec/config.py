@@ -4,13 +4,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llmrec.errors import ConfigError
 
 
 class StrictConfig(BaseModel):
     """Base for every llmrec config: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def validation_message(err: ValidationError, prefix: str) -> str:
+    """Every error of a pydantic validation as ``prefix.dotted.field: message``, joined by "; "."""
+    return "; ".join(f"{'.'.join(str(x) for x in (prefix, *e['loc']) if x != '')}: {e['msg']}" for e in err.errors())
+
+
+def validate_config(config_cls: type[C], raw: Mapping[str, Any], prefix: str) -> C:
+    """``config_cls`` from a mapping; a bad or unknown key is a ``ConfigError`` naming ``prefix.field``."""
+    try:
+        return config_cls.model_validate(dict(raw))
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, prefix)) from None
 
 
 def llmrec_home() -> Path:

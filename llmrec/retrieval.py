@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, validate_config
 from llmrec.embed import Embedder
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
@@ -53,14 +53,6 @@ def make_retriever(name: str, source: Any, config: Mapping[str, Any] | None = No
     """Build a registered retriever over ``source`` (a ``Memory``, a ``VectorStore`` + embedder pair, a
     LangChain retriever: whatever that retriever reads) from a config mapping."""
     return RETRIEVERS.get(name)(source, dict(config or {}))
-
-
-def typed(config_cls: type[StrictConfig], raw: Mapping[str, Any], name: str) -> Any:
-    try:
-        return config_cls.model_validate(dict(raw))
-    except ValidationError as e:
-        msg = "; ".join(f"retriever.{name}.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise ConfigError(msg) from None
 
 
 def check_k(k: int) -> None:
@@ -135,7 +127,7 @@ def as_langchain(retriever: Retriever, user_id: str, k: int = 5) -> BaseRetrieve
 
 def _store_factory(source: Any, raw: Mapping[str, Any]) -> StoreRetriever:
     store, embedder = source
-    return StoreRetriever(store, embedder, typed(StoreRetrieverConfig, raw, "store"))
+    return StoreRetriever(store, embedder, validate_config(StoreRetrieverConfig, raw, "retriever.store"))
 
 
 def _langchain_factory(source: Any, raw: Mapping[str, Any]) -> LangChainRetriever:

@@ -34,13 +34,13 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from llmrec.config import StrictConfig, repo_root
+from llmrec.config import StrictConfig, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, expand_paths, prepare,
                                      train_prepared)
-from llmrec.models.registry import deep_merge, validation_message
+from llmrec.models.registry import deep_merge
 from llmrec.results import pyplot, write_result
 from llmrec.train import TrainerConfig
 

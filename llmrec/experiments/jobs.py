@@ -26,7 +26,7 @@ import torch
 import yaml
 from pydantic import Field, ValidationError
 
-from llmrec.config import StrictConfig, data_root
+from llmrec.config import StrictConfig, data_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
@@ -37,7 +37,7 @@ from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowle
 from llmrec.llm.registry import LLMConfig, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec
-from llmrec.models.registry import deep_merge, validation_message
+from llmrec.models.registry import deep_merge
 from llmrec.train import TASKS, BPRTask, Trainer, TrainerConfig, world
 from llmrec.train.export import load_model, save_model
 

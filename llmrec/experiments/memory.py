@@ -14,7 +14,7 @@ from llmrec.errors import ConfigError
 from llmrec.experiments.harness import experiment_dirs
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
 from llmrec.memory.api import Memory
-from llmrec.models.registry import validation_message
+from llmrec.config import validation_message
 from llmrec.retrieval import Hit, Retriever, make_retriever, sessions_in_order
 
 

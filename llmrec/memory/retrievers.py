@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, validate_config
 from llmrec.memory.api import Memory, memory_hit
 from llmrec.memory.memgas import MemGAS, MemGASConfig, session_memories
 from llmrec.memory.rfmem import RFMem, RFMemConfig
-from llmrec.retrieval import RETRIEVERS, Hit, check_k, typed
+from llmrec.retrieval import RETRIEVERS, Hit, check_k
 
 Granularity = Literal["turn", "pair", "session", "summary", "keywords"]
 
@@ -76,12 +76,12 @@ class RFMemRetriever:
 
 def _search(method: Literal["dense", "bm25", "hybrid"]):
     def factory(memory: Any, raw: Mapping[str, Any]) -> SearchRetriever:
-        return SearchRetriever(memory, method, typed(SearchConfig, raw, method))
+        return SearchRetriever(memory, method, validate_config(SearchConfig, raw, f"retriever.{method}"))
 
     return factory
 
 
 for _m in ("dense", "bm25", "hybrid"):
     RETRIEVERS.add(_m, _search(_m))
-RETRIEVERS.add("memgas", lambda memory, raw: MemGASRetriever(memory, typed(MemGASRetrieverConfig, raw, "memgas")))
-RETRIEVERS.add("rfmem", lambda memory, raw: RFMemRetriever(memory, typed(RFMemConfig, raw, "rfmem")))
+RETRIEVERS.add("memgas", lambda memory, raw: MemGASRetriever(memory, validate_config(MemGASRetrieverConfig, raw, "retriever.memgas")))
+RETRIEVERS.add("rfmem", lambda memory, raw: RFMemRetriever(memory, validate_config(RFMemConfig, raw, "retriever.rfmem")))

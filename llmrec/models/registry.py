@@ -25,7 +25,7 @@ import yaml
 from pydantic import BeforeValidator, SerializeAsAny, ValidationError
 from torch import nn
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, validation_message
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
 
@@ -104,14 +104,6 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
     for k, v in over.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
     return out
-
-
-def validation_message(err: ValidationError, prefix: str) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
 
 
 def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str = "model") -> ModelConfigBase:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from pydantic import ValidationError
-
+from llmrec.config import validate_config
 from llmrec.embed import Embedder, default_embedder
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
@@ -22,23 +21,15 @@ from llmrec.rerank.llm_reranker import LLMRerankerConfig, LLMReranker
 RERANKERS: Registry[Callable[[Mapping[str, Any], Embedder | None], Reranker]] = Registry("reranker")
 
 
-def _typed(cls, raw: Mapping[str, Any], name: str):
-    try:
-        return cls.model_validate(dict(raw))
-    except ValidationError as e:
-        x = e.errors()[0]
-        raise ConfigError(f"reranker.{name}.{'.'.join(map(str, x['loc']))}: {x['msg']}") from None
-
-
 def _bi_encoder(raw: Mapping[str, Any], embedder: Embedder | None) -> BiEncoderReranker:
     if raw:
         raise ConfigError(f"reranker.bi-encoder: takes no settings (got {sorted(raw)}); pass the embedder")
     return BiEncoderReranker(embedder or default_embedder())
 
 
-RERANKERS.add("cross-encoder", lambda raw, emb: CrossEncoderReranker(_typed(CrossEncoderConfig, raw, "cross-encoder")))
+RERANKERS.add("cross-encoder", lambda raw, emb: CrossEncoderReranker(validate_config(CrossEncoderConfig, raw, "reranker.cross-encoder")))
 RERANKERS.add("bi-encoder", _bi_encoder)
-RERANKERS.add("llm", lambda raw, emb: LLMReranker(_typed(LLMRerankerConfig, raw, "llm")))
+RERANKERS.add("llm", lambda raw, emb: LLMReranker(validate_config(LLMRerankerConfig, raw, "reranker.llm")))
 
 
 def make_reranker(name: str, config: Mapping[str, Any] | None = None, embedder: Embedder | None = None) -> Reranker:
