@@ -198,16 +198,24 @@ def models(
 @app.command()
 def experiment(
     config: Path = typer.Argument(..., help="experiment YAML (configs/experiments/*.yaml) or its name"),
-    datasets: Optional[list[str]] = typer.Option(None, "--dataset", help="only these data sets (repeatable)"),
-    variants: Optional[list[str]] = typer.Option(None, "--variant", help="only these variants (repeatable)"),
-    seeds: Optional[int] = typer.Option(None, min=1, help="use the first N seeds of the config"),
+    datasets: Optional[list[str]] = typer.Option(None, "--dataset", help="recommender: only these data sets"),
+    variants: Optional[list[str]] = typer.Option(None, "--variant", help="recommender: only these variants"),
+    seeds: Optional[int] = typer.Option(None, min=1, help="recommender: the first N seeds of the config"),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted.key=value over the config"),
     out: Optional[Path] = typer.Option(None, help="result JSON (default: the config's output)"),
 ) -> None:
-    """Run an experiment (data sets x model variants x seeds, peers beside them); writes one result JSON."""
-    from llmrec.experiments.harness import load_experiment, run_experiment
+    """Run a benchmark experiment of any kind (recommender, memory, rerank, research); writes one result JSON."""
+    from llmrec.experiments.harness import run_experiment
+    from llmrec.experiments.kinds import EXPERIMENT_KINDS, load_any
 
-    exp = load_experiment(config)
-    res = run_experiment(exp, datasets=datasets, variants=variants, n_seeds=seeds, out=out)
+    kind, exp = load_any(config, overrides)
+    if kind == "recommender":
+        res = run_experiment(exp, datasets=datasets, variants=variants, n_seeds=seeds, out=out)
+    else:
+        if datasets or variants or seeds:
+            raise typer.BadParameter(f"--dataset / --variant / --seeds select parts of recommender experiments; "
+                                     f"this is a {kind!r} experiment (use --set)")
+        res = EXPERIMENT_KINDS.get(kind).run(exp, out)
     console.print(f"wrote {res['output']}")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from typing import Any, Mapping, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmrec.errors import ConfigError
@@ -62,3 +63,36 @@ def data_root() -> Path:
         return Path(env).expanduser()
     root = repo_root()
     return (root.parent / "shared" / "data") if root is not None else llmrec_home() / "data"
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["model.dropout=0.1", "trainer.epochs=3"]`` -> nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set {p!r}: expected dotted.key=value")
+        key, value = p.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def expand_paths(raw: Any) -> Any:
+    """``${VAR}`` in strings; ``LLMREC_DATA`` defaults to the configured data root."""
+    if isinstance(raw, dict):
+        return {k: expand_paths(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [expand_paths(v) for v in raw]
+    if isinstance(raw, str) and "$" in raw:
+        return os.path.expandvars(raw.replace("${LLMREC_DATA}", str(data_root())))
+    return raw

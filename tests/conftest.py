@@ -7,7 +7,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from llmrec.config import data_root  # noqa: E402
+
+SHARED_DATA = data_root()  # $LLMREC_DATA, else shared/data beside the checkout
 
 
 def shared(name: str) -> Path:

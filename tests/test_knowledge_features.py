@@ -259,3 +259,46 @@ output_dir: {tmp_path / "run"}
     assert res.exit_code == 0 and json.loads(res.output)["test"]["auc"] == pytest.approx(result["test"]["auc"])
     res = CliRunner().invoke(app, ["extract", "--kinds", "item,bogus", "--out", str(out)])
     assert res.exit_code != 0
+
+
+def test_experiment_knowledge_variants_shuffle_control_and_per_scenario_auc(tmp_path):
+    """A harness experiment with knowledge variants: the shuffled control permutes the vectors across ids,
+    the experiment's extraction LLM reaches every job (also through the isolated worker's round trip), and
+    pointwise runs on data with scenarios report AUC per scenario."""
+    from llmrec.data.registry import DataConfig, load_data
+    from llmrec.experiments.harness import ExperimentConfig, Variant, job_config, run_experiment
+    from llmrec.experiments.jobs import KnowledgeFeatures, knowledge_inputs
+    from llmrec.knowledge.encode import save_vectors, vectors_path
+
+    data_cfg = {"synthetic": {"n_users": 40, "n_items": 30, "impressions_per_user": 25}}
+    data = load_data(DataConfig.model_validate(data_cfg))
+    rng = np.random.default_rng(0)
+    for kind, col in (("item", "item_id"), ("user", "user_id")):
+        ids = sorted({str(x) for x in data.columns[col]})
+        save_vectors(vectors_path(tmp_path, kind, "test-encoder"), {i: rng.normal(size=8).astype(np.float32) for i in ids},
+                     "test-encoder")
+    real = knowledge_inputs(KnowledgeFeatures(dir=str(tmp_path)), data)[1]["item_knowledge"]
+    shuf = knowledge_inputs(KnowledgeFeatures(dir=str(tmp_path), shuffle=["item"]), data)[1]["item_knowledge"]
+    assert set(real) == set(shuf)
+    assert sorted(v.tobytes() for v in real.values()) == sorted(v.tobytes() for v in shuf.values())
+    assert sum(np.array_equal(real[i], shuf[i]) for i in real) < len(real) // 2  # moved to other ids
+    with pytest.raises(ValueError, match="shuffle: \\['scenario'\\] are not among kinds"):
+        KnowledgeFeatures(kinds=["item"], shuffle=["scenario"])
+
+    exp = ExperimentConfig.model_validate({
+        "name": "k", "seeds": [3], "isolate": False, "knowledge": {"llm": {"dtype": "bfloat16"}},
+        "datasets": {"s": {"data": data_cfg, "trainer": {"epochs": 1, "batch_size": 256}}},
+        "variants": [{"label": "fm+k", "model": {"name": "fm"}, "knowledge": {"dir": str(tmp_path)}},
+                     {"label": "fm+k shuffled", "model": {"name": "fm"},
+                      "knowledge": {"dir": str(tmp_path), "shuffle": ["item", "user"]}}]})
+    v = exp.variants[1]
+    sent = Variant.model_validate(v.model_dump(mode="json", exclude_unset=True))  # what the worker receives
+    for variant in (v, sent):
+        assert job_config(exp, "s", variant, 3).knowledge.llm.dtype == "bfloat16"
+    exp_no_extraction = exp.model_copy(update={"knowledge": None})
+    res = run_experiment(exp_no_extraction, out=tmp_path / "r.json")["datasets"]["s"]["variants"]
+    for label in ("fm+k", "fm+k shuffled"):
+        by = res[label]["by_scenario_mean"]
+        assert set(by) == {str(s) for s in set(data.columns["scenario"])}
+        assert all(0.0 < m["auc"] < 1.0 for m in by.values())
+    assert res["fm+k"]["runs"][0]["test"]["auc"] != res["fm+k shuffled"]["runs"][0]["test"]["auc"]

@@ -31,16 +31,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from pydantic import ValidationError
 
-from llmrec.config import StrictConfig, repo_root, validation_message
+from llmrec.config import StrictConfig, deep_merge, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.errors import BackendError, ConfigError
-from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, expand_paths, prepare,
+from llmrec.experiments.kinds import ExperimentKind, read_experiment, validate
+from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
                                      train_prepared)
-from llmrec.models.registry import deep_merge
+from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
+from llmrec.llm.registry import LLMConfig
 from llmrec.results import pyplot, write_result
 from llmrec.train import TrainerConfig
 
@@ -68,6 +69,14 @@ class Peer(StrictConfig):
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
 
 
+class KnowledgeExtraction(StrictConfig):
+    """LLM knowledge extracted (cached, resumable) for every data set before its variants train; variants
+    with ``knowledge`` and no ``dir`` read this extraction."""
+    kinds: list[str] = ["item", "user"]
+    llm: LLMConfig = LLMConfig(dtype="bfloat16")
+    max_new_tokens: int = 48
+
+
 class ExperimentConfig(StrictConfig):
     name: str
     output: str | None = None  # default eval/results/<name>.json
@@ -75,27 +84,21 @@ class ExperimentConfig(StrictConfig):
     datasets: dict[str, DatasetSpec]
     variants: list[Variant]
     peers: list[Peer] = []
+    knowledge: KnowledgeExtraction | None = None
     peer_python: str = ".venv-peers/bin/python"  # relative to the checkout
     isolate: bool = True  # one process per (data set, variant)
 
 
-def experiment_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent.parent
-    return [p for p in (here / "_experiments", here.parent / "configs" / "experiments") if p.is_dir()]
+def load_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """A recommender experiment by file or name (``configs/experiments/<name>.yaml``), ``--set`` overrides applied."""
+    kind, raw, path = read_experiment(path_or_name, overrides)
+    if kind != "recommender":
+        raise ConfigError(f"{path}: a {kind!r} experiment, not a recommender experiment")
+    return _load(raw, path)
 
 
-def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
-    path = Path(path_or_name)
-    if not path.exists():
-        found = [d / f"{path_or_name}.yaml" for d in experiment_dirs() if (d / f"{path_or_name}.yaml").exists()]
-        if not found:
-            raise ConfigError(f"experiment {str(path_or_name)!r}: no such file or configs/experiments/<name>.yaml")
-        path = found[0]
-    raw = yaml.safe_load(path.read_text()) or {}
-    try:
-        exp = ExperimentConfig.model_validate(expand_paths(raw))
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {validation_message(e, '')}") from None
+def _load(raw: dict, path: Path) -> ExperimentConfig:
+    exp = validate(ExperimentConfig, raw, path)
     keys = [v.key for v in exp.variants]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
@@ -112,10 +115,13 @@ def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
 def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int) -> TrainJobConfig:
     ds = exp.datasets[dataset]
     trainer = deep_merge(ds.trainer.model_dump(), {**variant.trainer, "seed": seed, "progress": False})
+    knowledge = None if variant.knowledge is None else variant.knowledge.model_dump()
+    if knowledge is not None and exp.knowledge is not None and "llm" not in variant.knowledge.model_fields_set:
+        knowledge["llm"] = exp.knowledge.llm.model_dump()  # the experiment's own extraction
     try:
         return TrainJobConfig.model_validate({
             "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
-            "knowledge": None if variant.knowledge is None else variant.knowledge.model_dump(),
+            "knowledge": knowledge,
             "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
     except ValidationError as e:
         raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
@@ -136,6 +142,7 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
         job = job_config(exp, dataset, variant, seed)
         model, r = train_prepared(job, p)
         runs.append({"seed": seed, "best_epoch": r["best_epoch"], "valid": r["valid"], "test": r["test"],
+                     "test_by_scenario": r["test_by_scenario"],
                      "train_samples_per_second": r["train_samples_per_second"], "model": r["model"]})
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
@@ -149,12 +156,26 @@ def summarize(runs: list[dict]) -> dict:
         v = np.array([r["test"][k] for r in runs], dtype=np.float64)
         out[f"{k}_mean"], out[f"{k}_std"] = float(v.mean()), float(v.std())
     out["train_samples_per_second"] = float(np.median([r["train_samples_per_second"] for r in runs]))
+    if runs[0].get("test_by_scenario"):
+        out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
+                                   for s, m in runs[0]["test_by_scenario"].items()}
     return out
+
+
+def extract_knowledge(exp: ExperimentConfig, dataset: str) -> dict:
+    """The experiment's LLM knowledge for one data set (rows already in the shards cost nothing)."""
+    k = exp.knowledge
+    t = time.perf_counter()
+    report = run_extraction(KnowledgeJobConfig(data=exp.datasets[dataset].data, kinds=k.kinds, llm=k.llm,
+                                               max_new_tokens=k.max_new_tokens))
+    print(f"[{dataset}] knowledge ready in {time.perf_counter() - t:.1f} s:",
+          [(r["kind"], r["cached"], r["generated"]) for r in report["extraction"]], flush=True)
+    return report
 
 
 def _run_isolated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
     job = json.dumps({"experiment": exp.model_dump(mode="json"), "dataset": dataset,
-                      "variant": variant.model_dump(mode="json"), "seeds": seeds})
+                      "variant": variant.model_dump(mode="json", exclude_unset=True), "seeds": seeds})
     out = subprocess.run([sys.executable, "-m", "llmrec.experiments.harness", "--worker"], input=job,
                          capture_output=True, text=True)
     if out.returncode:
@@ -272,6 +293,8 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             print(f"skip {ds}: {e}", flush=True)
             continue
         res: dict[str, Any] = {"variants": {}, "peers": {}}
+        if exp.knowledge is not None:
+            res["knowledge"] = extract_knowledge(exp, ds)
         for v in exp.variants:
             if variants and v.key not in variants:
                 continue
@@ -294,6 +317,9 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
     write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs},
                  config=exp.model_dump(mode="json"), seeds=seeds)
     return {"output": str(path), "datasets": results}
+
+
+KIND = ExperimentKind(load=_load, run=lambda exp, out=None: run_experiment(exp, out=out))
 
 
 def _worker() -> None:

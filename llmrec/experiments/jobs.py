@@ -16,7 +16,6 @@ Unknown keys anywhere are errors naming the field. ``--set model.dropout=0.1`` s
 are applied on top of the file."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,29 +23,39 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from llmrec.config import StrictConfig, data_root, validation_message
+from llmrec.config import StrictConfig, deep_merge, expand_paths, parse_overrides, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 from llmrec.data.views import interaction_view, sequence_view
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
+from llmrec.metrics import auc
 from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowledge_specs, knowledge_tables
 from llmrec.llm.registry import LLMConfig, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec
-from llmrec.models.registry import deep_merge
 from llmrec.train import TASKS, BPRTask, Trainer, TrainerConfig, world
 from llmrec.train.export import load_model, save_model
 
 
 class KnowledgeFeatures(StrictConfig):
     """LLM knowledge vectors (from ``llmrec extract``) added as dense features ``<kind>_knowledge``."""
-    dir: str | None = None  # the extraction out_dir; None = where `llmrec extract` writes for the default LLM
+    dir: str | None = None  # the extraction out_dir; None = where `llmrec extract` writes for ``llm``
+    llm: LLMConfig = LLMConfig()  # whose knowledge (only used to find the default out_dir)
     kinds: list[str] = ["item", "user"]
     encoder: str | None = None  # substring of the vector files' encoder id when there are several
+    shuffle: list[str] = []  # control: these kinds' vectors permuted across ids (a real gain must vanish)
+    shuffle_seed: int = 7
+
+    @model_validator(mode="after")
+    def _shuffle_known(self) -> "KnowledgeFeatures":
+        extra = sorted(set(self.shuffle) - set(self.kinds))
+        if extra:
+            raise ValueError(f"shuffle: {extra} are not among kinds {self.kinds}")
+        return self
 
 
 class TrainJobConfig(StrictConfig):
@@ -61,32 +70,6 @@ class TrainJobConfig(StrictConfig):
     @property
     def family(self) -> str:
         return MODELS.get(self.model.name).family
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["model.dropout=0.1", "trainer.epochs=3"]`` -> nested dict (values parsed as YAML)."""
-    out: dict = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ConfigError(f"--set {p!r}: expected dotted.key=value")
-        key, value = p.split("=", 1)
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
-
-
-def expand_paths(raw: Any) -> Any:
-    """``${VAR}`` in strings; ``LLMREC_DATA`` defaults to the configured data root."""
-    if isinstance(raw, dict):
-        return {k: expand_paths(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [expand_paths(v) for v in raw]
-    if isinstance(raw, str) and "$" in raw:
-        return os.path.expandvars(raw.replace("${LLMREC_DATA}", str(data_root())))
-    return raw
 
 
 def load_job_config(path: str | Path, overrides: list[str] | None = None) -> TrainJobConfig:
@@ -113,9 +96,17 @@ def knowledge_inputs(knowledge: KnowledgeFeatures | None, data: RecData) -> tupl
     if knowledge is None:
         return [], {}
     k = knowledge
-    where = Path(k.dir).expanduser() if k.dir else default_out_dir(data, model_id_for(LLMConfig()))
+    where = Path(k.dir).expanduser() if k.dir else default_out_dir(data, model_id_for(k.llm))
     tabs = knowledge_tables(where, k.kinds, k.encoder)
+    tabs.update({kind: shuffled_table(tabs[kind], k.shuffle_seed) for kind in k.shuffle})
     return knowledge_specs(data, tabs), {knowledge_feature_name(k): t for k, t in tabs.items()}
+
+
+def shuffled_table(table: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The same vectors assigned to other ids (a seeded permutation over the sorted ids)."""
+    ids = sorted(table)
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return {i: table[ids[j]] for i, j in zip(ids, perm)}
 
 
 @dataclass
@@ -127,6 +118,7 @@ class Prepared:
     valid: Any
     test: Any
     test_groups: np.ndarray | None = None  # users of the test rows (gAUC)
+    test_scenarios: np.ndarray | None = None  # scenario of each test row (per-scenario AUC), if the data has one
 
 
 def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
@@ -142,7 +134,8 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     extra_specs, tables = knowledge_inputs(job.knowledge, data)
     enc = FeatureEncoder(feature_specs(data, job.features) + extra_specs).fit(data.take(tr))
     batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
-    return Prepared(data, enc, *batches, test_groups=data.columns[data.user_col][te])
+    return Prepared(data, enc, *batches, test_groups=data.columns[data.user_col][te],
+                    test_scenarios=data.columns[data.scenario_col][te] if data.scenario_col else None)
 
 
 def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
@@ -163,11 +156,15 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     trainer = make_trainer(job, p)
     fit = trainer.fit(model, p.train, p.valid, checkpoint_dir=checkpoint_dir)
     test = trainer.evaluate(model, p.test, groups=p.test_groups)
+    by_scenario = None
+    if p.test_scenarios is not None and trainer.task.name == "pointwise":
+        pred, y, scen = trainer.predict(model, p.test), p.test.label.numpy(), p.test_scenarios
+        by_scenario = {str(s): {"auc": auc(y[scen == s], pred[scen == s])} for s in sorted(set(scen))}
     result = {
         "data": p.data.name, "rows": {"train": len(p.train), "valid": len(p.valid), "test": len(p.test)},
         "model": config.model_dump(mode="json"), "family": entry.family, "task": trainer.task.name,
         "primary_metric": trainer.task.primary, "trainer": job.trainer.model_dump(),
-        "best_epoch": fit.best_epoch, "valid": fit.best_valid, "test": test,
+        "best_epoch": fit.best_epoch, "valid": fit.best_valid, "test": test, "test_by_scenario": by_scenario,
         "history": fit.history, "train_samples_per_second": fit.samples_per_second,
         "resumed_from_epoch": fit.resumed_from_epoch,
         "parameters": int(sum(q.numel() for q in model.parameters())),

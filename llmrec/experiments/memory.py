@@ -1,21 +1,45 @@
-"""Memory benchmark settings and session ranking through the Retriever protocol: the methods of
-``configs/experiments/memory_locomo.yaml`` (each a registered retriever with its config) and the helper that
-turns any retriever's hits into a ranking of a user's sessions. Used by eval/memory_locomo.py,
-eval/bench_memory.py and eval/memory_filter.py."""
+"""The LoCoMo memory experiment (kind ``memory``; ``configs/experiments/memory_locomo.yaml``): session retrieval
+by every method of the config, each a registered retriever (``llmrec.retrieval``) with its settings, scored
+against the sessions named in each question's evidence. Also the helpers eval/bench_memory.py and
+eval/memory_filter.py use (``build_retrievers``, ``rank_sessions``).
+
+Each conversation is one user; each session is added as its turns (speaker: text, image captions appended)
+with a session unit, timestamped with the session's date; with ``digest``, ``Memory.consolidate`` has ``llm``
+(generations cached in LLMREC_HOME/generations.sqlite) write each session's summary and keywords units, which
+the methods marked ``digest`` use. Gold = the sessions named in a question's evidence ids (malformed ids are
+counted and reported, questions left with no gold session are excluded and counted). Metrics: session-level
+recall_all@k (every gold session in the top k, as MemGAS scores it), recall_any@k and NDCG@k, overall and per
+category (1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial), with the random floor on the
+same questions. Tune on the dev conversations only; the held-out ones are reported as is. Add throughput and
+latencies come from a warm embedding cache and rank every session of a conversation; eval/bench_memory.py
+measures cold adds and top-10 searches over 10,000 units."""
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
 
-import yaml
-from pydantic import ValidationError
+import numpy as np
+from tqdm import tqdm
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, llmrec_home
+from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo
+from llmrec.embed import default_embedder
 from llmrec.errors import ConfigError
-from llmrec.experiments.harness import experiment_dirs
+from llmrec.experiments.kinds import ExperimentKind, read_experiment, validate
+from llmrec.llm import LLMConfig, make_llm
+from llmrec.llm.cache import CachedLLM
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
-from llmrec.memory.api import Memory
-from llmrec.config import validation_message
+from llmrec.memory.api import Memory, namespace
+from llmrec.memory.locomo import add_conversation
+from llmrec.memory.units import SessionDigester
+from llmrec.metrics import ndcg_at, recall_all_at, recall_any_at
+from llmrec.results import pyplot, write_result
 from llmrec.retrieval import Hit, Retriever, make_retriever, sessions_in_order
+from llmrec.store import VectorStore
+
+KS = (1, 3, 5, 10)
 
 
 class MemoryMethod(StrictConfig):
@@ -28,21 +52,37 @@ class MemoryMethod(StrictConfig):
 
 class MemoryExperiment(StrictConfig):
     name: str
+    output: str | None = None  # default eval/results/<name>_<split>[_nodigest].json
+    data: str = "locomo"  # the LoCoMo folder (locomo10.json)
+    split: Literal["dev", "heldout", "all"] = "dev"
+    conversations: list[str] | None = None  # a subset of the split's conversations (None: all of them)
+    digest: bool = True  # run Memory.consolidate (LLM summary / keywords units) and the digest methods
+    llm: LLMConfig = LLMConfig(dtype="bfloat16")  # the digester
+    random_trials: int = 50
+    only: list[str] | None = None  # just these methods (and what they backfill from)
     methods: dict[str, MemoryMethod]
 
 
-def load_memory_experiment(name: str = "memory_locomo") -> MemoryExperiment:
-    found = [d / f"{name}.yaml" for d in experiment_dirs() if (d / f"{name}.yaml").exists()]
-    if not found:
-        raise ConfigError(f"experiment {name!r}: no configs/experiments/{name}.yaml")
-    try:
-        exp = MemoryExperiment.model_validate(yaml.safe_load(found[0].read_text()))
-    except ValidationError as e:
-        raise ConfigError(f"{found[0]}: {validation_message(e, '')}") from None
+def _load(raw: dict, path: Path) -> MemoryExperiment:
+    exp = validate(MemoryExperiment, raw, path)
     for label, m in exp.methods.items():
         if m.backfill is not None and m.backfill not in exp.methods:
-            raise ConfigError(f"{found[0]}: methods.{label}.backfill: unknown method {m.backfill!r}")
+            raise ConfigError(f"{path}: methods.{label}.backfill: unknown method {m.backfill!r}")
+    split_ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[exp.split]
+    outside = sorted(set(exp.conversations or []) - set(split_ids or exp.conversations or []))
+    if outside:
+        raise ConfigError(f"{path}: conversations: {outside} are not {exp.split} conversations")
+    unknown = sorted(set(exp.only or []) - set(exp.methods))
+    if unknown:
+        raise ConfigError(f"{path}: only: unknown methods {unknown} (have {sorted(exp.methods)})")
     return exp
+
+
+def load_memory_experiment(name: str = "memory_locomo", overrides: list[str] | None = None) -> MemoryExperiment:
+    kind, raw, path = read_experiment(name, overrides)
+    if kind != "memory":
+        raise ConfigError(f"{path}: a {kind!r} experiment, not a memory experiment")
+    return _load(raw, path)
 
 
 def build_retrievers(memory: Memory, exp: MemoryExperiment, digest: bool = True,
@@ -61,3 +101,120 @@ def rank_sessions(hits: list[Hit], sessions: list[str], backfill: list[str] | No
             ranked.append(s)
             seen.add(s)
     return ranked
+
+
+def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
+    out = {}
+    for k in KS:
+        out[f"recall_all@{k}"] = recall_all_at(ranked, gold, k)
+        out[f"recall_any@{k}"] = recall_any_at(ranked, gold, k)
+    for k in (5, 10):
+        out[f"ndcg@{k}"] = ndcg_at(ranked, gold, k)
+    return out
+
+
+def aggregate(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k not in ("category",)]
+    overall = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    per_cat = {}
+    for c, name in CATEGORIES.items():
+        sub = [r for r in rows if r["category"] == c]
+        if sub:
+            per_cat[name] = {"n": len(sub), **{k: float(np.mean([r[k] for r in sub])) for k in keys}}
+    return {"n": len(rows), "overall": overall, "per_category": per_cat}
+
+
+def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
+    ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[exp.split]
+    if exp.conversations:
+        ids = tuple(exp.conversations)
+    convs = load_locomo(exp.data, ids)
+    embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
+    only = None
+    if exp.only:
+        only = sorted(set(exp.only) | {exp.methods[m].backfill for m in exp.only if exp.methods[m].backfill})
+    rng = np.random.default_rng(0)
+    malformed, no_gold = 0, 0
+    add_units, add_seconds, latencies = 0, 0.0, []
+    digest_seconds, digested = 0.0, 0
+    digester = None
+    if exp.digest and any(m.digest for m in exp.methods.values()):
+        digester = SessionDigester(CachedLLM(make_llm(exp.llm), llmrec_home() / "generations.sqlite"))
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = Memory(VectorStore(Path(tmp) / "store"), embedder, digester=digester)
+        retrievers = build_retrievers(memory, exp, digest=digester is not None, only=only)
+        # a method is ranked after the one it backfills from
+        order = sorted(retrievers, key=lambda m: exp.methods[m].backfill is not None)
+        rows = {m: [] for m in [*order, "random"]}
+        paths = {m: {} for m in order if exp.methods[m].retriever == "rfmem"}
+        for conv in tqdm(convs, desc="conversations"):
+            user = conv.sample_id
+            t = time.perf_counter()
+            add_units += add_conversation(memory, conv)
+            add_seconds += time.perf_counter() - t
+            if digester is not None:  # LLM calls: timed apart from adds and searches
+                t = time.perf_counter()
+                digested += memory.consolidate(user, progress=True)
+                digest_seconds += time.perf_counter() - t
+            sessions = [str(s.index) for s in conv.sessions]
+            for qa in conv.qa:
+                malformed += len(qa.bad_evidence)
+                gold = {str(s) for s in qa.gold_sessions}
+                if not gold:
+                    no_gold += 1
+                    continue
+                ranked_by: dict[str, list[str]] = {}
+                for name in order:
+                    method = exp.methods[name]
+                    t = time.perf_counter()
+                    k = method.k or max(1, memory.store.count(namespace(user)))
+                    hits = retrievers[name].retrieve(user, qa.question, k)
+                    latencies.append(time.perf_counter() - t)
+                    if name in paths and hits:
+                        p = hits[0].metadata["rfmem_path"]
+                        paths[name][p] = paths[name].get(p, 0) + 1
+                    ranked_by[name] = rank_sessions(hits, sessions, ranked_by.get(method.backfill))
+                    rows[name].append({"category": qa.category, **score(ranked_by[name], gold)})
+                trials = [score(list(rng.permutation(sessions)), gold) for _ in range(exp.random_trials)]
+                rows["random"].append({"category": qa.category,
+                                       **{k: float(np.mean([t_[k] for t_ in trials])) for k in trials[0]}})
+    results = {m: aggregate(r) for m, r in rows.items()}
+    for m, r in results.items():
+        o = r["overall"]
+        print(f"{m:15s} n={r['n']} recall_all@5={o['recall_all@5']:.3f} recall_any@5={o['recall_any@5']:.3f} "
+              f"ndcg@5={o['ndcg@5']:.3f} recall_all@10={o['recall_all@10']:.3f}")
+    default = f"eval/results/{exp.name}_{exp.split}{'' if exp.digest else '_nodigest'}.json"
+    path = write_result(Path(out or exp.output or default), {
+        "split": exp.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
+        "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
+        "add_units_per_second": add_units / add_seconds,
+        "digest": None if digester is None else {
+            "llm": digester.model_id, "dtype": exp.llm.dtype, "sessions": digested, "seconds": digest_seconds,
+            "cache_hits": digester.llm.hits, "cache_misses": digester.llm.misses},
+        "rfmem_paths": paths, "methods": {m: exp.methods[m].model_dump() for m in order},
+        "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
+        "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
+        "results": results,
+    }, config=exp.model_dump(mode="json"), seeds=[0])
+    plot(results, exp.split, path.with_suffix(".png"))
+    return {"output": str(path), "results": results}
+
+
+def plot(results: dict, split: str, path: Path) -> None:
+    """recall_all@5 and recall_any@5 of every method, best first."""
+    plt = pyplot()
+    names = sorted(results, key=lambda m: results[m]["overall"]["recall_all@5"])
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    ax.barh(y - 0.2, [results[m]["overall"]["recall_all@5"] for m in names], 0.4, label="recall_all@5")
+    ax.barh(y + 0.2, [results[m]["overall"]["recall_any@5"] for m in names], 0.4, label="recall_any@5")
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 1)
+    ax.set_title(f"LoCoMo session retrieval ({split} conversations, MiniLM)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+KIND = ExperimentKind(load=_load, run=run_memory)

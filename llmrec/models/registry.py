@@ -25,7 +25,7 @@ import yaml
 from pydantic import BeforeValidator, SerializeAsAny, ValidationError
 from torch import nn
 
-from llmrec.config import StrictConfig, validation_message
+from llmrec.config import StrictConfig, deep_merge, validation_message
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
 
@@ -97,13 +97,6 @@ def model_defaults(name: str) -> dict:
                 raise ConfigError(f"{f}: a model defaults file must be a mapping")
             return raw
     return {}
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
 
 
 def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str = "model") -> ModelConfigBase:

@@ -1,0 +1,75 @@
+"""Experiment kinds: every benchmark is a YAML under ``configs/experiments/`` run by ``llmrec experiment NAME``
+(``eval/*.py`` are thin entry points onto the same call). The YAML's ``kind`` picks the runner:
+
+| kind          | config class            | runs                                                             |
+|---------------|-------------------------|------------------------------------------------------------------|
+| `recommender` | `ExperimentConfig`      | data sets x model variants x seeds through the one training loop |
+| `memory`      | `MemoryExperiment`      | LoCoMo session retrieval, every method a registered retriever    |
+| `rerank`      | `RerankExperiment`      | RADIO vs label baselines over a dense first stage                |
+| `research`    | `ResearchExperiment`    | the research loop with vs without its private stage, judged      |
+
+A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
+commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from llmrec.config import deep_merge, expand_paths, parse_overrides, validation_message
+from llmrec.errors import ConfigError
+from llmrec.registry import Registry
+
+
+class ExperimentKind(NamedTuple):
+    load: Callable[[dict[str, Any], Path], BaseModel]  # raw YAML (overrides applied, paths expanded) -> config
+    run: Callable[..., dict]  # (config, out: Path | None) -> result
+
+
+EXPERIMENT_KINDS: Registry[ExperimentKind] = Registry("experiment kind")
+EXPERIMENT_KINDS.add_lazy("recommender", "llmrec.experiments.harness:KIND")
+EXPERIMENT_KINDS.add_lazy("memory", "llmrec.experiments.memory:KIND")
+EXPERIMENT_KINDS.add_lazy("rerank", "llmrec.experiments.rerank:KIND")
+EXPERIMENT_KINDS.add_lazy("research", "llmrec.experiments.research:KIND")
+
+
+def experiment_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return [p for p in (here / "_experiments", here.parent / "configs" / "experiments") if p.is_dir()]
+
+
+def find_experiment(path_or_name: str | Path) -> Path:
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    for d in experiment_dirs():
+        if (d / f"{path_or_name}.yaml").exists():
+            return d / f"{path_or_name}.yaml"
+    raise ConfigError(f"experiment {str(path_or_name)!r}: no such file or configs/experiments/<name>.yaml")
+
+
+def read_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, dict, Path]:
+    """(kind, raw config with ``--set`` overrides applied and ``${LLMREC_DATA}`` expanded, file)."""
+    path = find_experiment(path_or_name)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: an experiment config must be a mapping")
+    raw = expand_paths(deep_merge(raw, parse_overrides(overrides or [])))
+    kind = raw.pop("kind", "recommender")
+    if kind not in EXPERIMENT_KINDS:
+        raise ConfigError(f"{path}: kind: {kind!r} is not an experiment kind (have {EXPERIMENT_KINDS.names()})")
+    return kind, raw, path
+
+
+def validate(cls: type[BaseModel], raw: dict, path: Path) -> Any:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e, '')}") from None
+
+
+def load_any(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, Any]:
+    kind, raw, path = read_experiment(path_or_name, overrides)
+    return kind, EXPERIMENT_KINDS.get(kind).load(raw, path)
