@@ -113,20 +113,22 @@ class Memory:
         vecs = self.embedder.encode(texts)
         ns = namespace(user_id)
         with self._lock:
-            before = self.store.version()
-            if session_id is not None:  # a turn's position in its session survives updates (which re-insert)
-                earlier = self._session_turns(ns, session_id)
-                start = earlier[-1].metadata.get("position", len(earlier) - 1) + 1 if earlier else 0
-                for i, m in enumerate(metas):
-                    m["position"] = start + i
-            self.store.add(ns, ids, texts, vecs, metas)
-            written = [(i, t, "turn") for i, t in zip(ids, texts)]
-            if session_id is not None and (self.config.session_units or self.config.pair_units):
-                turns = self._session_turns(ns, session_id)
-                if self.config.pair_units:
-                    written += self._make_pairs(ns, turns, set(ids), ts)
-                if self.config.session_units:
-                    written.append(self._refresh_session(user_id, session_id, turns, ts))
+            # the turns, their pair units and the session unit are one transaction: all acknowledged or none
+            with self.store.transaction():
+                before = self.store.version(ns)
+                if session_id is not None:  # a turn's position in its session survives updates (which re-insert)
+                    earlier = self._session_turns(ns, session_id)
+                    start = earlier[-1].metadata.get("position", len(earlier) - 1) + 1 if earlier else 0
+                    for i, m in enumerate(metas):
+                        m["position"] = start + i
+                self.store.add(ns, ids, texts, vecs, metas)
+                written = [(i, t, "turn") for i, t in zip(ids, texts)]
+                if session_id is not None and (self.config.session_units or self.config.pair_units):
+                    turns = self._session_turns(ns, session_id)
+                    if self.config.pair_units:
+                        written += self._make_pairs(ns, turns, set(ids), ts)
+                    if self.config.session_units:
+                        written.append(self._refresh_session(user_id, session_id, turns, ts))
             self._bm25_apply(user_id, before, added=written)
         return ids
 
@@ -199,8 +201,8 @@ class Memory:
                 # that this version of the session was digested
                 ids.append(f"k-{sid}"), texts.append("; ".join(d.keywords) or f"session {sid}")
                 metas.append({**base, "granularity": "keywords"})
-            with self._lock:
-                before = self.store.version()
+            with self._lock, self.store.transaction():
+                before = self.store.version(ns)
                 if drop:
                     self.store.delete(ns, drop, missing_ok=True)
                 self.store.upsert(ns, ids, texts, self.embedder.encode(texts), metas)
@@ -217,8 +219,8 @@ class Memory:
         rec = self.store.get(ns, [memory_id])[0]
         if rec is None:
             raise NotFoundError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
-        with self._lock:
-            before = self.store.version()
+        with self._lock, self.store.transaction():
+            before = self.store.version(ns)
             self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
             added, removed = [(memory_id, text, rec.metadata.get("granularity"))], []
             if rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
@@ -256,8 +258,8 @@ class Memory:
         if ns not in self.store.namespaces():
             raise NotFoundError(f"user_id: unknown user {user_id!r}")
         ids = [memory_id] if memory_id is not None else self.store.ids(ns)
-        with self._lock:
-            before = self.store.version()
+        with self._lock, self.store.transaction():
+            before = self.store.version(ns)
             rec = self.store.get(ns, ids)[0] if memory_id is not None else None
             n = self.store.delete(ns, ids)
             added, removed = [], list(ids)
@@ -287,11 +289,11 @@ class Memory:
             index.remove(i)
         for i, t, g in added:
             index.add(i, t, g)
-        self._bm25[user_id] = (index, self.store.version())
+        self._bm25[user_id] = (index, self.store.version(namespace(user_id)))
 
     def bm25_index(self, user_id: str) -> BM25Index:
         entry = self._bm25.get(user_id)
-        version = self.store.version()
+        version = self.store.version(namespace(user_id))
         if entry is not None and entry[1] == version:
             return entry[0]
         index = BM25Index()

@@ -223,7 +223,7 @@ class MemGAS:
 
     def _prepare(self, user_id: str) -> dict:
         store = self.memory.store
-        version = store.version()
+        version = store.version(namespace(user_id))
         hit = self._cache.get(user_id)
         if hit is not None and hit[0] == version:
             return hit[1]

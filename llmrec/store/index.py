@@ -72,6 +72,27 @@ class AnnIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
 
+    def ids(self) -> np.ndarray:
+        """Every live id in the index, with repeats if an id was ever added twice (see ``VectorStore.verify``)."""
+        if self._is_ivf():
+            inv = self.index.invlists
+            parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
+                     for i in range(inv.nlist) if inv.list_size(i)]
+            out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        else:
+            out = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if self.tombstones:
+            out = out[~np.isin(out, np.fromiter(self.tombstones, np.int64, len(self.tombstones)))]
+        return out
+
+    def contains(self, rid: int) -> bool:
+        """Whether ``rid`` is in the FAISS index at all (live or tombstoned)."""
+        try:
+            self.index.reconstruct(int(rid))
+            return True
+        except RuntimeError:
+            return False
+
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return

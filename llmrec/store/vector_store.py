@@ -2,26 +2,37 @@
 
 On-disk layout (see memory/README.md):
   <dir>/store.sqlite          the source of truth (WAL mode); every add/upsert/delete is one transaction
-  <dir>/index/<key>.faiss     optional FAISS snapshots per namespace, written atomically (tmp + rename)
-  <dir>/index/<key>.json      {"namespace", "seq", "kind", "tombstones"} for that snapshot
+                              (``transaction()`` groups several); meta holds the store's identity (a UUID)
+  <dir>/index/<key>.snap      optional FAISS snapshot per namespace: ONE file, written atomically, = magic +
+                              JSON header (store id, namespace, log sequence covered, index kind, tombstones,
+                              sha256 of the index bytes) + the serialized index
+  <dir>/index/.flush.lock     serializes flushes across processes (fcntl lock)
 
 Every write commits to SQLite before it returns, so a writer killed at any moment leaves a store that
 opens with every acknowledged write. FAISS indexes are derived: on open they are loaded from a snapshot
 and brought up to date by replaying the change log (``ops``) past the snapshot's sequence number, or
-rebuilt from the stored vectors. Several processes may share a store: each replays the others' ops
-before reading or writing.
+rebuilt from the stored vectors. A snapshot is used only if it is this store's (identity), intact
+(checksum), no older than the log's floor, no newer than the log, and its replayed index holds exactly the
+namespace's rows; anything else is rebuilt from SQLite, never an error. Replay is idempotent (an id is
+never indexed twice). Several processes may share a store: each replays the others' ops before reading or
+writing. Once snapshots cover more than ``log_compact_ops`` logged ops, the log below them is deleted and
+``ops_floor`` records where it starts; HNSW indexes are rebuilt once tombstones pass ``hnsw_rebuild_ratio``.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
 import sqlite3
+import struct
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +44,7 @@ from llmrec.sqlite import select_in
 
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TEXT_CHARS = 1_000_000
+SNAPSHOT_MAGIC = b"LLMRECSNAP1\n"
 
 
 class StoreConfig(StrictConfig):
@@ -41,6 +53,8 @@ class StoreConfig(StrictConfig):
     durability: Literal["normal", "full"] = "normal"  # "full" also survives OS crashes (fsync per commit)
     exact_filter_limit: int = 4096  # filtered searches over at most this many rows score them exactly
     rescore_factor: int = 4  # ivfpq: fetch k * factor candidates, rescore with the stored exact vectors
+    log_compact_ops: int = 50_000  # flush deletes the change log below its snapshots once it is this long
+    hnsw_rebuild_ratio: float = 0.25  # hnsw: rebuild a namespace's graph when tombstones pass this share
 
 
 @dataclass
@@ -92,6 +106,7 @@ class VectorStore:
         rid INTEGER NOT NULL,
         op TEXT NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS ns_seq (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
     """
 
     def __init__(self, path: str | Path, config: StoreConfig | None = None) -> None:
@@ -104,8 +119,10 @@ class VectorStore:
         self._open_schema()
         self.config = self._reconcile_config(config)
         self._conn.execute(f"PRAGMA synchronous={'FULL' if self.config.durability == 'full' else 'NORMAL'}")
+        self.store_id = str(self._conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0])
         self._indexes: dict[str, AnnIndex] = {}
         self._seq = 0
+        self._txn: list[tuple[str, str, np.ndarray, np.ndarray | None]] | None = None  # pending index ops
         self._load_indexes()
 
     # ------------------------------------------------------------------ config & lifecycle
@@ -119,6 +136,10 @@ class VectorStore:
                 if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(self.SCHEMA)
+                # identity: created with the file, so snapshots of a deleted and recreated store are foreign
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+                # per-namespace versions for stores made before they existed
+                self._conn.execute("INSERT OR IGNORE INTO ns_seq SELECT namespace, MAX(seq) FROM ops GROUP BY namespace")
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -161,11 +182,29 @@ class VectorStore:
 
     # ------------------------------------------------------------------ index maintenance
     def _new_index(self) -> AnnIndex:
-        assert self.config.dim is not None
+        if self.config.dim is None:
+            raise StoreError(f"dim: the store at {self.path} has namespaces but no vector dimension")
         return AnnIndex(self.config.dim, self.config.index)
 
     def _max_seq(self) -> int:
-        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ops").fetchone()[0])
+        """The last change-log sequence ever issued (the log itself may have been compacted)."""
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='ops'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _floor(self) -> int:
+        return int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
+
+    @contextmanager
+    def _read_txn(self) -> Iterator[None]:
+        """One consistent view of the database (WAL snapshot) for several reads; a no-op inside a transaction."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     def _rebuild(self, ns: str) -> AnnIndex:
         idx = self._new_index()
@@ -176,10 +215,10 @@ class VectorStore:
         return idx
 
     def _load_indexes(self) -> None:
-        with self._lock:
+        with self._lock, self._read_txn():  # config, log position, namespaces and rows from one snapshot
             self._refresh_config()
             self._seq = self._max_seq()
-            floor = int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
+            floor = self._floor()
             self._indexes = {}
             for (ns,) in self._conn.execute("SELECT name FROM namespaces").fetchall():
                 idx = self._load_snapshot(ns, floor)
@@ -191,18 +230,25 @@ class VectorStore:
         if saved.dim != self.config.dim:
             self.config = self.config.model_copy(update={"dim": saved.dim})
 
+    def _snapshot_path(self, ns: str) -> Path:
+        return self.path / "index" / f"{_ns_key(ns)}.snap"
+
     def _load_snapshot(self, ns: str, floor: int) -> AnnIndex | None:
-        base = self.path / "index" / _ns_key(ns)
+        """The namespace's snapshot brought up to date, or None (rebuild) unless every check passes."""
+        snap = read_snapshot(self._snapshot_path(ns))
+        if snap is None:
+            return None
+        info, data = snap
+        if (info["store_id"] != self.store_id or info["namespace"] != ns or info["kind"] != self.config.index.kind
+                or info["dim"] != self.config.dim or not floor <= info["seq"] <= self._seq):
+            return None
         try:
-            info = json.loads((base.with_suffix(".json")).read_text())
-            data = (base.with_suffix(".faiss")).read_bytes()
-            if info.get("namespace") != ns or info.get("kind") != self.config.index.kind or info["seq"] < floor:
-                return None
-            idx = AnnIndex.from_bytes(self.config.dim, self.config.index, data, info.get("tombstones", []))
-        except (OSError, ValueError, KeyError, RuntimeError):
+            idx = AnnIndex.from_bytes(self.config.dim, self.config.index, data, info["tombstones"])
+        except (RuntimeError, ValueError, TypeError):
             return None
         self._replay(ns, idx, info["seq"], self._seq)
-        return idx
+        rows = int(self._conn.execute("SELECT COUNT(*) FROM items WHERE namespace=?", (ns,)).fetchone()[0])
+        return idx if idx.ntotal == rows else None
 
     def _replay(self, ns: str | None, idx: AnnIndex | None, after: int, upto: int) -> None:
         """Apply logged ops with after < seq <= upto (to one namespace's index, or to all)."""
@@ -213,44 +259,76 @@ class VectorStore:
             target = idx if ns is not None else self._indexes.get(op_ns)
             if target is None:
                 target = self._indexes[op_ns] = self._new_index()
+            # idempotent: rids are never reused, so an id already in the index (live or tombstoned) is
+            # never added a second time, and only a live one is removed
             if op == "add":
-                if vec is not None:  # deleted later: its own 'del' op follows; skip the add
+                if vec is not None and not target.contains(rid):  # vec None: deleted later, its 'del' follows
                     target.add(np.array([rid], np.int64), np.frombuffer(vec, np.float32)[None])
-            else:
-                if self._index_has(target, rid):
-                    target.remove(np.array([rid], np.int64))
-
-    @staticmethod
-    def _index_has(idx: AnnIndex, rid: int) -> bool:
-        try:
-            idx.index.reconstruct(int(rid))
-            return rid not in idx.tombstones
-        except RuntimeError:
-            return False
+            elif target.contains(rid) and rid not in target.tombstones:
+                target.remove(np.array([rid], np.int64))
 
     def _sync(self) -> None:
         """Catch up with writes made by other processes (or other store objects)."""
-        latest = self._max_seq()
-        if latest == self._seq:
-            return
-        floor = int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
-        self._refresh_config()
-        if self._seq < floor:
-            self._load_indexes()
-            return
-        self._replay(None, None, self._seq, latest)
-        self._seq = latest
+        with self._read_txn():
+            latest = self._max_seq()
+            if latest == self._seq:
+                return
+            self._refresh_config()
+            if self._seq < self._floor():  # the log we would replay was compacted: reload
+                self._load_indexes()
+                return
+            touched = {r[0] for r in self._conn.execute(
+                "SELECT DISTINCT namespace FROM ops WHERE seq > ? AND seq <= ?", (self._seq, latest))}
+            self._replay(None, None, self._seq, latest)
+            self._seq = latest
+            for ns in touched:
+                self._maybe_rebuild(ns)
+
+    def _maybe_rebuild(self, ns: str) -> None:
+        """HNSW cannot delete: rebuild the graph once tombstones pass ``hnsw_rebuild_ratio`` of it."""
+        idx = self._indexes.get(ns)
+        if idx is not None and idx.tombstones and \
+                len(idx.tombstones) > self.config.hnsw_rebuild_ratio * max(1, idx.index.ntotal):
+            self._indexes[ns] = self._rebuild(ns)
 
     def flush(self) -> None:
-        """Write FAISS snapshots of every namespace (atomically), so the next open skips rebuilding."""
-        with self._lock:
+        """Write a snapshot of every namespace (one atomic file each) so the next open skips rebuilding, then
+        compact the change log below them. Serialized across processes; a snapshot newer than ours is kept."""
+        with self._lock, _flush_lock(self.path / "index" / ".flush.lock"):
             self._sync()
             for ns, idx in self._indexes.items():
-                base = self.path / "index" / _ns_key(ns)
-                info = {"namespace": ns, "seq": self._seq, "kind": self.config.index.kind,
-                        "tombstones": sorted(idx.tombstones)}
-                _atomic_write(base.with_suffix(".faiss"), idx.to_bytes())
-                _atomic_write(base.with_suffix(".json"), json.dumps(info).encode())
+                path = self._snapshot_path(ns)
+                have = read_snapshot(path, header_only=True)
+                if have is not None and have["store_id"] == self.store_id and have["seq"] >= self._seq:
+                    continue
+                write_snapshot(path, {"store_id": self.store_id, "namespace": ns, "seq": self._seq,
+                                      "kind": self.config.index.kind, "dim": self.config.dim,
+                                      "tombstones": sorted(idx.tombstones)}, idx.to_bytes())
+                for legacy in (path.with_suffix(".faiss"), path.with_suffix(".json")):  # pre-0.3 snapshot pairs
+                    legacy.unlink(missing_ok=True)
+            self._compact_log()
+
+    def _compact_log(self) -> None:
+        """Delete logged ops every snapshot covers (called under the flush lock, after a full flush)."""
+        covered = self._seq
+        for ns in self._indexes:
+            have = read_snapshot(self._snapshot_path(ns), header_only=True)
+            if have is None or have["store_id"] != self.store_id:
+                return
+            covered = min(covered, have["seq"])
+        floor = self._floor()
+        n = int(self._conn.execute("SELECT COUNT(*) FROM ops WHERE seq > ? AND seq <= ?", (floor, covered)).fetchone()[0])
+        if n < self.config.log_compact_ops:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("DELETE FROM ops WHERE seq <= ?", (covered,))
+            self._conn.execute("INSERT INTO meta VALUES ('ops_floor', ?) ON CONFLICT(key) DO UPDATE SET "
+                               "value=excluded.value", (str(covered),))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ validation
     def _check_namespace(self, namespace: str) -> None:
@@ -307,48 +385,77 @@ class VectorStore:
         """Insert or replace items by id."""
         self._write(namespace, ids, texts, vectors, metadatas, replace=True)
 
+    @contextmanager
+    def transaction(self) -> Iterator["VectorStore"]:
+        """Group writes into one SQLite transaction: all of them are acknowledged together or none is (a
+        crash or an exception inside rolls every one back). Reads inside see the pending writes; the
+        in-memory indexes change only at commit. Nested calls join the outer transaction."""
+        with self._lock:
+            if self._txn is not None:
+                yield self
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._txn = []
+            try:
+                self._sync()  # under the write lock: nobody else can write now
+                yield self
+                seq = self._max_seq()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._txn = None
+                self._refresh_config()  # a dimension fixed inside the transaction is undone too
+                raise
+            pending, self._txn = self._txn, None
+            for ns, op, rids, vecs in pending:
+                idx = self._indexes.get(ns)
+                if idx is None:
+                    idx = self._indexes[ns] = self._new_index()
+                if op == "add":
+                    idx.add(rids, vecs)
+                else:
+                    idx.remove(rids)
+            self._seq = seq
+            for ns in {p[0] for p in pending if p[1] == "remove"}:
+                self._maybe_rebuild(ns)
+
+    def _bump(self, namespace: str) -> None:
+        self._conn.execute("INSERT INTO ns_seq VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq",
+                           (namespace, self._max_seq()))
+
     def _write(self, namespace, ids, texts, vectors, metadatas, replace: bool) -> None:
         self._check_namespace(namespace)
+        if isinstance(ids, str) or isinstance(texts, str):
+            raise StoreError("ids: expected a list of ids and a list of texts, got a string"
+                             if isinstance(ids, str) else "texts: expected a list of texts, got a string")
         ids, texts = list(ids), list(texts)
         metas = self._check_items(ids, texts, metadatas)
         vecs = self._check_vectors(vectors, len(ids))
         if not ids:
             return
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._sync()  # under the write lock: nobody else can write now
-                if self.config.dim is None:
-                    self._fix_dim(vecs.shape[1])
-                vecs = self._check_vectors(vecs, len(ids))
-                self._conn.execute("INSERT OR IGNORE INTO namespaces VALUES (?)", (namespace,))
-                removed = self._delete_rows(namespace, ids, must_exist=False) if replace else []
-                if not replace:
-                    self._reject_existing(namespace, ids)
-                cur = self._conn.cursor()
-                rids, kv = [], []
-                for x, t, m, v in zip(ids, texts, metas, vecs):
-                    cur.execute("INSERT INTO items (namespace, ext_id, text, metadata, vector) VALUES (?,?,?,?,?)",
-                                (namespace, x, t, m, v.tobytes()))
-                    rids.append(cur.lastrowid)
-                    for key, val in json.loads(m).items():
-                        if val is None or isinstance(val, (str, int, float, bool)):
-                            kv.append((namespace, key, json.dumps(val), cur.lastrowid))
-                cur.executemany("INSERT INTO meta_kv VALUES (?, ?, ?, ?)", kv)
-                cur.executemany("INSERT INTO ops (namespace, rid, op) VALUES (?, ?, 'add')",
-                                [(namespace, r) for r in rids])
-                seq = self._max_seq()
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            idx = self._indexes.get(namespace)
-            if idx is None:
-                idx = self._indexes[namespace] = self._new_index()
+        with self.transaction():
+            if self.config.dim is None:
+                self._fix_dim(vecs.shape[1])
+            vecs = self._check_vectors(vecs, len(ids))
+            self._conn.execute("INSERT OR IGNORE INTO namespaces VALUES (?)", (namespace,))
+            removed = self._delete_rows(namespace, ids, must_exist=False) if replace else []
+            if not replace:
+                self._reject_existing(namespace, ids)
+            cur = self._conn.cursor()
+            rids, kv = [], []
+            for x, t, m, v in zip(ids, texts, metas, vecs):
+                cur.execute("INSERT INTO items (namespace, ext_id, text, metadata, vector) VALUES (?,?,?,?,?)",
+                            (namespace, x, t, m, v.tobytes()))
+                rids.append(cur.lastrowid)
+                for key, val in json.loads(m).items():
+                    if val is None or isinstance(val, (str, int, float, bool)):
+                        kv.append((namespace, key, json.dumps(val), cur.lastrowid))
+            cur.executemany("INSERT INTO meta_kv VALUES (?, ?, ?, ?)", kv)
+            cur.executemany("INSERT INTO ops (namespace, rid, op) VALUES (?, ?, 'add')", [(namespace, r) for r in rids])
+            self._bump(namespace)
             if removed:
-                idx.remove(np.array(removed, np.int64))
-            idx.add(np.array(rids, np.int64), vecs)
-            self._seq = seq
+                self._txn.append((namespace, "remove", np.array(removed, np.int64), None))
+            self._txn.append((namespace, "add", np.array(rids, np.int64), vecs))
 
     def _fix_dim(self, dim: int) -> None:
         self.config = self.config.model_copy(update={"dim": dim})
@@ -378,28 +485,41 @@ class VectorStore:
     def delete(self, namespace: str, ids: Sequence[str], missing_ok: bool = False) -> int:
         """Delete items by id; returns how many were deleted. Unknown namespace or id: KeyError."""
         self._check_namespace(namespace)
+        if isinstance(ids, str):
+            raise StoreError("ids: expected a list of ids, got a string")
         ids = list(ids)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._sync()
-                if namespace not in self._indexes:
-                    raise NotFoundError(f"namespace: unknown namespace {namespace!r}")
-                rids = self._delete_rows(namespace, ids, must_exist=not missing_ok)
-                seq = self._max_seq()
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._indexes[namespace].remove(np.array(rids, np.int64))
-            self._seq = seq
-            return len(rids)
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM namespaces WHERE name=?", (namespace,)).fetchone() is None:
+                raise NotFoundError(f"namespace: unknown namespace {namespace!r}")
+            rids = self._delete_rows(namespace, ids, must_exist=not missing_ok)
+            if rids:
+                self._bump(namespace)
+                self._txn.append((namespace, "remove", np.array(rids, np.int64), None))
+        return len(rids)
 
     # ------------------------------------------------------------------ reads
-    def version(self) -> int:
-        """A number that changes whenever any process writes to the store (the last change-log sequence)."""
+    def verify(self) -> dict[str, dict[str, int]]:
+        """Compare every namespace's FAISS index with its SQLite rows (after catching up with other writers):
+        ``{namespace: {rows, indexed, duplicates, missing, extra}}``; a healthy store has 0 of the last three."""
         with self._lock:
-            return self._max_seq()
+            self._sync()
+            out = {}
+            for ns, idx in sorted(self._indexes.items()):
+                rows = {r[0] for r in self._conn.execute("SELECT rid FROM items WHERE namespace=?", (ns,))}
+                got = idx.ids()
+                have = set(got.tolist())
+                out[ns] = {"rows": len(rows), "indexed": int(len(got)), "duplicates": int(len(got) - len(have)),
+                           "missing": len(rows - have), "extra": len(have - rows)}
+            return out
+
+    def version(self, namespace: str | None = None) -> int:
+        """A number that changes whenever any process writes to the store (the last change-log sequence), or
+        with ``namespace``, to that namespace only (so a cache of one user survives other users' writes)."""
+        with self._lock:
+            if namespace is None:
+                return self._max_seq()
+            row = self._conn.execute("SELECT seq FROM ns_seq WHERE name=?", (namespace,)).fetchone()
+            return int(row[0]) if row else 0
 
     def namespaces(self) -> list[str]:
         with self._lock:
@@ -470,6 +590,7 @@ class VectorStore:
             idx = self._indexes.get(namespace)
             if idx is None or idx.ntotal == 0:
                 return []
+            k = min(k, idx.ntotal)  # never allocate for more hits than the namespace holds
             allowed = None
             if where:
                 allowed = self._filter_rids(namespace, where)
@@ -518,6 +639,47 @@ class _single_thread_faiss:
         self._faiss.omp_set_num_threads(self._prev)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_snapshot(path: Path, header: dict[str, Any], data: bytes) -> None:
+    """magic + 8-byte header length + JSON header (with the sha256 of ``data``) + ``data``, in one atomic file."""
+    head = json.dumps({**header, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}).encode()
     with atomic_open(path, "wb") as f:
+        f.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(head)) + head)
         f.write(data)
+
+
+_HEADER_TYPES = {"store_id": str, "namespace": str, "seq": int, "kind": str, "dim": int, "tombstones": list,
+                 "sha256": str, "size": int}
+
+
+def read_snapshot(path: Path, header_only: bool = False):
+    """(header, index bytes), or the header alone; None for a missing, torn, corrupt or malformed file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+                return None
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 1 << 30:
+                return None
+            header = json.loads(f.read(n))
+            if not isinstance(header, dict) or any(type(header.get(k)) is not t for k, t in _HEADER_TYPES.items()):
+                return None
+            if not all(type(x) is int for x in header["tombstones"]):
+                return None
+            if header_only:
+                return header
+            data = f.read(header["size"] + 1)
+    except (OSError, ValueError, struct.error):
+        return None
+    if len(data) != header["size"] or hashlib.sha256(data).hexdigest() != header["sha256"]:
+        return None
+    return header, data
+
+
+@contextmanager
+def _flush_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
