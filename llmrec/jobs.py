@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
-from llmrec.errors import NotFoundError
+from llmrec.errors import DataError, NotFoundError
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,48 @@ def prompt_hash(messages: list[dict[str, str]]) -> str:
 
 
 def read_shard(path: Path) -> dict[str, dict]:
-    """Rows by id (the last row of an id wins); a torn last line (from a kill mid-write) is ignored."""
+    """Rows by id (the last row of an id wins). A torn last line (a kill mid-write: no newline after it) is
+    ignored, and cut off by the next append; any other unreadable line is a ``DataError`` naming file:line."""
     rows: dict[str, dict] = {}
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith("\n"):  # the torn tail
+                break
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            rows[row["id"]] = row
+                rows[row["id"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"{path}:{n}: unreadable shard row ({e}); delete the line to regenerate it") from None
     return rows
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (no newline after it) so appends start on a line of their own; bytes removed."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        keep, pos = 0, size
+        while pos > 0:  # the last newline, read backwards in blocks
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            block = f.read(step)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                keep = pos + i + 1
+                break
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - keep
 
 
 def malformed(text: str, min_words: int) -> str | None:
@@ -129,7 +159,7 @@ def plan_extraction(model_id: str, kind: str, prompt_name: str, requests: Sequen
     return ExtractionPlan(kind, shard, len(todo), [t for t in todo if not done(t[0], t[2])])
 
 
-class _ShardWriter:
+class ShardWriter:
     """Appends finished rows one chunk at a time (flush + fsync), with a progress bar in rows/s and tokens/s."""
 
     def __init__(self, plan: ExtractionPlan, model_id: str, progress: bool) -> None:
@@ -138,6 +168,7 @@ class _ShardWriter:
         self.tokens = self.retried = 0
         self.failed: list[str] = []
         self.bar = tqdm(total=len(plan.pending), desc=f"extract {plan.kind}", unit="row", disable=not progress)
+        repair_tail(plan.shard)  # a kill mid-line must not glue the next row onto the torn one
         self.f = open(plan.shard, "a", encoding="utf-8")
 
     def write(self, rows: list[dict]) -> None:
@@ -210,7 +241,7 @@ def extract(
     """Generate knowledge for every request not already in ``out_dir/<kind>.jsonl`` (same prompt, same model)."""
     params = params or GenerationParams(max_new_tokens=64)
     plan = plan_extraction(llm.model_id, kind, prompt_name, requests, out_dir, retry_failed)
-    writer = _ShardWriter(plan, llm.model_id, progress)
+    writer = ShardWriter(plan, llm.model_id, progress)
     try:
         for i in range(0, len(plan.pending), chunk_size):
             writer.write(generate_rows(llm, plan.pending[i : i + chunk_size], params, max_retries, min_words))

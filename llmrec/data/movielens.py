@@ -4,6 +4,8 @@ CTR label: rating >= 4. Features: user, item, age, gender, occupation, zip prefi
 genres (multi-hot). Split chronologically with ``RecData.chronological_split``."""
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,11 @@ def load_movielens100k(root: str | Path, threshold: float = 4.0) -> RecData:
     for lineno, r in enumerate(rows, start=2):
         for f in ("rating", "timestamp"):
             try:
-                float(r[col[f]])
+                v = float(r[col[f]])
             except ValueError:
                 raise DataFormatError(str(inter_path), lineno, f, f"not a number: {r[col[f]]!r}") from None
+            if not math.isfinite(v) or (f == "rating" and v < 0):
+                raise DataFormatError(str(inter_path), lineno, f, f"not a finite non-negative number: {r[col[f]]!r}")
         users.append(r[col["user_id"]])
         items.append(r[col["item_id"]])
         ratings.append(float(r[col["rating"]]))
@@ -72,6 +76,8 @@ def load_movielens100k(root: str | Path, threshold: float = 4.0) -> RecData:
             age = float(r[ucol["age"]])
         except ValueError:
             raise DataFormatError(str(user_path), lineno, "age", f"not a number: {r[ucol['age']]!r}") from None
+        if not math.isfinite(age):
+            raise DataFormatError(str(user_path), lineno, "age", f"not a finite number: {r[ucol['age']]!r}")
         uinfo[r[ucol["user_id"]]] = {"age": age, "gender": r[ucol["gender"]], "occupation": r[ucol["occupation"]],
                                       "zip": r[ucol["zip_code"]][:1] or "?"}
     inames, irows = _read_atomic(item_path, ["item_id", "movie_title", "release_year", "class"])

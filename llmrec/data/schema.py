@@ -6,10 +6,12 @@ from typing import Literal
 
 import numpy as np
 
+from llmrec.errors import DataError
+
 FieldType = Literal["categorical", "numerical", "multi_hot"]
 
 
-class DataFormatError(ValueError):
+class DataFormatError(DataError):
     """A malformed data file; the message names the file, line and field."""
 
     def __init__(self, path: str, line: int | None, field_name: str | None, problem: str) -> None:
@@ -41,6 +43,11 @@ class RecData:
         for f in [*self.fields, self.label, self.time]:
             if f not in self.columns:
                 raise ValueError(f"fields: column {f!r} is missing")
+        y = np.asarray(self.columns[self.label], dtype=np.float64)
+        bad = ~np.isfinite(y) | (y < 0) | (y > 1)
+        if bad.any():  # a NaN label would silently train as 0
+            raise ValueError(f"{self.label}[{int(np.argmax(bad))}]: labels must be finite and in [0, 1], "
+                             f"got {y[bad][0]!r} ({int(bad.sum())} rows)")
 
     def __len__(self) -> int:
         return len(self.columns[self.label])

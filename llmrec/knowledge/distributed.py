@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from llmrec.jobs import (ExtractionReport, KnowledgeRequest, _ShardWriter, generate_rows,
+from llmrec.jobs import (ExtractionReport, KnowledgeRequest, ShardWriter, generate_rows,
                                       plan_extraction)
 from llmrec.llm.base import GenerationParams
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
@@ -55,7 +55,7 @@ def extract_ray(
     params = params or GenerationParams(max_new_tokens=64)
     model_id = model_id_for(llm_config)
     plan = plan_extraction(model_id, kind, prompt_name, requests, out_dir, retry_failed)
-    writer = _ShardWriter(plan, model_id, progress)
+    writer = ShardWriter(plan, model_id, progress)
     try:
         if plan.pending:
             if not ray.is_initialized():

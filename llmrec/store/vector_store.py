@@ -334,6 +334,7 @@ class VectorStore:
     def _check_namespace(self, namespace: str) -> None:
         if not isinstance(namespace, str) or not namespace.strip() or len(namespace) > 256:
             raise StoreError("namespace: must be a non-empty string of at most 256 characters")
+        _check_utf8(namespace, "namespace")
 
     def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
@@ -360,8 +361,10 @@ class VectorStore:
             if x in seen:
                 raise StoreError(f"ids[{i}]: duplicate id {x!r} in one call")
             seen.add(x)
+            _check_utf8(x, f"ids[{i}]")
             if not isinstance(t, str) or not t.strip():
                 raise StoreError(f"texts[{i}]: empty text")
+            _check_utf8(t, f"texts[{i}]")
             if len(t) > MAX_TEXT_CHARS:
                 raise StoreError(f"texts[{i}]: {len(t)} characters exceed {MAX_TEXT_CHARS}")
         out = []
@@ -637,6 +640,13 @@ class _single_thread_faiss:
 
     def __exit__(self, *exc) -> None:
         self._faiss.omp_set_num_threads(self._prev)
+
+
+def _check_utf8(text: str, field: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise StoreError(f"{field}: not encodable as UTF-8 at character {e.start} (a lone surrogate?)") from None
 
 
 def write_snapshot(path: Path, header: dict[str, Any], data: bytes) -> None:

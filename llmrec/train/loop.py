@@ -29,6 +29,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from pydantic import Field
+
 from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError, DataError
 from llmrec.io import load_checkpoint, save_checkpoint
@@ -36,16 +38,16 @@ from llmrec.train.tasks import PointwiseTask, Task
 
 
 class TrainerConfig(StrictConfig):
-    batch_size: int = 1024  # global batch (split across ranks when distributed)
-    learning_rate: float = 1e-3
-    embedding_l2: float = 0.01
-    epochs: int = 20
-    patience: int = 2
-    min_delta: float = 1e-6
-    min_lr: float = 1e-6
-    grad_clip: float = 10.0
+    batch_size: int = Field(1024, ge=1)  # global batch (split across ranks when distributed)
+    learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    embedding_l2: float = Field(0.01, ge=0, allow_inf_nan=False)
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(2, ge=0)
+    min_delta: float = Field(1e-6, ge=0, allow_inf_nan=False)
+    min_lr: float = Field(1e-6, ge=0, allow_inf_nan=False)
+    grad_clip: float = Field(10.0, gt=0, allow_inf_nan=False)
     seed: int = 2021
-    eval_batch_size: int = 8192
+    eval_batch_size: int = Field(8192, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast matmuls (CPU AVX-512 BF16 / GPU)
     device: str = "cpu"
     progress: bool = True
