@@ -6,6 +6,7 @@ from __future__ import annotations
 from llmrec.errors import NotFoundError
 
 import re
+import unicodedata
 import string
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,9 +16,17 @@ from typing import Mapping
 _SEP = "\n---\n"
 
 
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")  # zero-width, bidi
+_CLOSING_TAG = re.compile(r"<\s*/\s*([^\s<>/]*)[^<>]*>")
+
+
 def defang(text: str) -> str:
-    """Neutralise closing tags inside untrusted text, so it cannot end the fence it is placed in."""
-    return re.sub(r"</\s*([a-z_]+)\s*>", r"[/\1]", str(text), flags=re.I)
+    """Neutralise closing tags inside untrusted text, so it cannot end the fence it is placed in. Tags are
+    normalised first: compatibility forms (full-width < / >) folded (NFKC), zero-width and bidi characters
+    dropped; then any closing tag, whatever its case, spacing, suffix or attributes (``< /passage>``,
+    ``</passage-x>``, ``</ Passage foo>``), becomes ``[/name]``."""
+    t = _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(text)))
+    return _CLOSING_TAG.sub(lambda m: "[/" + re.sub(r"[^\w-]", "", m.group(1)) + "]", t)
 
 
 def fence(text: str, tag: str) -> str:

@@ -20,6 +20,7 @@ from llmrec.prompts import defang
 from llmrec.io import write_json_atomic
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.prompts import load_prompt
+from llmrec.rerank.base import Candidate
 from llmrec.research.sources import Evidence, Source, dedupe
 from llmrec.errors import NotFoundError
 
@@ -92,6 +93,16 @@ def parse_queries(text: str, limit: int) -> list[str]:
     return out[:limit]
 
 
+@dataclass
+class RunState:
+    """One research run's trace (steps, token counts) and clock."""
+    trace: dict
+    t0: float = field(default_factory=time.perf_counter)
+
+    def step(self, step: str, **data: Any) -> None:
+        self.trace["steps"].append({"step": step, "t": round(time.perf_counter() - self.t0, 3), **data})
+
+
 class PersonalizedResearcher:
     def __init__(self, llm: LLM, private: Sequence[Source] = (), public: Sequence[Source] = (),
                  reranker: Any = None, config: ResearchConfig | None = None) -> None:
@@ -100,8 +111,8 @@ class PersonalizedResearcher:
         self.prompts = {n: load_prompt(f"research_{n}") for n in ("profile", "plan", "decide", "refine", "claim")}
 
     # -- budget-checked LLM calls ------------------------------------------------------------------------
-    def _call(self, kind: str, variables: list[dict], max_new_tokens: int) -> list[str]:
-        c, t = self.config, self._trace
+    def _call(self, run: "RunState", kind: str, variables: list[dict], max_new_tokens: int) -> list[str]:
+        c, t = self.config, run.trace
         msgs = [self.prompts[kind].messages(v) for v in variables]
         estimate = sum(int(sum(len(m["content"]) for m in ms) / c.chars_per_token) + max_new_tokens for ms in msgs)
         used = t["tokens"]["prompt"] + t["tokens"]["completion"]
@@ -111,25 +122,22 @@ class PersonalizedResearcher:
         p, q = sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens)
         t["tokens"]["prompt"] += p
         t["tokens"]["completion"] += q
-        self._step("llm", kind=kind, tokens={"prompt": p, "completion": q}, outputs=[g.text for g in gens])
+        run.step("llm", kind=kind, tokens={"prompt": p, "completion": q}, outputs=[g.text for g in gens])
         return [g.text.strip() for g in gens]
-
-    def _step(self, step: str, **data: Any) -> None:
-        self._trace["steps"].append({"step": step, "t": round(time.perf_counter() - self._t0, 3), **data})
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self, user_id: str, question: str) -> ResearchResult:
-        c = self.config
-        self._t0 = time.perf_counter()
-        self._trace = {"user_id": user_id, "question": question, "config": c.model_dump(),
-                       "llm": self.llm.model_id, "tokens": {"prompt": 0, "completion": 0}, "steps": []}
+        # every piece of per-run state lives in this run's own object: concurrent runs (threads, LangChain's
+        # batch) never share a trace or a token count
+        run = RunState({"user_id": user_id, "question": question, "config": self.config.model_dump(),
+                        "llm": self.llm.model_id, "tokens": {"prompt": 0, "completion": 0}, "steps": []})
         try:
-            return self._run(user_id, question)
+            return self._run(run, user_id, question)
         except Exception as e:
-            self._step("error", error=f"{type(e).__name__}: {e}")
-            raise ResearchError(f"research failed: {e}", self._trace) from e
+            run.step("error", error=f"{type(e).__name__}: {e}")
+            raise ResearchError(f"research failed: {e}", run.trace) from e
 
-    def _run(self, user_id: str, question: str) -> ResearchResult:
+    def _run(self, run: "RunState", user_id: str, question: str) -> ResearchResult:
         c = self.config
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question: empty question")
@@ -144,45 +152,45 @@ class PersonalizedResearcher:
             # 1. profile from private sources
             if private:
                 mem = dedupe([e for s in private for e in s.retrieve(user_id, question, c.profile_memories)])
-                self._step("profile_retrieve", retrieved=[{"id": e.id, "source": e.source, "score": e.score} for e in mem])
+                run.step("profile_retrieve", retrieved=[{"id": e.id, "source": e.source, "score": e.score} for e in mem])
                 if mem:
-                    profile = self._call("profile", [{"question": question, "memories": defang(
+                    profile = self._call(run, "profile", [{"question": question, "memories": defang(
                         "\n".join(f"- {e.text}" for e in mem))}], c.max_new_tokens)[0]
-                    self._step("profile", profile=profile)
+                    run.step("profile", profile=profile)
             # 2. plan (before any retrieval)
-            queries = [question] + parse_queries(self._call("plan", [{"question": question, "profile": profile or "unknown",
+            queries = [question] + parse_queries(self._call(run, "plan", [{"question": question, "profile": profile or "unknown",
                                                                       "n": c.sub_queries}], c.max_new_tokens)[0],
                                                  c.sub_queries)
-            self._step("plan", queries=queries)
+            run.step("plan", queries=queries)
             tried: dict[str, int] = {}
             for it in range(c.max_iterations):
                 new = self._retrieve(user_id, question, queries, private, tried)
                 evidence = dedupe(evidence + new)
-                self._step("retrieve", iteration=it, queries=queries,
+                run.step("retrieve", iteration=it, queries=queries,
                            kept=[{"id": e.id, "source": e.source, "score": round(e.score, 4)} for e in new])
                 if not new and it > 0:
                     stop = "no_new_evidence"
                     break
-                verdict = self._call("decide", [{"question": question, "evidence": defang(
+                verdict = self._call(run, "decide", [{"question": question, "evidence": defang(
                     "\n\n".join(f"[{e.id}] {e.text}" for e in evidence[: c.report_claims]))}], 8)[0]
                 sufficient = verdict.lower().lstrip(" \"'*").startswith("yes")
-                self._step("decide", iteration=it, sufficient=sufficient, evidence=len(evidence))
+                run.step("decide", iteration=it, sufficient=sufficient, evidence=len(evidence))
                 if sufficient:
                     stop = "sufficient"
                     break
                 if it + 1 < c.max_iterations:
                     coverage = "\n".join(f"- {q}: {n} passages" for q, n in tried.items())
-                    refined = parse_queries(self._call("refine", [{"question": question, "profile": profile or "unknown",
+                    refined = parse_queries(self._call(run, "refine", [{"question": question, "profile": profile or "unknown",
                                                                    "coverage": coverage, "n": c.sub_queries}],
                                                        c.max_new_tokens)[0], c.sub_queries)
                     queries = [q for q in refined if q not in tried] or [question]
-                    self._step("refine", iteration=it, queries=queries)
+                    run.step("refine", iteration=it, queries=queries)
         except BudgetExceeded as e:
             stop = "token_budget"
-            self._step("stop", reason=str(e))
-        claims = self._report(question, profile, evidence)
-        self._step("report", claims=len(claims), stop_reason=stop)
-        return ResearchResult(user_id, question, profile, claims, evidence, stop, self._trace)
+            run.step("stop", reason=str(e))
+        claims = self._report(run, question, profile, evidence)
+        run.step("report", claims=len(claims), stop_reason=stop)
+        return ResearchResult(user_id, question, profile, claims, evidence, stop, run.trace)
 
     def _retrieve(self, user_id: str, question: str, queries: list[str], private: list[Source],
                   tried: dict[str, int]) -> list[Evidence]:
@@ -195,8 +203,6 @@ class PersonalizedResearcher:
             stage += got
         stage = dedupe(stage)
         if self.reranker is not None and stage:
-            from llmrec.rerank.base import Candidate
-
             ranked = self.reranker.rerank(question, [Candidate(e.id, e.text, e.score) for e in stage])
             by_id = {e.id: e for e in stage}
             stage = [Evidence(r.id, by_id[r.id].text, by_id[r.id].source, r.score, by_id[r.id].private) for r in ranked]
@@ -206,16 +212,16 @@ class PersonalizedResearcher:
             stage = [e for e in stage if e.score >= c.min_score]
         return stage[: c.keep_per_iteration]
 
-    def _report(self, question: str, profile: str, evidence: list[Evidence]) -> list[Claim]:
+    def _report(self, run: "RunState", question: str, profile: str, evidence: list[Evidence]) -> list[Claim]:
         c = self.config
         top = sorted(evidence, key=lambda e: (not e.private, -e.score))[: c.report_claims]
         if not top:
             return []
         try:
-            texts = self._call("claim", [{"question": question, "profile": profile or "unknown",
+            texts = self._call(run, "claim", [{"question": question, "profile": profile or "unknown",
                                           "passage": defang(e.text)} for e in top], c.max_new_tokens)
         except BudgetExceeded as e:  # extractive fallback: the first sentence of each chunk, no LLM call
-            self._step("stop", reason=f"report: {e}; extractive claims")
+            run.step("stop", reason=f"report: {e}; extractive claims")
             texts = [re.split(r"(?<=[.!?])\s+", e.text.strip())[0][:300] for e in top]
         return [Claim(t.split("\n")[0].strip() or e.text[:200], [e.id]) for t, e in zip(texts, top)]
 
