@@ -223,12 +223,24 @@ def experiment(
 def serve(
     host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
     model: Optional[str] = ModelOpt, dtype: str = typer.Option("float32"),
+    api_key_env: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer <key>', the key read "
+                                                         "from this environment variable"),
+    max_tokens: int = typer.Option(1024, min=1, help="the largest max_tokens a request may ask for"),
+    request_timeout: float = typer.Option(600.0, min=1, help="seconds before a queued request gets a 504"),
 ) -> None:
     """Serve a transformers model (default: bundled SmolLM2) as an OpenAI-compatible endpoint."""
+    import os
+
     from llmrec.llm import make_llm
     from llmrec.llm.server import LLMServer
 
-    server = LLMServer(make_llm(_llm_config("transformers", model, None, dtype)), host, port, max_batch)
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise typer.BadParameter(f"--api-key-env: ${api_key_env} is empty or unset")
+    server = LLMServer(make_llm(_llm_config("transformers", model, None, dtype)), host, port, max_batch,
+                       api_key=key, max_tokens_limit=max_tokens, request_timeout_s=request_timeout)
     console.print(f"serving {server.llm.model_id} at {server.url}")
     server.serve_forever()
 

@@ -1,33 +1,57 @@
 """A minimal OpenAI-compatible ``/v1/chat/completions`` server around any llmrec ``LLM``.
 
-``llmrec serve`` uses it to expose the bundled model; requests that arrive together are
-batched into one ``generate`` call (up to ``max_batch``), so concurrent clients share the
-batched decoder."""
+``llmrec serve`` uses it to expose the bundled model; requests that arrive together are batched into one
+``generate`` call (up to ``max_batch``), so concurrent clients share the batched decoder.
+
+Robustness: every request is validated in full before it is queued (a JSON object, messages with known roles
+and string contents, ``max_tokens`` within ``max_tokens_limit``, ``stop`` a string or a list of strings, the
+prompt within the model's input limit), so a malformed request is answered with a JSON 400 naming the field
+and never reaches a batch; if a batched call fails anyway, each request of the batch is retried alone so only
+the one at fault fails. Bodies are capped (``max_body_bytes``) and read with a socket timeout (a lying
+``Content-Length`` gets a 400 / 408, not a hung thread). A request queued longer than ``request_timeout_s``
+gets a 504, and a request whose client has gone is dropped before it is generated. ``api_key`` requires
+``Authorization: Bearer <key>``. Requests are batched in arrival order; generation is not interleaved at the
+token level, so a short request that arrives while a long one is generating waits for it."""
 from __future__ import annotations
 
+import hmac
 import json
 import queue
+import select
+import socket
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from pydantic import ValidationError
 
-from llmrec.llm.base import LLM, GenerationParams
+from llmrec.llm.base import LLM, GenerationParams, to_messages
+
+
+class BadRequest(ValueError):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _Job:
     def __init__(self, messages, params: GenerationParams) -> None:
         self.messages, self.params = messages, params
         self.done = threading.Event()
+        self.cancelled = False
         self.result = None
         self.error: Exception | None = None
 
 
 class LLMServer:
-    def __init__(self, llm: LLM, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16) -> None:
-        self.llm, self.max_batch = llm, max_batch
+    def __init__(self, llm: LLM, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
+                 api_key: str | None = None, max_tokens_limit: int = 1024, max_body_bytes: int = 1 << 20,
+                 request_timeout_s: float = 600.0, read_timeout_s: float = 10.0) -> None:
+        self.llm, self.max_batch, self.api_key = llm, max_batch, api_key
+        self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
+        self.request_timeout_s, self.read_timeout_s = request_timeout_s, read_timeout_s
         self._jobs: "queue.Queue[_Job]" = queue.Queue()
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
@@ -51,6 +75,46 @@ class LLMServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    # ---------------------------------------------------------------- validation (before anything is queued)
+    def parse(self, req: Any) -> _Job:
+        """A request body -> a job, or ``BadRequest`` naming the field."""
+        if not isinstance(req, dict):
+            raise BadRequest(400, f"body: expected a JSON object, got {type(req).__name__}")
+        if "messages" not in req:
+            raise BadRequest(400, "messages: missing")
+        if not isinstance(req["messages"], list):
+            raise BadRequest(400, "messages: expected a list of {role, content} objects")
+        try:
+            messages = to_messages(req["messages"])
+        except ValueError as e:
+            raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
+        stop = req.get("stop")
+        if stop is None:
+            stop = []
+        elif isinstance(stop, str):
+            stop = [stop]
+        elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+            raise BadRequest(400, "stop: expected a string or a list of strings")
+        max_tokens = req.get("max_tokens", req.get("max_completion_tokens")) or min(128, self.max_tokens_limit)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= self.max_tokens_limit:
+            raise BadRequest(400, f"max_tokens: expected an integer in [1, {self.max_tokens_limit}]")
+        try:
+            params = GenerationParams(max_new_tokens=max_tokens, temperature=req.get("temperature", 0.0),
+                                      top_p=req.get("top_p", 1.0), stop=stop, seed=req.get("seed"),
+                                      logprobs=bool(req.get("logprobs", False)))
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = {"max_new_tokens": "max_tokens"}.get(str(err["loc"][0]), str(err["loc"][0]))
+            raise BadRequest(400, f"{field}: {err['msg']}") from None
+        encode = getattr(self.llm, "encode_prompts", None)  # prompt length against the model's input limit
+        if encode is not None:
+            try:
+                encode([messages])
+            except ValueError as e:
+                raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
+        return _Job(messages, params)
+
+    # ---------------------------------------------------------------- the batching worker
     def _work(self) -> None:
         while True:
             first = self._jobs.get()
@@ -61,21 +125,30 @@ class LLMServer:
                     jobs.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            # one generate call per distinct parameter set
-            groups: dict[str, list[_Job]] = {}
+            for j in [j for j in jobs if j.cancelled]:  # the client is gone or timed out: do not generate
+                j.done.set()
+            groups: dict[str, list[_Job]] = {}  # one generate call per distinct parameter set
             for j in jobs:
-                groups.setdefault(j.params.model_dump_json(), []).append(j)
+                if not j.cancelled:
+                    groups.setdefault(j.params.model_dump_json(), []).append(j)
             for group in groups.values():
-                try:
-                    gens = self.llm.generate([j.messages for j in group], group[0].params)
-                    for j, g in zip(group, gens):
-                        j.result = g
-                except Exception as e:  # reported to each waiting client as HTTP 500
-                    for j in group:
-                        j.error = e
-                for j in group:
-                    j.done.set()
+                self._generate(group)
 
+    def _generate(self, group: list[_Job]) -> None:
+        try:
+            gens = self.llm.generate([j.messages for j in group], group[0].params)
+            for j, g in zip(group, gens):
+                j.result = g
+        except Exception as e:  # noqa: BLE001
+            if len(group) > 1:  # isolate the request at fault: the others must not fail with it
+                for j in group:
+                    self._generate([j])
+                return
+            group[0].error = e
+        for j in group:
+            j.done.set()
+
+    # ---------------------------------------------------------------- HTTP
     def _handler(self):
         server = self
 
@@ -85,64 +158,106 @@ class LLMServer:
 
             def _send(self, code: int, payload: dict) -> None:
                 body = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client went away
+                    pass
+
+            def _error(self, code: int, message: str) -> None:
+                kind = {401: "authentication_error", 404: "not_found", 408: "timeout", 413: "too_large",
+                        500: "server_error", 504: "timeout"}.get(code, "invalid_request_error")
+                self._send(code, {"error": {"message": message, "type": kind}})
+
+            def _authorized(self) -> bool:
+                if server.api_key is None:
+                    return True
+                got = self.headers.get("Authorization", "")
+                ok = hmac.compare_digest(got.encode(), f"Bearer {server.api_key}".encode())
+                if not ok:
+                    self._error(401, "Authorization: expected 'Bearer <api key>'")
+                return ok
 
             def do_GET(self) -> None:
+                if not self._authorized():
+                    return
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": server.llm.model_id, "object": "model"}]})
                 else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    self._error(404, f"no route {self.path}")
+
+            def _body(self) -> Any:
+                raw_len = self.headers.get("Content-Length")
+                try:
+                    n = int(raw_len)
+                except (TypeError, ValueError):
+                    raise BadRequest(400 if raw_len is not None else 411,
+                                     f"Content-Length: expected an integer, got {raw_len!r}") from None
+                if n < 0:
+                    raise BadRequest(400, f"Content-Length: negative ({n})")
+                if n > server.max_body_bytes:
+                    raise BadRequest(413, f"Content-Length: {n} bytes exceed {server.max_body_bytes}")
+                self.connection.settimeout(server.read_timeout_s)
+                try:
+                    data = self.rfile.read(n)
+                except (socket.timeout, TimeoutError):
+                    raise BadRequest(408, f"body: fewer bytes than Content-Length {n} within "
+                                          f"{server.read_timeout_s:.0f} s") from None
+                if len(data) < n:
+                    raise BadRequest(400, f"body: {len(data)} bytes, Content-Length said {n}")
+                try:
+                    return json.loads(data.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise BadRequest(400, f"body: not JSON ({e})") from None
+
+            def _client_gone(self) -> bool:
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except (OSError, ValueError):
+                    return True
 
             def do_POST(self) -> None:
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
                 try:
-                    req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                    params = GenerationParams(
-                        max_new_tokens=req.get("max_tokens") or 128,
-                        temperature=req.get("temperature", 0.0),
-                        top_p=req.get("top_p", 1.0),
-                        stop=[req["stop"]] if isinstance(req.get("stop"), str) else list(req.get("stop") or []),
-                        seed=req.get("seed"),
-                        logprobs=bool(req.get("logprobs", False)),
-                    )
-                    messages = req["messages"]
-                except (ValueError, KeyError, ValidationError) as e:
-                    self._send(400, {"error": {"message": f"bad request: {e}"}})
+                    if not self._authorized():
+                        return
+                    if self.path.rstrip("/") != "/v1/chat/completions":
+                        self._error(404, f"no route {self.path}")
+                        return
+                    job = server.parse(self._body())
+                except BadRequest as e:
+                    self._error(e.code, str(e))
                     return
-                job = _Job(messages, params)
                 server._jobs.put(job)
-                job.done.wait()
+                deadline = time.monotonic() + server.request_timeout_s
+                while not job.done.wait(0.1):
+                    if self._client_gone():
+                        job.cancelled = True  # dropped before generation if still queued
+                        return
+                    if time.monotonic() > deadline:
+                        job.cancelled = True
+                        self._error(504, f"no result within {server.request_timeout_s:.0f} s")
+                        return
                 if job.error is not None:
                     code = 400 if isinstance(job.error, ValueError) else 500
-                    self._send(code, {"error": {"message": str(job.error)}})
+                    self._error(code, str(job.error))
                     return
-                g = job.result
-                choice: dict = {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": g.text},
-                    "finish_reason": g.finish_reason,
-                }
+                if job.result is None:  # cancelled
+                    return
+                self._send(200, self._completion(job.result))
+
+            def _completion(self, g) -> dict:
+                choice: dict = {"index": 0, "message": {"role": "assistant", "content": g.text},
+                                "finish_reason": g.finish_reason}
                 if g.token_logprobs is not None:
                     choice["logprobs"] = {
-                        "content": [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]
-                    }
-                self._send(200, {
-                    "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": server.llm.model_id,
-                    "choices": [choice],
-                    "usage": {
-                        "prompt_tokens": g.prompt_tokens,
-                        "completion_tokens": g.completion_tokens,
-                        "total_tokens": g.prompt_tokens + g.completion_tokens,
-                    },
-                })
+                        "content": [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]}
+                return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+                        "created": int(time.time()), "model": server.llm.model_id, "choices": [choice],
+                        "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                                  "total_tokens": g.prompt_tokens + g.completion_tokens}}
 
         return Handler
