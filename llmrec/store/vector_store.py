@@ -504,7 +504,7 @@ class VectorStore:
     def verify(self) -> dict[str, dict[str, int]]:
         """Compare every namespace's FAISS index with its SQLite rows (after catching up with other writers):
         ``{namespace: {rows, indexed, duplicates, missing, extra}}``; a healthy store has 0 of the last three."""
-        with self._lock:
+        with self._lock, self._read_txn():  # the replayed log and the rows from one database snapshot
             self._sync()
             out = {}
             for ns, idx in sorted(self._indexes.items()):
