@@ -130,7 +130,8 @@ class ContinuousDecoder:
             input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
             use_cache=True, logits_to_keep=1, **{self._cache_arg: cache},
         )
-        tok, lp = self._choose(out.logits[:, -1].cpu(), s, gen)
+        self._last_prefill_logits = out.logits[:, -1].cpu()
+        tok, lp = self._choose(self._last_prefill_logits, s, gen)
         b = _Batch()
         b.cache, b.mask, b.last_pos, b.next_tok, b.rows = cache, mask, pos[:, -1], tok, rows
         return b, tok, lp
@@ -198,3 +199,99 @@ class ContinuousDecoder:
             elif len(res.tokens) >= s.max_new_tokens:
                 res.finish_reason, done[j] = "length", True
         return done
+
+
+@dataclass
+class RowState:
+    """One request inside a ``DecodeSession``: its own decoding settings, result so far, and cancel flag."""
+    prompt: list[int]
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    want_logprobs: bool = False
+    stop_check: Callable[[list[int]], bool] | None = None
+    generator: torch.Generator | None = None
+    result: RowResult = field(default_factory=RowResult)
+    finished: bool = False
+    cancelled: bool = False
+
+
+class DecodeSession:
+    """Continuous batching ACROSS requests (the serving loop): rows join between decode steps (their prompt
+    prefilled, their KV cache merged into the running one), every step decodes one token for every row, and a
+    row leaves as soon as it finishes or is cancelled. A short request that arrives while a long one runs
+    therefore finishes after about its own number of steps, not after the long one. Each row keeps its own
+    settings (max tokens, sampling, stop strings, log-probabilities)."""
+
+    def __init__(self, decoder: ContinuousDecoder) -> None:
+        self.decoder = decoder
+        self.batch = _Batch()
+        self.states: list[RowState] = []  # aligned with the batch rows
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def _choose(self, logits: torch.Tensor, states: list[RowState]):
+        toks, lps = [], []
+        for j, st in enumerate(states):
+            s = DecodeSettings(max_new_tokens=st.max_new_tokens, temperature=st.temperature, top_p=st.top_p,
+                               want_logprobs=st.want_logprobs)
+            tok, lp = self.decoder._choose(logits[j : j + 1], s, st.generator)
+            toks.append(tok)
+            lps.append(None if lp is None else float(lp[0]))
+        return torch.cat(toks), lps
+
+    def _record(self, states: list[RowState], tok: torch.Tensor, lps: list) -> None:
+        for st, t, lp in zip(states, tok.tolist(), lps):
+            if st.finished:
+                continue
+            res = st.result
+            if t in self.decoder.eos_ids:
+                res.finish_reason, st.finished = "stop", True
+                continue
+            res.tokens.append(t)
+            if lp is not None:
+                res.logprobs.append(lp)
+            if st.stop_check is not None and st.stop_check(res.tokens):
+                res.finish_reason, st.finished = "stop", True
+            elif len(res.tokens) >= st.max_new_tokens:
+                res.finish_reason, st.finished = "length", True
+
+    @torch.inference_mode()
+    def admit(self, states: list[RowState]) -> None:
+        """Prefill these rows and add them to the running batch."""
+        if not states:
+            return
+        new, _, _ = self.decoder._prefill([st.prompt for st in states], list(range(len(states))),
+                                          DecodeSettings(max_new_tokens=1), None)
+        # _prefill chose greedily for the whole group: redo the choice per row with each row's own settings
+        logits = self.decoder._last_prefill_logits
+        tok, lps = self._choose(logits, states)
+        new.next_tok = tok
+        self._record(states, tok, lps)
+        self.batch.merge(new)
+        self.states = self.states + states
+
+    @torch.inference_mode()
+    def step(self) -> list[RowState]:
+        """Drop the rows that ended (finished or cancelled), decode one token for the rest; returns the rows
+        that finished in this step (rows can also finish at admission: check ``finished`` after ``admit``)."""
+        keep = [not (st.finished or st.cancelled) for st in self.states]
+        if not all(keep):
+            if any(keep):
+                self.batch.keep(torch.tensor(keep, dtype=torch.bool))
+                self.states = [st for st, k in zip(self.states, keep) if k]
+            else:
+                self.batch, self.states = _Batch(), []
+        if not self.states:
+            return []
+        b, dev = self.batch, self.decoder.model.device
+        b.mask = torch.cat([b.mask, torch.ones((len(b), 1), dtype=torch.long)], 1)
+        b.last_pos = b.last_pos + 1
+        out = self.decoder.model(
+            input_ids=b.next_tok[:, None].to(dev), attention_mask=b.mask.to(dev),
+            position_ids=b.last_pos[:, None].to(dev), use_cache=True, **{self.decoder._cache_arg: b.cache})
+        tok, lps = self._choose(out.logits[:, -1].cpu(), self.states)
+        b.next_tok = tok
+        self._record(self.states, tok, lps)
+        return [st for st in self.states if st.finished]

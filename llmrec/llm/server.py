@@ -10,8 +10,13 @@ and never reaches a batch; if a batched call fails anyway, each request of the b
 the one at fault fails. Bodies are capped (``max_body_bytes``) and read with a socket timeout (a lying
 ``Content-Length`` gets a 400 / 408, not a hung thread). A request queued longer than ``request_timeout_s``
 gets a 504, and a request whose client has gone is dropped before it is generated. ``api_key`` requires
-``Authorization: Bearer <key>``. Requests are batched in arrival order; generation is not interleaved at the
-token level, so a short request that arrives while a long one is generating waits for it."""
+``Authorization: Bearer <key>``.
+
+Scheduling: with a backend that offers a decode session (the transformers backend), requests are
+continuously batched at the token level: a request joins the running batch at the next decode step and leaves
+it when it ends, so a short request is not held behind a long one, and a request whose client disconnects or
+times out is dropped from the batch mid-generation. Other backends (OpenAI-compatible, vLLM) get batches of
+the requests that arrived together."""
 from __future__ import annotations
 
 import hmac
@@ -48,14 +53,21 @@ class _Job:
 class LLMServer:
     def __init__(self, llm: LLM, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
                  api_key: str | None = None, max_tokens_limit: int = 1024, max_body_bytes: int = 1 << 20,
-                 request_timeout_s: float = 600.0, read_timeout_s: float = 10.0) -> None:
+                 request_timeout_s: float = 600.0, read_timeout_s: float = 10.0,
+                 scheduler: str = "continuous") -> None:
         self.llm, self.max_batch, self.api_key = llm, max_batch, api_key
         self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
         self.request_timeout_s, self.read_timeout_s = request_timeout_s, read_timeout_s
         self._jobs: "queue.Queue[_Job]" = queue.Queue()
+        self.stats = {"completed": 0, "failed": 0, "cancelled": 0, "running": 0}  # counters of the worker
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
-        self._worker = threading.Thread(target=self._work, daemon=True)
+        if scheduler not in ("continuous", "batch"):
+            raise ValueError(f"scheduler: {scheduler!r} is not 'continuous' or 'batch'")
+        streaming = scheduler == "continuous" and all(
+            hasattr(llm, a) for a in ("decode_session", "row_state", "to_generation"))
+        self.scheduler = "continuous" if streaming else "batch"
+        self._worker = threading.Thread(target=self._work_streaming if streaming else self._work, daemon=True)
 
     @property
     def url(self) -> str:
@@ -133,6 +145,55 @@ class LLMServer:
                     groups.setdefault(j.params.model_dump_json(), []).append(j)
             for group in groups.values():
                 self._generate(group)
+
+    def _work_streaming(self) -> None:
+        """Token-level continuous batching across requests (see the module docstring)."""
+        session, active = self.llm.decode_session(), {}  # id(row state) -> (job, row state)
+        while True:
+            new: list[_Job] = []
+            try:
+                if not active:
+                    new.append(self._jobs.get())  # idle: wait for work
+                    time.sleep(0.005)
+                while len(active) + len(new) < self.max_batch:
+                    new.append(self._jobs.get_nowait())
+            except queue.Empty:
+                pass
+            admitted = []
+            for job in new:
+                if job.cancelled:
+                    self.stats["cancelled"] += 1
+                    job.done.set()
+                    continue
+                try:
+                    admitted.append((job, self.llm.row_state(job.messages, job.params)))
+                except Exception as e:  # noqa: BLE001  (reported to that request alone)
+                    job.error = e
+                    job.done.set()
+            try:
+                session.admit([st for _, st in admitted])
+                active.update({id(st): (job, st) for job, st in admitted})
+                for job, st in list(active.values()):
+                    if job.cancelled:  # client gone or timed out: leaves the batch at the next step
+                        st.cancelled = True
+                        del active[id(st)]
+                        self.stats["cancelled"] += 1
+                        job.done.set()
+                ended = [st for _, st in admitted if st.finished] + session.step()
+            except Exception as e:  # noqa: BLE001  (a model failure: fail the running requests, start afresh)
+                for job, _ in [*active.values(), *admitted]:
+                    job.error = e
+                    self.stats["failed"] += 1
+                    job.done.set()
+                session, active = self.llm.decode_session(), {}
+                continue
+            for st in ended:
+                job, _ = active.pop(id(st), (None, None))
+                if job is not None:
+                    job.result = self.llm.to_generation(st, job.params)
+                    self.stats["completed"] += 1
+                    job.done.set()
+            self.stats["running"] = len(active)
 
     def _generate(self, group: list[_Job]) -> None:
         try:

@@ -12,7 +12,7 @@ import torch
 
 from llmrec.config import StrictConfig
 from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages, truncate_at_stop
-from llmrec.llm.decode import ContinuousDecoder, DecodeSettings
+from llmrec.llm.decode import ContinuousDecoder, DecodeSession, DecodeSettings, RowState
 from llmrec.llm.bundled import ensure_smollm2_converted, smollm2_model_id
 from llmrec.llm.options import backend_config
 
@@ -91,16 +91,43 @@ class TransformersLLM:
             ids.append(toks)
         return ids
 
+    def _stop_check(self, params: GenerationParams):
+        if not params.stop:
+            return None
+        tail = max(len(self.tokenizer(s_, add_special_tokens=False)["input_ids"]) for s_ in params.stop) + 2
+
+        def stop_check(tokens: list[int]) -> bool:
+            text = self.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
+            return any(s_ in text for s_ in params.stop)
+
+        return stop_check
+
+    # -- serving: continuous batching across requests (llmrec serve) -------------------------------------
+    def decode_session(self) -> DecodeSession:
+        return DecodeSession(self._decoder)
+
+    def row_state(self, prompt: Prompt, params: GenerationParams) -> RowState:
+        gen = None
+        if params.temperature > 0:
+            gen = torch.Generator().manual_seed(params.seed if params.seed is not None else torch.seed())
+        return RowState(prompt=self.encode_prompts([prompt])[0], max_new_tokens=params.max_new_tokens,
+                        temperature=params.temperature, top_p=params.top_p, want_logprobs=params.logprobs,
+                        stop_check=self._stop_check(params), generator=gen)
+
+    def to_generation(self, state: RowState, params: GenerationParams) -> Generation:
+        row = state.result
+        text, _ = truncate_at_stop(self.tokenizer.decode(row.tokens, skip_special_tokens=True), params.stop)
+        g = Generation(text=text, prompt_tokens=len(state.prompt), completion_tokens=len(row.tokens),
+                       finish_reason=row.finish_reason)
+        if params.logprobs:
+            g.tokens = self.tokenizer.convert_ids_to_tokens(row.tokens)
+            g.token_logprobs = list(row.logprobs)
+        return g
+
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
         params = params or GenerationParams()
         token_ids = self.encode_prompts(prompts)
-        stop_check = None
-        if params.stop:
-            tail = max(len(self.tokenizer(s_, add_special_tokens=False)["input_ids"]) for s_ in params.stop) + 2
-
-            def stop_check(tokens: list[int]) -> bool:
-                text = self.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
-                return any(s_ in text for s_ in params.stop)
+        stop_check = self._stop_check(params)
 
         settings = DecodeSettings(
             max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,

@@ -111,3 +111,40 @@ def test_backend_failure_isolated_lying_content_length_auth_and_abandoned_reques
     finally:
         llm.release.set()
         srv.stop()
+
+
+LONG = {"messages": msg("Count from 1 to 300, separated by commas, and do not stop early."), "max_tokens": 60}
+SHORT = {"messages": msg("Say hi."), "max_tokens": 3}
+
+
+def test_a_short_request_is_not_held_behind_a_long_one(real):
+    done = {}
+
+    def run(name, body):
+        code, r = post(real.url, body)
+        done[name] = (time.monotonic(), code, r["usage"]["completion_tokens"] if code == 200 else None)
+
+    long_ = threading.Thread(target=run, args=("long", LONG))
+    long_.start()
+    while real.stats["running"] == 0:  # the long request is decoding
+        time.sleep(0.01)
+    run("short", SHORT)
+    long_.join()
+    assert done["short"][1] == done["long"][1] == 200 and done["long"][2] == 60  # it ran to its limit
+    assert done["short"][0] < done["long"][0]  # joined the running batch and left first, not queued behind
+
+
+def test_client_disconnect_cancels_running_work(real):
+    host, port = real.httpd.server_address[:2]
+    before = dict(real.stats)
+    body = json.dumps({**LONG, "max_tokens": 64}).encode()
+    with socket.create_connection((host, port)) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                  + body)
+        while real.stats["running"] == 0:
+            time.sleep(0.01)
+    deadline = time.monotonic() + 30
+    while real.stats["cancelled"] == before["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert real.stats["cancelled"] == before["cancelled"] + 1 and real.stats["completed"] == before["completed"]
+    assert post(real.url, SHORT)[0] == 200 and real.stats["running"] == 0
