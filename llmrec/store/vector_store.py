@@ -268,7 +268,11 @@ class VectorStore:
                 target.remove(np.array([rid], np.int64))
 
     def _sync(self) -> None:
-        """Catch up with writes made by other processes (or other store objects)."""
+        """Catch up with writes made by other processes (or other store objects). Inside a transaction there
+        is nothing to catch up with (it holds the write lock and synced when it began) and the log holds its
+        own uncommitted ops, which reach the indexes at commit: a no-op."""
+        if self._txn is not None:
+            return
         with self._read_txn():
             latest = self._max_seq()
             if latest == self._seq:
@@ -295,6 +299,8 @@ class VectorStore:
         """Write a snapshot of every namespace (one atomic file each) so the next open skips rebuilding, then
         compact the change log below them. Serialized across processes; a snapshot newer than ours is kept."""
         with self._lock, _flush_lock(self.path / "index" / ".flush.lock"):
+            if self._txn is not None:
+                raise StoreError("flush: not allowed inside a transaction (snapshots cover committed writes only)")
             self._sync()
             for ns, idx in self._indexes.items():
                 path = self._snapshot_path(ns)
@@ -391,16 +397,16 @@ class VectorStore:
     @contextmanager
     def transaction(self) -> Iterator["VectorStore"]:
         """Group writes into one SQLite transaction: all of them are acknowledged together or none is (a
-        crash or an exception inside rolls every one back). Reads inside see the pending writes; the
-        in-memory indexes change only at commit. Nested calls join the outer transaction."""
+        crash or an exception inside rolls every one back). ``get`` / ``find`` / ``ids`` inside see the pending
+        writes; the FAISS indexes (``search``) change only at commit. Nested calls join the outer one."""
         with self._lock:
             if self._txn is not None:
                 yield self
                 return
             self._conn.execute("BEGIN IMMEDIATE")
-            self._txn = []
             try:
                 self._sync()  # under the write lock: nobody else can write now
+                self._txn = []
                 yield self
                 seq = self._max_seq()
                 self._conn.execute("COMMIT")

@@ -266,3 +266,23 @@ def test_a_string_where_a_list_of_ids_is_expected(tmp_path, call, match):
     with pytest.raises(StoreError, match=match):
         call(s)
     assert s.ids("u") == ["seed"]
+
+
+def test_reads_inside_a_transaction_do_not_index_its_pending_writes_twice(tmp_path):
+    s = VectorStore(tmp_path)
+    s.add("u", ["a"], ["x"], vec(1)[None])
+    with s.transaction():
+        s.add("u", ["b"], ["x"], vec(2)[None])
+        assert [h.id for h in s.search("u", vec(2), 5)] == ["a"]  # the index changes at commit
+        assert s.namespaces() == ["u"] and s.get("u", ["b"])[0] is not None
+        with pytest.raises(StoreError, match="flush: not allowed inside a transaction"):
+            s.flush()
+    healthy(s)
+    assert [h.id for h in s.search("u", vec(2), 5)] == ["b", "a"]
+    with pytest.raises(RuntimeError):
+        with s.transaction():
+            s.add("u", ["c"], ["x"], vec(3)[None])
+            s.search("u", vec(3), 5)
+            raise RuntimeError("roll back")
+    healthy(s)
+    assert "c" not in [h.id for h in s.search("u", vec(3), 5)]
