@@ -232,6 +232,7 @@ def test_llm4msr_meta_layers_generate_per_sample_weights_and_use_user_knowledge(
         _fit(data, tables, specs, bad)
 
 
+@pytest.mark.slow
 def test_extract_cli_then_train_with_knowledge(tmp_path):
     out = tmp_path / "k"
     args = ["extract", "--users", "12", "--items", "10", "--impressions", "12", "--kinds", "item,user",

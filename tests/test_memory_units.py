@@ -81,6 +81,7 @@ def test_consolidate_makes_units_once_and_remakes_changed_sessions(llm, embedder
     assert {h.session_id for h in hits} == {"1", "2"} and all(h.granularity == "keywords" for h in hits)
 
 
+@pytest.mark.slow
 def test_consolidate_resumes_after_a_failed_batch(llm, embedder, tmp_path):
     flaky = CountingLLM(llm, fail_after=2)  # the first batch (2 calls: summaries, keywords) succeeds
     mem = Memory(VectorStore(tmp_path / "s"), embedder,

@@ -73,6 +73,7 @@ def test_private_then_public_loop_cites_chunks_and_traces(llm, embedder, world):
     json.dumps(res.to_dict())  # the whole result and trace are JSON
 
 
+@pytest.mark.slow
 def test_without_private_stage_no_memory_is_read(llm, embedder, world):
     mem, public = world
     res = _researcher(llm, embedder, mem, public, private_stage=False).run("alice", "Gluten-free bread options?")

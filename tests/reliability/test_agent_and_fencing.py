@@ -35,6 +35,7 @@ class Interleaving:
             return self.llm.generate(prompts, params)
 
 
+@pytest.mark.slow
 def test_concurrent_runs_keep_their_own_trace(llm, embedder, tmp_path):
     from llmrec.memory import Memory
     from llmrec.store import VectorStore

@@ -117,6 +117,7 @@ LONG = {"messages": msg("Count from 1 to 300, separated by commas, and do not st
 SHORT = {"messages": msg("Say hi."), "max_tokens": 3}
 
 
+@pytest.mark.slow
 def test_a_short_request_is_not_held_behind_a_long_one(real):
     done = {}
 
@@ -134,6 +135,7 @@ def test_a_short_request_is_not_held_behind_a_long_one(real):
     assert done["short"][0] < done["long"][0]  # joined the running batch and left first, not queued behind
 
 
+@pytest.mark.slow
 def test_client_disconnect_cancels_running_work(real):
     host, port = real.httpd.server_address[:2]
     before = dict(real.stats)
