@@ -50,6 +50,7 @@ def test_overrides_and_bad_input_name_the_field(tmp_path):
     assert res.exit_code == 2 and "select parts of recommender" in res.output
 
 
+@pytest.mark.slow
 def test_memory_experiment_on_one_dev_conversation(tmp_path):
     shared("locomo")
     out = tmp_path / "m.json"

@@ -53,6 +53,7 @@ def _researcher(llm, embedder, mem, public, **cfg):
                                   config=ResearchConfig(**{"max_new_tokens": 24, "max_iterations": 2, **cfg}))
 
 
+@pytest.mark.slow
 def test_private_then_public_loop_cites_chunks_and_traces(llm, embedder, world):
     mem, public = world
     res = _researcher(llm, embedder, mem, public).run("alice", "Which bakery treats could I enjoy in the city?")
