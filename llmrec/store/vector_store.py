@@ -191,6 +191,10 @@ class VectorStore:
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='ops'").fetchone()
         return int(row[0]) if row else 0
 
+    def _ns_version(self, ns: str) -> int:
+        row = self._conn.execute("SELECT seq FROM ns_seq WHERE name=?", (ns,)).fetchone()
+        return int(row[0]) if row else 0
+
     def _floor(self) -> int:
         return int((self._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone() or [0])[0])
 
@@ -240,7 +244,9 @@ class VectorStore:
             return None
         info, data = snap
         if (info["store_id"] != self.store_id or info["namespace"] != ns or info["kind"] != self.config.index.kind
-                or info["dim"] != self.config.dim or not floor <= info["seq"] <= self._seq):
+                or info["dim"] != self.config.dim or info["seq"] > self._seq
+                # below the floor the log it would replay is gone, unless the namespace has no op since it
+                or info["seq"] < min(floor, self._ns_version(ns))):
             return None
         try:
             idx = AnnIndex.from_bytes(self.config.dim, self.config.index, data, info["tombstones"])
@@ -305,7 +311,10 @@ class VectorStore:
             for ns, idx in self._indexes.items():
                 path = self._snapshot_path(ns)
                 have = read_snapshot(path, header_only=True)
-                if have is not None and have["store_id"] == self.store_id and have["seq"] >= self._seq:
+                # unchanged since its snapshot (or a newer one is there): not rewritten, so a flush costs
+                # the namespaces that changed, not every user's
+                if have is not None and have["store_id"] == self.store_id and \
+                        have["seq"] >= min(self._seq, self._ns_version(ns)):
                     continue
                 write_snapshot(path, {"store_id": self.store_id, "namespace": ns, "seq": self._seq,
                                       "kind": self.config.index.kind, "dim": self.config.dim,
@@ -321,7 +330,8 @@ class VectorStore:
             have = read_snapshot(self._snapshot_path(ns), header_only=True)
             if have is None or have["store_id"] != self.store_id:
                 return
-            covered = min(covered, have["seq"])
+            if have["seq"] < self._ns_version(ns):  # a namespace with no op since its snapshot holds nothing back
+                covered = min(covered, have["seq"])
         floor = self._floor()
         n = int(self._conn.execute("SELECT COUNT(*) FROM ops WHERE seq > ? AND seq <= ?", (floor, covered)).fetchone()[0])
         if n < self.config.log_compact_ops:
@@ -525,10 +535,7 @@ class VectorStore:
         """A number that changes whenever any process writes to the store (the last change-log sequence), or
         with ``namespace``, to that namespace only (so a cache of one user survives other users' writes)."""
         with self._lock:
-            if namespace is None:
-                return self._max_seq()
-            row = self._conn.execute("SELECT seq FROM ns_seq WHERE name=?", (namespace,)).fetchone()
-            return int(row[0]) if row else 0
+            return self._max_seq() if namespace is None else self._ns_version(namespace)
 
     def namespaces(self) -> list[str]:
         with self._lock:

@@ -286,3 +286,22 @@ def test_reads_inside_a_transaction_do_not_index_its_pending_writes_twice(tmp_pa
             raise RuntimeError("roll back")
     healthy(s)
     assert "c" not in [h.id for h in s.search("u", vec(3), 5)]
+
+
+def test_flush_rewrites_only_changed_namespaces_and_compaction_keeps_idle_ones_loadable(tmp_path):
+    cfg = StoreConfig(log_compact_ops=25)  # 20 ops at the first flush: kept; 30 at the second: compacted
+    s = VectorStore(tmp_path, cfg)
+    for ns in ("idle", "busy"):
+        s.add(ns, [f"{ns}{i}" for i in range(10)], ["x"] * 10, np.stack([vec(i + 100 * (ns == "busy")) for i in range(10)]))
+    s.flush()
+    idle_snap = s._snapshot_path("idle")
+    before = (idle_snap.stat().st_ino, idle_snap.stat().st_mtime_ns)
+    s.add("busy", [f"late{i}" for i in range(10)], ["x"] * 10, np.stack([vec(900 + i) for i in range(10)]))
+    s.flush()  # the log is compacted past the idle namespace's (older) snapshot
+    assert (idle_snap.stat().st_ino, idle_snap.stat().st_mtime_ns) == before  # not rewritten
+    floor = int(s._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone()[0])
+    assert read_snapshot(idle_snap, header_only=True)["seq"] < floor == s.version()
+    t = VectorStore(tmp_path, cfg)
+    assert t._load_snapshot("idle", floor) is not None  # still used, not rebuilt: nothing of it was lost
+    healthy(t)
+    assert searchable(t, "idle", ["idle3"]) == [] and searchable(t, "busy", ["late4", "busy2"]) == []
