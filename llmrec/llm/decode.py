@@ -114,7 +114,8 @@ class ContinuousDecoder:
         lp = torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1) if s.want_logprobs else None
         return tok, lp
 
-    def _prefill(self, prompts: list[list[int]], rows: list[int], s, gen) -> tuple[_Batch, torch.Tensor, torch.Tensor | None]:
+    def _prefill_batch(self, prompts: list[list[int]], rows: list[int]) -> tuple[_Batch, torch.Tensor]:
+        """Left-padded prompts through the model: the new rows' batch state and their last-position logits."""
         from transformers import DynamicCache
 
         width = max(len(p) for p in prompts)
@@ -130,10 +131,14 @@ class ContinuousDecoder:
             input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
             use_cache=True, logits_to_keep=1, **{self._cache_arg: cache},
         )
-        self._last_prefill_logits = out.logits[:, -1].cpu()
-        tok, lp = self._choose(self._last_prefill_logits, s, gen)
         b = _Batch()
-        b.cache, b.mask, b.last_pos, b.next_tok, b.rows = cache, mask, pos[:, -1], tok, rows
+        b.cache, b.mask, b.last_pos, b.rows = cache, mask, pos[:, -1], rows
+        return b, out.logits[:, -1].cpu()
+
+    def _prefill(self, prompts: list[list[int]], rows: list[int], s, gen) -> tuple[_Batch, torch.Tensor, torch.Tensor | None]:
+        b, logits = self._prefill_batch(prompts, rows)
+        tok, lp = self._choose(logits, s, gen)
+        b.next_tok = tok
         return b, tok, lp
 
     @torch.inference_mode()
@@ -160,7 +165,6 @@ class ContinuousDecoder:
                 take = [order.popleft() for _ in range(min(free, len(order)))]
                 new, tok, lp = self._prefill([list(prompts[i]) for i in take], take, s, gen)
                 done = self._record(new.rows, tok, lp, results, s, torch.ones(len(take), dtype=torch.bool))
-                new.next_tok = tok
                 if done.any():
                     new.keep(~done)
                 if len(new):
@@ -185,20 +189,27 @@ class ContinuousDecoder:
                 alive: torch.Tensor) -> torch.Tensor:
         done = torch.zeros(len(rows), dtype=torch.bool)
         for j, (r, t, a) in enumerate(zip(rows, tok.tolist(), alive.tolist())):
-            if not a:
-                continue
-            res = results[r]
-            if t in self.eos_ids:
-                res.finish_reason, done[j] = "stop", True
-                continue
-            res.tokens.append(t)
-            if lp is not None:
-                res.logprobs.append(float(lp[j]))
-            if s.stop_check is not None and s.stop_check(res.tokens):
-                res.finish_reason, done[j] = "stop", True
-            elif len(res.tokens) >= s.max_new_tokens:
-                res.finish_reason, done[j] = "length", True
+            if a:
+                done[j] = self.advance(results[r], t, None if lp is None else float(lp[j]), s.max_new_tokens,
+                                       s.stop_check)
         return done
+
+    def advance(self, res: RowResult, token: int, logprob: float | None, max_new_tokens: int,
+                stop_check: Callable[[list[int]], bool] | None) -> bool:
+        """Append one chosen token to a row's result; True when the row is finished (eos, stop string, length)."""
+        if token in self.eos_ids:
+            res.finish_reason = "stop"
+            return True
+        res.tokens.append(token)
+        if logprob is not None:
+            res.logprobs.append(logprob)
+        if stop_check is not None and stop_check(res.tokens):
+            res.finish_reason = "stop"
+            return True
+        if len(res.tokens) >= max_new_tokens:
+            res.finish_reason = "length"
+            return True
+        return False
 
 
 @dataclass
@@ -243,30 +254,16 @@ class DecodeSession:
 
     def _record(self, states: list[RowState], tok: torch.Tensor, lps: list) -> None:
         for st, t, lp in zip(states, tok.tolist(), lps):
-            if st.finished:
-                continue
-            res = st.result
-            if t in self.decoder.eos_ids:
-                res.finish_reason, st.finished = "stop", True
-                continue
-            res.tokens.append(t)
-            if lp is not None:
-                res.logprobs.append(lp)
-            if st.stop_check is not None and st.stop_check(res.tokens):
-                res.finish_reason, st.finished = "stop", True
-            elif len(res.tokens) >= st.max_new_tokens:
-                res.finish_reason, st.finished = "length", True
+            if not st.finished:
+                st.finished = self.decoder.advance(st.result, t, lp, st.max_new_tokens, st.stop_check)
 
     @torch.inference_mode()
     def admit(self, states: list[RowState]) -> None:
         """Prefill these rows and add them to the running batch."""
         if not states:
             return
-        new, _, _ = self.decoder._prefill([st.prompt for st in states], list(range(len(states))),
-                                          DecodeSettings(max_new_tokens=1), None)
-        # _prefill chose greedily for the whole group: redo the choice per row with each row's own settings
-        logits = self.decoder._last_prefill_logits
-        tok, lps = self._choose(logits, states)
+        new, logits = self.decoder._prefill_batch([st.prompt for st in states], list(range(len(states))))
+        tok, lps = self._choose(logits, states)  # each row with its own settings
         new.next_tok = tok
         self._record(states, tok, lps)
         self.batch.merge(new)
