@@ -37,7 +37,7 @@ from llmrec.config import StrictConfig, deep_merge, repo_root, validation_messag
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.errors import BackendError, ConfigError
-from llmrec.experiments.kinds import ExperimentKind, read_experiment, validate
+from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
                                      train_prepared)
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
@@ -91,10 +91,7 @@ class ExperimentConfig(StrictConfig):
 
 def load_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """A recommender experiment by file or name (``configs/experiments/<name>.yaml``), ``--set`` overrides applied."""
-    kind, raw, path = read_experiment(path_or_name, overrides)
-    if kind != "recommender":
-        raise ConfigError(f"{path}: a {kind!r} experiment, not a recommender experiment")
-    return _load(raw, path)
+    return load_kind(path_or_name, "recommender", overrides)
 
 
 def _load(raw: dict, path: Path) -> ExperimentConfig:

@@ -70,6 +70,14 @@ def validate(cls: type[BaseModel], raw: dict, path: Path) -> Any:
         raise ConfigError(f"{path}: {validation_message(e, '')}") from None
 
 
+def load_kind(path_or_name: str | Path, kind: str, overrides: list[str] | None = None) -> Any:
+    """An experiment that must be of ``kind`` (a named error otherwise)."""
+    got, raw, path = read_experiment(path_or_name, overrides)
+    if got != kind:
+        raise ConfigError(f"{path}: a {got!r} experiment, not a {kind} experiment")
+    return EXPERIMENT_KINDS.get(kind).load(raw, path)
+
+
 def load_any(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, Any]:
     kind, raw, path = read_experiment(path_or_name, overrides)
     return kind, EXPERIMENT_KINDS.get(kind).load(raw, path)

@@ -27,7 +27,7 @@ from llmrec.config import StrictConfig, llmrec_home
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo
 from llmrec.embed import default_embedder
 from llmrec.errors import ConfigError
-from llmrec.experiments.kinds import ExperimentKind, read_experiment, validate
+from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.llm.cache import CachedLLM
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
@@ -79,10 +79,7 @@ def _load(raw: dict, path: Path) -> MemoryExperiment:
 
 
 def load_memory_experiment(name: str = "memory_locomo", overrides: list[str] | None = None) -> MemoryExperiment:
-    kind, raw, path = read_experiment(name, overrides)
-    if kind != "memory":
-        raise ConfigError(f"{path}: a {kind!r} experiment, not a memory experiment")
-    return _load(raw, path)
+    return load_kind(name, "memory", overrides)
 
 
 def build_retrievers(memory: Memory, exp: MemoryExperiment, digest: bool = True,

@@ -127,16 +127,22 @@ class LLMServer:
         return _Job(messages, params)
 
     # ---------------------------------------------------------------- the batching worker
+    def _take(self, room: int, wait: bool) -> list[_Job]:
+        """Up to ``room`` queued jobs; with ``wait``, block for the first one and let concurrent requests join."""
+        jobs: list[_Job] = []
+        if wait:
+            jobs.append(self._jobs.get())
+            time.sleep(0.005)
+        while len(jobs) < room:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                break
+        return jobs
+
     def _work(self) -> None:
         while True:
-            first = self._jobs.get()
-            jobs = [first]
-            time.sleep(0.005)  # let concurrent requests join the batch
-            while len(jobs) < self.max_batch:
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
+            jobs = self._take(self.max_batch, wait=True)
             for j in [j for j in jobs if j.cancelled]:  # the client is gone or timed out: do not generate
                 j.done.set()
             groups: dict[str, list[_Job]] = {}  # one generate call per distinct parameter set
@@ -150,15 +156,7 @@ class LLMServer:
         """Token-level continuous batching across requests (see the module docstring)."""
         session, active = self.llm.decode_session(), {}  # id(row state) -> (job, row state)
         while True:
-            new: list[_Job] = []
-            try:
-                if not active:
-                    new.append(self._jobs.get())  # idle: wait for work
-                    time.sleep(0.005)
-                while len(active) + len(new) < self.max_batch:
-                    new.append(self._jobs.get_nowait())
-            except queue.Empty:
-                pass
+            new = self._take(self.max_batch - len(active), wait=not active)  # idle: wait for work
             admitted = []
             for job in new:
                 if job.cancelled:
