@@ -324,27 +324,17 @@ class VectorStore:
             self._compact_log()
 
     def _compact_log(self) -> None:
-        """Delete logged ops every snapshot covers (called under the flush lock, after a full flush)."""
-        covered = self._seq
-        for ns in self._indexes:
-            have = read_snapshot(self._snapshot_path(ns), header_only=True)
-            if have is None or have["store_id"] != self.store_id:
-                return
-            if have["seq"] < self._ns_version(ns):  # a namespace with no op since its snapshot holds nothing back
-                covered = min(covered, have["seq"])
-        floor = self._floor()
+        """Delete the logged ops the snapshots cover. Called by ``flush`` right after it has made every
+        namespace's snapshot cover ``self._seq`` (rewritten, or kept because nothing of that namespace came
+        after it), so nothing below ``self._seq`` is needed to load any of them."""
+        covered, floor = self._seq, self._floor()
         n = int(self._conn.execute("SELECT COUNT(*) FROM ops WHERE seq > ? AND seq <= ?", (floor, covered)).fetchone()[0])
         if n < self.config.log_compact_ops:
             return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             self._conn.execute("DELETE FROM ops WHERE seq <= ?", (covered,))
             self._conn.execute("INSERT INTO meta VALUES ('ops_floor', ?) ON CONFLICT(key) DO UPDATE SET "
                                "value=excluded.value", (str(covered),))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
 
     # ------------------------------------------------------------------ validation
     def _check_namespace(self, namespace: str) -> None:
