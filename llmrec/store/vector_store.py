@@ -434,9 +434,8 @@ class VectorStore:
 
     def _write(self, namespace, ids, texts, vectors, metadatas, replace: bool) -> None:
         self._check_namespace(namespace)
-        if isinstance(ids, str) or isinstance(texts, str):
-            raise StoreError("ids: expected a list of ids and a list of texts, got a string"
-                             if isinstance(ids, str) else "texts: expected a list of texts, got a string")
+        _not_a_string(ids, "ids")
+        _not_a_string(texts, "texts")
         ids, texts = list(ids), list(texts)
         metas = self._check_items(ids, texts, metadatas)
         vecs = self._check_vectors(vectors, len(ids))
@@ -494,8 +493,7 @@ class VectorStore:
     def delete(self, namespace: str, ids: Sequence[str], missing_ok: bool = False) -> int:
         """Delete items by id; returns how many were deleted. Unknown namespace or id: KeyError."""
         self._check_namespace(namespace)
-        if isinstance(ids, str):
-            raise StoreError("ids: expected a list of ids, got a string")
+        _not_a_string(ids, "ids")
         ids = list(ids)
         with self.transaction():
             if self._conn.execute("SELECT 1 FROM namespaces WHERE name=?", (namespace,)).fetchone() is None:
@@ -643,6 +641,12 @@ class _single_thread_faiss:
 
     def __exit__(self, *exc) -> None:
         self._faiss.omp_set_num_threads(self._prev)
+
+
+def _not_a_string(value: Any, field: str) -> None:
+    """``add("u", "abc", ...)`` would otherwise become the ids a, b, c."""
+    if isinstance(value, str):
+        raise StoreError(f"{field}: expected a list of {field}, got a string")
 
 
 def _check_utf8(text: str, field: str) -> None:
