@@ -1,7 +1,13 @@
-"""The ``llmrec`` command line: thin wrappers over the Python API."""
+"""The ``llmrec`` command line: thin wrappers over the Python API.
+
+Conventions: reports (tables, JSON, the research report) go to stdout, status and progress to stderr; a
+mistake prints one or two lines naming the field or file (``--debug`` shows the traceback); exit code 2 for
+usage errors (bad option, bad config value, unknown name), 1 for runtime errors (missing data, a failing
+backend, a corrupt store)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -10,11 +16,71 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LLM-augmented recommendation and personalization.")
-console = Console()
+out = Console()  # reports: stdout
+console = Console(stderr=True)  # status: stderr
 
 BackendOpt = typer.Option("transformers", help="LLM backend: transformers | vllm | openai")
 ModelOpt = typer.Option(None, help="model path / id (default: bundled SmolLM2-135M-Instruct)")
 BaseUrlOpt = typer.Option(None, help="openai backend: endpoint, e.g. http://127.0.0.1:8000/v1")
+DtypeOpt = typer.Option("bfloat16", help="transformers backend weights: bfloat16 (faster on CPU) | float32")
+DataPathOpt = typer.Option(None, "--data-path", help="data root holding the data set's folder (default: "
+                                                      "`llmrec data use DIR`, $LLMREC_DATA or LLMREC_HOME/data)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("llmrec")
+        except PackageNotFoundError:
+            v = "unknown (not installed)"
+        typer.echo(f"llmrec {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch / OpenMP / BLAS threads "
+                                          "(default: $LLMREC_THREADS, else the cores this process may use)"),
+) -> None:
+    """LLM-augmented recommendation and personalization."""
+    from llmrec.threads import configure_threads
+
+    configure_threads(threads)
+
+
+USAGE_ERRORS = ("ConfigError", "UnknownNameError", "PermissionError")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The console entry point: runs the app and turns errors into one-line messages and exit codes."""
+    from llmrec.errors import LLMRecError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rc = app(args=args, prog_name="llmrec", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    except typer.TyperException as e:  # click's usage errors (typer vendors click): bad option, no such command
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        return int(getattr(e, "exit_code", 2))
+    except (LLMRecError, FileNotFoundError, PermissionError, ValueError) as e:
+        if debug:
+            raise
+        kind = type(e).__name__
+        typer.echo(f"error ({kind}): {e}", err=True)
+        typer.echo("(run with --debug for the traceback)", err=True)
+        return 2 if kind in USAGE_ERRORS else 1
+    return rc if isinstance(rc, int) else 0
 
 
 def _llm_config(backend: str, model: Optional[str], base_url: Optional[str], dtype: str):
@@ -32,12 +98,13 @@ def _write_json(path: Path, payload: dict) -> None:
 @app.command()
 def quickstart(
     out: Path = typer.Option(Path("results/quickstart.json"), help="where to write the JSON report"),
-    users: int = typer.Option(300, min=2), items: int = typer.Option(300, min=2),
+    users: int = typer.Option(300, min=2, help="synthetic world: users"),
+    items: int = typer.Option(300, min=2, help="synthetic world: items"),
     impressions: int = typer.Option(80, min=5, help="impressions per user"),
-    max_new_tokens: int = typer.Option(48, min=1),
+    max_new_tokens: int = typer.Option(48, min=1, help="tokens generated per knowledge prompt"),
     seeds: int = typer.Option(2, min=1, help="training seeds per variant"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("bfloat16", help="transformers backend: float32 | bfloat16"),
+    dtype: str = DtypeOpt,
     work_dir: Optional[Path] = typer.Option(None, help="knowledge shards (default LLMREC_HOME/quickstart/...)"),
 ) -> None:
     """The main job: LLM knowledge on the embedded synthetic world, DeepFM with vs without it."""
@@ -60,7 +127,7 @@ def quickstart(
     for name, v in report["variants"].items():
         table.add_row(name, f"{v['test_auc_mean']:.4f} ± {v['test_auc_std']:.4f}",
                       f"{v['test_logloss_mean']:.4f} ± {v['test_logloss_std']:.4f}", f"{v['test_gauc_mean']:.4f}")
-    console.print(table)
+    out.print(table)
     for r in report["extraction"]:
         console.print(f"knowledge \\[{r['kind']}]: {r['total']} rows, {r['cached']} cached, {r['generated']} generated, "
                       f"{r['empty']} empty, {r['tokens_per_second']:.0f} tokens/s")
@@ -70,21 +137,26 @@ def quickstart(
 
 @app.command()
 def extract(
-    data: str = typer.Option("synthetic", help="synthetic | movielens100k"),
-    data_path: Optional[Path] = typer.Option(None, help="movielens100k: folder of ml-100k.inter/.user/.item"),
+    data: str = typer.Option("synthetic", help="synthetic | movielens100k | movielens1m"),
+    data_path: Optional[Path] = typer.Option(None, help="MovieLens folder (native u.data / ratings.dat or "
+                                                        "RecBole atomic files; default: `llmrec data path NAME`)"),
     kinds: str = typer.Option("item,user", help="comma list of item, user, scenario, user_scenario"),
     out: Optional[Path] = typer.Option(None, help="shard folder (default LLMREC_HOME/knowledge/<data>/<model>)"),
-    max_new_tokens: int = typer.Option(48, min=1), history_items: int = typer.Option(8, min=1),
+    max_new_tokens: int = typer.Option(48, min=1, help="tokens generated per prompt"),
+    history_items: int = typer.Option(8, min=1, help="user prompts: items of the user's history shown"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("bfloat16", help="transformers backend: float32 | bfloat16"),
+    dtype: str = DtypeOpt,
     batch_size: int = typer.Option(16, min=1, help="prompts decoded together per model"),
     encoder: str = typer.Option("minilm", help="minilm | llm (mean-pooled LLM hidden states) | none"),
     ray: bool = typer.Option(False, "--ray", help="run the generation on Ray Data workers (one model each)"),
     workers: int = typer.Option(2, min=1, help="--ray: number of model workers"),
     ray_address: Optional[str] = typer.Option(None, help="--ray: cluster address (default: start a local Ray)"),
     retry_failed: bool = typer.Option(False, help="re-attempt rows an earlier run recorded as failed"),
-    users: int = typer.Option(300, min=2), items: int = typer.Option(300, min=2),
-    impressions: int = typer.Option(80, min=5),
+    users: int = typer.Option(300, min=2, help="synthetic world: users"),
+    items: int = typer.Option(300, min=2, help="synthetic world: items"),
+    impressions: int = typer.Option(80, min=5, help="synthetic world: impressions per user"),
+    limit: Optional[int] = typer.Option(None, min=1, help="only the first N prompts of each kind (a slice; "
+                                                            "the rest stay to a later run)"),
     report: Optional[Path] = typer.Option(None, help="also write the job report as JSON here"),
 ) -> None:
     """Offline knowledge extraction: prompts over a data set -> LLM -> JSONL shards + vectors (cached, resumable)."""
@@ -100,6 +172,7 @@ def extract(
         llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
         out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
         encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
+        limit=limit,
     )
     res = run_extraction(cfg)
     table = Table(title=f"knowledge for {res['data']} by {res['model_id']} -> {res['out_dir']}")
@@ -108,7 +181,7 @@ def extract(
     for r in res["extraction"]:
         table.add_row(r["kind"], str(r["total"]), str(r["cached"]), str(r["generated"]), str(r["retried"]),
                       str(r["empty"]), f"{r['rows_per_second']:.1f}", f"{r['tokens_per_second']:.0f}")
-    console.print(table)
+    out.print(table)
     for r in res["extraction"]:
         if r["failed_ids"]:
             console.print(f"[yellow]{r['kind']}: {len(r['failed_ids'])} rows failed after retries "
@@ -122,10 +195,11 @@ def extract(
 @app.command()
 def generate(
     prompt: list[str] = typer.Argument(..., help="one or more prompts (each one user message)"),
-    max_new_tokens: int = typer.Option(64, min=1), temperature: float = typer.Option(0.0, min=0.0),
-    seed: Optional[int] = None,
+    max_new_tokens: int = typer.Option(64, min=1, help="tokens to generate"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
+    seed: Optional[int] = typer.Option(None, help="sampling seed"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("float32"),
+    dtype: str = DtypeOpt,
 ) -> None:
     """Generate with any backend (batched), one JSON line per prompt."""
     from llmrec.llm import GenerationParams, make_llm
@@ -142,7 +216,8 @@ SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=v
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., exists=True, help="YAML job config (data, features, model, trainer, output_dir)"),
+    config: str = typer.Option(..., help="YAML job config (data, features, model, trainer, output_dir) or a "
+                                         "bundled config's name, e.g. deepfm_ml100k"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Train any registered model (resumes from output_dir/checkpoint after a kill; works under torchrun)."""
@@ -163,7 +238,7 @@ def train(
 
 @app.command()
 def evaluate(
-    config: Path = typer.Option(..., exists=True, help="the YAML job config used for training (data and split)"),
+    config: str = typer.Option(..., help="the job config used for training (file or bundled name)"),
     model_dir: Optional[Path] = typer.Option(None, help="saved model folder (default: <output_dir>/model)"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
@@ -192,7 +267,7 @@ def models(
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], r["doc"], ", ".join(r["defaults"]))
-    console.print(table)
+    out.print(table)
 
 
 @app.command()
@@ -221,8 +296,9 @@ def experiment(
 
 @app.command()
 def serve(
-    host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
-    model: Optional[str] = ModelOpt, dtype: str = typer.Option("float32"),
+    host: str = typer.Option("127.0.0.1", help="address to bind"), port: int = typer.Option(8000, help="port"),
+    max_batch: int = typer.Option(16, min=1, help="requests decoded together"),
+    model: Optional[str] = ModelOpt, dtype: str = DtypeOpt,
     api_key_env: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer <key>', the key read "
                                                          "from this environment variable"),
     max_tokens: int = typer.Option(1024, min=1, help="the largest max_tokens a request may ask for"),
@@ -251,12 +327,13 @@ def research(
     question: str = typer.Option(..., help="the research question"),
     memory_dir: Optional[Path] = typer.Option(None, help="the user's memory store (default: memory/ or LLMREC_HOME)"),
     corpus_dir: Optional[Path] = typer.Option(None, help="a VectorStore whose 'public' namespace is the public corpus"),
-    max_iterations: int = typer.Option(3, min=1), token_budget: int = typer.Option(8000, min=100),
-    max_new_tokens: int = typer.Option(64, min=4),
+    max_iterations: int = typer.Option(3, min=1, help="research rounds at most"),
+    token_budget: int = typer.Option(8000, min=100, help="LLM tokens (prompt + completion) at most"),
+    max_new_tokens: int = typer.Option(64, min=4, help="tokens per LLM call"),
     no_private: bool = typer.Option(False, "--no-private", help="skip the private stage (memory)"),
     trace: Path = typer.Option(Path("results/research_trace.json"), help="where the JSON trace goes (kept on errors)"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("float32"),
+    dtype: str = DtypeOpt,
 ) -> None:
     """Personalized deep research: prints the cited report, saves the step-by-step trace."""
     from llmrec.config import default_memory_dir, llmrec_home
@@ -287,34 +364,144 @@ def research(
 @app.command()
 def judge(
     criterion: str = typer.Option("faithfulness", help="faithfulness | completeness | appropriateness"),
-    data: Path = typer.Option(Path("../shared/data/mtrag_human_eval"), help="MT-RAG human-eval folder"),
+    data: Optional[Path] = typer.Option(None, help="MT-RAG human-eval folder (default: `llmrec data path "
+                                                    "mtrag_human_eval`)"),
     limit: Optional[int] = typer.Option(120, min=2, help="responses to judge"),
+    max_new_tokens: int = typer.Option(96, min=4, help="tokens of reasoning + score per judgment"),
     reference_guided: bool = typer.Option(False, help="show the reference answer to the judge"),
     out: Path = typer.Option(Path("results/judge_calibration.json"), help="JSON report (+ .png confusion plot)"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("bfloat16"),
+    dtype: str = DtypeOpt,
 ) -> None:
     """Calibrate an LLM judge against human labels (MT-RAG): Cohen's kappa and Spearman, with a plot."""
     from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibration
     from llmrec.eval.judge import RubricJudge
     from llmrec.llm import make_llm
 
-    items, human, meta = mtrag_judge_items(data, criterion, limit=limit)
-    j = RubricJudge(make_llm(_llm_config(backend, model, base_url, dtype)), criterion, reference_guided)
+    from llmrec.data.catalog import require_dataset
+
+    items, human, meta = mtrag_judge_items(data or require_dataset("mtrag_human_eval"), criterion, limit=limit)
+    j = RubricJudge(make_llm(_llm_config(backend, model, base_url, dtype)), criterion, reference_guided,
+                    max_new_tokens=max_new_tokens, progress=True)
     judgments = j.judge_many(items)
     res = {j.name: calibrate(judgments, human)}
     _write_json(out, {"criterion": criterion, "results": res,
                       "judgments": [{**m, "human": h, **x.to_dict()} for m, h, x in zip(meta, human, judgments)]})
     plot_calibration(res, out.with_suffix(".png"))
     r = res[j.name]
-    console.print(f"{j.name}: n {r['n']} (scored {r['scored']}), Spearman {r['spearman']}, "
-                  f"weighted kappa {r['kappa_quadratic']}; report {out}")
+    from llmrec.stats import fmt_stat
+
+    typer.echo(f"{j.name}: n {r['n']} (scored {r['scored']}), Spearman {fmt_stat(r['spearman'], r.get('spearman_why'))}, "
+               f"weighted kappa {fmt_stat(r['kappa_quadratic'], r.get('kappa_why'))}; report {out}")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: list, fetch (with checksums and licences), locate.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list(data_path: Optional[Path] = DataPathOpt,
+              as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Every data set llmrec knows: licence, whether a copy is present, and where."""
+    from llmrec.data.catalog import CATALOG, data_root, dataset_dir, is_present
+
+    rows = [{"name": s.name, "description": s.description, "licence": s.licence,
+             "needs_acceptance": s.needs_acceptance, "present": is_present(s, dataset_dir(s.name, data_path)),
+             "path": str(dataset_dir(s.name, data_path)), "homepage": s.homepage} for s in CATALOG.values()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"data sets (data root: {data_root(data_path)})")
+    for col in ("name", "present", "licence", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "yes" if r["present"] else "no", r["licence"], r["description"])
+    out.print(table)
+
+
+@data_app.command("path")
+def data_path_cmd(name: str = typer.Argument(..., help="catalog name (llmrec data list)"),
+                  data_path: Optional[Path] = DataPathOpt) -> None:
+    """Print the folder of a data set; exit 1 with how to get it when it is absent."""
+    from llmrec.data.catalog import require_dataset
+
+    typer.echo(str(require_dataset(name, data_path)))
+
+
+@data_app.command("use")
+def data_use(folder: Path = typer.Argument(..., help="a folder holding data set folders (ml-100k/, locomo/, ...)")) -> None:
+    """Remember FOLDER as this machine's data root ($LLMREC_HOME/config.yaml; $LLMREC_DATA still wins)."""
+    from llmrec.data.catalog import save_data_path, settings_path
+
+    target = save_data_path(folder)
+    console.print(f"data root: {target} (saved in {settings_path()})")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="catalog name (llmrec data list)"),
+    dest: Optional[Path] = typer.Option(None, help="download under DIR/<folder> (default LLMREC_HOME/data)"),
+    accept_licence: bool = typer.Option(False, "--accept-licence", help="accept a research-only or "
+                                        "non-commercial licence (it is shown first)"),
+    timeout: float = typer.Option(60.0, min=1, help="seconds without data before a download fails"),
+) -> None:
+    """Download a data set (resumable; checksums verified before anything is moved into place)."""
+    from tqdm.auto import tqdm
+
+    from llmrec.data.catalog import fetch, get_spec
+
+    spec = get_spec(name)
+    console.print(f"[bold]{name}[/]: {spec.description}\nlicence: {spec.licence}. {spec.terms}")
+    bars: dict[str, tqdm] = {}
+
+    def progress(target: str, done: int, total: Optional[int]) -> None:
+        if target not in bars:
+            bars[target] = tqdm(total=total, desc=target, unit="B", unit_scale=True)
+        bars[target].n = done
+        bars[target].refresh()
+
+    folder = fetch(name, dest, accept_licence=accept_licence, progress=progress, timeout=timeout)
+    for b in bars.values():
+        b.close()
+    typer.echo(str(folder))
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="The public corpus the research agent reads.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("build")
+def corpus_build(
+    name: Path = typer.Option(..., "--name", help="the store folder to build (pass it to research --corpus-dir)"),
+    source: Path = typer.Option(..., "--from", help="a folder of .txt/.md files or a JSONL file of "
+                                                    "{id, text, title} lines"),
+    chunk_words: int = typer.Option(160, min=8, help="words per chunk"),
+    overlap: int = typer.Option(32, min=0, help="words shared by consecutive chunks"),
+    limit: Optional[int] = typer.Option(None, min=1, help="only the first N documents"),
+) -> None:
+    """Chunk, embed (bundled MiniLM) and store documents as the research agent's public corpus."""
+    from llmrec.config import llmrec_home
+    from llmrec.embed import default_embedder
+    from llmrec.research.corpus import build_corpus
+
+    rep = build_corpus(name, source, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")),
+                       chunk_size=chunk_words, overlap=overlap, limit=limit)
+    typer.echo(json.dumps(rep))
 
 
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")
 app.add_typer(rerank_app, name="rerank")
-AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv")
-MtragOpt = typer.Option(None, help="folder of the MT-RAG human-eval JSON")
+AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv (neither given: both catalog sets)")
+MtragOpt = typer.Option(None, help="folder of the MT-RAG human-eval JSON (neither given: both catalog sets)")
+
+
+def _qa_data(ares: Optional[Path], mtrag: Optional[Path]):
+    from llmrec.data.catalog import require_dataset
+    from llmrec.rerank.pipeline import QADataConfig
+
+    if ares is None and mtrag is None:
+        ares, mtrag = require_dataset("ares_nq_synthetic"), require_dataset("mtrag_human_eval")
+    return QADataConfig(ares_path=str(ares) if ares else None, mtrag_path=str(mtrag) if mtrag else None)
 
 
 @rerank_app.command("train")
@@ -322,21 +509,23 @@ def rerank_train(
     ares: Optional[Path] = AresOpt, mtrag: Optional[Path] = MtragOpt,
     labels: str = typer.Option("radio", help="radio | retrieval | gold"),
     out: Path = typer.Option(Path("runs/rerank"), help="groups, checkpoint (resumable), model/, training.json"),
-    train_queries: Optional[int] = typer.Option(None, min=1), epochs: int = typer.Option(2, min=1),
-    learning_rate: float = typer.Option(6e-5), max_length: int = typer.Option(160, min=16),
+    train_queries: Optional[int] = typer.Option(None, min=1, help="only the first N training queries"),
+    epochs: int = typer.Option(2, min=1, help="passes over the groups"),
+    learning_rate: float = typer.Option(6e-5, min=0.0, help="AdamW learning rate"),
+    max_length: int = typer.Option(160, min=16, help="cross-encoder tokens per (query, passage)"),
     base_model: Optional[str] = typer.Option(None, help="cross-encoder to start from (default: bundled MiniLM)"),
     backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
-    dtype: str = typer.Option("bfloat16"),
+    dtype: str = DtypeOpt,
 ) -> None:
     """Fine-tune a cross-encoder with RADIO (rationale-fused) or retrieval/gold labels; resumes after a kill."""
     from llmrec.config import llmrec_home
     from llmrec.embed import default_embedder
     from llmrec.llm import make_llm
     from llmrec.rerank.cross_encoder import CrossEncoderConfig
-    from llmrec.rerank.pipeline import QADataConfig, RerankTrainJob, run_rerank_training
+    from llmrec.rerank.pipeline import RerankTrainJob, run_rerank_training
     from llmrec.rerank.radio import GroupTrainConfig
 
-    job = RerankTrainJob(data=QADataConfig(ares_path=str(ares) if ares else None, mtrag_path=str(mtrag) if mtrag else None),
+    job = RerankTrainJob(data=_qa_data(ares, mtrag),
                          labels=labels, train_queries=train_queries, out_dir=str(out),
                          train=GroupTrainConfig(epochs=epochs, learning_rate=learning_rate),
                          reranker=CrossEncoderConfig(model=base_model, max_length=max_length))
@@ -352,20 +541,20 @@ def rerank_eval(
     model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="a trained reranker (omit: first stage only)"),
     split: str = typer.Option("test", help="train | dev | test"),
     limit: Optional[int] = typer.Option(None, min=1, help="only the first N queries of the split"),
-    max_length: int = typer.Option(160, min=16),
+    max_length: int = typer.Option(160, min=16, help="cross-encoder tokens per (query, passage)"),
 ) -> None:
     """Recall@1/5, NDCG@5, MRR and latency of a reranker over dense top-20 candidates; prints JSON."""
     from llmrec.config import llmrec_home
     from llmrec.embed import default_embedder
     from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
-    from llmrec.rerank.pipeline import QADataConfig, run_rerank_eval
+    from llmrec.rerank.pipeline import run_rerank_eval
 
     rr = CrossEncoderReranker(CrossEncoderConfig(model=str(model_dir), max_length=max_length)) if model_dir else None
-    data = QADataConfig(ares_path=str(ares) if ares else None, mtrag_path=str(mtrag) if mtrag else None)
+    data = _qa_data(ares, mtrag)
     res = run_rerank_eval(rr, data, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")), split,
                           limit=limit)
     typer.echo(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":
-    app()
+    sys.exit(main())

@@ -55,14 +55,37 @@ def default_memory_dir() -> Path:
     return llmrec_home() / "memory"
 
 
-def data_root() -> Path:
-    """Where real data sets are read from: ``$LLMREC_DATA``, else ``shared/data`` beside the checkout (the
-    layout of this project's workspace). Loaders name the missing folder when a data set is absent."""
+SETTINGS_FILE = "config.yaml"
+
+
+def settings_path() -> Path:
+    """Per-machine settings written by ``llmrec data use`` (``$LLMREC_HOME/config.yaml``)."""
+    return llmrec_home() / SETTINGS_FILE
+
+
+def read_settings() -> dict:
+    p = settings_path()
+    if not p.exists():
+        return {}
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: settings must be a mapping")
+    return raw
+
+
+def data_root(data_path: str | Path | None = None) -> Path:
+    """Where real data sets are read from, first match wins: ``data_path`` (``--data-path``), ``$LLMREC_DATA``,
+    the folder saved by ``llmrec data use DIR``, else ``$LLMREC_HOME/data`` (where ``llmrec data fetch``
+    downloads to)."""
+    if data_path:
+        return Path(data_path).expanduser()
     env = os.environ.get("LLMREC_DATA")
     if env:
         return Path(env).expanduser()
-    root = repo_root()
-    return (root.parent / "shared" / "data") if root is not None else llmrec_home() / "data"
+    configured = read_settings().get("data_path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    return llmrec_home() / "data"
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
@@ -87,12 +110,19 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def expand_paths(raw: Any) -> Any:
-    """``${VAR}`` in strings; ``LLMREC_DATA`` defaults to the configured data root."""
+def expand_paths(raw: Any, base: Path | None = None) -> Any:
+    """Resolve the paths of a raw config: ``${LLMREC_DATA}`` -> the data root, other ``${VAR}`` from the
+    environment; with ``base`` (the config file's folder), strings starting with ``./`` or ``../`` are
+    relative to the config file. Other relative paths (outputs such as ``runs/x``) stay relative to the
+    working directory. (``${data:NAME}`` is resolved earlier, by ``llmrec.configfiles``.)"""
     if isinstance(raw, dict):
-        return {k: expand_paths(v) for k, v in raw.items()}
+        return {k: expand_paths(v, base) for k, v in raw.items()}
     if isinstance(raw, list):
-        return [expand_paths(v) for v in raw]
-    if isinstance(raw, str) and "$" in raw:
-        return os.path.expandvars(raw.replace("${LLMREC_DATA}", str(data_root())))
+        return [expand_paths(v, base) for v in raw]
+    if not isinstance(raw, str):
+        return raw
+    if "$" in raw:
+        raw = os.path.expandvars(raw.replace("${LLMREC_DATA}", str(data_root())))
+    if base is not None and (raw.startswith("./") or raw.startswith("../")):
+        return str((base / raw).resolve())
     return raw

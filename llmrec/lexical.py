@@ -1,4 +1,6 @@
-"""Lexical answer metrics: SQuAD-style normalization, exact match and token F1 (max over references)."""
+"""Lexical answer metrics. Exact match and token F1 are SQuAD's (its normalization, max over references);
+ROUGE comes from Google's ``rouge-score`` and BLEU / chrF from ``sacrebleu``, so the numbers are the ones
+those libraries (and papers using them) report: ROUGE on 0-1, BLEU and chrF on sacrebleu's 0-100."""
 from __future__ import annotations
 
 import re
@@ -35,74 +37,40 @@ def token_f1(prediction: str, references: Sequence[str]) -> float:
     return max(_f1(pred, normalize(r).split()) for r in references)
 
 
-def _lcs(a: list[str], b: list[str]) -> int:
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
+_ROUGE = None
 
 
-def _prf(overlap: float, n_pred: int, n_ref: int) -> float:
-    if overlap == 0 or n_pred == 0 or n_ref == 0:
-        return 0.0
-    p, r = overlap / n_pred, overlap / n_ref
-    return 2 * p * r / (p + r)
+def _rouge(prediction: str, reference: str, key: str) -> float:
+    global _ROUGE
+    if _ROUGE is None:
+        from rouge_score import rouge_scorer
+
+        _ROUGE = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
+    return float(_ROUGE.score(reference, prediction)[key].fmeasure)
 
 
 def rouge_1(prediction: str, reference: str) -> float:
-    """ROUGE-1 F1 over normalized tokens."""
-    p, r = normalize(prediction).split(), normalize(reference).split()
-    return _prf(sum((Counter(p) & Counter(r)).values()), len(p), len(r))
+    """ROUGE-1 F1 by Google's ``rouge-score`` (its tokenizer: lowercase alphanumerics, no stemming), 0-1."""
+    return _rouge(prediction, reference, "rouge1")
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 (longest common subsequence) over normalized tokens."""
-    p, r = normalize(prediction).split(), normalize(reference).split()
-    return _prf(_lcs(p, r), len(p), len(r))
+    """ROUGE-L F1 (longest common subsequence) by ``rouge-score``, 0-1."""
+    return _rouge(prediction, reference, "rougeL")
 
 
-def _ngrams(tokens: list[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+def bleu(prediction: str, reference: str) -> float:
+    """Sentence BLEU by ``sacrebleu`` (13a tokenization, exponential smoothing), on sacrebleu's 0-100 scale."""
+    import sacrebleu
+
+    return float(sacrebleu.sentence_bleu(prediction, [reference]).score)
 
 
-def bleu(prediction: str, reference: str, max_n: int = 4) -> float:
-    """Sentence BLEU with add-one smoothing of the n-gram precisions (Lin & Och 2004) and brevity penalty."""
-    import math
+def chrf(prediction: str, reference: str) -> float:
+    """chrF (Popovic 2015; character 6-grams, beta 2) by ``sacrebleu``, 0-100."""
+    import sacrebleu
 
-    p, r = normalize(prediction).split(), normalize(reference).split()
-    if not p or not r:
-        return 0.0
-    logs = []
-    for n in range(1, max_n + 1):
-        pn, rn = _ngrams(p, n), _ngrams(r, n)
-        match, total = sum((pn & rn).values()), max(sum(pn.values()), 0)
-        logs.append(math.log((match + (n > 1)) / (total + (n > 1))) if total + (n > 1) > 0 and match + (n > 1) > 0
-                    else float("-inf"))
-    if any(x == float("-inf") for x in logs):
-        return 0.0
-    bp = 1.0 if len(p) > len(r) else math.exp(1 - len(r) / len(p))
-    return bp * math.exp(sum(logs) / max_n)
-
-
-def chrf(prediction: str, reference: str, max_n: int = 6, beta: float = 2.0) -> float:
-    """chrF (Popovic 2015): character n-gram F-beta, n = 1..6, averaged over n, spaces removed."""
-    p, r = "".join(prediction.split()), "".join(reference.split())
-    precisions, recalls = [], []
-    for n in range(1, max_n + 1):
-        pn = Counter(p[i : i + n] for i in range(len(p) - n + 1))
-        rn = Counter(r[i : i + n] for i in range(len(r) - n + 1))
-        if not pn or not rn:
-            continue
-        m = sum((pn & rn).values())
-        precisions.append(m / sum(pn.values()))
-        recalls.append(m / sum(rn.values()))
-    if not precisions:
-        return 0.0
-    P, R = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
-    return 0.0 if P + R == 0 else (1 + beta**2) * P * R / (beta**2 * P + R)
+    return float(sacrebleu.sentence_chrf(prediction, [reference]).score)
 
 
 def lexical_scores(prediction: str, reference: str) -> dict[str, float]:

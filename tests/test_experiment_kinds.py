@@ -9,7 +9,8 @@ from conftest import shared
 from llmrec.cli import app
 from llmrec.errors import ConfigError
 from llmrec.experiments.harness import ExperimentConfig, load_experiment
-from llmrec.experiments.kinds import EXPERIMENT_KINDS, experiment_dirs, load_any
+from llmrec.configfiles import config_dirs
+from llmrec.experiments.kinds import EXPERIMENT_KINDS, load_any
 from llmrec.experiments.memory import MemoryExperiment, load_memory_experiment
 from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
@@ -19,7 +20,7 @@ KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "re
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():
-    names = sorted(p.stem for d in experiment_dirs() for p in d.glob("*.yaml"))
+    names = sorted(p.stem for d in config_dirs() for p in (d / "experiments").glob("*.yaml"))
     assert {"ctr_benchmark", "knowledge_benchmark", "memory_locomo", "rerank_radio", "research_pdr"} <= set(names)
     seen = set()
     for name in names:

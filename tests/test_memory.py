@@ -150,7 +150,7 @@ def test_bad_input_names_the_field(mem):
     with pytest.raises(ValueError, match="method"):
         mem.search("u", "hello", method="magic")
     with pytest.raises(KeyError, match="user_id: unknown user 'ghost'"):
-        mem.delete("ghost")
+        mem.delete_all("ghost")
     with pytest.raises(ValueError, match="metadata.granularity: reserved"):
         mem.add("u", "x", metadata={"granularity": "turn"})
     assert mem.search("nobody", "hello") == []

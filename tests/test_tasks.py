@@ -108,8 +108,8 @@ def test_imports_only_point_down():
     root = Path(__file__).resolve().parents[1] / "llmrec"
     layers = [
         {"config", "errors", "io", "registry", "prompts", "metrics", "lexical", "results", "jobs", "retrieval", "llm",
-         "embed", "store", "data", "ctr"},
-        {"models", "train", "knowledge", "memory", "rerank", "eval"},
+         "embed", "store", "data", "ctr", "stats", "threads"},
+        {"models", "train", "knowledge", "memory", "rerank", "eval", "configfiles"},
         {"experiments", "research", "pipeline"},
         {"cli"},
     ]

@@ -9,8 +9,10 @@ from llmrec.data.synthetic import SyntheticConfig, generate_world
 
 
 class DataConfig(StrictConfig):
-    source: Literal["synthetic", "movielens100k"] = "synthetic"
-    path: str | None = None  # movielens100k: folder with ml-100k.inter/.user/.item
+    source: Literal["synthetic", "movielens100k", "movielens1m"] = "synthetic"
+    # MovieLens: its folder (native u.data / ratings.dat files or RecBole atomic files); None: the catalog's
+    # configured copy (`llmrec data path movielens100k`)
+    path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
@@ -18,8 +20,7 @@ class DataConfig(StrictConfig):
 def load_data(config: DataConfig) -> RecData:
     if config.source == "synthetic":
         return generate_world(config.synthetic)
-    from llmrec.data.movielens import load_movielens100k
+    from llmrec.data.catalog import require_dataset
+    from llmrec.data.movielens import load_movielens
 
-    if not config.path:
-        raise ValueError("data.path: movielens100k needs the folder of the RecBole atomic files")
-    return load_movielens100k(config.path)
+    return load_movielens(config.path or require_dataset(config.source))

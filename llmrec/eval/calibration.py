@@ -15,37 +15,9 @@ import numpy as np
 
 from llmrec.eval.judge import JudgeItem, Judgment
 from llmrec.results import pyplot
-from llmrec.metrics import rankdata
+from llmrec.stats import cohen_kappa, fmt_stat, kappa_reason, nan_to_none, spearman, spearman_reason
 
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) != len(b) or len(a) < 2:
-        raise ValueError(f"spearman: need two equal-length lists of at least 2 (got {len(a)}, {len(b)})")
-    ra, rb = rankdata(a), rankdata(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def cohen_kappa(a: Sequence[int], b: Sequence[int], labels: Sequence[int] | None = None,
-                weights: str | None = None) -> float:
-    """Cohen's kappa; ``weights='quadratic'`` for ordinal scales."""
-    a, b = list(a), list(b)
-    if len(a) != len(b) or not a:
-        raise ValueError("cohen_kappa: need two equal-length, non-empty label lists")
-    labels = sorted(set(a) | set(b)) if labels is None else list(labels)
-    idx = {v: i for i, v in enumerate(labels)}
-    k = len(labels)
-    obs = np.zeros((k, k))
-    for x, y in zip(a, b):
-        obs[idx[x], idx[y]] += 1
-    obs /= obs.sum()
-    exp = np.outer(obs.sum(1), obs.sum(0))
-    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    w = ((i - j) ** 2 / max(1, (k - 1) ** 2)) if weights == "quadratic" else (i != j).astype(float)
-    denom = (w * exp).sum()
-    return float(1 - (w * obs).sum() / denom) if denom > 0 else 1.0
+__all__ = ["calibrate", "cohen_kappa", "mtrag_judge_items", "plot_calibration", "spearman", "to_four_point"]
 
 
 def to_four_point(score: float) -> int:
@@ -88,11 +60,14 @@ def calibrate(judgments: Sequence[Judgment], human: Sequence[float]) -> dict:
     out = {"n": len(judgments), "scored": len(pairs), "unparsable": len(judgments) - len(pairs),
            "explicit_score_format": sum(j.parsed == "explicit" for j in judgments)}
     if len(pairs) < 2:
-        return {**out, "spearman": None, "kappa_quadratic": None, "kappa": None}
+        why = f"{len(pairs)} parsable judgment(s)"
+        return {**out, "spearman": None, "kappa_quadratic": None, "kappa": None, "spearman_why": why,
+                "kappa_why": why}
     js, hs = [p[0] for p in pairs], [p[1] for p in pairs]
     j4, h4 = [to_four_point(s) for s in js], [int(np.floor(h + 0.5)) for h in hs]
-    out.update({"spearman": spearman(js, hs), "kappa_quadratic": cohen_kappa(j4, h4, [1, 2, 3, 4], "quadratic"),
-                "kappa": cohen_kappa(j4, h4, [1, 2, 3, 4]),
+    out.update({"spearman": nan_to_none(spearman(js, hs)), "spearman_why": spearman_reason(js, hs),
+                "kappa_quadratic": nan_to_none(cohen_kappa(j4, h4, [1, 2, 3, 4], "quadratic")),
+                "kappa": nan_to_none(cohen_kappa(j4, h4, [1, 2, 3, 4])), "kappa_why": kappa_reason(j4, h4),
                 "judge_mean": float(np.mean(js)), "human_mean": float(np.mean(hs)),
                 "confusion": [[int(sum(1 for a, b in zip(h4, j4) if a == hh and b == jj)) for jj in range(1, 5)]
                               for hh in range(1, 5)]})
@@ -115,8 +90,7 @@ def plot_calibration(results: dict, path: str | Path) -> None:
         ax.set_yticks(range(4), [1, 2, 3, 4])
         ax.set_xlabel("judge (mapped to 1-4)")
         ax.set_ylabel("human median")
-        rho, kq = r.get("spearman"), r.get("kappa_quadratic")
-        ax.set_title(f"{n}\nrho {rho if rho is None else round(rho, 3)}  kappa_w {kq if kq is None else round(kq, 3)}",
+        ax.set_title(f"{n}\nSpearman {fmt_stat(r.get('spearman'))}  weighted kappa {fmt_stat(r.get('kappa_quadratic'))}",
                      fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,7 +11,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from llmrec.llm.base import LLM, GenerationParams
+from llmrec.llm.base import LLM, GenerationParams, generate_with_progress
 from llmrec.prompts import load_prompt
 from llmrec.prompts import defang, fence
 
@@ -81,13 +81,14 @@ class RubricJudge:
     """Grades one criterion 1-5; ``reference_guided`` shows the reference answer to the judge."""
 
     def __init__(self, llm: LLM, criterion: Criterion = "factuality", reference_guided: bool = False,
-                 name: str | None = None, max_new_tokens: int = 96) -> None:
+                 name: str | None = None, max_new_tokens: int = 96, progress: bool = False) -> None:
         if criterion not in CRITERIA:
             raise ValueError(f"criterion: unknown {criterion!r} (one of {sorted(CRITERIA)})")
         self.llm, self.criterion, self.reference_guided = llm, criterion, reference_guided
         self.name = name or f"{llm.model_id}:{criterion}{':ref' if reference_guided else ''}"
         self.params = GenerationParams(max_new_tokens=max_new_tokens)
         self.template = load_prompt("judge_rubric")
+        self.progress = progress
 
     def judge_many(self, items: Sequence[JudgeItem]) -> list[Judgment]:
         for n, it in enumerate(items):
@@ -99,7 +100,7 @@ class RubricJudge:
                                         "extra": _extra(it, self.reference_guided, self.criterion),
                                         "answer": defang(it.answer)})
                 for it in items]
-        gens = self.llm.generate(msgs, self.params)
+        gens = generate_with_progress(self.llm, msgs, self.params, f"judge {self.criterion}", self.progress)
         out = []
         for g in gens:
             score, reasoning, how = parse_score(g.text)

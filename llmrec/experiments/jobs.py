@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from llmrec.config import StrictConfig, deep_merge, expand_paths, parse_overrides, validation_message
+from llmrec.config import StrictConfig, validation_message
+from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
@@ -73,10 +73,9 @@ class TrainJobConfig(StrictConfig):
 
 
 def load_job_config(path: str | Path, overrides: list[str] | None = None) -> TrainJobConfig:
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a mapping")
-    raw = expand_paths(deep_merge(raw, parse_overrides(overrides or [])))
+    """A training job config from a YAML file or a bundled config's name (``deepfm_ml100k``)."""
+    path = find_config(path)
+    raw = read_config_file(path, overrides)
     try:
         return TrainJobConfig.model_validate(raw)
     except ValidationError as e:

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from llmrec.config import deep_merge, expand_paths, parse_overrides, validation_message
+from llmrec.config import validation_message
+from llmrec.configfiles import find_config, read_config_file
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
 
@@ -35,28 +35,15 @@ EXPERIMENT_KINDS.add_lazy("rerank", "llmrec.experiments.rerank:KIND")
 EXPERIMENT_KINDS.add_lazy("research", "llmrec.experiments.research:KIND")
 
 
-def experiment_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent.parent
-    return [p for p in (here / "_experiments", here.parent / "configs" / "experiments") if p.is_dir()]
-
-
 def find_experiment(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name)
-    if path.exists():
-        return path
-    for d in experiment_dirs():
-        if (d / f"{path_or_name}.yaml").exists():
-            return d / f"{path_or_name}.yaml"
-    raise ConfigError(f"experiment {str(path_or_name)!r}: no such file or configs/experiments/<name>.yaml")
+    """An experiment YAML by path or by name (``configs/experiments/<name>.yaml``, bundled in the wheel)."""
+    return find_config(path_or_name, "experiments")
 
 
 def read_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, dict, Path]:
     """(kind, raw config with ``--set`` overrides applied and ``${LLMREC_DATA}`` expanded, file)."""
     path = find_experiment(path_or_name)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: an experiment config must be a mapping")
-    raw = expand_paths(deep_merge(raw, parse_overrides(overrides or [])))
+    raw = read_config_file(path, overrides)
     kind = raw.pop("kind", "recommender")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"{path}: kind: {kind!r} is not an experiment kind (have {EXPERIMENT_KINDS.names()})")

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 import numpy as np
 
 from llmrec.config import StrictConfig, llmrec_home
@@ -42,6 +44,7 @@ class KnowledgeJobConfig(StrictConfig):
     encoder: Literal["minilm", "llm", "none"] = "minilm"  # llm: mean-pooled last hidden states
     encode_inputs: list[KnowledgeKind] = ["user", "user_scenario"]  # kinds encoded as prompt inputs + answer (KAR)
     progress: bool = True
+    limit: int | None = Field(None, ge=1)  # only the first N prompts of each kind (a slice; cached rows stay)
 
 
 def default_out_dir(data: RecData, model_id: str) -> Path:
@@ -60,7 +63,7 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
     params = GenerationParams(max_new_tokens=c.max_new_tokens)
     reports, inputs = [], {}
     for kind in c.kinds:
-        reqs = build_requests(data, train_rows, kind, c.history_items)
+        reqs = build_requests(data, train_rows, kind, c.history_items)[:c.limit]
         if kind in c.encode_inputs:
             inputs[kind] = {r.id: "\n".join(str(v) for v in r.variables.values()) for r in reqs}
         if c.ray and llm is None:

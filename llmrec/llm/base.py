@@ -88,3 +88,19 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
         if i != -1:
             cut = min(cut, i)
     return text[:cut], cut < len(text)
+
+
+def generate_with_progress(llm: LLM, prompts: Sequence[Prompt], params: GenerationParams | None, desc: str,
+                           progress: bool = True, chunk: int = 16) -> list[Generation]:
+    """``llm.generate`` over ``prompts`` in chunks of ``chunk`` (each chunk still one batched call) with a
+    progress bar on stderr, so a long LLM step is never silent."""
+    from tqdm.auto import tqdm
+
+    if not progress or len(prompts) <= chunk:
+        return llm.generate(prompts, params)
+    out: list[Generation] = []
+    with tqdm(total=len(prompts), desc=desc, unit="prompt") as bar:
+        for i in range(0, len(prompts), chunk):
+            out.extend(llm.generate(prompts[i:i + chunk], params))
+            bar.update(min(chunk, len(prompts) - i))
+    return out

@@ -122,6 +122,7 @@ class Memory:
                     for i, m in enumerate(metas):
                         m["position"] = start + i
                 self.store.add(ns, ids, texts, vecs, metas)
+                self.store.log_event(ns, ids, "add", [{"old": None, "new": t} for t in texts])
                 written = [(i, t, "turn") for i, t in zip(ids, texts)]
                 if session_id is not None and (self.config.session_units or self.config.pair_units):
                     turns = self._session_turns(ns, session_id)
@@ -159,7 +160,7 @@ class Memory:
                           [{"granularity": "session", "session_id": session_id, "timestamp": ts}])
         return sid, text, "session"
 
-    def consolidate(self, user_id: str, progress: bool = False) -> int:
+    def consolidate(self, user_id: str, progress: bool = True) -> int:
         """Make (or remake) the summary and keywords units of every session of ``user_id`` whose turns changed
         since its units were made, in LLM batches; each batch is written as it finishes, so an interrupted
         run resumes where it stopped. Returns the number of sessions digested."""
@@ -222,6 +223,7 @@ class Memory:
         with self._lock, self.store.transaction():
             before = self.store.version(ns)
             self.store.upsert(ns, [memory_id], [text], self.embedder.encode([text]), [rec.metadata])
+            self.store.log_event(ns, [memory_id], "update", [{"old": rec.text, "new": text}])
             added, removed = [(memory_id, text, rec.metadata.get("granularity"))], []
             if rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
                 added, removed = self._resync_session(user_id, rec.metadata["session_id"], added, removed)
@@ -251,22 +253,50 @@ class Memory:
                 removed = [*removed, f"s-{session_id}"]
         return added, removed
 
-    def delete(self, user_id: str, memory_id: str | None = None) -> int:
-        """Delete one memory, or every memory of the user when ``memory_id`` is None."""
+    def delete(self, user_id: str, memory_id: str) -> int:
+        """Delete one memory (its session's pair and session units follow). Every memory of a user is
+        ``delete_all``, kept apart as in mem0 so that a missing id can never wipe a user."""
         self._check_user(user_id)
-        ns = namespace(user_id)
-        if ns not in self.store.namespaces():
-            raise NotFoundError(f"user_id: unknown user {user_id!r}")
-        ids = [memory_id] if memory_id is not None else self.store.ids(ns)
+        if not isinstance(memory_id, str) or not memory_id:
+            raise ValueError("memory_id: the id of the memory to delete (delete_all(user_id) removes every memory)")
+        ns = self._known(user_id)
         with self._lock, self.store.transaction():
             before = self.store.version(ns)
-            rec = self.store.get(ns, ids)[0] if memory_id is not None else None
-            n = self.store.delete(ns, ids)
-            added, removed = [], list(ids)
-            if rec is not None and rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
+            rec = self.store.get(ns, [memory_id])[0]
+            if rec is None:
+                raise NotFoundError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
+            n = self.store.delete(ns, [memory_id])
+            self.store.log_event(ns, [memory_id], "delete", [{"old": rec.text, "new": None}])
+            added, removed = [], [memory_id]
+            if rec.metadata.get("granularity") == "turn" and rec.metadata.get("session_id") is not None:
                 added, removed = self._resync_session(user_id, rec.metadata["session_id"], added, removed)
             self._bm25_apply(user_id, before, added=added, removed=removed)
         return n
+
+    def delete_all(self, user_id: str) -> int:
+        """Delete every memory of ``user_id`` (history keeps a delete event per memory). Returns the count."""
+        self._check_user(user_id)
+        ns = self._known(user_id)
+        with self._lock, self.store.transaction():
+            before = self.store.version(ns)
+            ids = self.store.ids(ns)
+            old = self.store.get(ns, ids)
+            n = self.store.delete(ns, ids)
+            self.store.log_event(ns, ids, "delete", [{"old": r.text if r else None, "new": None} for r in old])
+            self._bm25_apply(user_id, before, removed=ids)
+        return n
+
+    def _known(self, user_id: str) -> str:
+        ns = namespace(user_id)
+        if ns not in self.store.namespaces():
+            raise NotFoundError(f"user_id: unknown user {user_id!r}")
+        return ns
+
+    def history(self, user_id: str, memory_id: str | None = None) -> list[dict[str, Any]]:
+        """What happened to a memory (or to all of a user's memories), oldest first: ``{"id", "event"
+        (add / update / delete), "old", "new", "at"}``; deleted memories keep their history."""
+        self._check_user(user_id)
+        return [{k: e[k] for k in ("id", "event", "old", "new", "at")} for e in self.store.events(self._known(user_id), memory_id)]
 
     # ---------------------------------------------------------------- reads
     def _records(self, user_id: str) -> list[MemoryHit]:
@@ -274,8 +304,45 @@ class Memory:
         return [memory_hit(r, 0.0) for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
 
     def list(self, user_id: str, session_id: str | None = None) -> list[MemoryHit]:
+        """Every memory unit of the user (or of one session), in insertion order."""
         self._check_user(user_id)
         return [h for h in self._records(user_id) if session_id is None or h.session_id == session_id]
+
+    def get(self, user_id: str, memory_id: str) -> MemoryHit:
+        """One memory by id (``NotFoundError`` if absent)."""
+        self._check_user(user_id)
+        rec = self.store.get(self._known(user_id), [memory_id])[0]
+        if rec is None:
+            raise NotFoundError(f"memory_id: {memory_id!r} not found for user {user_id!r}")
+        return memory_hit(rec, 0.0)
+
+    def get_all(self, user_id: str, filters: Mapping[str, Any] | None = None, since: float | None = None,
+                until: float | None = None, granularity: Granularity | None = None) -> list[MemoryHit]:
+        """Every memory of the user matching metadata ``filters`` (equality, a list of values, or a numeric
+        range ``{"gte": ..., "lt": ...}``), a time window on the memory's timestamp and a granularity."""
+        self._check_user(user_id)
+        ns = namespace(user_id)
+        if ns not in self.store.namespaces():
+            return []
+        where = self._where(filters, since, until, granularity)
+        recs = self.store.find(ns, where) if where else [r for r in self.store.get(ns, self.store.ids(ns)) if r]
+        return [memory_hit(r, 0.0) for r in recs]
+
+    def _where(self, filters: Mapping[str, Any] | None, since: float | None, until: float | None,
+               granularity: str | None) -> dict[str, Any]:
+        where: dict[str, Any] = {}
+        for key, val in (filters or {}).items():
+            if key in _RESERVED:
+                raise ValueError(f"filters.{key}: reserved key (use the since / until / granularity arguments)")
+            where[key] = val
+        if granularity:
+            where["granularity"] = granularity
+        if since is not None or until is not None:
+            if since is not None and until is not None and since > until:
+                raise ValueError(f"since: {since} is after until: {until}")
+            where["timestamp"] = {**({"gte": float(since)} if since is not None else {}),
+                                  **({"lte": float(until)} if until is not None else {})}
+        return where
 
     def _bm25_apply(self, user_id: str, before: int, added=(), removed=()) -> None:
         entry = self._bm25.get(user_id)
@@ -303,7 +370,11 @@ class Memory:
         return index
 
     def search(self, user_id: str, query: str, k: int = 5, method: Method = "hybrid",
-               granularity: Granularity | None = "turn") -> list[MemoryHit]:
+               granularity: Granularity | None = "turn", filters: Mapping[str, Any] | None = None,
+               since: float | None = None, until: float | None = None) -> list[MemoryHit]:
+        """The ``k`` best memories of ``user_id`` for ``query``: ``dense`` (embeddings), ``bm25`` or ``hybrid``
+        (min-max mix); only units of ``granularity`` (None: all), matching metadata ``filters`` and with a
+        timestamp in [since, until] (see ``get_all``)."""
         self._check_user(user_id)
         self._check_text(query, "query")
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
@@ -311,7 +382,8 @@ class Memory:
         if method not in ("dense", "bm25", "hybrid"):
             raise ValueError(f"method: {method!r} is not one of dense, bm25, hybrid")
         ns = namespace(user_id)
-        where = {"granularity": granularity} if granularity else None
+        where = self._where(filters, since, until, granularity) or None
+        narrowed = where is not None and set(where) != {"granularity"}
         with self._lock:
             n = self.store.count(ns)
             if n == 0:
@@ -324,6 +396,9 @@ class Memory:
             lexical: dict[str, float] = {}
             if method in ("bm25", "hybrid"):
                 lexical = self.bm25_index(user_id).scores(query, granularity)
+                if narrowed:
+                    allowed = {r.id for r in self.store.find(ns, where)}
+                    lexical = {i: v for i, v in lexical.items() if i in allowed}
             if method == "dense":
                 scores = dense
             elif method == "bm25":

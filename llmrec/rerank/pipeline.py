@@ -57,9 +57,14 @@ class DenseFirstStage:
         self.store = VectorStore(path or self._tmp.name, StoreConfig(dim=embedder.dim))
         have = set(self.store.ids("passages")) if self.store.count("passages") else set()
         todo = [i for i in passages if i not in have]
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="first stage: embed passages", unit="passage", disable=not todo)
         for s in range(0, len(todo), 512):
             ids = todo[s : s + 512]
             self.store.add("passages", ids, [passages[i] for i in ids], embedder.encode([passages[i] for i in ids]))
+            bar.update(len(ids))
+        bar.close()
 
     def retrieve(self, queries: Sequence[str], k: int = 20) -> list[list[Candidate]]:
         vecs = self.embedder.encode(list(queries))

@@ -107,6 +107,15 @@ class VectorStore:
         op TEXT NOT NULL
     );
     CREATE TABLE IF NOT EXISTS ns_seq (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_item ON events (namespace, item_id);
     """
 
     def __init__(self, path: str | Path, config: StoreConfig | None = None) -> None:
@@ -550,6 +559,28 @@ class VectorStore:
                 out[ext] = Record(ext, text, json.loads(meta), np.frombuffer(vec, np.float32).copy(), namespace)
         return [out.get(x) for x in ids]
 
+    def log_event(self, namespace: str, item_ids: Sequence[str], event: str, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Append history events (``add`` / ``update`` / ``delete`` ...) for items, in the current transaction if
+        there is one (so an event is recorded exactly when its write is)."""
+        self._check_namespace(namespace)
+        now = time.time()
+        rows = [(namespace, str(i), event, json.dumps(dict(p), sort_keys=True), now) for i, p in zip(item_ids, payloads)]
+        with self.transaction():
+            self._conn.executemany("INSERT INTO events (namespace, item_id, event, payload, at) VALUES (?,?,?,?,?)",
+                                   rows)
+
+    def events(self, namespace: str, item_id: str | None = None) -> list[dict[str, Any]]:
+        """History events of a namespace (or of one item), oldest first."""
+        self._check_namespace(namespace)
+        with self._lock:
+            sql = "SELECT seq, item_id, event, payload, at FROM events WHERE namespace=?"
+            args: list[Any] = [namespace]
+            if item_id is not None:
+                sql += " AND item_id=?"
+                args.append(item_id)
+            return [{"seq": r[0], "id": r[1], "event": r[2], **json.loads(r[3]), "at": r[4]}
+                    for r in self._conn.execute(sql + " ORDER BY seq", args)]
+
     def find(self, namespace: str, where: Mapping[str, Any]) -> list[Record]:
         """Every record of a namespace whose metadata matches ``where`` (through the metadata index)."""
         self._check_namespace(namespace)
@@ -558,12 +589,31 @@ class VectorStore:
             return [Record(r[2], r[3], json.loads(r[4]), np.frombuffer(r[5], np.float32).copy(), namespace)
                     for r in self._rows(rids, "rid, namespace, ext_id, text, metadata, vector") if r[1] == namespace]
 
+    def _range_rids(self, namespace: str, key: str, bounds: Mapping[str, Any]) -> set[int]:
+        ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+        sql, args = "SELECT rid FROM meta_kv WHERE namespace=? AND key=? AND value GLOB '[0-9-]*'", [namespace, key]
+        for op, v in bounds.items():
+            if op not in ops:
+                raise StoreError(f"where.{key}.{op}: range operators are gt, gte, lt, lte")
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise StoreError(f"where.{key}.{op}: a range bound must be a number")
+            sql += f" AND CAST(value AS REAL) {ops[op]} ?"
+            args.append(float(v))
+        return {r[0] for r in self._conn.execute(sql, args)}
+
     def _filter_rids(self, namespace: str, where: Mapping[str, Any]) -> set[int]:
-        """Row ids matching every ``key == value`` (or ``key in [values]``) condition, via the metadata index."""
+        """Row ids matching every condition, via the metadata index: ``key == value``, ``key in [values]`` or
+        a numeric range ``{"gte": a, "lt": b}`` (operators gt, gte, lt, lte)."""
         result: set[int] | None = None
         for key, val in where.items():
             if not _META_KEY.match(str(key)):
                 raise StoreError(f"where.{key}: metadata keys must be identifiers")
+            if isinstance(val, Mapping):
+                found = self._range_rids(namespace, key, val)
+                result = found if result is None else result & found
+                if not result:
+                    return set()
+                continue
             vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
             if not vals:
                 raise StoreError(f"where.{key}: empty list")
