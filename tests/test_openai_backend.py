@@ -113,3 +113,52 @@ def test_knowledge_extraction_through_an_openai_endpoint(server, tmp_path):
     assert rep["model_id"] == "openai:smol" and rep["extraction"][0]["generated"] == 5
     assert {r["model_id"] for r in read_shard(tmp_path / "item.jsonl").values()} == {"openai:smol"}
     assert len(knowledge_tables(tmp_path, ["item"])["item"]) == 5
+
+
+def test_streaming_through_server_and_client(llm, server):
+    """`stream: true` sends server-sent events token by token; the pieces join to the non-streamed text."""
+    client = OpenAIChatLLM(OpenAIConfig(base_url=server.url, model="m"))
+    p = GenerationParams(max_new_tokens=24)
+    prompt = "Describe a rainy day in two sentences."
+    pieces = list(client.stream(prompt, p))
+    assert len(pieces) > 3  # incremental, not one block
+    assert "".join(pieces) == llm.generate([prompt], p)[0].text
+    full = llm.generate([prompt], p)[0].text
+    stop = full.split()[3]  # a stop string from inside the text: the stream ends before it, as generate does
+    ps = GenerationParams(max_new_tokens=24, stop=[stop])
+    assert "".join(client.stream(prompt, ps)) == llm.generate([prompt], ps)[0].text
+    assert stop not in "".join(client.stream(prompt, ps))
+
+
+def test_retry_after_is_honoured(monkeypatch):
+    calls = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(1)
+            if len(calls) == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", "7")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    slept = []
+    monkeypatch.setattr("llmrec.llm.openai.time.sleep", slept.append)
+    try:
+        c = OpenAIChatLLM(OpenAIConfig(base_url=f"http://127.0.0.1:{httpd.server_address[1]}", model="m", backoff_s=0.5))
+        assert c.generate(["hi"])[0].text == "ok"
+        assert slept == [7.0]  # the server's Retry-After, not the 0.5 s backoff
+    finally:
+        httpd.shutdown()

@@ -11,7 +11,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from llmrec.llm.base import LLM, GenerationParams, generate_with_progress
+from llmrec.llm.base import LLM, GenerationParams, generate_with_progress, warn_if_weak
 from llmrec.prompts import load_prompt
 from llmrec.prompts import defang, fence
 
@@ -89,6 +89,7 @@ class RubricJudge:
         self.params = GenerationParams(max_new_tokens=max_new_tokens)
         self.template = load_prompt("judge_rubric")
         self.progress = progress
+        warn_if_weak(llm, "judging")
 
     def judge_many(self, items: Sequence[JudgeItem]) -> list[Judgment]:
         for n, it in enumerate(items):

@@ -104,3 +104,22 @@ def generate_with_progress(llm: LLM, prompts: Sequence[Prompt], params: Generati
             out.extend(llm.generate(prompts[i:i + chunk], params))
             bar.update(min(chunk, len(prompts) - i))
     return out
+
+
+_WARNED: set[str] = set()
+
+
+def warn_if_weak(llm: LLM, task: str) -> bool:
+    """One warning line (once per task and process) when ``task`` (judging, filtering) runs on the bundled
+    135M model, which measurably cannot do it (judge Spearman ~0.0-0.1 vs MT-RAG humans; MemGAS filtering
+    keeps 11% of gold-answer tokens): point it at a stronger backend. Returns whether it warned."""
+    import warnings
+
+    model = str(getattr(llm, "model_id", ""))
+    if "smollm2-135m" not in model.lower() or task in _WARNED:
+        return False
+    _WARNED.add(task)
+    warnings.warn(f"{task} with the bundled {model.split('@')[0]} is close to chance on this project's "
+                  f"measurements; use a stronger model (--backend openai --base-url ... / --model ...)",
+                  UserWarning, stacklevel=3)
+    return True

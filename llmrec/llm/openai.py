@@ -1,13 +1,20 @@
 """OpenAI-compatible chat endpoint backend (``vllm serve``, ``llmrec serve``, hosted APIs).
 
 Requests run concurrently (a small thread pool), each with a timeout and bounded retries with
-exponential backoff on connection errors, 429 and 5xx. Any other HTTP error is raised at once."""
+exponential backoff on connection errors, 429 and 5xx (a ``Retry-After`` header, in seconds, is honoured up
+to ``max_retry_after_s``). Any other HTTP error is raised at once. ``stream`` yields text as it arrives
+(server-sent events, ``"stream": true``).
+
+Why not the ``openai`` SDK: this client is ~150 lines over httpx (already a dependency), works with any
+OpenAI-compatible server without the SDK's model / parameter validation, and keeps the one ``LLM`` protocol;
+the SDK can still be plugged in through ``llmrec.llm.langchain.LangChainLLM``."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import httpx
 
@@ -25,6 +32,7 @@ class OpenAIConfig(StrictConfig):
     max_retries: int = 3
     backoff_s: float = 0.5
     concurrency: int = 8
+    max_retry_after_s: float = 60.0
 
 
 class BackendUnavailable(BackendError):
@@ -71,18 +79,28 @@ class OpenAIChatLLM:
             body["logprobs"] = True
         return body
 
+    def _wait(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.config.backoff_s * 2 ** (attempt - 1)
+        if retry_after is not None:
+            try:
+                delay = min(max(float(retry_after), 0.0), self.config.max_retry_after_s)
+            except ValueError:  # an HTTP date: fall back to the backoff
+                pass
+        time.sleep(delay)
+
     def _post(self, body: dict) -> Generation:
         last: Exception | None = None
+        retry_after: str | None = None
         for attempt in range(self.config.max_retries + 1):
             if attempt:
-                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+                self._wait(attempt, retry_after)
             try:
                 r = self._client.post("/chat/completions", json=body)
             except httpx.TransportError as e:
-                last = e
+                last, retry_after = e, None
                 continue
             if r.status_code == 429 or r.status_code >= 500:
-                last = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+                last, retry_after = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}"), r.headers.get("Retry-After")
                 continue
             if r.status_code >= 400:
                 raise BackendError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
@@ -90,6 +108,26 @@ class OpenAIChatLLM:
         raise BackendUnavailable(
             f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempts ({last})"
         )
+
+    def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[str]:
+        """Yield the completion's text in pieces as the server sends them (``"stream": true``)."""
+        body = {**self._body(to_messages(prompt), params or GenerationParams()), "stream": True}
+        with self._client.stream("POST", "/chat/completions", json=body) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise BackendError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:].strip()
+                if data == "[DONE]":
+                    return
+                event = json.loads(data)
+                if "error" in event:
+                    raise BackendError(f"{self.config.base_url}: {event['error'].get('message')}")
+                piece = ((event.get("choices") or [{}])[0].get("delta") or {}).get("content")
+                if piece:
+                    yield piece
 
     @staticmethod
     def _parse(data: dict) -> Generation:

@@ -42,8 +42,9 @@ class BadRequest(ValueError):
 
 
 class _Job:
-    def __init__(self, messages, params: GenerationParams) -> None:
-        self.messages, self.params = messages, params
+    def __init__(self, messages, params: GenerationParams, stream: bool = False) -> None:
+        self.messages, self.params, self.stream = messages, params, stream
+        self.state = None  # the row state while it decodes (continuous scheduler): streamed from
         self.done = threading.Event()
         self.cancelled = False
         self.result = None
@@ -124,7 +125,12 @@ class LLMServer:
                 encode([messages])
             except ValueError as e:
                 raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
-        return _Job(messages, params)
+        stream = req.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadRequest(400, "stream: expected true or false")
+        if stream and params.logprobs:
+            raise BadRequest(400, "logprobs: not supported with stream (ask without stream)")
+        return _Job(messages, params, stream)
 
     # ---------------------------------------------------------------- the batching worker
     def _take(self, room: int, wait: bool) -> list[_Job]:
@@ -165,6 +171,7 @@ class LLMServer:
                     continue
                 try:
                     admitted.append((job, self.llm.row_state(job.messages, job.params)))
+                    job.state = admitted[-1][1]
                 except Exception as e:  # noqa: BLE001  (reported to that request alone)
                     job.error = e
                     job.done.set()
@@ -206,6 +213,22 @@ class LLMServer:
             group[0].error = e
         for j in group:
             j.done.set()
+
+    def partial_text(self, job: _Job) -> str:
+        """The text decoded so far for a streaming job (stable prefix: a trailing partial UTF-8 character and
+        anything that could still become a stop string are held back)."""
+        st = job.state
+        if st is None or not hasattr(self.llm, "tokenizer"):
+            return ""
+        text = self.llm.tokenizer.decode(list(st.result.tokens), skip_special_tokens=True).rstrip("\ufffd")
+        for stop in job.params.stop:
+            at = text.find(stop)
+            if at >= 0:
+                return text[:at]
+            for k in range(min(len(stop) - 1, len(text)), 0, -1):  # a stop string may be starting
+                if text.endswith(stop[:k]):
+                    return text[:-k]
+        return text
 
     # ---------------------------------------------------------------- HTTP
     def _handler(self):
@@ -291,6 +314,9 @@ class LLMServer:
                     self._error(e.code, str(e))
                     return
                 server._jobs.put(job)
+                if job.stream:
+                    self._stream(job)
+                    return
                 deadline = time.monotonic() + server.request_timeout_s
                 while not job.done.wait(0.1):
                     if self._client_gone():
@@ -307,6 +333,49 @@ class LLMServer:
                 if job.result is None:  # cancelled
                     return
                 self._send(200, self._completion(job.result))
+
+            def _stream(self, job: _Job) -> None:
+                """Server-sent events as the tokens come (continuous scheduler; the batch scheduler sends the
+                whole text as one chunk when it is done): chat.completion.chunk objects, then ``[DONE]``."""
+                cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+
+                def chunk(delta: dict, finish: str | None = None) -> bytes:
+                    return ("data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                                   "model": server.llm.model_id, "choices": [
+                                                       {"index": 0, "delta": delta, "finish_reason": finish}]})
+                            + "\n\n").encode()
+
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                sent = ""
+                deadline = time.monotonic() + server.request_timeout_s
+                try:
+                    self.wfile.write(chunk({"role": "assistant", "content": ""}))
+                    self.wfile.flush()
+                    while not job.done.wait(0.05):
+                        if self._client_gone() or time.monotonic() > deadline:
+                            job.cancelled = True
+                            return
+                        text = server.partial_text(job)
+                        if text.startswith(sent) and len(text) > len(sent):
+                            self.wfile.write(chunk({"content": text[len(sent):]}))
+                            self.wfile.flush()
+                            sent = text
+                    if job.error is not None:
+                        self.wfile.write(("data: " + json.dumps({"error": {"message": str(job.error),
+                                                                           "type": "server_error"}}) + "\n\n").encode())
+                    elif job.result is not None:
+                        text = job.result.text
+                        rest = text[len(sent):] if text.startswith(sent) else ""
+                        if rest:
+                            self.wfile.write(chunk({"content": rest}))
+                        self.wfile.write(chunk({}, job.result.finish_reason))
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except OSError:  # the client went away
+                    job.cancelled = True
 
             def _completion(self, g) -> dict:
                 choice: dict = {"index": 0, "message": {"role": "assistant", "content": g.text},

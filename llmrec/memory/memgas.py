@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmrec.config import StrictConfig
-from llmrec.llm.base import GenerationParams
+from llmrec.llm.base import GenerationParams, warn_if_weak
 from llmrec.memory.api import namespace
 from llmrec.memory.units import clip_middle
 from llmrec.prompts import load_prompt
@@ -348,6 +348,7 @@ class MemGASRetrieval:
 def filter_memories(llm, questions: list[str], memories: list[str], max_new_tokens: int = 256) -> list[str]:
     """MemGAS's optional last stage: one LLM call per question (batched) keeps only what helps answer it.
     The memories are passed inside a delimited data block; the output is returned as text, never executed."""
+    warn_if_weak(llm, "memory filtering")
     if len(questions) != len(memories):
         raise ValueError(f"memories: {len(memories)} memory texts for {len(questions)} questions")
     template = load_prompt("memory_filter")
