@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="LLM-augmented recommendation and personalization.")
-out = Console()  # reports: stdout
+stdout = Console()  # reports: stdout
 console = Console(stderr=True)  # status: stderr
 
 BackendOpt = typer.Option("transformers", help="LLM backend: transformers | vllm | openai")
@@ -121,13 +121,19 @@ def quickstart(
     report["command"] = "llmrec quickstart " + " ".join(
         f"--{k} {v}" for k, v in [("users", users), ("items", items), ("impressions", impressions),
                                   ("max-new-tokens", max_new_tokens), ("seeds", seeds)])
-    table = Table(title=f"{report['data']['name']}: test metrics (mean ± std over {seeds} seeds)")
+    from llmrec.stats import fmt_stat
+
+    def cell(v: dict, key: str) -> str:  # "± std" only when there is more than one seed to vary over
+        mean = fmt_stat(v[f"{key}_mean"], digits=4)
+        return mean if seeds < 2 or mean.startswith("n/a") else f"{mean} ± {v[f'{key}_std']:.4f}"
+
+    title = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed: no spread to report"
+    table = Table(title=f"{report['data']['name']}: test metrics ({title})")
     for col in ("variant", "AUC", "logloss", "gAUC"):
         table.add_column(col)
     for name, v in report["variants"].items():
-        table.add_row(name, f"{v['test_auc_mean']:.4f} ± {v['test_auc_std']:.4f}",
-                      f"{v['test_logloss_mean']:.4f} ± {v['test_logloss_std']:.4f}", f"{v['test_gauc_mean']:.4f}")
-    out.print(table)
+        table.add_row(name, cell(v, "test_auc"), cell(v, "test_logloss"), fmt_stat(v["test_gauc_mean"], digits=4))
+    stdout.print(table)
     for r in report["extraction"]:
         console.print(f"knowledge \\[{r['kind']}]: {r['total']} rows, {r['cached']} cached, {r['generated']} generated, "
                       f"{r['empty']} empty, {r['tokens_per_second']:.0f} tokens/s")
@@ -181,7 +187,7 @@ def extract(
     for r in res["extraction"]:
         table.add_row(r["kind"], str(r["total"]), str(r["cached"]), str(r["generated"]), str(r["retried"]),
                       str(r["empty"]), f"{r['rows_per_second']:.1f}", f"{r['tokens_per_second']:.0f}")
-    out.print(table)
+    stdout.print(table)
     for r in res["extraction"]:
         if r["failed_ids"]:
             console.print(f"[yellow]{r['kind']}: {len(r['failed_ids'])} rows failed after retries "
@@ -230,9 +236,15 @@ def train(
         result = run_training(job)
     finally:
         shutdown()
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
-    console.print(f"[bold]{job.model.name}[/] ({result['family']}) on {result['data']}: test {metrics} "
-                  f"(best epoch {result['best_epoch']}, {result['train_samples_per_second']:.0f} samples/s)")
+    from llmrec.stats import fmt_stat
+
+    metrics = ", ".join(f"{k} {fmt_stat(v, digits=4)}" for k, v in result["test"].items())
+    typer.echo(f"{job.model.name} ({result['family']}) on {result['data']}: test {metrics} "
+               f"(best epoch {result['best_epoch']}, {result['train_samples_per_second']:.0f} samples/s)")
+    n_test = result.get("rows", {}).get("test") if isinstance(result.get("rows"), dict) else None
+    if n_test is not None and n_test < 2000:
+        console.print(f"[yellow]warning: the test split has {n_test} rows; AUC differences below ~0.01 are noise "
+                      f"at this size[/]")
     console.print(f"model and result.json in {job.output_dir}")
 
 
@@ -267,7 +279,7 @@ def models(
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], r["doc"], ", ".join(r["defaults"]))
-    out.print(table)
+    stdout.print(table)
 
 
 @app.command()
@@ -434,7 +446,7 @@ def data_list(data_path: Optional[Path] = DataPathOpt,
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], "yes" if r["present"] else "no", r["licence"], r["description"])
-    out.print(table)
+    stdout.print(table)
 
 
 @data_app.command("path")

@@ -44,18 +44,20 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def group_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
-    """Impression-weighted mean AUC over groups (users) that have both classes."""
+def group_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, min_groups: int = 1) -> float:
+    """Impression-weighted mean AUC over groups (users) that have both classes; NaN (undefined) when fewer
+    than ``min_groups`` groups have both (one or two users' AUC is 0.0 / 1.0 noise, not a gAUC)."""
     y, s, g = np.asarray(labels), np.asarray(scores), np.asarray(groups)
     order = np.argsort(g, kind="stable")
     y, s, g = y[order], s[order], g[order]
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
-    total, weight = 0.0, 0
+    total, weight, used = 0.0, 0, 0
     for ys, ss in zip(np.split(y, cuts), np.split(s, cuts)):
         if 0 < ys.sum() < len(ys):
             total += auc(ys, ss) * len(ys)
             weight += len(ys)
-    return float(total / weight) if weight else float("nan")
+            used += 1
+    return float(total / weight) if weight and used >= min_groups else float("nan")
 
 
 # ---- ranking over id lists (binary relevance) ---------------------------------------------------------

@@ -72,8 +72,11 @@ class PointwiseTask:
         y = data.label.numpy()
         res = {"auc": auc(y, p), "logloss": logloss(y, p)}
         if groups is not None:
-            res["gauc"] = group_auc(y, p, groups)
+            res["gauc"] = group_auc(y, p, groups, min_groups=GAUC_MIN_GROUPS)
         return res
+
+
+GAUC_MIN_GROUPS = 10  # fewer users with both labels: gAUC is reported undefined (NaN -> "n/a")
 
 
 class _FullSort:
