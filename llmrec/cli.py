@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="LLM-augmente
 stdout = Console()  # reports: stdout
 console = Console(stderr=True)  # status: stderr
 
-BackendOpt = typer.Option("transformers", help="LLM backend: transformers | vllm | openai")
+BackendOpt = typer.Option("transformers", help="LLM backend: transformers | vllm | openai | llamacpp")
 ModelOpt = typer.Option(None, help="model path / id (default: bundled SmolLM2-135M-Instruct)")
 BaseUrlOpt = typer.Option(None, help="openai backend: endpoint, e.g. http://127.0.0.1:8000/v1")
 DtypeOpt = typer.Option("bfloat16", help="transformers backend weights: bfloat16 (faster on CPU) | float32")

@@ -24,7 +24,7 @@ def test_registry_basics():
 
 
 def test_llm_backends_by_name_with_their_own_options():
-    assert set(LLMS.names()) == {"transformers", "vllm", "openai"}
+    assert set(LLMS.names()) == {"transformers", "vllm", "openai", "llamacpp"}
     with pytest.raises(ValueError, match="unknown backend 'ollama'"):
         LLMConfig(backend="ollama")
     with pytest.raises(ConfigError, match=r"llm.options.num_thread: Extra inputs.*transformers backend"):

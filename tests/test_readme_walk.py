@@ -68,7 +68,6 @@ def test_basics_and_errors(cwd):
     assert len(bad.stderr.strip().splitlines()) <= 2
     missing = run(["data", "fetch", "locomo"], cwd, ok=False)
     assert missing.returncode == 2 and "--accept-licence" in missing.stderr
-    with_home = run(["data", "use", str(cwd)], cwd)  # noqa: F841 (a folder without data sets is accepted)
 
 
 def test_data_path_and_use(cwd, tmp_path):

@@ -20,10 +20,11 @@ LLMS: Registry[Callable[[Any], LLM]] = Registry("llm backend")
 LLMS.add_lazy("transformers", "llmrec.llm.transformers:from_config")
 LLMS.add_lazy("vllm", "llmrec.llm.vllm:from_config")
 LLMS.add_lazy("openai", "llmrec.llm.openai:from_config")
+LLMS.add_lazy("llamacpp", "llmrec.llm.llamacpp:from_config")
 
 
 class LLMConfig(StrictConfig):
-    backend: str = "transformers"  # a name in LLMS: transformers | vllm | openai
+    backend: str = "transformers"  # a name in LLMS: transformers | vllm | openai | llamacpp
     model: str | None = None  # None: bundled SmolLM2-135M-Instruct (transformers backend)
     gguf_file: str | None = None
     batch_size: int = 16
@@ -59,6 +60,8 @@ def model_id_for(config: LLMConfig) -> str:
         return Path(config.model).name + (f"/{config.gguf_file}" if config.gguf_file else "")
     if config.backend == "openai":
         return f"openai:{config.model}"
+    if config.backend == "llamacpp":
+        return f"llamacpp:{smollm2_model_id()}" if config.model is None else f"llamacpp:{Path(config.model).name}"
     return str(config.model)
 
 
