@@ -46,5 +46,5 @@ peers: .venv-peers/.installed
 	$(PYTHON) -m venv "$$(readlink -f .venv-peers)"
 	.venv-peers/bin/python -m pip install -q --upgrade pip
 	.venv-peers/bin/python -m pip install -q torch==2.13.0
-	.venv-peers/bin/python -m pip install -q fuxictr==2.3.10 deepctr-torch==0.3.0 scikit-learn
+	.venv-peers/bin/python -m pip install -q fuxictr==2.3.10 deepctr-torch==0.3.0 scikit-learn mem0ai==2.2.1 faiss-cpu
 	touch $@

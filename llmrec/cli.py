@@ -315,6 +315,7 @@ def serve(
                                                          "from this environment variable"),
     max_tokens: int = typer.Option(1024, min=1, help="the largest max_tokens a request may ask for"),
     request_timeout: float = typer.Option(600.0, min=1, help="seconds before a queued request gets a 504"),
+    embeddings: bool = typer.Option(True, help="also serve /v1/embeddings with the bundled MiniLM"),
 ) -> None:
     """Serve a transformers model (default: bundled SmolLM2) as an OpenAI-compatible endpoint."""
     import os
@@ -327,8 +328,14 @@ def serve(
         key = os.environ.get(api_key_env)
         if not key:
             raise typer.BadParameter(f"--api-key-env: ${api_key_env} is empty or unset")
+    emb = None
+    if embeddings:
+        from llmrec.config import llmrec_home
+        from llmrec.embed import default_embedder
+
+        emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
     server = LLMServer(make_llm(_llm_config("transformers", model, None, dtype)), host, port, max_batch,
-                       api_key=key, max_tokens_limit=max_tokens, request_timeout_s=request_timeout)
+                       api_key=key, max_tokens_limit=max_tokens, request_timeout_s=request_timeout, embedder=emb)
     console.print(f"serving {server.llm.model_id} at {server.url}")
     server.serve_forever()
 

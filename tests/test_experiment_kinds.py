@@ -1,6 +1,8 @@
 """Every benchmark is an experiment config run by `llmrec experiment NAME`: the shipped configs load into their
 kind's typed config, bad input names the field, and each non-recommender kind runs end to end on a slice."""
 import json
+from pathlib import Path
+import subprocess
 
 import pytest
 from typer.testing import CliRunner
@@ -57,7 +59,7 @@ def test_memory_experiment_on_one_dev_conversation(tmp_path):
     out = tmp_path / "m.json"
     res = CliRunner().invoke(app, ["experiment", "memory_locomo", "--set", "conversations=[conv-26]",
                                    "--set", "digest=false", "--set", "only=[bm25_turn, memgas_hybrid]",
-                                   "--set", "random_trials=5", "--out", str(out)])
+                                   "--set", "random_trials=5", "--set", "peers=[]", "--out", str(out)])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["conversations"] == ["conv-26"] and r["config"]["split"] == "dev" and "git_commit" in r
@@ -68,6 +70,28 @@ def test_memory_experiment_on_one_dev_conversation(tmp_path):
     for m in ("bm25_turn", "memgas_hybrid"):  # real retrieval beats the random floor by a wide margin
         assert res_[m]["overall"]["recall_any@5"] > res_["random"]["overall"]["recall_any@5"] + 0.2
     assert out.with_suffix(".png").exists()
+
+
+@pytest.mark.slow
+def test_mem0_peer_side_by_side(tmp_path):
+    """mem0 storing every turn as is, with llmrec serve's MiniLM as its embedder, ranks sessions exactly as
+    llmrec's dense turn retrieval does (same texts, same vectors): the side-by-side compares like with like."""
+    shared("locomo")
+    from llmrec.config import repo_root
+
+    peers = (repo_root() or Path.cwd()) / ".venv-peers" / "bin" / "python"
+    if not peers.exists() or subprocess.run([str(peers), "-c", "import mem0"], capture_output=True).returncode:
+        pytest.skip("the peers environment with mem0ai is not built (make peers)")
+    out = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["experiment", "memory_locomo", "--set", "conversations=[conv-26]",
+                                   "--set", "digest=false", "--set", "only=[dense_turn]", "--set", "random_trials=2",
+                                   "--set", "peers=[{library: mem0}]", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    mine, theirs = r["results"]["dense_turn"], r["results"]["peer:mem0"]
+    assert theirs["n"] == mine["n"] > 50
+    assert theirs["overall"]["recall_all@5"] == pytest.approx(mine["overall"]["recall_all@5"], abs=0.01)
+    assert r["peers"]["peer:mem0"]["memories"] == 419  # every turn of conv-26, none dropped
 
 
 @pytest.mark.slow

@@ -162,3 +162,29 @@ def test_retry_after_is_honoured(monkeypatch):
         assert slept == [7.0]  # the server's Retry-After, not the 0.5 s backoff
     finally:
         httpd.shutdown()
+
+
+def test_embeddings_endpoint_matches_the_embedder(llm, embedder):
+    import httpx
+    import numpy as np
+
+    srv = LLMServer(llm, port=0, embedder=embedder).start()
+    try:
+        texts = ["I moved to Lisbon.", "My cat is called Miso."]
+        r = httpx.post(f"{srv.url}/embeddings", json={"input": texts, "model": "all-MiniLM-L6-v2"}, timeout=60)
+        got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
+        np.testing.assert_allclose(got, embedder.encode(texts), atol=1e-6)
+        bad = httpx.post(f"{srv.url}/embeddings", json={"input": "x", "dimensions": 1536}, timeout=60)
+        assert bad.status_code == 400 and "dimensions" in bad.json()["error"]["message"]
+        assert httpx.post(f"{srv.url}/embeddings", json={"input": [1]}, timeout=60).status_code == 400
+    finally:
+        srv.stop()
+
+
+def test_async_generate_equals_generate(llm, server):
+    import asyncio
+
+    client = OpenAIChatLLM(OpenAIConfig(base_url=server.url, model="m", concurrency=2))
+    prompts = ["Name a color.", "Name a fruit.", "Name a city."]
+    p = GenerationParams(max_new_tokens=8)
+    assert [g.text for g in asyncio.run(client.agenerate(prompts, p))] == [g.text for g in client.generate(prompts, p)]

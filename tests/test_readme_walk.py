@@ -105,6 +105,7 @@ def test_train_evaluate_and_experiment_from_elsewhere(cwd):
     if have("locomo"):
         run(["experiment", "memory_locomo", "--set", "split=dev", "--set", "digest=false",
              "--set", "conversations=[conv-26]", "--set", "only=[bm25_turn]", "--set", "random_trials=2",
+             "--set", "peers=[]",
              "--out", str(cwd / "mem.json")], cwd)
         assert "bm25_turn" in json.dumps(json.loads((cwd / "mem.json").read_text()))
 

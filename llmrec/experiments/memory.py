@@ -26,7 +26,7 @@ from tqdm import tqdm
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo
 from llmrec.embed import default_embedder
-from llmrec.errors import ConfigError
+from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.llm.cache import CachedLLM
@@ -50,6 +50,13 @@ class MemoryMethod(StrictConfig):
     backfill: str | None = None  # another method whose ranking fills the sessions this one did not return
 
 
+class MemoryPeer(StrictConfig):
+    """A peer library run side by side on the same conversations and questions (its own environment)."""
+    library: Literal["mem0"] = "mem0"
+    infer: bool = False  # mem0's own LLM fact extraction (slow on CPU) instead of storing each turn as is
+    conversations: list[str] | None = None  # a subset of the experiment's conversations (None: all)
+
+
 class MemoryExperiment(StrictConfig):
     name: str
     output: str | None = None  # default eval/results/<name>_<split>[_nodigest].json
@@ -61,6 +68,8 @@ class MemoryExperiment(StrictConfig):
     random_trials: int = 50
     only: list[str] | None = None  # just these methods (and what they backfill from)
     methods: dict[str, MemoryMethod]
+    peers: list[MemoryPeer] = []
+    peer_python: str = ".venv-peers/bin/python"  # relative to the checkout (`make peers`)
 
 
 def _load(raw: dict, path: Path) -> MemoryExperiment:
@@ -175,7 +184,11 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
                 trials = [score(list(rng.permutation(sessions)), gold) for _ in range(exp.random_trials)]
                 rows["random"].append({"category": qa.category,
                                        **{k: float(np.mean([t_[k] for t_ in trials])) for k in trials[0]}})
-    results = {m: aggregate(r) for m, r in rows.items()}
+    peer_stats = {}
+    if exp.peers:
+        peer_rows, peer_stats = run_memory_peers(exp, convs, embedder)
+        rows.update(peer_rows)
+    results = {m: aggregate(r) for m, r in rows.items() if r}
     for m, r in results.items():
         o = r["overall"]
         print(f"{m:15s} n={r['n']} recall_all@5={o['recall_all@5']:.3f} recall_any@5={o['recall_any@5']:.3f} "
@@ -189,12 +202,71 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
             "llm": digester.model_id, "dtype": exp.llm.dtype, "sessions": digested, "seconds": digest_seconds,
             "cache_hits": digester.llm.hits, "cache_misses": digester.llm.misses},
         "rfmem_paths": paths, "methods": {m: exp.methods[m].model_dump() for m in order},
+        "peers": peer_stats,
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
         "results": results,
     }, config=exp.model_dump(mode="json"), seeds=[0])
     plot(results, exp.split, path.with_suffix(".png"))
     return {"output": str(path), "results": results}
+
+
+def run_memory_peers(exp: MemoryExperiment, convs: list, embedder) -> tuple[dict[str, list], dict]:
+    """Each peer in its own environment, its LLM and embeddings served by ``llmrec serve`` (the same bundled
+    SmolLM2 and MiniLM), scored on the same questions with the same ``rank_sessions`` / ``score``."""
+    import json
+    import subprocess
+
+    from llmrec.config import repo_root
+    from llmrec.llm.server import LLMServer
+
+    root = repo_root() or Path.cwd()
+    python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
+    if not python.exists():
+        print(f"memory peers skipped: {python} not found (run `make peers`)", flush=True)
+        return {}, {"skipped": f"{python} not found"}
+    server = LLMServer(make_llm(exp.llm), port=0, embedder=embedder).start()
+    rows: dict[str, list] = {}
+    stats: dict[str, Any] = {}
+    try:
+        for peer in exp.peers:
+            label = f"peer:{peer.library}" + (":infer" if peer.infer else "")
+            chosen = [c for c in convs if peer.conversations is None or c.sample_id in peer.conversations]
+            payload = {"conversations": [{
+                "user": c.sample_id, "top_k": sum(len(s.turns) for s in c.sessions),
+                "sessions": [{"session_id": str(s.index),
+                              "turns": [f"{t.speaker}: {t.text}" for t in s.turns]} for s in c.sessions],
+                "questions": [{"id": str(i), "question": qa.question} for i, qa in enumerate(c.qa)
+                              if qa.gold_sessions]} for c in chosen]}
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "in.json").write_text(json.dumps(payload))
+                args = [str(python), str(root / "eval" / "peers" / f"peer_{peer.library}.py"), f"{tmp}/in.json",
+                        f"{tmp}/out.json", server.url] + (["--infer"] if peer.infer else [])
+                t = time.perf_counter()
+                res = subprocess.run(args, capture_output=True, text=True)
+                if res.returncode:
+                    raise BackendError(f"peer {label} failed:\n{res.stderr[-3000:]}")
+                got = json.loads((Path(tmp) / "out.json").read_text())
+            stats[label] = {k: got[k] for k in ("library", "version", "infer", "memories", "add_seconds",
+                                                "search_seconds", "searches")}
+            stats[label].update(conversations=[c.sample_id for c in chosen], seconds=time.perf_counter() - t,
+                                errors=len(got["errors"]), error_examples=got["errors"][:5])
+            print(f"{label}: {stats[label]['memories']} memories, {len(got['errors'])} add errors", flush=True)
+            if not got["memories"]:  # nothing stored: a score would only be the session order's
+                stats[label]["result"] = "n/a: the peer stored no memories (see error_examples)"
+                continue
+            rows[label] = []
+            for c in chosen:
+                sessions = [str(s.index) for s in c.sessions]
+                for i, qa in enumerate(c.qa):
+                    if not qa.gold_sessions:
+                        continue
+                    hit_sessions = [s for s in got["conversations"][c.sample_id][str(i)] if s is not None]
+                    ranked = list(dict.fromkeys(hit_sessions)) + [s for s in sessions if s not in set(hit_sessions)]
+                    rows[label].append({"category": qa.category, **score(ranked, {str(x) for x in qa.gold_sessions})})
+    finally:
+        server.stop()
+    return rows, stats
 
 
 def plot(results: dict, split: str, path: Path) -> None:

@@ -79,35 +79,56 @@ class OpenAIChatLLM:
             body["logprobs"] = True
         return body
 
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
         delay = self.config.backoff_s * 2 ** (attempt - 1)
         if retry_after is not None:
             try:
                 delay = min(max(float(retry_after), 0.0), self.config.max_retry_after_s)
             except ValueError:  # an HTTP date: fall back to the backoff
                 pass
-        time.sleep(delay)
+        return delay
+
+    def _outcome(self, r: httpx.Response) -> Generation | tuple[Exception, str | None]:
+        """A parsed generation, or (the error, Retry-After) when the request should be retried."""
+        if r.status_code == 429 or r.status_code >= 500:
+            return RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}"), r.headers.get("Retry-After")
+        if r.status_code >= 400:
+            raise BackendError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
+        return self._parse(r.json())
+
+    def _unavailable(self, last: Exception | None) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempts ({last})")
 
     def _post(self, body: dict) -> Generation:
         last: Exception | None = None
         retry_after: str | None = None
         for attempt in range(self.config.max_retries + 1):
             if attempt:
-                self._wait(attempt, retry_after)
+                time.sleep(self._delay(attempt, retry_after))
             try:
-                r = self._client.post("/chat/completions", json=body)
+                got = self._outcome(self._client.post("/chat/completions", json=body))
             except httpx.TransportError as e:
                 last, retry_after = e, None
                 continue
-            if r.status_code == 429 or r.status_code >= 500:
-                last, retry_after = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}"), r.headers.get("Retry-After")
-                continue
-            if r.status_code >= 400:
-                raise BackendError(f"{self.config.base_url}: HTTP {r.status_code}: {r.text[:500]}")
-            return self._parse(r.json())
-        raise BackendUnavailable(
-            f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempts ({last})"
-        )
+            if isinstance(got, Generation):
+                return got
+            last, retry_after = got
+        raise self._unavailable(last)
+
+    async def agenerate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        """``generate`` for asyncio code: never blocks the event loop (each request runs the client in a worker
+        thread, with the same retries), at most ``concurrency`` requests at a time."""
+        import asyncio
+
+        params = params or GenerationParams()
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(body: dict) -> Generation:
+            async with gate:
+                return await asyncio.to_thread(self._post, body)
+
+        return list(await asyncio.gather(*(one(self._body(to_messages(p, i), params)) for i, p in enumerate(prompts))))
 
     def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[str]:
         """Yield the completion's text in pieces as the server sends them (``"stream": true``)."""

@@ -16,7 +16,10 @@ Scheduling: with a backend that offers a decode session (the transformers backen
 continuously batched at the token level: a request joins the running batch at the next decode step and leaves
 it when it ends, so a short request is not held behind a long one, and a request whose client disconnects or
 times out is dropped from the batch mid-generation. Other backends (OpenAI-compatible, vLLM) get batches of
-the requests that arrived together."""
+the requests that arrived together. ``"stream": true`` answers with server-sent events as tokens come.
+
+With an ``embedder`` (``llmrec serve`` passes the bundled MiniLM), ``/v1/embeddings`` serves it too, so an
+OpenAI-compatible client (mem0, LangChain, the openai SDK) can use llmrec for both its LLM and embeddings."""
 from __future__ import annotations
 
 import hmac
@@ -55,8 +58,10 @@ class LLMServer:
     def __init__(self, llm: LLM, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
                  api_key: str | None = None, max_tokens_limit: int = 1024, max_body_bytes: int = 1 << 20,
                  request_timeout_s: float = 600.0, read_timeout_s: float = 10.0,
-                 scheduler: str = "continuous") -> None:
+                 scheduler: str = "continuous", embedder: Any = None, max_embed_inputs: int = 256) -> None:
         self.llm, self.max_batch, self.api_key = llm, max_batch, api_key
+        self.embedder, self.max_embed_inputs = embedder, max_embed_inputs
+        self._embed_lock = threading.Lock()
         self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
         self.request_timeout_s, self.read_timeout_s = request_timeout_s, read_timeout_s
         self._jobs: "queue.Queue[_Job]" = queue.Queue()
@@ -131,6 +136,30 @@ class LLMServer:
         if stream and params.logprobs:
             raise BadRequest(400, "logprobs: not supported with stream (ask without stream)")
         return _Job(messages, params, stream)
+
+    def embed(self, req: Any) -> dict:
+        """An ``/v1/embeddings`` request -> the OpenAI response (``BadRequest`` naming the field)."""
+        if self.embedder is None:
+            raise BadRequest(404, "no embedder: start the server with one (llmrec serve does by default)")
+        if not isinstance(req, dict) or "input" not in req:
+            raise BadRequest(400, "input: missing (a string or a list of strings)")
+        texts = [req["input"]] if isinstance(req["input"], str) else req["input"]
+        if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+            raise BadRequest(400, "input: expected a string or a non-empty list of strings")
+        if len(texts) > self.max_embed_inputs:
+            raise BadRequest(400, f"input: {len(texts)} texts exceed {self.max_embed_inputs}")
+        dims = req.get("dimensions")
+        if dims is not None and dims != self.embedder.dim:
+            raise BadRequest(400, f"dimensions: this model has {self.embedder.dim}, got {dims!r}")
+        if req.get("encoding_format", "float") != "float":
+            raise BadRequest(400, "encoding_format: only 'float' is supported")
+        with self._embed_lock:
+            vecs = self.embedder.encode(texts)
+        return {"object": "list", "model": self.embedder.model_id,
+                "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+                         for i, v in enumerate(vecs)],
+                "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
+                          "total_tokens": sum(len(t.split()) for t in texts)}}
 
     # ---------------------------------------------------------------- the batching worker
     def _take(self, room: int, wait: bool) -> list[_Job]:
@@ -305,6 +334,9 @@ class LLMServer:
             def do_POST(self) -> None:
                 try:
                     if not self._authorized():
+                        return
+                    if self.path.rstrip("/") == "/v1/embeddings":
+                        self._send(200, server.embed(self._body()))
                         return
                     if self.path.rstrip("/") != "/v1/chat/completions":
                         self._error(404, f"no route {self.path}")

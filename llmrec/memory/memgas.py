@@ -73,25 +73,26 @@ def router_weights(view_scores: dict[str, np.ndarray], temperature: float) -> di
 
 def personalized_pagerank(n: int, edges: set[tuple[int, int]], reset: np.ndarray, damping: float,
                           iterations: int) -> np.ndarray:
-    """r = (1 - d) * reset + d * P^T r on an undirected graph; dangling mass returns to the reset vector."""
+    """r = (1 - d) * reset + d * P^T r on an undirected graph; dangling mass returns to the reset vector.
+    One sparse matrix-vector product per iteration (scipy.sparse)."""
+    from scipy.sparse import coo_matrix
+
     reset = reset / reset.sum() if reset.sum() > 0 else np.full(n, 1.0 / n)
-    nbrs: list[list[int]] = [[] for _ in range(n)]
-    for a, b in edges:
-        nbrs[a].append(b)
-        nbrs[b].append(a)
+    if edges:
+        pairs = np.array(list(edges), dtype=np.int64)
+        rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()  # duplicates summed
+    else:
+        adj = coo_matrix((n, n)).tocsr()
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    has = deg > 0
+    inv = np.zeros(n)
+    inv[has] = 1.0 / deg[has]
+    trans = adj.T.tocsr()
     r = reset.copy()
     for _ in range(iterations):
-        nxt = (1 - damping) * reset
-        dangling = 0.0
-        for i in range(n):
-            if nbrs[i]:
-                share = damping * r[i] / len(nbrs[i])
-                for j in nbrs[i]:
-                    nxt[j] += share
-            else:
-                dangling += damping * r[i]
-        nxt += dangling * reset
-        r = nxt
+        r = (1 - damping) * reset + damping * (trans @ (r * inv)) + damping * r[~has].sum() * reset
     return r
 
 
