@@ -74,12 +74,17 @@ def pyplot():
     return plt
 
 
-def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], legend_size: int = 8) -> None:
-    """Bars grouped by category, one bar per series in each group, with a legend of the series."""
+def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], legend_size: int = 8,
+                 ylabel: str = "score") -> None:
+    """Bars grouped by category, one bar per series in each group; the value axis starts at zero and is
+    labelled, and the legend sits below the axes so it never covers a bar."""
     import numpy as np
 
     w = 0.8 / max(1, len(series))
     for j, (name, values) in enumerate(series.items()):
         ax.bar(np.arange(len(categories)) + (j - len(series) / 2 + 0.5) * w, values, w, label=name)
     ax.set_xticks(range(len(categories)), categories)
-    ax.legend(fontsize=legend_size)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(series)),
+              frameon=False)

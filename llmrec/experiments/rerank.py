@@ -119,10 +119,10 @@ def plot(results: dict, path: Path) -> None:
     plt = pyplot()
     metrics = ["recall@1", "recall@5", "ndcg@5", "mrr"]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    grouped_bars(ax, metrics, {n: [r["test"][m] for m in metrics] for n, r in results.items()})
+    grouped_bars(ax, metrics, {n: [r["test"][m] for m in metrics] for n, r in results.items()},
+                 ylabel="score on test queries (0-1)")
     ax.set_ylim(0, 1)
     ax.set_title("Reranking on held-out queries (ARES NQ + MT-RAG passages, dense first-stage candidates)")
-    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -133,14 +133,21 @@ def run_research(cfg: ResearchExperiment, out: str | Path | None = None) -> dict
 def plot(summary: dict, path: Path) -> None:
     plt = pyplot()
 
-    lex = list(next(iter(summary.values()))["lexical"])
-    crit = list(next(iter(summary.values()))["judge_panel"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    grouped_bars(ax1, lex, {v: [s["lexical"][k] for k in lex] for v, s in summary.items()})
-    grouped_bars(ax2, crit, {v: [s["judge_panel"][c] for c in crit] for v, s in summary.items()})
-    ax1.set_title("lexical (vs reference)")
-    ax2.set_ylim(1, 5)
-    ax2.set_title("judge panel (1-5)")
+    first = next(iter(summary.values()))
+    unit = [k for k in first["lexical"] if k not in ("bleu", "chrf")]  # 0-1 metrics
+    pct = [k for k in first["lexical"] if k in ("bleu", "chrf")]  # sacrebleu's 0-100 scale
+    crit = list(first["judge_panel"])
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [3, 2, 3]})
+    grouped_bars(ax1, unit, {v: [s["lexical"][k] for k in unit] for v, s in summary.items()}, ylabel="score (0-1)")
+    ax1.set_ylim(0, 1)
+    grouped_bars(ax3, pct, {v: [s["lexical"][k] for k in pct] for v, s in summary.items()},
+                 ylabel="sacrebleu score (0-100)")
+    grouped_bars(ax2, crit, {v: [s["judge_panel"][c] or 0.0 for c in crit] for v, s in summary.items()},
+                 ylabel="judge panel mean (rubric 1-5; 0 = no parsable score)")
+    ax2.set_ylim(0, 5)
+    ax1.set_title("ROUGE / token F1 vs reference")
+    ax3.set_title("BLEU / chrF vs reference")
+    ax2.set_title("judge panel")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
