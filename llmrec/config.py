@@ -64,6 +64,7 @@ def settings_path() -> Path:
 
 
 def read_settings() -> dict:
+    """The per-machine settings mapping (``$LLMREC_HOME/config.yaml``), empty when there is none."""
     p = settings_path()
     if not p.exists():
         return {}
@@ -89,6 +90,7 @@ def data_root(data_path: str | Path | None = None) -> Path:
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    """``base`` with ``over`` merged in, recursively for nested mappings (``over`` wins)."""
     out = dict(base)
     for k, v in over.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v

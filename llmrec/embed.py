@@ -21,16 +21,21 @@ from llmrec.sqlite import SQLiteKV
 
 @runtime_checkable
 class Embedder(Protocol):
+    """The embedding protocol: ``encode(texts) -> float32 [n, dim]`` (L2-normalized), ``model_id`` and ``dim``."""
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """The embedding model's id (caches key vectors by it)."""
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """Vector dimension."""
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized float32 vectors [len(texts), dim], in order."""
 
 
 class EmbedderConfig(StrictConfig):
+    """Which sentence-transformers model to load (None: the bundled MiniLM), device, batch size, cache."""
     backend: str = "sentence-transformers"  # a name in EMBEDDERS: sentence-transformers | llm-hidden
     llm: LLMConfig | None = None  # llm-hidden: the LLM whose hidden states embed (default: the bundled one)
     model: str | None = None  # None = bundled all-MiniLM-L6-v2; else a sentence-transformers path
@@ -54,16 +59,20 @@ class EmbeddingCache:
 
     @staticmethod
     def key(text: str) -> str:
+        """The cache key of a text (its sha256)."""
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def get_many(self, model: str, keys: list[str]) -> dict[str, np.ndarray]:
+        """Cached vectors of ``model`` by key (absent keys are left out)."""
         return {k: np.frombuffer(v, dtype=np.float32) for k, v in self.kv.get_many(model, keys).items()}
 
     def put_many(self, model: str, items: list[tuple[str, np.ndarray]]) -> None:
+        """Store vectors of ``model`` by key."""
         self.kv.put_many(model, [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items])
 
 
 class SentenceTransformerEmbedder:
+    """An ``Embedder`` over sentence-transformers (offline), with an optional SQLite cache of vectors."""
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -154,9 +163,11 @@ EMBEDDERS.add("llm-hidden", lambda c: LLMHiddenEncoder(make_llm(c.llm or LLMConf
 
 
 def make_embedder(config: EmbedderConfig | None = None) -> Embedder:
+    """An embedder from its config."""
     config = config or EmbedderConfig()
     return EMBEDDERS.get(config.backend)(config)
 
 
 def default_embedder(cache_path: str | None = None) -> SentenceTransformerEmbedder:
+    """The bundled all-MiniLM-L6-v2 embedder, optionally caching vectors in ``cache_path``."""
     return SentenceTransformerEmbedder(EmbedderConfig(cache_path=cache_path))

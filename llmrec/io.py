@@ -41,18 +41,21 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file, fsync, rename)."""
     with atomic_open(path, "w") as f:
         f.write(text)
     return Path(path)
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically."""
     with atomic_open(path, "w") as f:
         json.dump(payload, f, indent=2, default=_jsonable)
     return Path(path)
 
 
 def torch_save_atomic(path: str | Path, obj: dict) -> None:
+    """``torch.save`` to ``path`` atomically."""
     import torch
 
     with atomic_open(path, "wb") as f:

@@ -25,12 +25,14 @@ from llmrec.errors import DataError, NotFoundError
 
 @dataclass(frozen=True)
 class KnowledgeRequest:
+    """One extraction prompt: the row id and the variables its template is filled with."""
     id: str
     variables: Mapping[str, object]
 
 
 @dataclass
 class ExtractionReport:
+    """Counts and speed of one extraction run (cached, generated, retried, failed rows; tokens/s)."""
     kind: str
     shard: str
     total: int
@@ -44,14 +46,17 @@ class ExtractionReport:
 
     @property
     def tokens_per_second(self) -> float:
+        """Generated tokens per second of the generation time."""
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
     @property
     def rows_per_second(self) -> float:
+        """Generated rows per second of the generation time."""
         return self.generated / self.seconds if self.seconds else 0.0
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:
+    """A short stable hash of a rendered prompt (a shard row is reused only when its prompt is unchanged)."""
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,11 +127,13 @@ class ExtractionPlan:
 
     @property
     def cached(self) -> int:
+        """Rows already in the shards with the same prompt and model."""
         return self.total - len(self.pending)
 
 
 def plan_extraction(model_id: str, kind: str, prompt_name: str, requests: Sequence[KnowledgeRequest],
                     out_dir: str | Path, retry_failed: bool = False) -> ExtractionPlan:
+    """What an extraction run must do: which requests are cached in the shards and which must be generated."""
     template = load_prompt(prompt_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,6 +179,7 @@ class ShardWriter:
         self.f = open(plan.shard, "a", encoding="utf-8")
 
     def write(self, rows: list[dict]) -> None:
+        """Append rows to the shard and fsync (a row is acknowledged once it is on disk)."""
         lines = []
         for r in rows:
             self.tokens += r["completion_tokens"]
@@ -189,6 +197,7 @@ class ShardWriter:
         self.bar.set_postfix(tok_s=f"{self.tokens / el:.0f}" if el else "-")
 
     def close(self) -> ExtractionReport:
+        """Close the shard and return the run's report."""
         self.f.close()
         self.bar.close()
         p = self.plan

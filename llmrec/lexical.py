@@ -13,11 +13,13 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def normalize(text: str) -> str:
+    """SQuAD normalization: lowercase, no punctuation, no articles, single spaces."""
     text = text.lower().translate(_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 when the normalized prediction equals a normalized reference, else 0.0."""
     p = normalize(prediction)
     return float(any(p == normalize(r) for r in references))
 
@@ -31,6 +33,7 @@ def _f1(pred: list[str], ref: list[str]) -> float:
 
 
 def token_f1(prediction: str, references: Sequence[str]) -> float:
+    """SQuAD token F1 of the prediction against the best-matching reference."""
     if not references:
         raise ValueError("references: at least one reference answer is needed")
     pred = normalize(prediction).split()
@@ -74,6 +77,7 @@ def chrf(prediction: str, reference: str) -> float:
 
 
 def lexical_scores(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-L, BLEU, chrF and token F1 of a prediction against one reference."""
     return {"rouge1": rouge_1(prediction, reference), "rougeL": rouge_l(prediction, reference),
             "bleu": bleu(prediction, reference), "chrf": chrf(prediction, reference),
             "token_f1": token_f1(prediction, [reference])}

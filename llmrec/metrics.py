@@ -29,6 +29,7 @@ def minmax(x: np.ndarray, constant: float = 0.0) -> np.ndarray:
 # ---- CTR ----------------------------------------------------------------------------------------------
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC with tie-averaged ranks (NaN when one class is absent)."""
     y = np.asarray(labels, dtype=np.float64)
     pos = y > 0.5
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
@@ -39,6 +40,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
     y = np.asarray(labels, dtype=np.float64)
     p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -73,16 +75,19 @@ def recall_all_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
 
 
 def recall_any_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    """1.0 when any gold id is in the top ``k``, else 0.0."""
     return float(bool(gold & set(ranked[:k])))
 
 
 def ndcg_at(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    """NDCG@k with binary relevance."""
     dcg = sum(1 / math.log2(i + 2) for i, s in enumerate(ranked[:k]) if s in gold)
     idcg = sum(1 / math.log2(i + 2) for i in range(min(len(gold), k)))
     return dcg / idcg if idcg else 0.0
 
 
 def mrr(ranked: Sequence[str], gold: set[str]) -> float:
+    """Reciprocal rank of the first gold id (0.0 when none is ranked)."""
     return next((1 / (i + 1) for i, s in enumerate(ranked) if s in gold), 0.0)
 
 

@@ -27,6 +27,7 @@ from llmrec.train import Trainer, TrainerConfig
 
 
 class QuickstartConfig(StrictConfig):
+    """The quickstart: synthetic world size, LLM, generation length, seeds and work folder."""
     world: SyntheticConfig = SyntheticConfig(n_users=300, n_items=300, impressions_per_user=80)
     llm: LLMConfig = LLMConfig(dtype="bfloat16")
     max_new_tokens: int = 48
@@ -40,6 +41,8 @@ class QuickstartConfig(StrictConfig):
 
 def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = None,
                    embedder: Embedder | None = None) -> dict:
+    """The main job: extract LLM knowledge on the synthetic world, train DeepFM with and without it over the
+    seeds, and report both."""
     c = config or QuickstartConfig()
     t_start = time.perf_counter()
     data = generate_world(c.world)

@@ -35,18 +35,21 @@ def fence(text: str, tag: str) -> str:
 
 
 def prompt_dirs() -> list[Path]:
+    """Folders prompt templates are loaded from (wheel ``_prompts`` or the checkout's ``prompts/``)."""
     here = Path(__file__).resolve().parent
     return [p for p in (here / "_prompts", here.parent / "prompts") if p.is_dir()]
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
+    """A prompt template: optional system text and a ``str.format`` user template."""
     name: str
     system: str | None
     template: str
 
     @property
     def variables(self) -> set[str]:
+        """The ``{names}`` the template needs."""
         names = set()
         for part in (self.system or "", self.template):
             names.update(f for _, f, _, _ in string.Formatter().parse(part) if f)
@@ -63,6 +66,7 @@ class PromptTemplate:
         return self._fill(self.template, values)
 
     def messages(self, values: Mapping[str, object]) -> list[dict[str, str]]:
+        """Chat messages with the template filled (a missing variable is an error naming it)."""
         msgs = []
         if self.system:
             msgs.append({"role": "system", "content": self._fill(self.system, values)})
@@ -71,6 +75,7 @@ class PromptTemplate:
 
 
 def parse_prompt(name: str, text: str) -> PromptTemplate:
+    """A template from its file text (an optional ``system:`` head before the separator)."""
     system = None
     if text.startswith("system:") and _SEP in text:
         head, text = text.split(_SEP, 1)
@@ -80,6 +85,7 @@ def parse_prompt(name: str, text: str) -> PromptTemplate:
 
 @lru_cache(maxsize=None)
 def load_prompt(name: str) -> PromptTemplate:
+    """The prompt template ``name`` (``prompts/<name>.txt``); a named error if absent."""
     for d in prompt_dirs():
         path = d / f"{name}.txt"
         if path.exists():

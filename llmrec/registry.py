@@ -19,12 +19,14 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
+    """Names -> objects, with lazy entries (``module:attribute`` imported on first use) and named errors."""
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering an object under ``name``."""
         def deco(obj: T) -> T:
             self.add(name, obj)
             return obj
@@ -32,6 +34,7 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` under ``name`` (a duplicate name is an error)."""
         if name in self._items or name in self._lazy:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
@@ -43,6 +46,8 @@ class Registry(Generic[T]):
         self._lazy[name] = target
 
     def get(self, name: str) -> T:
+        """The object registered as ``name`` (lazy entries imported now); ``UnknownNameError`` listing the names
+        otherwise."""
         if name not in self._items and name in self._lazy:
             module, attr = self._lazy.pop(name).split(":")
             self._items[name] = getattr(importlib.import_module(module), attr)
@@ -51,6 +56,7 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: object) -> bool:

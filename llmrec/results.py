@@ -28,6 +28,7 @@ def git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    """Machine facts recorded with every result: Python, torch, CPU count, threads, platform."""
     import numpy
     import torch
 
@@ -48,6 +49,7 @@ def environment() -> dict[str, Any]:
 
 
 def provenance(config: Any = None, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Command, git commit, time, environment, config and seeds of a result."""
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
         "git_commit": git_commit(),

@@ -37,12 +37,15 @@ class Hit:
 
     @property
     def granularity(self) -> str:  # the memory API's older name for ``unit``
+        """The memory API's older name for ``unit``."""
         return self.unit
 
 
 @runtime_checkable
 class Retriever(Protocol):
-    def retrieve(self, user_id: str, query: str, k: int) -> list[Hit]: ...
+    """The retrieval protocol: ``retrieve(user_id, query, k) -> [Hit]``, best first."""
+    def retrieve(self, user_id: str, query: str, k: int) -> list[Hit]:
+        """The ``k`` best hits for ``user_id``'s ``query``, best first."""
 
 
 # name -> factory(source, config mapping) -> Retriever; the factory validates the mapping into its own config
@@ -56,6 +59,7 @@ def make_retriever(name: str, source: Any, config: Mapping[str, Any] | None = No
 
 
 def check_k(k: int) -> None:
+    """``k`` must be a positive integer (a ``ConfigError`` otherwise)."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise ConfigError("k: must be a positive integer")
 
@@ -70,6 +74,7 @@ def sessions_in_order(hits: list[Hit]) -> list[str]:
 
 
 class StoreRetrieverConfig(StrictConfig):
+    """A store retriever's namespace, and whether it reads ``<namespace>:<user_id>`` per user."""
     namespace: str = "public"
     per_user: bool = False  # True: search namespace "<namespace>:<user_id>" (the user's own documents)
 
@@ -122,6 +127,7 @@ class ProtocolRetriever(BaseRetriever):
 
 
 def as_langchain(retriever: Retriever, user_id: str, k: int = 5) -> BaseRetriever:
+    """A LangChain retriever over any llmrec ``Retriever`` for one user."""
     return ProtocolRetriever(retriever=retriever, user_id=user_id, k=k)
 
 

@@ -37,11 +37,13 @@ class SQLiteKV:
         self._lock = threading.Lock()
 
     def get_many(self, scope: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """Values of ``scope`` by key (absent keys are left out)."""
         with self._lock:
             return dict(select_in(self._conn, f"SELECT key, value FROM {self.table} WHERE scope=? AND key IN ({{marks}})",
                                   keys, prefix=[scope]))
 
     def put_many(self, scope: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store values of ``scope`` by key (one transaction)."""
         with self._lock, self._conn:
             self._conn.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?)",
                                    [(scope, k, v) for k, v in items])

@@ -38,6 +38,7 @@ def cohen_kappa(a: Sequence[int], b: Sequence[int], labels: Sequence[int] | None
 
 
 def spearman_reason(a: Sequence[float], b: Sequence[float]) -> str | None:
+    """Why Spearman's rho is undefined for these lists, or None when it is defined."""
     if len(a) < 2:
         return f"{len(a)} scored pair(s)"
     if np.ptp(np.asarray(a, float)) == 0:
@@ -48,6 +49,7 @@ def spearman_reason(a: Sequence[float], b: Sequence[float]) -> str | None:
 
 
 def kappa_reason(a: Sequence[int], b: Sequence[int]) -> str | None:
+    """Why Cohen's kappa is undefined for these labels, or None when it is defined."""
     if len(a) < 2:
         return f"{len(a)} scored pair(s)"
     if len(set(a)) == 1 and len(set(b)) == 1:
@@ -56,6 +58,7 @@ def kappa_reason(a: Sequence[int], b: Sequence[int]) -> str | None:
 
 
 def is_defined(x: float | None) -> bool:
+    """False for None and NaN."""
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 

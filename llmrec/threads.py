@@ -16,6 +16,7 @@ _VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity set)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -23,6 +24,7 @@ def available_cores() -> int:
 
 
 def resolve_threads(threads: int | None = None) -> int:
+    """The thread count: the argument, else ``$LLMREC_THREADS``, else the available cores."""
     if threads is None:
         env = os.environ.get("LLMREC_THREADS")
         if env:

@@ -19,6 +19,7 @@ from llmrec.config import StrictConfig
 
 
 class AdaptorConfig(StrictConfig):
+    """Settings of the KAR hybrid-expert adaptor: experts, their width, the gate and dropout."""
     kind: Literal["linear", "hea", "moe", "mlp"] = "linear"
     shared_experts: int = 2
     specific_experts: int = 6
@@ -37,6 +38,8 @@ def _expert(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.
 
 
 class KnowledgeAdaptor(nn.Module):
+    """KAR's hybrid-expert adaptor: shared and per-knowledge-type experts with gates turn knowledge vectors into
+    extra feature fields for any CTR backbone."""
     def __init__(self, in_dims: dict[str, int], out_dim: int, config: AdaptorConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or AdaptorConfig()

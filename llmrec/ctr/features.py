@@ -21,6 +21,7 @@ from llmrec.errors import ConfigError, NotFoundError
 
 
 class FeatureSpec(StrictConfig):
+    """One input feature: its column name and type (categorical, numerical, multi-hot or a dense vector)."""
     name: str
     type: Literal["categorical", "numerical", "multi_hot", "dense"]
     min_count: int = 1  # categorical / multi_hot: rarer values map to OOV
@@ -48,12 +49,14 @@ class Batch:
         return 0
 
     def slice(self, idx: torch.Tensor) -> "Batch":
+        """The rows ``idx`` of the batch."""
         return Batch(
             cat=self.cat[idx], num=self.num[idx], num_bucket=self.num_bucket[idx], seq={k: v[idx] for k, v in self.seq.items()},
             dense={k: v[idx] for k, v in self.dense.items()}, label=None if self.label is None else self.label[idx],
         )
 
     def to(self, device: str | torch.device) -> "Batch":
+        """The batch on ``device``."""
         return Batch(
             cat=self.cat.to(device), num=self.num.to(device), num_bucket=self.num_bucket.to(device), seq={k: v.to(device) for k, v in self.seq.items()},
             dense={k: v.to(device) for k, v in self.dense.items()},
@@ -65,6 +68,8 @@ DenseTables = Mapping[str, Mapping[str, np.ndarray]]  # feature name -> key valu
 
 
 class FeatureEncoder:
+    """Encoders for a list of ``FeatureSpec`` fitted on the training rows (vocabularies, numeric scaling) that
+    turn any rows into a ``Batch`` of tensors; unseen values map to the out-of-vocabulary id."""
     def __init__(self, specs: list[FeatureSpec]) -> None:
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
@@ -80,6 +85,7 @@ class FeatureEncoder:
         self.fitted = False
 
     def of_type(self, kind: str) -> list[FeatureSpec]:
+        """The specs of one feature type, in order."""
         return [s for s in self.specs if s.type == kind]
 
     categorical = property(lambda self: self.of_type("categorical"))
@@ -88,6 +94,7 @@ class FeatureEncoder:
     dense = property(lambda self: self.of_type("dense"))
 
     def cardinalities(self) -> dict[str, int]:
+        """Vocabulary size of each categorical / multi-hot field (out-of-vocabulary id included)."""
         return {s.name: len(self.vocab[s.name]) + (2 if s.type == "multi_hot" else 1)
                 for s in self.specs if s.type in ("categorical", "multi_hot")}
 
@@ -97,6 +104,7 @@ class FeatureEncoder:
         return columns[name]
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> "FeatureEncoder":
+        """Fit vocabularies and numeric statistics on training columns; returns self."""
         for s in self.specs:
             if s.type == "categorical":
                 counts = Counter(str(v) for v in self._column(columns, s.name))
@@ -121,6 +129,8 @@ class FeatureEncoder:
 
     def transform(self, columns: Mapping[str, np.ndarray], label: str | None = "label",
                   dense_tables: DenseTables | None = None) -> Batch:
+        """Encode columns into a ``Batch`` (unseen values -> the out-of-vocabulary id); a missing column is an
+        error naming it."""
         if not self.fitted:
             raise ConfigError("FeatureEncoder.transform called before fit")
         n = len(next(iter(columns.values())))
@@ -175,6 +185,7 @@ class FeatureEncoder:
         return Batch(cat=cat, num=num, num_bucket=num_bucket, seq=seq, dense=dense, label=y)
 
     def offsets(self) -> dict[str, int]:
+        """Start row of each categorical field in one shared embedding table."""
         out, total = {}, 0
         for s in self.categorical:
             out[s.name] = total
@@ -182,9 +193,11 @@ class FeatureEncoder:
         return out
 
     def n_categorical_rows(self) -> int:
+        """Rows of the shared categorical embedding table (all fields together)."""
         return sum(len(self.vocab[s.name]) + 1 for s in self.categorical)
 
     def to_json(self) -> str:
+        """The fitted encoder as JSON (saved with a model)."""
         return json.dumps({
             "specs": [s.model_dump() for s in self.specs],
             "vocab": self.vocab,
@@ -194,6 +207,7 @@ class FeatureEncoder:
 
     @classmethod
     def from_json(cls, text: str) -> "FeatureEncoder":
+        """A fitted encoder from ``to_json`` output."""
         d = json.loads(text)
         enc = cls([FeatureSpec(**s) for s in d["specs"]])
         enc.vocab = d["vocab"]

@@ -22,6 +22,7 @@ class AutoDis(nn.Module):
         self.W = nn.Parameter(torch.randn(n_fields, buckets, buckets) * (1.0 / buckets ** 0.5))
 
     def assignments(self, x: torch.Tensor) -> torch.Tensor:  # [B, F] -> [B, F, H]
+        """Soft assignment of every numeric value to the meta-embeddings ([B, F] -> [B, F, H])."""
         logits = x.unsqueeze(-1) * self.w
         if self.skip:
             h = nn.functional.leaky_relu(logits)
@@ -145,6 +146,7 @@ class FastDropout(nn.Module):
 
 
 class MLP(nn.Module):
+    """Fully connected tower: Linear -> (BatchNorm) -> activation -> dropout per hidden layer."""
     def __init__(self, in_dim: int, hidden: list[int], dropout: float = 0.0, batch_norm: bool = False,
                  out_dim: int | None = 1) -> None:
         super().__init__()
@@ -172,6 +174,7 @@ class MLP(nn.Module):
 
 
 def pair_indices(n_fields: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of every unordered field pair (i < j), for pairwise-interaction layers."""
     i, j = torch.triu_indices(n_fields, n_fields, offset=1)
     return i, j
 

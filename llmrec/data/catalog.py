@@ -45,6 +45,8 @@ class Download:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A catalog entry: folder name, description, licence and its terms, whether the licence must be accepted,
+    the downloads and the file layouts that mean the data set is present."""
     name: str
     folder: str
     description: str
@@ -155,6 +157,7 @@ CATALOG: dict[str, DatasetSpec] = {s.name: s for s in (
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The catalog entry of ``name``; ``UnknownNameError`` listing the known names otherwise."""
     if name not in CATALOG:
         raise UnknownNameError(f"data set {name!r} is not in the catalog (have {sorted(CATALOG)}); "
                                f"`llmrec data list` shows them")
@@ -177,6 +180,7 @@ def cache_root() -> Path:
 
 
 def is_present(spec: DatasetSpec, folder: Path) -> bool:
+    """Whether ``folder`` holds every file of one of the data set's layouts."""
     return any(all((folder / f).is_file() for f in layout) for layout in spec.present_if)
 
 
@@ -209,6 +213,7 @@ def _digest(path: Path, algo: str) -> str:
 
 
 def check_file(path: Path, checksum: str) -> None:
+    """Verify ``path`` against ``"sha256:<hex>"`` or ``"md5:<hex>"``; a mismatch is a ``DataError``."""
     algo, _, want = checksum.partition(":")
     if algo not in ("sha256", "md5") or not want:
         raise DataError(f"checksum {checksum!r}: expected sha256:<hex> or md5:<hex>")

@@ -19,6 +19,8 @@ _DIA = re.compile(r"^D(\d+):(\d+)$")
 
 @dataclass
 class Turn:
+    """One utterance of a LoCoMo conversation: its dialog id, speaker, text (image captions appended) and
+    session."""
     dia_id: str
     speaker: str
     text: str
@@ -27,6 +29,7 @@ class Turn:
 
 @dataclass
 class Session:
+    """One LoCoMo session: its index, date-time text and turns."""
     index: int
     date_time: str
     turns: list[Turn]
@@ -34,6 +37,7 @@ class Session:
 
 @dataclass
 class QA:
+    """One LoCoMo question with its answer, category and evidence dialog ids."""
     question: str
     answer: str | None
     category: int
@@ -44,11 +48,13 @@ class QA:
 
     @property
     def gold_sessions(self) -> set[int]:
+        """The sessions named by the question's well-formed evidence ids."""
         return {s for s, _ in self.evidence_turns}
 
 
 @dataclass
 class Conversation:
+    """One LoCoMo conversation (a sample): its two speakers, sessions and questions."""
     sample_id: str
     speaker_a: str
     speaker_b: str
@@ -57,11 +63,14 @@ class Conversation:
 
 
 def parse_evidence(ev: str) -> tuple[int, int] | None:
+    """``"D3:12"`` -> (session 3, turn 12); None for a malformed evidence id."""
     m = _DIA.match(ev.strip())
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def load_locomo(path: str | Path, sample_ids: tuple[str, ...] | None = None) -> list[Conversation]:
+    """LoCoMo conversations from ``locomo10.json`` (a file or its folder), optionally only ``sample_ids``;
+    malformed input is a ``DataFormatError`` naming the field."""
     path = Path(path)
     if path.is_dir():
         path = path / "locomo10.json"

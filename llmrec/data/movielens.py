@@ -54,6 +54,7 @@ GENRE_GROUPS = {
 
 
 def genre_group(genres: tuple[str, ...]) -> str:
+    """The scenario (``GENRE_GROUPS`` key) holding most of a movie's genres; ties go to the earlier group."""
     counts = [sum(g in members for g in genres) for members in GENRE_GROUPS.values()]
     return list(GENRE_GROUPS)[int(np.argmax(counts))]
 

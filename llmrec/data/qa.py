@@ -21,6 +21,7 @@ from llmrec.data.schema import DataFormatError
 
 @dataclass
 class QAQuery:
+    """A question with the ids of its gold passages, its reference answers and its source."""
     id: str
     question: str
     gold: list[str]  # passage ids
@@ -30,10 +31,12 @@ class QAQuery:
 
 @dataclass
 class QACorpus:
+    """Passages by id and the queries over them; ``merge`` joins corpora with disjoint ids."""
     passages: dict[str, str]
     queries: list[QAQuery]
 
     def merge(self, other: "QACorpus") -> "QACorpus":
+        """This corpus and ``other`` joined (passage ids must not collide)."""
         dup = set(self.passages) & set(other.passages)
         if dup:
             raise ValueError(f"passages: ids in both corpora, e.g. {sorted(dup)[:3]}")
@@ -51,6 +54,7 @@ class QACorpus:
 
 
 def load_ares_nq(path: str | Path) -> QACorpus:
+    """The ARES NQ synthetic-queries corpus (see the module doc for how gold passages and answers are chosen)."""
     path = Path(path)
     if path.is_dir():
         path = path / "nq_synthetic_queries.tsv"
@@ -83,6 +87,7 @@ def load_ares_nq(path: str | Path) -> QACorpus:
 
 
 def load_mtrag(path: str | Path) -> QACorpus:
+    """The MT-RAG human-evaluation subset as a QA corpus (last user turn -> its contexts and reference answer)."""
     path = Path(path)
     if path.is_dir():
         path = path / "reference_subset_with_human_evaluations.json"

@@ -9,6 +9,7 @@ from llmrec.data.synthetic import SyntheticConfig, generate_world
 
 
 class DataConfig(StrictConfig):
+    """Which recommendation data set to load (synthetic world or MovieLens) and its chronological split."""
     source: Literal["synthetic", "movielens100k", "movielens1m"] = "synthetic"
     # MovieLens: its folder (native u.data / ratings.dat files or RecBole atomic files); None: the catalog's
     # configured copy (`llmrec data path movielens100k`)
@@ -18,6 +19,7 @@ class DataConfig(StrictConfig):
 
 
 def load_data(config: DataConfig) -> RecData:
+    """The ``RecData`` a ``DataConfig`` names (MovieLens from its configured path or the catalog's copy)."""
     if config.source == "synthetic":
         return generate_world(config.synthetic)
     from llmrec.data.catalog import require_dataset

@@ -62,4 +62,5 @@ class RecData:
         return order[:a], order[a:b], order[b:]
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns restricted to ``rows``."""
         return {k: v[rows] for k, v in self.columns.items()}

@@ -35,6 +35,7 @@ REGIONS = ["north", "south", "east", "west", "central"]
 
 
 class SyntheticConfig(StrictConfig):
+    """Size and seed of the synthetic recommendation world (users, items, impressions per user, scenarios)."""
     n_users: int = 200
     n_items: int = 300
     impressions_per_user: int = 60
@@ -45,6 +46,8 @@ class SyntheticConfig(StrictConfig):
 
 
 def generate_world(config: SyntheticConfig | None = None) -> RecData:
+    """A seeded synthetic world with real signal: hidden user/item factors and text-only theme preferences decide
+    the labels; items and users carry the text the LLM reads."""
     c = config or SyntheticConfig()
     rng = np.random.default_rng(c.seed)
     cats, themes = list(CATEGORIES), list(THEMES)

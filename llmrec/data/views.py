@@ -28,15 +28,18 @@ class ItemSpace:
 
     @property
     def n_users(self) -> int:
+        """Number of users (ids 0..n-1)."""
         return len(self.users)
 
     @property
     def n_items(self) -> int:  # including the padding index 0
+        """Number of item ids, the padding id 0 included."""
         return len(self.items) + 1
 
 
 @dataclass
 class PairBatch:
+    """A batch of (user, positive item, negative item) ids for pairwise (BPR) training."""
     users: torch.Tensor  # [B] long
     items: torch.Tensor  # [B] (positives) or [B, C] (positive first, then sampled negatives)
 
@@ -44,14 +47,17 @@ class PairBatch:
         return int(self.users.shape[0])
 
     def slice(self, idx: torch.Tensor) -> "PairBatch":
+        """The rows ``idx`` of the batch."""
         return PairBatch(self.users[idx], self.items[idx])
 
     def to(self, device: str | torch.device) -> "PairBatch":
+        """The batch on ``device``."""
         return PairBatch(self.users.to(device), self.items.to(device))
 
 
 @dataclass
 class SeqBatch:
+    """A batch of padded item sequences (id 0 = padding) with their next-item targets."""
     items: torch.Tensor  # [B, L] long, right-aligned history, 0 = padding
     target: torch.Tensor  # [B] long, the next item
     users: torch.Tensor  # [B] long
@@ -61,12 +67,15 @@ class SeqBatch:
 
     @property
     def lengths(self) -> torch.Tensor:
+        """Non-padding length of every sequence."""
         return (self.items > 0).sum(1)
 
     def slice(self, idx: torch.Tensor) -> "SeqBatch":
+        """The rows ``idx`` of the batch."""
         return SeqBatch(self.items[idx], self.target[idx], self.users[idx])
 
     def to(self, device: str | torch.device) -> "SeqBatch":
+        """The batch on ``device``."""
         return SeqBatch(self.items.to(device), self.target.to(device), self.users.to(device))
 
 

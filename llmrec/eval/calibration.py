@@ -27,6 +27,8 @@ def to_four_point(score: float) -> int:
 
 def mtrag_judge_items(path: str | Path, criterion: str = "faithfulness", models: Sequence[str] | None = None,
                       limit: int | None = None) -> tuple[list[JudgeItem], list[float], list[dict]]:
+    """MT-RAG responses as judge items with the human median rating of ``criterion`` and metadata, optionally
+    only ``models`` and the first ``limit``."""
     path = Path(path)
     if path.is_dir():
         path = path / "reference_subset_with_human_evaluations.json"
@@ -56,6 +58,8 @@ def mtrag_judge_items(path: str | Path, criterion: str = "faithfulness", models:
 
 
 def calibrate(judgments: Sequence[Judgment], human: Sequence[float]) -> dict:
+    """Agreement of judgments with human ratings: Spearman's rho, Cohen's kappa (plain and quadratic) on the 1-4
+    scale, a confusion matrix; undefined statistics are None with the reason."""
     pairs = [(j.score, h) for j, h in zip(judgments, human) if j.score is not None]
     out = {"n": len(judgments), "scored": len(pairs), "unparsable": len(judgments) - len(pairs),
            "explicit_score_format": sum(j.parsed == "explicit" for j in judgments)}
@@ -75,6 +79,7 @@ def calibrate(judgments: Sequence[Judgment], human: Sequence[float]) -> dict:
 
 
 def plot_calibration(results: dict, path: str | Path) -> None:
+    """One confusion-matrix panel per judge (human median vs judge mapped to 1-4), written to ``path``."""
     plt = pyplot()
 
     names = list(results)

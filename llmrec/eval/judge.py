@@ -36,6 +36,7 @@ _WINNER = re.compile(r"winner\s*[:=]\s*\**\s*(answer\s*)?(a|b|tie)\b", re.I)
 
 @dataclass
 class JudgeItem:
+    """What a judge sees: the question, the answer, optional documents and a reference answer."""
     question: str
     answer: str
     reference: str | None = None
@@ -45,6 +46,7 @@ class JudgeItem:
 
 @dataclass
 class Judgment:
+    """One judge's verdict: score (None if unparsable), reasoning, raw output and how the score was parsed."""
     judge: str
     criterion: str
     score: float | None  # 1-5; None when the output had no parsable score
@@ -53,10 +55,12 @@ class Judgment:
     parsed: Literal["explicit", "followup", "fallback", "none"]
 
     def to_dict(self) -> dict:
+        """The judgment as a JSON-ready dict."""
         return asdict(self)
 
 
 def parse_score(text: str) -> tuple[float | None, str, str]:
+    """(score, reasoning, how) from a judge's raw output; ``how`` says whether the score was explicit."""
     m = list(_SCORE.finditer(text))
     if m:
         return float(m[-1].group(1)), text[: m[-1].start()].strip(), "explicit"
@@ -92,6 +96,8 @@ class RubricJudge:
         warn_if_weak(llm, "judging")
 
     def judge_many(self, items: Sequence[JudgeItem]) -> list[Judgment]:
+        """Judge items in one batched LLM call (progress shown when asked); a missing explicit score gets one
+        follow-up call."""
         for n, it in enumerate(items):
             if not isinstance(it.answer, str):
                 raise ValueError(f"items[{n}].answer: must be text")
@@ -120,11 +126,13 @@ class RubricJudge:
         return out
 
     def judge(self, item: JudgeItem) -> Judgment:
+        """Judge one item (``judge_many`` of one)."""
         return self.judge_many([item])[0]
 
 
 @dataclass
 class PairJudgment:
+    """A pairwise verdict with both orders' raw outputs (position bias is checked by swapping)."""
     judge: str
     criterion: str
     winner: Literal["A", "B", "tie"]
@@ -150,6 +158,7 @@ class PairwiseJudge:
         self.template = load_prompt("judge_pairwise")
 
     def compare_many(self, pairs: Sequence[tuple[JudgeItem, JudgeItem]]) -> list[PairJudgment]:
+        """Compare answer pairs in both orders; a verdict that flips with the order is a tie."""
         msgs = []
         for a, b in pairs:
             for x, y in ((a, b), (b, a)):
@@ -170,6 +179,7 @@ class PairwiseJudge:
 
 @dataclass
 class PanelJudgment:
+    """The mean and spread of a panel of judges' scores for one item, with each judgment."""
     criterion: str
     score: float | None  # mean over judges that gave a score
     spread: float | None  # std over those judges
@@ -188,6 +198,7 @@ class JudgePanel:
         self.judges, self.criterion = list(judges), crit.pop()
 
     def judge_many(self, items: Sequence[JudgeItem]) -> list[PanelJudgment]:
+        """Every judge of the panel on every item; the mean and spread of their scores per item."""
         per = [j.judge_many(items) for j in self.judges]
         out = []
         for i in range(len(items)):

@@ -47,12 +47,14 @@ from llmrec.train import TrainerConfig
 
 
 class DatasetSpec(StrictConfig):
+    """One data set of an experiment: its data config and trainer overrides."""
     data: DataConfig = DataConfig()
     features: list[FeatureSpec] | None = None
     trainer: TrainerConfig = TrainerConfig()
 
 
 class Variant(StrictConfig):
+    """One model variant of an experiment: a model spec, trainer overrides, knowledge features and a label."""
     label: str | None = None  # default: the model name
     model: dict[str, Any]  # {name: ..., overrides}; resolved against the registry per job
     trainer: dict[str, Any] = {}  # overrides of the data set's trainer
@@ -60,10 +62,12 @@ class Variant(StrictConfig):
 
     @property
     def key(self) -> str:
+        """The variant's name in results: its label, else its model name."""
         return self.label or str(self.model.get("name"))
 
 
 class Peer(StrictConfig):
+    """A peer library's model run on the same split with the settings of the variant it copies."""
     library: Literal["fuxictr", "deepctr"]
     model: Literal["deepfm", "dcnv2"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
@@ -78,6 +82,7 @@ class KnowledgeExtraction(StrictConfig):
 
 
 class ExperimentConfig(StrictConfig):
+    """A recommender experiment: data sets x variants x seeds, optional knowledge extraction and peers."""
     name: str
     output: str | None = None  # default eval/results/<name>.json
     seeds: list[int] = [2021, 2022, 2023]
@@ -110,6 +115,7 @@ def _load(raw: dict, path: Path) -> ExperimentConfig:
 
 
 def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int) -> TrainJobConfig:
+    """The training job of one (data set, variant, seed) of an experiment."""
     ds = exp.datasets[dataset]
     trainer = deep_merge(ds.trainer.model_dump(), {**variant.trainer, "seed": seed, "progress": False})
     knowledge = None if variant.knowledge is None else variant.knowledge.model_dump()
@@ -148,6 +154,7 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
 
 
 def summarize(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every test metric of a variant's runs."""
     out: dict[str, float] = {}
     for k in runs[0]["test"]:
         v = np.array([r["test"][k] for r in runs], dtype=np.float64)
@@ -213,6 +220,7 @@ def export_split(enc: FeatureEncoder, p: Prepared, path: Path, hp: dict) -> Path
 
 
 def peer_hyperparameters(job: TrainJobConfig) -> dict:
+    """The hyperparameters a peer library is given so it trains what the variant trains."""
     m = job.model.model_dump()
     t = job.trainer
     return {"embedding_dim": m["embedding_dim"], "hidden_units": m["hidden_units"], "dropout": m["dropout"],
@@ -258,6 +266,7 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
 
 
 def plot(results: dict, path: Path) -> None:
+    """Horizontal bars of each data set's primary metric per variant and peer (zoomed axis, labelled as such)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 0.35 * max(
         len(r["variants"]) + len(r["peers"]) for r in results.values()) + 2), squeeze=False)
@@ -279,6 +288,8 @@ def plot(results: dict, path: Path) -> None:
 
 def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, variants: list[str] | None = None,
                    n_seeds: int | None = None, out: str | Path | None = None) -> dict:
+    """Run an experiment (optionally a slice: data sets, variants, first N seeds) and write one result JSON and
+    plot."""
     seeds = exp.seeds[:n_seeds] if n_seeds else exp.seeds
     unknown = sorted(set(datasets or []) - set(exp.datasets)) + sorted(set(variants or []) - {v.key for v in exp.variants})
     if unknown:

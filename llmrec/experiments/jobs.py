@@ -59,6 +59,7 @@ class KnowledgeFeatures(StrictConfig):
 
 
 class TrainJobConfig(StrictConfig):
+    """A training job: data, features, knowledge, model, trainer, task and output folder."""
     data: DataConfig = DataConfig()
     features: list[FeatureSpec] | None = None  # None: every typed field of the data set
     knowledge: KnowledgeFeatures | None = None
@@ -69,6 +70,7 @@ class TrainJobConfig(StrictConfig):
 
     @property
     def family(self) -> str:
+        """The registered family of the job's model."""
         return MODELS.get(self.model.name).family
 
 
@@ -83,6 +85,7 @@ def load_job_config(path: str | Path, overrides: list[str] | None = None) -> Tra
 
 
 def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[FeatureSpec]:
+    """The job's features, or every typed field of the data set when none are given; unknown columns are errors."""
     if features is None:
         return [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     for f in features:
@@ -92,6 +95,7 @@ def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[Fea
 
 
 def knowledge_inputs(knowledge: KnowledgeFeatures | None, data: RecData) -> tuple[list[FeatureSpec], dict]:
+    """Dense knowledge feature specs and their tables for a job's ``knowledge`` block (empty without one)."""
     if knowledge is None:
         return [], {}
     k = knowledge
@@ -121,6 +125,7 @@ class Prepared:
 
 
 def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
+    """Load the data, split it, fit the encoders and build the model for a job (everything but training)."""
     data = data if data is not None else load_data(job.data)
     view = FAMILIES.get(job.family).view
     if view == "interactions":
@@ -138,6 +143,7 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
 
 
 def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
+    """The ``Trainer`` of a prepared job (its task, checkpoint folder and trainer config)."""
     task = TASKS.get(job.task or FAMILIES.get(job.family).task)()
     if isinstance(task, BPRTask):
         task.n_items = prepared.context.n_items
@@ -172,6 +178,7 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
 
 
 def run_training(job: TrainJobConfig) -> dict:
+    """Train a job end to end (resumable), save the model and write ``result.json``; returns the result."""
     p = prepare(job)
     out = Path(job.output_dir)
     model, result = train_prepared(job, p, checkpoint_dir=out / "checkpoint")
@@ -182,6 +189,7 @@ def run_training(job: TrainJobConfig) -> dict:
 
 
 def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
+    """Evaluate a saved model on the job's test split."""
     model, context = load_model(model_dir)
     job = job.model_copy(update={"model": model.config})
     p = prepare(job)

@@ -24,6 +24,7 @@ from llmrec.registry import Registry
 
 
 class ExperimentKind(NamedTuple):
+    """An experiment kind: how to load its typed config and how to run it."""
     load: Callable[[dict[str, Any], Path], BaseModel]  # raw YAML (overrides applied, paths expanded) -> config
     run: Callable[..., dict]  # (config, out: Path | None) -> result
 
@@ -51,6 +52,7 @@ def read_experiment(path_or_name: str | Path, overrides: list[str] | None = None
 
 
 def validate(cls: type[BaseModel], raw: dict, path: Path) -> Any:
+    """``cls`` from a raw config; a validation error is a ``ConfigError`` naming the file and field."""
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
@@ -66,5 +68,6 @@ def load_kind(path_or_name: str | Path, kind: str, overrides: list[str] | None =
 
 
 def load_any(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, Any]:
+    """(kind, typed config) of an experiment by path or name, with ``--set`` overrides."""
     kind, raw, path = read_experiment(path_or_name, overrides)
     return kind, EXPERIMENT_KINDS.get(kind).load(raw, path)

@@ -43,6 +43,7 @@ KS = (1, 3, 5, 10)
 
 
 class MemoryMethod(StrictConfig):
+    """One retrieval method of the memory experiment: a registered retriever, its config, k and backfill."""
     retriever: str
     config: dict[str, Any] = {}
     k: int | None = None  # None: every unit of the user (so every session is ranked)
@@ -58,6 +59,7 @@ class MemoryPeer(StrictConfig):
 
 
 class MemoryExperiment(StrictConfig):
+    """The LoCoMo memory experiment: data, split, methods, digest settings and peers."""
     name: str
     output: str | None = None  # default eval/results/<name>_<split>[_nodigest].json
     data: str = "locomo"  # the LoCoMo folder (locomo10.json)
@@ -88,11 +90,13 @@ def _load(raw: dict, path: Path) -> MemoryExperiment:
 
 
 def load_memory_experiment(name: str = "memory_locomo", overrides: list[str] | None = None) -> MemoryExperiment:
+    """The memory experiment config ``name`` with ``--set`` overrides."""
     return load_kind(name, "memory", overrides)
 
 
 def build_retrievers(memory: Memory, exp: MemoryExperiment, digest: bool = True,
                      only: list[str] | None = None) -> dict[str, Retriever]:
+    """The experiment's retrievers over ``memory`` (digest methods only with ``digest``; ``only`` a subset)."""
     return {label: make_retriever(m.retriever, memory, m.config) for label, m in exp.methods.items()
             if (digest or not m.digest) and (only is None or label in only)}
 
@@ -110,6 +114,7 @@ def rank_sessions(hits: list[Hit], sessions: list[str], backfill: list[str] | No
 
 
 def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
+    """Session-level recall_all@k, recall_any@k and NDCG@k of one ranking against the gold sessions."""
     out = {}
     for k in KS:
         out[f"recall_all@{k}"] = recall_all_at(ranked, gold, k)
@@ -120,6 +125,7 @@ def score(ranked: list[str], gold: set[str]) -> dict[str, float]:
 
 
 def aggregate(rows: list[dict]) -> dict:
+    """Mean of every score overall and per LoCoMo question category."""
     keys = [k for k in rows[0] if k not in ("category",)]
     overall = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     per_cat = {}
@@ -131,6 +137,7 @@ def aggregate(rows: list[dict]) -> dict:
 
 
 def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
+    """Run the memory experiment (and its peers) and write the result JSON and plot."""
     ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[exp.split]
     if exp.conversations:
         ids = tuple(exp.conversations)

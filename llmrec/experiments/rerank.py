@@ -35,6 +35,7 @@ SYSTEM_NAMES = {"retrieval": "retrieval-labels fine-tuned", "radio": "RADIO fine
 
 
 class RerankExperiment(StrictConfig):
+    """The RADIO experiment: QA data, first stage, LLM for rationales, the label variants and training settings."""
     name: str
     output: str | None = None  # default eval/results/<name>.json
     data: QADataConfig = QADataConfig()
@@ -57,6 +58,7 @@ def _load(raw: dict, path: Path) -> RerankExperiment:
 
 
 def run_rerank(cfg: RerankExperiment, out: str | Path | None = None) -> dict:
+    """Train every label variant and evaluate it on the held-out queries; writes the result JSON and plot."""
     for field, where in (("data.ares_path", cfg.data.ares_path), ("data.mtrag_path", cfg.data.mtrag_path)):
         if where and not Path(where).exists():
             raise DataError(f"{field}: {where} is missing (set LLMREC_DATA or the path)")
@@ -116,6 +118,7 @@ def run_rerank(cfg: RerankExperiment, out: str | Path | None = None) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
+    """Grouped bars of recall@1/5, NDCG@5 and MRR per reranker (0-1 axis)."""
     plt = pyplot()
     metrics = ["recall@1", "recall@5", "ndcg@5", "mrr"]
     fig, ax = plt.subplots(figsize=(10, 4.5))

@@ -31,6 +31,7 @@ from llmrec.store import VectorStore
 
 
 class ResearchExperiment(StrictConfig):
+    """The research benchmark: task sources, the agent's settings, judges and calibration data."""
     name: str
     output: str | None = None  # default eval/results/<name>.json
     tasks: int = 30
@@ -50,6 +51,8 @@ def _load(raw: dict, path: Path) -> ResearchExperiment:
 
 
 def run_research(cfg: ResearchExperiment, out: str | Path | None = None) -> dict:
+    """Run the research loop with and without its private stage on every task, score lexically and with the judge
+    panel, and check the judge against human labels."""
     t0 = time.perf_counter()
     pe = prefeval_tasks(cfg.prefeval_path, cfg.prefeval_per_topic)
     lo = locomo_tasks(cfg.locomo_path, cfg.locomo_per_conversation)
@@ -131,6 +134,7 @@ def run_research(cfg: ResearchExperiment, out: str | Path | None = None) -> dict
 
 
 def plot(summary: dict, path: Path) -> None:
+    """Lexical scores (0-1 and sacrebleu's 0-100 on separate axes) and judge-panel means per variant."""
     plt = pyplot()
 
     first = next(iter(summary.values()))

@@ -48,6 +48,7 @@ def extract_ray(
     min_words: int = 3,
     retry_failed: bool = False,
 ) -> ExtractionReport:
+    """Knowledge extraction on Ray Data workers (one model per worker), writing the same resumable shards."""
     try:
         import ray
     except ImportError:

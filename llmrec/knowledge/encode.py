@@ -24,6 +24,7 @@ def _text_hash(text: str) -> str:
 
 
 def encoder_slug(model_id: str) -> str:
+    """A file-name-safe form of an encoder's model id."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id)
 
 
@@ -46,6 +47,7 @@ def encode_knowledge(texts: Mapping[str, str], embedder: Embedder, fallback: str
 
 def save_vectors(path: str | Path, vectors: Mapping[str, np.ndarray], model_id: str,
                  texts: Mapping[str, str] | None = None) -> None:
+    """Write knowledge vectors with their ids and text hashes (atomically)."""
     path = Path(path)
     ids = sorted(vectors)
     hashes = [_text_hash((texts or {}).get(i, "").strip() or FALLBACK) if texts is not None else "" for i in ids]
@@ -55,11 +57,13 @@ def save_vectors(path: str | Path, vectors: Mapping[str, np.ndarray], model_id: 
 
 
 def load_vectors(path: str | Path) -> tuple[dict[str, np.ndarray], str]:
+    """Knowledge vectors by id from a vectors file."""
     vecs, model_id, _ = load_vectors_with_hashes(path)
     return vecs, model_id
 
 
 def load_vectors_with_hashes(path: str | Path) -> tuple[dict[str, np.ndarray], str, dict[str, str]]:
+    """Knowledge vectors by id with the hash of the text each was made from."""
     with np.load(path, allow_pickle=False) as z:
         ids = [str(i) for i in z["ids"]]
         hashes = [str(h) for h in z["text_hashes"]] if "text_hashes" in z else [""] * len(ids)
@@ -67,6 +71,7 @@ def load_vectors_with_hashes(path: str | Path) -> tuple[dict[str, np.ndarray], s
 
 
 def vectors_path(out_dir: str | Path, kind: str, model_id: str) -> Path:
+    """Where the vectors of one knowledge kind and encoder are stored."""
     return Path(out_dir) / f"{kind}.{encoder_slug(model_id)}.npz"
 
 

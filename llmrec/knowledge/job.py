@@ -28,6 +28,7 @@ from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 
 
 class KnowledgeJobConfig(StrictConfig):
+    """An extraction job: data, kinds, LLM, output folder, generation settings, Ray and the encoder."""
     data: DataConfig = DataConfig()
     kinds: list[KnowledgeKind] = ["item", "user"]
     llm: LLMConfig = LLMConfig(dtype="bfloat16")
@@ -48,6 +49,7 @@ class KnowledgeJobConfig(StrictConfig):
 
 
 def default_out_dir(data: RecData, model_id: str) -> Path:
+    """Default shard folder: ``LLMREC_HOME/knowledge/<data set>/<model id>``."""
     return llmrec_home() / "knowledge" / data.name / encoder_slug(model_id)
 
 
@@ -118,6 +120,7 @@ def knowledge_tables(out_dir: str | Path, kinds: list[str], encoder: str | None 
 
 
 def knowledge_feature_name(kind: str) -> str:
+    """The feature name of a knowledge kind (``item`` -> ``item_knowledge``)."""
     return f"{kind}_knowledge"
 
 

@@ -19,6 +19,7 @@ PROMPTS: dict[str, str] = {"item": "item_knowledge", "user": "user_preference",
 
 
 def key_column(data: RecData, kind: str) -> str:
+    """The column whose values key a knowledge kind's rows (item, user or scenario)."""
     if kind == "item":
         return data.item_col
     if kind in ("user", "user_scenario"):
@@ -50,6 +51,7 @@ def _bullets(titles: list[str]) -> str:
 
 
 def build_requests(data: RecData, train_rows: np.ndarray, kind: str, history_items: int = 8) -> list[KnowledgeRequest]:
+    """One prompt request per item / user / scenario of the training rows, with the history it shows."""
     key_column(data, kind)
     if kind == "item":
         return [KnowledgeRequest(i, info) for i, info in

@@ -55,9 +55,11 @@ class LLM(Protocol):
     """Batched text generation. ``model_id`` names the exact weights, for caches and shards."""
 
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """The exact weights (name and version), for caches and shards."""
 
-    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]: ...
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
+        """One ``Generation`` per prompt, in order (batched where the backend can)."""
 
 
 def to_messages(prompt: Prompt, index: int = 0) -> list[dict[str, str]]:

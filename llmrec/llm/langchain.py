@@ -100,4 +100,5 @@ class LangChainLLM:
 
 
 def as_langchain(llm: LLM, params: GenerationParams | None = None) -> LLMRecChatModel:
+    """An llmrec ``LLM`` as a LangChain chat model."""
     return LLMRecChatModel(llm=llm, params=params or GenerationParams())

@@ -19,6 +19,7 @@ from llmrec.threads import resolve_threads
 
 
 class LlamaCppConfig(StrictConfig):
+    """Settings of the llama.cpp backend: the GGUF file, context, threads, batch and seed."""
     model: str | None = None  # a .gguf path; None: the bundled SmolLM2-135M-Instruct GGUF
     n_ctx: int = 2048
     n_threads: int | None = None  # None: llmrec.threads (LLMREC_THREADS or the cores available)
@@ -27,6 +28,7 @@ class LlamaCppConfig(StrictConfig):
 
 
 class LlamaCppLLM:
+    """The ``LLM`` protocol over llama-cpp-python (quantized GGUF, no dequantization)."""
     def __init__(self, config: LlamaCppConfig | None = None) -> None:
         try:
             from llama_cpp import Llama

@@ -25,6 +25,7 @@ from llmrec.llm.options import backend_config
 
 
 class OpenAIConfig(StrictConfig):
+    """An OpenAI-compatible endpoint: base URL, model, API key variable, timeouts, retries, concurrency."""
     base_url: str
     model: str
     api_key_env: str = "OPENAI_API_KEY"
@@ -40,6 +41,7 @@ class BackendUnavailable(BackendError):
 
 
 class OpenAIChatLLM:
+    """The ``LLM`` protocol over an OpenAI-compatible chat endpoint (sync, async and streaming)."""
     def __init__(self, config: OpenAIConfig) -> None:
         self.config = config
         key = os.environ.get(config.api_key_env, "")
@@ -53,6 +55,7 @@ class OpenAIChatLLM:
         return f"openai:{self.config.model}"
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:

@@ -24,6 +24,7 @@ LLMS.add_lazy("llamacpp", "llmrec.llm.llamacpp:from_config")
 
 
 class LLMConfig(StrictConfig):
+    """Which LLM backend to build and its common settings; backend-only settings go in ``options``."""
     backend: str = "transformers"  # a name in LLMS: transformers | vllm | openai | llamacpp
     model: str | None = None  # None: bundled SmolLM2-135M-Instruct (transformers backend)
     gguf_file: str | None = None
@@ -66,5 +67,6 @@ def model_id_for(config: LLMConfig) -> str:
 
 
 def make_llm(config: LLMConfig | None = None) -> LLM:
+    """The LLM a config names (default: the bundled SmolLM2-135M-Instruct on the transformers backend)."""
     config = config or LLMConfig()
     return LLMS.get(config.backend)(config)

@@ -39,6 +39,7 @@ from llmrec.llm.base import LLM, GenerationParams, to_messages
 
 
 class BadRequest(ValueError):
+    """A request rejected before queueing: the HTTP status and a message naming the field."""
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -55,6 +56,7 @@ class _Job:
 
 
 class LLMServer:
+    """An OpenAI-compatible HTTP server (chat completions, streaming, embeddings) around any llmrec ``LLM``."""
     def __init__(self, llm: LLM, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
                  api_key: str | None = None, max_tokens_limit: int = 1024, max_body_bytes: int = 1 << 20,
                  request_timeout_s: float = 600.0, read_timeout_s: float = 10.0,
@@ -77,19 +79,23 @@ class LLMServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL (``http://host:port/v1``)."""
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
     def start(self) -> "LLMServer":
+        """Start the worker and the HTTP server in background threads; returns self."""
         self._worker.start()
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     def serve_forever(self) -> None:
+        """Start the worker and serve HTTP in this thread until interrupted."""
         self._worker.start()
         self.httpd.serve_forever()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self.httpd.shutdown()
         self.httpd.server_close()
 

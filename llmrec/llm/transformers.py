@@ -18,6 +18,7 @@ from llmrec.llm.options import backend_config
 
 
 class TransformersConfig(StrictConfig):
+    """Settings of the transformers backend: model path or GGUF, dtype, device, batch size, input limit, threads."""
     model: str | None = None  # HF model path or local dir; None = the bundled SmolLM2-135M-Instruct
     gguf_file: str | None = None  # load a GGUF file inside `model` (dequantized by transformers)
     batch_size: int = 16
@@ -81,6 +82,7 @@ class TransformersLLM:
         return "\n".join(m["content"] for m in msgs)
 
     def encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        """Token ids of each prompt (chat template applied); a prompt over the input limit is an error naming it."""
         ids = []
         for i, p in enumerate(prompts):
             toks = self.tokenizer(self.render(p, i), add_special_tokens=False)["input_ids"]
@@ -104,9 +106,11 @@ class TransformersLLM:
 
     # -- serving: continuous batching across requests (llmrec serve) -------------------------------------
     def decode_session(self) -> DecodeSession:
+        """A new continuous-batching session across requests (the server's scheduler)."""
         return DecodeSession(self._decoder)
 
     def row_state(self, prompt: Prompt, params: GenerationParams) -> RowState:
+        """A request as a row of a decode session, with its own settings."""
         gen = None
         if params.temperature > 0:
             gen = torch.Generator().manual_seed(params.seed if params.seed is not None else torch.seed())
@@ -115,6 +119,7 @@ class TransformersLLM:
                         stop_check=self._stop_check(params), generator=gen)
 
     def to_generation(self, state: RowState, params: GenerationParams) -> Generation:
+        """A finished row as a ``Generation`` (text cut at stop strings, log-probabilities if asked)."""
         row = state.result
         text, _ = truncate_at_stop(self.tokenizer.decode(row.tokens, skip_special_tokens=True), params.stop)
         g = Generation(text=text, prompt_tokens=len(state.prompt), completion_tokens=len(row.tokens),

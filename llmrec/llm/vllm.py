@@ -10,6 +10,7 @@ from llmrec.llm.options import backend_config
 
 
 class VLLMConfig(StrictConfig):
+    """Settings of the vLLM engine backend (GPU): model, dtype, memory share, context, tensor parallelism."""
     model: str
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.85
@@ -18,6 +19,7 @@ class VLLMConfig(StrictConfig):
 
 
 class VLLMEngine:
+    """The ``LLM`` protocol over vLLM's offline engine."""
     def __init__(self, config: VLLMConfig) -> None:
         try:
             import vllm

@@ -32,6 +32,7 @@ Granularity = Literal["turn", "pair", "session", "summary", "keywords"]
 
 
 class MemoryConfig(StrictConfig):
+    """Memory settings: text size limit, hybrid search mix and pool, which derived units are kept."""
     max_text_chars: int = 20_000
     hybrid_alpha: float = 0.5  # weight of the dense score in hybrid search
     hybrid_pool: int = 200  # dense candidates fused with BM25 in hybrid search (at least 20 x k)
@@ -64,6 +65,8 @@ def minmax_scores(scores: dict[str, float]) -> dict[str, float]:
 
 
 class Memory:
+    """User-scoped long-term memory over a ``VectorStore`` (mem0-like): add, get, get_all, search, update,
+    delete, delete_all, history, consolidate."""
     def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None,
                  digester: SessionDigester | None = None) -> None:
         self.store, self.embedder, self.digester = store, embedder, digester
@@ -214,6 +217,8 @@ class Memory:
         return len(stale)
 
     def update(self, user_id: str, memory_id: str, text: str) -> None:
+        """Replace the text of one memory (re-embedded; its session's derived units follow; history keeps both
+        texts)."""
         self._check_user(user_id)
         self._check_text(text, "text")
         ns = namespace(user_id)
@@ -359,6 +364,7 @@ class Memory:
         self._bm25[user_id] = (index, self.store.version(namespace(user_id)))
 
     def bm25_index(self, user_id: str) -> BM25Index:
+        """The user's BM25 index, rebuilt only when the store changed since it was built."""
         entry = self._bm25.get(user_id)
         version = self.store.version(namespace(user_id))
         if entry is not None and entry[1] == version:

@@ -16,10 +16,12 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
+    """Lowercased alphanumeric tokens of a text (the BM25 index's tokenizer)."""
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
 class BM25Index:
+    """An incremental BM25 index (add and remove documents without a rebuild), scored by granularity."""
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
         self.postings: dict[str, dict[str, int]] = defaultdict(dict)
@@ -45,6 +47,7 @@ class BM25Index:
         self.total_len += len(toks)
 
     def remove(self, doc_id: str) -> None:
+        """Remove a document (no rebuild)."""
         n = self.lengths.pop(doc_id, None)
         if n is None:
             return
@@ -76,5 +79,6 @@ class BM25Index:
         return dict(out)
 
     def search(self, query: str, k: int, group: str | None = None) -> list[tuple[str, float]]:
+        """The top ``k`` (id, score) for a query, optionally within one group (granularity)."""
         s = self.scores(query, group)
         return sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))[:k]

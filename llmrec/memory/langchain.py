@@ -14,6 +14,7 @@ from llmrec.retrieval import as_langchain, make_retriever
 
 
 class MemoryRetriever(BaseRetriever):
+    """A LangChain retriever over one user's ``Memory``."""
     model_config = ConfigDict(arbitrary_types_allowed=True)
     memory: Any
     user_id: str

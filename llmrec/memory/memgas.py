@@ -29,6 +29,7 @@ from llmrec.prompts import load_prompt
 
 class MemGASConfig(StrictConfig):
     # any of VIEWS; "summary" / "keywords" need Memory.consolidate (sessions without the unit score lowest)
+    """MemGAS settings: views, router temperature, GMM association, PageRank damping, seeds."""
     views: list[str] = ["session", "turn_mean", "turn_max"]
     router_temperature: float = 0.2
     num_seed_nodes: int = 15
@@ -288,6 +289,7 @@ class MemGAS:
         return data
 
     def view_scores(self, user_id: str, query: str, data: dict) -> dict[str, np.ndarray]:
+        """Per-view similarity of the query to every node of the user's association graph."""
         n = len(data["sessions"])
         pos = {s: i for i, s in enumerate(data["sessions"])}
         views = set(self.config.views)
@@ -333,6 +335,7 @@ class MemGAS:
         return _retrieve(self, user_id, query, k, llm, max_session_chars, max_new_tokens)
 
     def rank_sessions(self, user_id: str, query: str) -> list[tuple[str, float]]:
+        """Every session of the user with its score: entropy-routed views, seeds, personalized PageRank mass."""
         data = self._prepare(user_id)
         if not data["sessions"]:
             return []
@@ -341,6 +344,7 @@ class MemGAS:
 
 @dataclass
 class MemGASRetrieval:
+    """What MemGAS returned for a query: ranked sessions, their text and the LLM-filtered context."""
     sessions: list[tuple[str, float]]  # the top-k sessions with their MemGAS scores
     memories: str  # their text (summary, keywords and turns, session by session), clipped per session
     filtered: str | None  # the LLM's filtered context, when an LLM was given

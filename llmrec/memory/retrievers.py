@@ -25,6 +25,7 @@ Granularity = Literal["turn", "pair", "session", "summary", "keywords"]
 
 
 class SearchConfig(StrictConfig):
+    """Settings of the plain memory retrievers (dense, BM25, hybrid): granularity."""
     granularity: Granularity | None = "turn"  # None: every unit kind together
 
 
@@ -40,6 +41,7 @@ class SearchRetriever:
 
 
 class MemGASRetrieverConfig(MemGASConfig):
+    """Settings of the MemGAS retriever (``MemGASConfig`` plus what it returns)."""
     with_text: bool = True  # False: session hits without their memories' text (ranking only; faster)
     max_session_chars: int = 2000
 
@@ -62,6 +64,7 @@ class MemGASRetriever:
 
 
 class RFMemRetriever:
+    """RF-Mem as a registered retriever (familiarity probe, then recollection when needed)."""
     def __init__(self, memory: Memory, config: RFMemConfig | None = None) -> None:
         self.rfmem = RFMem(memory, config)
 

@@ -18,6 +18,7 @@ from llmrec.memory.api import namespace
 
 
 class RFMemConfig(StrictConfig):
+    """RF-Mem settings: familiarity threshold, beam width and depth of recollection."""
     probe_k: int = 10
     tau_sim: float = 0.0
     beta: float = 20.0
@@ -75,6 +76,7 @@ def _normalize(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RFMemResult:
+    """RF-Mem's hits and which path (familiarity or recollection) produced them."""
     path: str
     mean_score: float
     entropy: float

@@ -20,6 +20,7 @@ from llmrec.prompts import load_prompt
 
 
 class DigestConfig(StrictConfig):
+    """Settings of LLM session digests: tokens, batch size, text clipping."""
     summary_prompt: str = "memory_summary"
     keywords_prompt: str = "memory_keywords"
     summary_tokens: int = Field(default=120, ge=8)
@@ -31,15 +32,18 @@ class DigestConfig(StrictConfig):
 
 @dataclass
 class SessionDigest:
+    """An LLM-made summary and keywords of one session."""
     summary: str  # "" when the LLM gave nothing usable
     keywords: list[str]
 
 
 def text_hash(text: str) -> str:
+    """A short stable hash of a text (digest units remember the text they were made from)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def clip_middle(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters by dropping its middle."""
     if len(text) <= limit:
         return text
     half = (limit - 5) // 2
@@ -73,6 +77,7 @@ def parse_keywords(text: str, limit: int) -> list[str]:
 
 
 def format_date(timestamp: float | None) -> str:
+    """A timestamp as a human date for prompts ("8 May 2023"); empty for None."""
     if timestamp is None:
         return "unknown"
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%d %B %Y")
@@ -91,6 +96,7 @@ class SessionDigester:
         return self.llm.model_id
 
     def digest(self, sessions: Sequence[str], dates: Sequence[str] | None = None) -> list[SessionDigest]:
+        """Summary and keywords of each session text, in LLM batches."""
         c = self.config
         dates = list(dates) if dates is not None else ["unknown"] * len(sessions)
         if len(dates) != len(sessions):

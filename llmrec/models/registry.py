@@ -37,6 +37,7 @@ class ModelConfigBase(StrictConfig):
 
 @dataclass(frozen=True)
 class Family:
+    """A model family: its data view, batch type and default training task."""
     name: str
     view: str  # the data view its models read
     batch: str  # the batch type its models take
@@ -46,6 +47,7 @@ class Family:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: name, family, typed config class and builder."""
     name: str
     family: str
     config: type[ModelConfigBase]
@@ -82,6 +84,7 @@ def register_model(name: str, family: str, config: type[ModelConfigBase],
 
 
 def defaults_dirs() -> list[Path]:
+    """Folders of per-model default configs (wheel ``_defaults/models`` or ``configs/defaults/models``)."""
     here = Path(__file__).resolve().parent.parent
     return [p for p in (here / "_defaults" / "models", here.parent / "configs" / "defaults" / "models") if p.is_dir()]
 

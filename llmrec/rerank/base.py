@@ -15,6 +15,7 @@ from llmrec.embed import Embedder
 
 @dataclass(frozen=True)
 class Candidate:
+    """A passage to rerank: id, text and the first-stage score."""
     id: str
     text: str
     score: float = 0.0
@@ -23,12 +24,16 @@ class Candidate:
 
 @runtime_checkable
 class Reranker(Protocol):
-    def score(self, query: str, texts: Sequence[str]) -> np.ndarray: ...
+    """The reranking protocol: ``rerank(query, candidates, k) -> candidates`` best first."""
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """A relevance score per text (higher is better)."""
 
-    def rerank(self, query: str, candidates: Sequence[Candidate], k: int | None = None) -> list[Candidate]: ...
+    def rerank(self, query: str, candidates: Sequence[Candidate], k: int | None = None) -> list[Candidate]:
+        """The candidates best first (the top ``k``), with the reranker's scores."""
 
 
 def check_candidates(query: str, candidates: Sequence[Candidate], where: str = "candidates") -> None:
+    """Validate a query and its candidates (text, unique ids); errors name ``where``."""
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query: empty query")
     if not candidates:
@@ -41,6 +46,7 @@ def check_candidates(query: str, candidates: Sequence[Candidate], where: str = "
 
 
 def apply_scores(candidates: Sequence[Candidate], scores: np.ndarray, k: int | None) -> list[Candidate]:
+    """Candidates sorted by ``scores`` (best first, stable), the top ``k`` with the new scores."""
     out = [replace(c, score=float(s), retrieval_score=c.score if c.retrieval_score is None else c.retrieval_score)
            for c, s in zip(candidates, scores)]
     out.sort(key=lambda c: -c.score)

@@ -17,6 +17,7 @@ from llmrec.rerank.base import RerankerMixin
 
 
 class CrossEncoderConfig(StrictConfig):
+    """A cross-encoder reranker: model (default: bundled MiniLM), max length, batch size, device."""
     model: str | None = None  # HF / sentence-transformers path; None = bundled MiniLM weights
     max_length: int = 256
     batch_size: int = 32
@@ -24,6 +25,7 @@ class CrossEncoderConfig(StrictConfig):
 
 
 class CrossEncoderReranker(RerankerMixin):
+    """Scores (query, passage) pairs jointly with a sentence-transformers cross-encoder; trainable (RADIO)."""
     def __init__(self, config: CrossEncoderConfig | None = None) -> None:
         from sentence_transformers import CrossEncoder
 
@@ -56,4 +58,5 @@ class CrossEncoderReranker(RerankerMixin):
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def save(self, path: str | Path) -> None:
+        """Save the (fine-tuned) cross-encoder to ``path``."""
         self.ce.save(str(path))

@@ -18,6 +18,7 @@ TEMPLATE = "Query: {query}\nPassage: {passage}\nIs the passage relevant to the q
 
 
 class LLMRerankerConfig(StrictConfig):
+    """An LLM reranker: base model, LoRA settings, prompt length."""
     model: str | None = None  # causal LM path; None = bundled SmolLM2-135M-Instruct
     max_length: int = 256
     batch_size: int = 8
@@ -29,6 +30,7 @@ class LLMRerankerConfig(StrictConfig):
 
 
 class LLMReranker(RerankerMixin):
+    """Scores passages by the LLM's "yes" likelihood for relevance; fine-tuned with LoRA (peft)."""
     def __init__(self, config: LLMRerankerConfig | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

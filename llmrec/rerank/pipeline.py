@@ -28,6 +28,7 @@ Labels = Literal["radio", "retrieval", "gold"]
 
 
 class QADataConfig(StrictConfig):
+    """Which QA corpora to load (ARES NQ, MT-RAG) and how to split their queries."""
     ares_path: str | None = None  # folder of nq_synthetic_queries.tsv
     mtrag_path: str | None = None  # folder of reference_subset_with_human_evaluations.json
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
@@ -35,6 +36,7 @@ class QADataConfig(StrictConfig):
 
 
 def load_qa(config: QADataConfig) -> QACorpus:
+    """The configured QA corpora, merged."""
     parts = []
     if config.ares_path:
         parts.append(load_ares_nq(config.ares_path))
@@ -72,6 +74,7 @@ class DenseFirstStage:
 
 
 def training_queries(queries: Sequence[QAQuery], candidates: Sequence[list[Candidate]]) -> list[TrainingQuery]:
+    """Training queries (id, question, first answer, candidates) from QA queries and their candidates."""
     return [TrainingQuery(q.id, q.question, q.answers[0] if q.answers else "", c) for q, c in zip(queries, candidates)]
 
 
@@ -91,6 +94,8 @@ def gold_groups(queries: Sequence[QAQuery], candidates: Sequence[list[Candidate]
 def make_groups(labels: Labels, queries: Sequence[QAQuery], candidates: Sequence[list[Candidate]], corpus: QACorpus,
                 config: RADIOConfig, embedder: Embedder, llm: LLM | None = None, cache_dir: str | Path | None = None,
                 progress: bool = True) -> list[Group]:
+    """Training groups (a positive and negatives per query) under the chosen labels: RADIO rationales, retrieval
+    scores or gold passages."""
     if labels == "gold":
         return gold_groups(queries, candidates, corpus.passages, config)
     tq = training_queries(queries, candidates)
@@ -103,6 +108,7 @@ def make_groups(labels: Labels, queries: Sequence[QAQuery], candidates: Sequence
 
 
 def ranking_metrics(ranked_ids: Sequence[list[str]], queries: Sequence[QAQuery]) -> dict[str, float]:
+    """Recall@1/5, NDCG@5 and MRR of ranked passage ids against each query's gold passages."""
     rows = [(r, set(q.gold)) for r, q in zip(ranked_ids, queries)]
     return {"recall@1": float(np.mean([recall_at(r, g, 1) for r, g in rows])),
             "recall@5": float(np.mean([recall_at(r, g, 5) for r, g in rows])),
@@ -123,6 +129,7 @@ def rerank_all(reranker: Reranker | None, queries: Sequence[QAQuery], candidates
 
 def answer_questions(llm: LLM, queries: Sequence[QAQuery], ranked: Sequence[list[Candidate]], top: int = 5,
                      words_per_passage: int = 60, max_new_tokens: int = 24) -> list[str]:
+    """RAG answers from the top passages of each ranking, by the LLM."""
     tpl = load_prompt("rag_answer")
     msgs = []
     for q, r in zip(queries, ranked):
@@ -132,6 +139,7 @@ def answer_questions(llm: LLM, queries: Sequence[QAQuery], ranked: Sequence[list
 
 
 def answer_metrics(answers: Sequence[str], queries: Sequence[QAQuery]) -> dict[str, float]:
+    """Token F1 and exact match of answers against the reference answers."""
     pairs = [(a, q.answers) for a, q in zip(answers, queries) if q.answers]
     return {"token_f1": float(np.mean([token_f1(a, refs) for a, refs in pairs])),
             "exact_match": float(np.mean([exact_match(a, refs) for a, refs in pairs])), "n": len(pairs)}
@@ -139,6 +147,7 @@ def answer_metrics(answers: Sequence[str], queries: Sequence[QAQuery]) -> dict[s
 
 
 class RerankTrainJob(StrictConfig):
+    """A reranker training job: data, labels, reranker, training settings and output folder."""
     data: QADataConfig
     labels: Labels = "radio"
     train_queries: int | None = None  # the first N training queries (None = all)
@@ -169,6 +178,7 @@ def run_rerank_training(job: RerankTrainJob, embedder: Embedder, llm: LLM | None
 
 def run_rerank_eval(reranker: Reranker | None, data: QADataConfig, embedder: Embedder, split: str = "test",
                     k: int = 20, limit: int | None = None) -> dict:
+    """Recall / NDCG / MRR and latency of a reranker (or the first stage alone) on a split of the QA data."""
     corpus = load_qa(data)
     parts = dict(zip(("train", "dev", "test"), corpus.split(data.split, data.seed)))
     if split not in parts:

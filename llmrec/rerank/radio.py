@@ -33,6 +33,7 @@ from llmrec.io import atomic_open
 
 
 class RADIOConfig(StrictConfig):
+    """RADIO settings: rationale generation, fusion weight alpha, rank-pattern sampling of negatives."""
     alpha: float = 0.5  # weight of the rationale score in the fusion (0 = retrieval scores only)
     truncate: int = 20  # candidates kept after fusion
     negative_ranks: list[int] = [4, 5, 7, 10, 14, 19]  # 1-based ranks of the negatives in the fused top list
@@ -42,6 +43,7 @@ class RADIOConfig(StrictConfig):
 
 @dataclass(frozen=True)
 class TrainingQuery:
+    """A query with its answer and first-stage candidates, as RADIO trains on it."""
     id: str
     question: str
     answer: str
@@ -50,6 +52,7 @@ class TrainingQuery:
 
 @dataclass(frozen=True)
 class Group:
+    """One training group: a query, its positive passage and its negatives."""
     query_id: str
     query: str
     positive: Candidate
@@ -57,6 +60,7 @@ class Group:
 
 
 def check_training_queries(queries: Sequence[TrainingQuery]) -> None:
+    """Validate training queries (ids present and unique, candidates well formed); errors name the query."""
     seen: set[str] = set()
     for n, q in enumerate(queries):
         if not q.id:
@@ -84,17 +88,20 @@ def extract_rationales(llm: LLM, queries: Sequence[TrainingQuery], cache_dir: st
 
 
 def fuse(rationale: np.ndarray, retrieval: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Rationale and retrieval scores min-max scaled and mixed: ``alpha * rationale + (1 - alpha) * retrieval``."""
     if len(rationale) != len(retrieval):
         raise ValueError(f"scores: {len(rationale)} rationale scores vs {len(retrieval)} retrieval scores")
     return alpha * minmax(rationale) + (1 - alpha) * minmax(retrieval)
 
 
 def rationale_text(question: str, answer: str, rationale: str) -> str:
+    """The text a rationale is embedded as (question, answer and the LLM's rationale)."""
     return f"{question}. {answer}. {rationale}".strip()
 
 
 def rationale_scores(embedder: Embedder, question: str, answer: str, rationale: str,
                      texts: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of each passage to the rationale text."""
     vecs = embedder.encode([rationale_text(question, answer, rationale), *texts])
     return vecs[1:] @ vecs[0]
 
@@ -134,12 +141,16 @@ def build_groups(queries: Sequence[TrainingQuery], config: RADIOConfig, embedder
 
 
 class PairScorer(Protocol):
-    def trainable(self) -> torch.nn.Module: ...
+    """What group training needs from a reranker: its trainable module and (query, text) logits."""
+    def trainable(self) -> torch.nn.Module:
+        """The module whose parameters group training updates."""
 
-    def pair_logits(self, queries: Sequence[str], texts: Sequence[str]) -> torch.Tensor: ...
+    def pair_logits(self, queries: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
+        """A differentiable logit per (query, text) pair."""
 
 
 class GroupTrainConfig(StrictConfig):
+    """Group InfoNCE training settings: epochs, learning rate, batch, temperature, checkpointing."""
     epochs: int = 2
     groups_per_step: int = 4
     group_size: int = 7  # 1 positive + 6 negatives (negatives repeat when a group has fewer)

@@ -33,4 +33,5 @@ RERANKERS.add("llm", lambda raw, emb: LLMReranker(validate_config(LLMRerankerCon
 
 
 def make_reranker(name: str, config: Mapping[str, Any] | None = None, embedder: Embedder | None = None) -> Reranker:
+    """A reranker by registered name with its config."""
     return RERANKERS.get(name)(dict(config or {}), embedder)

@@ -26,6 +26,8 @@ from llmrec.errors import NotFoundError
 
 
 class ResearchConfig(StrictConfig):
+    """The research loop's limits and switches: iterations, token budget, sub-queries, k, stop rule, private
+    stage."""
     max_iterations: int = 3
     token_budget: int = 8000  # prompt + completion tokens over every LLM call of one run
     sub_queries: int = 3
@@ -41,6 +43,7 @@ class ResearchConfig(StrictConfig):
 
 
 class BudgetExceeded(Exception):
+    """Raised inside the loop when the token budget would be exceeded (the run stops with what it has)."""
     pass
 
 
@@ -54,12 +57,14 @@ class ResearchError(RuntimeError):
 
 @dataclass
 class Claim:
+    """One sentence of the report with the evidence chunk it cites."""
     text: str
     citations: list[str]
 
 
 @dataclass
 class ResearchResult:
+    """The report, its claims, why the loop stopped and the step-by-step trace."""
     user_id: str
     question: str
     profile: str
@@ -70,6 +75,7 @@ class ResearchResult:
 
     @property
     def report(self) -> str:
+        """The report as text: each claim with its citation."""
         lines = [f"Research report for user {self.user_id}", f"Question: {self.question}"]
         if self.profile:
             lines.append(f"What we know of you: {self.profile}")
@@ -79,12 +85,14 @@ class ResearchResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
         return {"user_id": self.user_id, "question": self.question, "profile": self.profile,
                 "report": self.report, "claims": [asdict(c) for c in self.claims],
                 "evidence": [asdict(e) for e in self.evidence], "stop_reason": self.stop_reason, "trace": self.trace}
 
 
 def parse_queries(text: str, limit: int) -> list[str]:
+    """Sub-queries from the planner's output (one per line, numbering stripped), at most ``limit``."""
     out = []
     for line in text.splitlines():
         q = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip().strip('"').strip()
@@ -100,10 +108,13 @@ class RunState:
     t0: float = field(default_factory=time.perf_counter)
 
     def step(self, step: str, **data: Any) -> None:
+        """Append a step with its data to the run's trace."""
         self.trace["steps"].append({"step": step, "t": round(time.perf_counter() - self.t0, 3), **data})
 
 
 class PersonalizedResearcher:
+    """Personalized deep research: profile from memory, planned sub-queries, private-then-public retrieval,
+    reranking, adaptive stop and a cited report."""
     def __init__(self, llm: LLM, private: Sequence[Source] = (), public: Sequence[Source] = (),
                  reranker: Any = None, config: ResearchConfig | None = None) -> None:
         self.llm, self.private, self.public = llm, list(private), list(public)
@@ -129,6 +140,7 @@ class PersonalizedResearcher:
     def run(self, user_id: str, question: str) -> ResearchResult:
         # every piece of per-run state lives in this run's own object: concurrent runs (threads, LangChain's
         # batch) never share a trace or a token count
+        """Research ``question`` for ``user_id``; ``ResearchError`` carries the trace so far."""
         run = RunState({"user_id": user_id, "question": question, "config": self.config.model_dump(),
                         "llm": self.llm.model_id, "tokens": {"prompt": 0, "completion": 0}, "steps": []})
         try:
@@ -233,4 +245,5 @@ class PersonalizedResearcher:
 
 
 def save_trace(path: str | Path, trace: dict) -> Path:
+    """Write a run's JSON trace atomically."""
     return write_json_atomic(path, trace)

@@ -18,6 +18,7 @@ from llmrec.errors import ConfigError, DataError, MissingFileError
 
 @dataclass(frozen=True)
 class Document:
+    """A document of the public corpus: id, text and title."""
     id: str
     text: str
     title: str = ""

@@ -13,6 +13,7 @@ from llmrec.retrieval import LangChainRetriever, Retriever, StoreRetriever, Stor
 
 @dataclass(frozen=True)
 class Evidence:
+    """A retrieved chunk as the agent uses it: unique id, text, source, score and privacy."""
     id: str  # unique across sources: "<source>:<id>"
     text: str
     source: str
@@ -51,6 +52,7 @@ def LangChainSource(retriever: Any, name: str = "langchain") -> Source:
 
 
 def dedupe(evidence: Sequence[Evidence]) -> list[Evidence]:
+    """Evidence with duplicate ids removed, keeping the best-scored copy."""
     seen: dict[str, Evidence] = {}
     for e in evidence:
         if e.id not in seen or e.score > seen[e.id].score:

@@ -18,6 +18,7 @@ from llmrec.io import write_text_atomic
 
 
 def prefeval_tasks(root: str | Path, per_topic: int = 1, seed: int = 0) -> list[dict]:
+    """Research tasks from PrefEval's explicit preferences (a stated preference becomes the user's memory)."""
     root = Path(root)
     rng = random.Random(seed)
     fillers = json.loads((root / "filtered_inter_turns.json").read_text(encoding="utf-8"))
@@ -42,6 +43,7 @@ def prefeval_tasks(root: str | Path, per_topic: int = 1, seed: int = 0) -> list[
 
 
 def locomo_tasks(path: str | Path, per_conversation: int = 2, seed: int = 0) -> list[dict]:
+    """Research tasks from LoCoMo dev conversations (the conversation is the user's memory)."""
     rng = random.Random(seed)
     tasks = []
     for conv in load_locomo(path, DEV_CONVERSATIONS):
@@ -60,4 +62,5 @@ def locomo_tasks(path: str | Path, per_conversation: int = 2, seed: int = 0) -> 
 
 
 def write_tasks(path: str | Path, tasks: list[dict]) -> Path:
+    """Write a task set as JSON."""
     return write_text_atomic(path, "".join(json.dumps(t) + "\n" for t in tasks))

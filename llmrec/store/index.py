@@ -16,6 +16,7 @@ IndexKind = Literal["flat", "hnsw", "ivfpq"]
 
 
 class IndexConfig(StrictConfig):
+    """ANN index settings: kind (flat, HNSW, IVF-PQ) and its parameters."""
     kind: IndexKind = "flat"
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
@@ -27,6 +28,7 @@ class IndexConfig(StrictConfig):
 
 
 class AnnIndex:
+    """A FAISS index keyed by row id (add, remove, search with an allowed-id filter)."""
     def __init__(self, dim: int, config: IndexConfig) -> None:
         self.dim, self.config = dim, config
         self.tombstones: set[int] = set()
@@ -45,6 +47,7 @@ class AnnIndex:
 
     @property
     def train_size(self) -> int:
+        """Vectors needed before an IVF-PQ index can be trained (0 for flat / HNSW)."""
         c = self.config
         return max(39 * c.ivf_nlist, 39 * (1 << c.pq_bits))
 
@@ -70,6 +73,7 @@ class AnnIndex:
     # -- mutation -----------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
+        """Vectors in the index, removed ones included until a rebuild."""
         return int(self.index.ntotal) - len(self.tombstones)
 
     def ids(self) -> np.ndarray:
@@ -94,12 +98,14 @@ class AnnIndex:
             return False
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Add vectors under row ids."""
         if len(ids) == 0:
             return
         self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         self._maybe_train_ivf()
 
     def remove(self, ids: np.ndarray) -> None:
+        """Remove row ids (HNSW: tombstoned until the next rebuild)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return
@@ -134,10 +140,12 @@ class AnnIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        """The index serialized (for snapshots)."""
         return faiss.serialize_index(self.index).tobytes()
 
     @classmethod
     def from_bytes(cls, dim: int, config: IndexConfig, data: bytes, tombstones: list[int]) -> "AnnIndex":
+        """An index from ``to_bytes`` output and its tombstones."""
         self = cls.__new__(cls)
         self.dim, self.config = dim, config
         self.index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))

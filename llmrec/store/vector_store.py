@@ -48,6 +48,7 @@ SNAPSHOT_MAGIC = b"LLMRECSNAP1\n"
 
 
 class StoreConfig(StrictConfig):
+    """Vector store settings: dimension, index, durability, snapshot and compaction thresholds."""
     dim: int | None = None  # fixed by the first add when None
     index: IndexConfig = IndexConfig()
     durability: Literal["normal", "full"] = "normal"  # "full" also survives OS crashes (fsync per commit)
@@ -59,6 +60,7 @@ class StoreConfig(StrictConfig):
 
 @dataclass
 class Hit:
+    """A search result: id, text, metadata and score."""
     id: str
     score: float
     text: str
@@ -68,6 +70,7 @@ class Hit:
 
 @dataclass
 class Record:
+    """A stored item: id, text, metadata, vector and namespace."""
     id: str
     text: str
     metadata: dict[str, Any]
@@ -80,6 +83,9 @@ def _ns_key(ns: str) -> str:
 
 
 class VectorStore:
+    """FAISS + SQLite vector store with namespaces: add, upsert, delete, get, find, filtered search,
+    transactions, history events, checksummed snapshots and crash-safe multi-process use (format:
+    memory/README.md)."""
     SCHEMA = """
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY);
@@ -179,6 +185,7 @@ class VectorStore:
         return self.config.dim
 
     def close(self) -> None:
+        """Close the database connection (pending index state is already persisted)."""
         with self._lock:
             self.flush()
             self._conn.close()
@@ -535,15 +542,18 @@ class VectorStore:
             return self._max_seq() if namespace is None else self._ns_version(namespace)
 
     def namespaces(self) -> list[str]:
+        """Every namespace that has ever held an item."""
         with self._lock:
             self._sync()
             return sorted(self._indexes)
 
     def count(self, namespace: str) -> int:
+        """Items in a namespace."""
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM items WHERE namespace=?", (namespace,)).fetchone()[0])
 
     def ids(self, namespace: str) -> list[str]:
+        """Ids of a namespace's items, in insertion order."""
         with self._lock:
             return [r[0] for r in self._conn.execute(
                 "SELECT ext_id FROM items WHERE namespace=? ORDER BY rid", (namespace,))]

@@ -23,5 +23,6 @@ def init_from_env(device: str = "cpu") -> bool:
 
 
 def shutdown() -> None:
+    """Tear down the torch.distributed process group if one was started."""
     if dist.is_initialized():
         dist.destroy_process_group()

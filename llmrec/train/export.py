@@ -37,6 +37,7 @@ def _legacy_config(old: dict) -> dict:
 
 
 def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | ItemSpace) -> Path:
+    """Save a model (safetensors) with its config and encoder so ``load_model`` rebuilds it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=path.parent))
@@ -65,6 +66,7 @@ def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | Ite
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, FeatureEncoder | ItemSpace]:
+    """A saved model and its encoder (current and earlier folder formats)."""
     path = Path(path)
     for f in ("model.safetensors", "encoder.json", "config.json"):
         if not (path / f).exists():

@@ -38,6 +38,8 @@ from llmrec.train.tasks import PointwiseTask, Task
 
 
 class TrainerConfig(StrictConfig):
+    """Training settings (BARS semantics): batch size, learning rate, embedding L2, epochs, patience, lr decay,
+    precision, device, checkpointing."""
     batch_size: int = Field(1024, ge=1)  # global batch (split across ranks when distributed)
     learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
     embedding_l2: float = Field(0.01, ge=0, allow_inf_nan=False)
@@ -55,6 +57,7 @@ class TrainerConfig(StrictConfig):
 
 @dataclass
 class FitResult:
+    """What training returns: best epoch, validation history, test metrics and throughput."""
     best_epoch: int
     best_valid: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
@@ -64,6 +67,7 @@ class FitResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -77,6 +81,8 @@ def world() -> tuple[int, int]:
 
 
 class Trainer:
+    """The one training loop for every family: early stopping on the task's primary metric, best weights
+    restored, resume after a kill, DDP."""
     def __init__(self, config: TrainerConfig | None = None, task: Task | None = None) -> None:
         self.config = config or TrainerConfig()
         self.task = task or PointwiseTask()
@@ -84,10 +90,12 @@ class Trainer:
     # the EvalContext the tasks read
     @property
     def eval_batch_size(self) -> int:
+        """Batch size for evaluation."""
         return self.config.eval_batch_size
 
     @property
     def device(self) -> str:
+        """The device training runs on."""
         return self.config.device
 
     def autocast(self):
@@ -97,6 +105,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def predict(self, model: nn.Module, data: Any) -> np.ndarray:
+        """The model's predictions on ``data`` (the task's predict)."""
         if not hasattr(self.task, "predict"):
             raise ConfigError(f"task {self.task.name!r} has no pointwise predictions")
         return self.task.predict(model, data, self)
@@ -105,6 +114,8 @@ class Trainer:
         return self.task.evaluate(model, data, self, groups=groups)
 
     def fit(self, model: nn.Module, train: Any, valid: Any, checkpoint_dir: str | Path | None = None) -> FitResult:
+        """Train ``model`` with early stopping (resuming from ``checkpoint_dir`` if a checkpoint is there);
+        returns the fit result."""
         c, task = self.config, self.task
         if getattr(train, "label", True) is None or getattr(valid, "label", True) is None:
             raise DataError("train.label / valid.label: training needs labels")

@@ -26,28 +26,35 @@ from llmrec.registry import Registry
 
 
 class EvalContext(Protocol):
+    """What a task needs to evaluate: device, batch size and autocast."""
     eval_batch_size: int
     device: str
 
-    def autocast(self) -> contextlib.AbstractContextManager: ...
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context evaluation runs under."""
 
 
 class Task(Protocol):
+    """A training task: its loss, evaluation metrics and primary metric."""
     name: str
     primary: str
 
-    def make_batch(self, data: Any, idx: torch.Tensor, generator: torch.Generator) -> Any: ...
+    def make_batch(self, data: Any, idx: torch.Tensor, generator: torch.Generator) -> Any:
+        """The training batch of rows ``idx`` (negatives drawn with ``generator``)."""
 
-    def row_loss(self, net: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor: ...
+    def row_loss(self, net: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
+        """The loss of every row of a batch (the loop averages and regularizes)."""
 
     def evaluate(self, model: nn.Module, data: Any, ctx: EvalContext, groups: np.ndarray | None = None
-                 ) -> dict[str, float]: ...
+                 ) -> dict[str, float]:
+        """Every metric of the task on ``data`` (``groups``: users, for gAUC)."""
 
 
 TASKS: Registry[Callable[[], Task]] = Registry("task")
 
 
 class PointwiseTask:
+    """Binary CTR: BCE loss; AUC, logloss and gAUC (undefined under ``GAUC_MIN_GROUPS`` users with both labels)."""
     name, primary = "pointwise", "auc"
 
     def make_batch(self, data, idx, generator):
@@ -58,6 +65,7 @@ class PointwiseTask:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, data, ctx: EvalContext) -> np.ndarray:
+        """Click probabilities for every row of ``data``."""
         model.eval()
         n, bs, out = len(data), ctx.eval_batch_size, []
         for i in range(0, n, bs):

@@ -13,6 +13,7 @@ from llmrec.models.registry import register_model
 
 
 class AutoIntConfig(DeepCTRConfig):
+    """AutoInt+ hyperparameters: attention layers and heads, attention size, residual, plus the DNN tower."""
     attention_layers: int = 3
     heads: int = 2
     head_dim: int = 16
@@ -21,6 +22,7 @@ class AutoIntConfig(DeepCTRConfig):
 
 
 class AutoIntPlus(nn.Module):
+    """AutoInt+: multi-head self-attention over field embeddings, in parallel with a DNN."""
     def __init__(self, encoder: FeatureEncoder, c: AutoIntConfig) -> None:
         super().__init__()
         self.embedding = field_embedding(encoder, c)
@@ -34,6 +36,7 @@ class AutoIntPlus(nn.Module):
         self.deep = MLP(n * c.embedding_dim, c.hidden_units, c.dropout, c.batch_norm) if c.hidden_units else None
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         return self.embedding.embedding_tables()
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -35,6 +35,8 @@ class DeepCTRConfig(CTRConfig):
 
 
 def field_embedding(encoder: FeatureEncoder, c: CTRConfig, exclude_dense: frozenset[str] = frozenset()) -> FieldEmbedding:
+    """The field-embedding layer of a CTR model for an encoder's features (dense knowledge fields can be
+    excluded)."""
     return FieldEmbedding(encoder, c.embedding_dim, numeric=c.numeric_embedding, autodis_buckets=c.autodis_buckets,
                           autodis_temperature=c.autodis_temperature, adaptor=c.knowledge_adaptor,
                           exclude_dense=exclude_dense)
@@ -79,6 +81,7 @@ class FieldNet(nn.Module):
             self.deep = MLP(in_dim, c.hidden_units, c.dropout, c.batch_norm)
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         tables = self.linear.emb.embedding_tables() if self.linear is not None else []
         if self.embedding is not None:
             tables += self.embedding.embedding_tables()

@@ -15,6 +15,8 @@ from llmrec.models.registry import register_model
 
 
 class DCNv2Config(DeepCTRConfig):
+    """DCNv2 hyperparameters: cross layers, full-rank or low-rank mixture, stacked or parallel structure, DNN
+    tower."""
     structure: Literal["stacked", "parallel", "crossnet_only"] = "parallel"
     cross_layers: int = 3
     low_rank: int | None = None  # None: full-rank W_l; r: mixture of rank-r experts
@@ -22,6 +24,7 @@ class DCNv2Config(DeepCTRConfig):
 
 
 class DCNv2(nn.Module):
+    """DCN-V2: cross network (full or mixture-of-low-rank) with a DNN, stacked or in parallel."""
     def __init__(self, encoder: FeatureEncoder, c: DCNv2Config) -> None:
         super().__init__()
         self.structure = c.structure
@@ -37,6 +40,7 @@ class DCNv2(nn.Module):
         self.head = nn.Linear(head_in[c.structure], 1)
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         return self.embedding.embedding_tables()
 
     def forward(self, batch: Batch) -> torch.Tensor:

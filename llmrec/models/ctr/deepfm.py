@@ -9,6 +9,7 @@ from llmrec.models.registry import register_model
 
 
 class DeepFMConfig(DeepCTRConfig):
+    """DeepFM hyperparameters (embedding size, DNN tower, dropout)."""
     pass
 
 

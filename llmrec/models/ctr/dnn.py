@@ -7,6 +7,7 @@ from llmrec.models.registry import register_model
 
 
 class DNNConfig(DeepCTRConfig):
+    """Plain DNN hyperparameters over concatenated field embeddings."""
     pass
 
 

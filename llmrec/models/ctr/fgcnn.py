@@ -9,6 +9,7 @@ from llmrec.models.registry import register_model
 
 
 class FGCNNConfig(DeepCTRConfig):
+    """FGCNN hyperparameters: convolution channels, kernel heights, pooling and recombination sizes."""
     fgcnn_channels: list[int] = [14, 16]
     fgcnn_kernel: int = 7
     fgcnn_pool: int = 2

@@ -7,6 +7,7 @@ from llmrec.models.registry import register_model
 
 
 class FMConfig(CTRConfig):
+    """Factorization machine hyperparameters (embedding size)."""
     pass
 
 

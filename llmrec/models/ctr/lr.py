@@ -7,6 +7,7 @@ from llmrec.models.registry import register_model
 
 
 class LRConfig(CTRConfig):
+    """Logistic regression over the encoded features."""
     pass
 
 

@@ -26,6 +26,8 @@ OPS = ("memorize", "factorize", "naive")
 
 
 class OptInterConfig(ModelConfigBase):
+    """OptInter: per-pair choice among memorize / factorize / naive (searched, or fixed), search and retrain
+    settings."""
     name: str = "optinter"
     embedding_dim: int = 10
     hidden_units: list[int] = [400, 400]
@@ -40,6 +42,7 @@ class OptInterConfig(ModelConfigBase):
 
 
 class OptInterModel(nn.Module):
+    """OptInter: each feature pair modelled by the searched interaction method, then a DNN."""
     def __init__(self, encoder: FeatureEncoder, config: OptInterConfig) -> None:
         super().__init__()
         self.config = c = config
@@ -76,9 +79,11 @@ class OptInterModel(nn.Module):
         self.norm = nn.LayerNorm((n_fields + inter) * c.embedding_dim)
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         return [self.emb.weight, self.cross.weight]
 
     def model_parameters(self) -> list[nn.Parameter]:
+        """The model weights (without the architecture weights of the search stage)."""
         return [p for n, p in self.named_parameters() if n != "alpha"]
 
     def _ids(self, batch: Batch) -> torch.Tensor:
@@ -101,6 +106,7 @@ class OptInterModel(nn.Module):
         return self.mlp(torch.relu(self.norm(x))).squeeze(-1)
 
     def choices(self) -> list[str]:
+        """The interaction method chosen for each feature pair."""
         if not self.searching:
             return list(self.fixed)
         return [OPS[k] for k in self.alpha.argmax(-1).tolist()]

@@ -12,14 +12,17 @@ from llmrec.models.registry import register_model
 
 
 class IPNNConfig(DeepCTRConfig):
+    """IPNN hyperparameters (inner-product layer + DNN)."""
     pass
 
 
 class KPNNConfig(DeepCTRConfig):
+    """KPNN hyperparameters (kernel outer-product layer + DNN)."""
     kpnn_kernel: Literal["vector", "matrix", "number"] = "vector"
 
 
 class PINConfig(DeepCTRConfig):
+    """PIN hyperparameters (a micro-network per field pair + DNN)."""
     pin_hidden: int = 40
     pin_out: int = 5
 

@@ -10,10 +10,12 @@ from llmrec.models.registry import ModelConfigBase, register_model
 
 
 class MFConfig(ModelConfigBase):
+    """BPR matrix-factorization hyperparameters (embedding size)."""
     embedding_dim: int = 64
 
 
 class MF(nn.Module):
+    """Matrix factorization scoring user-item pairs by the inner product of their embeddings."""
     def __init__(self, space: ItemSpace, c: MFConfig) -> None:
         super().__init__()
         self.user = nn.Embedding(max(1, space.n_users), c.embedding_dim)
@@ -24,6 +26,7 @@ class MF(nn.Module):
             self.item.weight[0].zero_()
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         return [self.user.weight, self.item.weight]
 
     def forward(self, batch: PairBatch) -> torch.Tensor:

@@ -25,6 +25,7 @@ from llmrec.models.registry import register_model
 
 
 class MetaConfig(StrictConfig):
+    """LLM4MSR meta-network settings: scenario-level and user-level meta layers generated from knowledge."""
     enabled: bool = False
     user_knowledge: str | None = "user_scenario_knowledge"  # dense feature: per-user vector
     scenario_knowledge: str | None = "scenario_knowledge"  # dense feature: per-scenario vector
@@ -33,6 +34,7 @@ class MetaConfig(StrictConfig):
 
 
 class StarConfig(DeepCTRConfig):
+    """STAR multi-scenario settings: the scenario field, shared and per-scenario towers, meta layers."""
     scenario_field: str = "scenario"  # a categorical feature
     tower_units: int = 64
     meta: MetaConfig = MetaConfig()
@@ -64,6 +66,7 @@ class MetaLayer(nn.Module):
 
 
 class MultiScenarioModel(nn.Module):
+    """STAR-style multi-scenario model (shared x per-scenario weights) with optional LLM4MSR meta layers."""
     def __init__(self, encoder: FeatureEncoder, config: StarConfig) -> None:
         super().__init__()
         self.config = ms = c = config
@@ -103,9 +106,11 @@ class MultiScenarioModel(nn.Module):
         nn.init.zeros_(self.scen_bias.weight)
 
     def embedding_tables(self) -> list[torch.Tensor]:
+        """The embedding tables the trainer's embedding L2 applies to."""
         return self.embedding.embedding_tables()
 
     def scenario_index(self, batch: Batch) -> torch.Tensor:
+        """The scenario id of every row of a batch."""
         return batch.cat[:, self.scenario_pos] - self.scenario_offset
 
     def forward(self, batch: Batch) -> torch.Tensor:
