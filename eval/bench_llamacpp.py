@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from llmrec.llm import GenerationParams, LLMConfig, make_llm  # noqa: E402
-from llmrec.results import pyplot, write_result  # noqa: E402
+from llmrec.results import grouped_bars, pyplot, write_result  # noqa: E402
 from llmrec.threads import configure_threads  # noqa: E402
 
 PROMPTS = [f"Write two sentences about {t}." for t in (
@@ -67,14 +67,10 @@ def main() -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(rows)
-    for i, key in enumerate(("single_stream_tokens_per_second", f"batch{a.batch}_tokens_per_second")):
-        ax.bar([j + (i - 0.5) * 0.38 for j in range(len(names))], [rows[n][key] for n in names], 0.38,
-               label="one prompt" if i == 0 else f"{a.batch} prompts together")
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_ylabel("generated tokens / s")
-    ax.set_ylim(bottom=0)
+    grouped_bars(ax, names, {"one prompt": [rows[n]["single_stream_tokens_per_second"] for n in names],
+                             f"{a.batch} prompts together": [rows[n][f"batch{a.batch}_tokens_per_second"] for n in names]},
+                 ylabel="generated tokens / s")
     ax.set_title(f"SmolLM2-135M backends ({threads} threads, greedy, {a.max_new_tokens} new tokens)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png"), dpi=110)
     print(f"wrote {path}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from llmrec.results import pyplot, write_result  # noqa: E402
+from llmrec.results import grouped_bars, pyplot, write_result  # noqa: E402
 from llmrec.threads import available_cores  # noqa: E402
 
 CHILD = """
@@ -80,17 +80,10 @@ def main() -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    width = 0.38
-    for i, s in enumerate(settings):
-        xs = [j + (i - 0.5) * width for j in range(len(a.others))]
-        ys = [next(r["tokens_per_second"] for r in rows if r["setting"] == s and r["other_processes"] == o)
-              for o in a.others]
-        ax.bar(xs, ys, width, label=s)
-    ax.set_xticks(range(len(a.others)), [str(o) for o in a.others])
+    grouped_bars(ax, [str(o) for o in a.others],
+                 {s: [next(r["tokens_per_second"] for r in rows if r["setting"] == s and r["other_processes"] == o)
+                      for o in a.others] for s in settings}, ylabel="generated tokens / s (batch of 16)")
     ax.set_xlabel(f"other CPU-bound processes ({cores} cores)")
-    ax.set_ylabel("generated tokens / s (batch of 16)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png"), dpi=110)
     print(f"wrote {path}")
