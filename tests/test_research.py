@@ -232,3 +232,19 @@ def test_judges_panel_and_pairwise_swap(llm):
 
     pj = PairwiseJudge(Fixed()).compare_many([(items[0], items[1])])[0]
     assert pj.winner == "tie" and not pj.consistent and len(pj.raw) == 2
+
+
+def test_corpus_chunks_and_reads_documents(tmp_path):
+    from llmrec.errors import DataError
+    from llmrec.research.corpus import chunk_words, read_documents
+
+    words = " ".join(f"w{i}" for i in range(25))
+    chunks = list(chunk_words(words, 10, 3))
+    assert chunks[0].split() == [f"w{i}" for i in range(10)] and chunks[1].split()[0] == "w7"
+    assert chunks[-1].split()[-1] == "w24" and len(chunks) == 4
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "text": "hello world"}\n\n{"text": "second"}\n')
+    docs = read_documents(tmp_path / "d.jsonl")
+    assert [d.id for d in docs] == ["a", "line3"]
+    (tmp_path / "bad.jsonl").write_text('{"id": "a"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1 field 'text'"):
+        read_documents(tmp_path / "bad.jsonl")

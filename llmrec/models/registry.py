@@ -7,7 +7,7 @@ Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE wit
 
 A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
 model's hyperparameters) and a builder registered with ``@register_model``. Its defaults file
-``configs/defaults/models/<name>.yaml`` (shipped in the wheel as ``llmrec/_defaults/models``) overrides
+``configs/defaults/models/<name>.yaml`` (shipped in the wheel as ``llmrec/_configs/defaults/models``) overrides
 the class defaults; a user's config overrides both. Priority, lowest to highest:
 
     config class defaults  <  configs/defaults/models/<name>.yaml  <  the user's YAML / dict  <  CLI --set
@@ -84,9 +84,10 @@ def register_model(name: str, family: str, config: type[ModelConfigBase],
 
 
 def defaults_dirs() -> list[Path]:
-    """Folders of per-model default configs (wheel ``_defaults/models`` or ``configs/defaults/models``)."""
+    """Folders of per-model default configs (wheel ``_configs/defaults/models`` or ``configs/defaults/models``)."""
     here = Path(__file__).resolve().parent.parent
-    return [p for p in (here / "_defaults" / "models", here.parent / "configs" / "defaults" / "models") if p.is_dir()]
+    return [p for p in (here / "_configs" / "defaults" / "models", here.parent / "configs" / "defaults" / "models")
+            if p.is_dir()]
 
 
 @lru_cache(maxsize=None)
