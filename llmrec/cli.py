@@ -366,9 +366,14 @@ def research(
     emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
     private = [] if no_private else [MemorySource(Memory(VectorStore(memory_dir or default_memory_dir()), emb))]
     public = [StoreSource(VectorStore(corpus_dir), emb)] if corpus_dir else []
+    def progress(entry: dict) -> None:
+        detail = entry.get("kind") or entry.get("reason") or ""
+        console.print(f"[dim]research {entry['t']:7.1f}s {entry['step']} {detail}[/]")
+
     r = PersonalizedResearcher(make_llm(_llm_config(backend, model, base_url, dtype)), private, public,
                                config=ResearchConfig(max_iterations=max_iterations, token_budget=token_budget,
-                                                     max_new_tokens=max_new_tokens, private_stage=not no_private))
+                                                     max_new_tokens=max_new_tokens, private_stage=not no_private),
+                               on_step=progress)
     try:
         res = r.run(user, question)
     except ResearchError as e:

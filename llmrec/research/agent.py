@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from llmrec.config import StrictConfig
 from llmrec.prompts import defang
@@ -106,17 +106,23 @@ class RunState:
     """One research run's trace (steps, token counts) and clock."""
     trace: dict
     t0: float = field(default_factory=time.perf_counter)
+    on_step: Callable[[dict], None] | None = None
 
     def step(self, step: str, **data: Any) -> None:
-        """Append a step with its data to the run's trace."""
-        self.trace["steps"].append({"step": step, "t": round(time.perf_counter() - self.t0, 3), **data})
+        """Append a step with its data to the run's trace (and show it to ``on_step``: progress)."""
+        entry = {"step": step, "t": round(time.perf_counter() - self.t0, 3), **data}
+        self.trace["steps"].append(entry)
+        if self.on_step is not None:
+            self.on_step(entry)
 
 
 class PersonalizedResearcher:
     """Personalized deep research: profile from memory, planned sub-queries, private-then-public retrieval,
     reranking, adaptive stop and a cited report."""
     def __init__(self, llm: LLM, private: Sequence[Source] = (), public: Sequence[Source] = (),
-                 reranker: Any = None, config: ResearchConfig | None = None) -> None:
+                 reranker: Any = None, config: ResearchConfig | None = None,
+                 on_step: Callable[[dict], None] | None = None) -> None:
+        self.on_step = on_step  # called with every trace step as it happens (the CLI prints progress)
         self.llm, self.private, self.public = llm, list(private), list(public)
         self.reranker, self.config = reranker, config or ResearchConfig()
         self.prompts = {n: load_prompt(f"research_{n}") for n in ("profile", "plan", "decide", "refine", "claim")}
@@ -142,7 +148,8 @@ class PersonalizedResearcher:
         # batch) never share a trace or a token count
         """Research ``question`` for ``user_id``; ``ResearchError`` carries the trace so far."""
         run = RunState({"user_id": user_id, "question": question, "config": self.config.model_dump(),
-                        "llm": self.llm.model_id, "tokens": {"prompt": 0, "completion": 0}, "steps": []})
+                        "llm": self.llm.model_id, "tokens": {"prompt": 0, "completion": 0}, "steps": []},
+                       on_step=self.on_step)
         try:
             return self._run(run, user_id, question)
         except Exception as e:
