@@ -67,12 +67,12 @@ def main() -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(rows)
-    grouped_bars(ax, names, {"one prompt": [rows[n]["single_stream_tokens_per_second"] for n in names],
+    grouped_bars(ax, [n.replace(" ", "\n", 1) for n in names], {"one prompt": [rows[n]["single_stream_tokens_per_second"] for n in names],
                              f"{a.batch} prompts together": [rows[n][f"batch{a.batch}_tokens_per_second"] for n in names]},
                  ylabel="generated tokens / s")
     ax.set_title(f"SmolLM2-135M backends ({threads} threads, greedy, {a.max_new_tokens} new tokens)")
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=110)
+    fig.savefig(path.with_suffix(".png"), dpi=110, bbox_inches="tight")
     print(f"wrote {path}")
 
 

@@ -27,7 +27,7 @@ n = configure_threads()
 import torch
 from llmrec.llm import GenerationParams, LLMConfig, make_llm
 llm = make_llm(LLMConfig(dtype="bfloat16"))
-prompts = [f"In two sentences, describe movie number {i} for a friend." for i in range({prompts})]
+prompts = [f"In two sentences, describe movie number {{i}} for a friend." for i in range({prompts})]
 p = GenerationParams(max_new_tokens={tokens})
 llm.generate(prompts[:2], GenerationParams(max_new_tokens=4))  # warm-up
 t = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
                       for o in a.others] for s in settings}, ylabel="generated tokens / s (batch of 16)")
     ax.set_xlabel(f"other CPU-bound processes ({cores} cores)")
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=110)
+    fig.savefig(path.with_suffix(".png"), dpi=110, bbox_inches="tight")
     print(f"wrote {path}")
 
 

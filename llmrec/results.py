@@ -79,7 +79,7 @@ def pyplot():
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], legend_size: int = 8,
                  ylabel: str = "score") -> None:
     """Bars grouped by category, one bar per series in each group; the value axis starts at zero and is
-    labelled, and the legend sits below the axes so it never covers a bar."""
+    labelled, and the legend sits beside the axes so it never covers a bar (save with ``bbox_inches="tight"``)."""
     import numpy as np
 
     w = 0.8 / max(1, len(series))
@@ -88,5 +88,4 @@ def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], lege
     ax.set_xticks(range(len(categories)), categories)
     ax.set_ylim(bottom=0)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=legend_size, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(series)),
-              frameon=False)
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -23,11 +23,11 @@ def test_generates_through_the_protocol(cpp):
 
 
 def test_stop_strings(cpp):
-    full = cpp.generate(["Count from one to ten in words, separated by commas."], GenerationParams(max_new_tokens=30))[0]
-    word = full.text.split(",")[2].strip()
-    cut = cpp.generate(["Count from one to ten in words, separated by commas."],
-                       GenerationParams(max_new_tokens=30, stop=[word]))[0]
-    assert word not in cut.text and full.text.startswith(cut.text.rstrip())
+    prompt = "Describe a rainy day in two sentences."
+    full = cpp.generate([prompt], GenerationParams(max_new_tokens=30))[0]
+    word = full.text.split()[4]
+    cut = cpp.generate([prompt], GenerationParams(max_new_tokens=30, stop=[word]))[0]
+    assert word not in cut.text and full.text.startswith(cut.text.rstrip()) and len(cut.text) < len(full.text)
 
 
 def test_agrees_with_transformers(cpp, llm):

@@ -290,7 +290,7 @@ def plot(results: dict, split: str, path: Path) -> None:
     ax.set_title(f"LoCoMo session retrieval ({split} conversations, MiniLM)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside the bars, never over them
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

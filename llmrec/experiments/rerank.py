@@ -127,7 +127,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_title("Reranking on held-out queries (ARES NQ + MT-RAG passages, dense first-stage candidates)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 KIND = ExperimentKind(load=_load, run=run_rerank)

@@ -153,7 +153,7 @@ def plot(summary: dict, path: Path) -> None:
     ax3.set_title("BLEU / chrF vs reference")
     ax2.set_title("judge panel")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 KIND = ExperimentKind(load=_load, run=run_research)
