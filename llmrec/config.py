@@ -48,7 +48,11 @@ def repo_root() -> Path | None:
 
 
 def default_memory_dir() -> Path:
-    """Default home of persisted memory stores: ``memory/`` in a checkout, else under LLMREC_HOME."""
+    """Default home of persisted memory stores: ``$LLMREC_MEMORY``, else ``memory/`` in a checkout (git-ignored
+    but its README), else ``$LLMREC_HOME/memory`` for an installed package."""
+    env = os.environ.get("LLMREC_MEMORY")
+    if env:
+        return Path(env).expanduser()
     root = repo_root()
     if root is not None:
         return root / "memory"
