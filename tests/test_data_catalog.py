@@ -190,6 +190,7 @@ def test_catalog_checksums_match_the_shared_copies(name):
             catalog.check_file(folder / rel, f"sha256:{digest}")
 
 
+@pytest.mark.slow
 def test_native_format_parity_with_recbole_atomic(tmp_path):
     """ML-100K written back in GroupLens' own format loads to the same table as RecBole's atomic files."""
     src = shared("ml-100k")

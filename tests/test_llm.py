@@ -25,6 +25,7 @@ def test_default_llm_generates_deterministic_text(llm):
     assert llm.model_id.startswith("SmolLM2-135M-Instruct@")
 
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one(llm):
     p = GenerationParams(max_new_tokens=20)
     singles = [llm.generate([x], p)[0] for x in PROMPTS]

@@ -60,6 +60,7 @@ def test_cached_llm_answers_repeats_from_disk(llm, tmp_path):
     assert counting.prompts == 5
 
 
+@pytest.mark.slow
 def test_consolidate_makes_units_once_and_remakes_changed_sessions(llm, embedder, tmp_path):
     counting = CountingLLM(llm)
     digester = SessionDigester(counting, DigestConfig(summary_tokens=40, keywords_tokens=24))
@@ -102,6 +103,7 @@ def test_consolidate_needs_a_digester(embedder, tmp_path):
         mem.consolidate("ana")
 
 
+@pytest.mark.slow
 def test_memgas_uses_digest_views(llm, embedder, tmp_path):
     mem = Memory(VectorStore(tmp_path / "s"), embedder, digester=SessionDigester(llm, DigestConfig(
         summary_tokens=40, keywords_tokens=24)))

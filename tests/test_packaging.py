@@ -13,6 +13,7 @@ EXTRAS_ONLY = ["transformers", "sentence_transformers", "faiss", "peft", "langch
                "sacrebleu", "rouge_score", "matplotlib", "ray", "vllm", "httpx", "llama_cpp"]
 
 
+@pytest.mark.slow
 def test_ctr_training_needs_no_extra(tmp_path):
     """Train DeepFM from the CLI with every extra's packages made unimportable."""
     code = textwrap.dedent(f"""
