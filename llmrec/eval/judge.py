@@ -52,7 +52,7 @@ class Judgment:
     score: float | None  # 1-5; None when the output had no parsable score
     reasoning: str
     raw: str
-    parsed: Literal["explicit", "followup", "fallback", "none"]
+    parsed: Literal["explicit", "followup", "fallback", "none", "expected"]
 
     def to_dict(self) -> dict:
         """The judgment as a JSON-ready dict."""
@@ -79,6 +79,47 @@ def _extra(item: JudgeItem, reference_guided: bool, criterion: str) -> str:
     if item.documents:
         parts.append(fence("\n\n".join(item.documents), "documents"))
     return "".join(p + "\n" for p in parts)
+
+
+class ExpectedScoreJudge:
+    """G-Eval-style scoring: no text is parsed; the judge's probabilities of the score tokens "1".."5" right
+    after "Score: " (normalized over the five) give the expected score, a continuous 1-5 value that keeps the
+    model's uncertainty. Needs a backend that scores options (``score_options``: the transformers backend)."""
+
+    SCORES = ("1", "2", "3", "4", "5")
+
+    def __init__(self, llm: LLM, criterion: Criterion = "faithfulness", reference_guided: bool = False,
+                 name: str | None = None, progress: bool = False, batch_size: int = 8) -> None:
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion: unknown {criterion!r} (one of {sorted(CRITERIA)})")
+        if not hasattr(llm, "score_options"):
+            raise TypeError(f"{llm.model_id}: expected-score judging needs option log-probabilities "
+                            "(score_options: the transformers backend)")
+        self.llm, self.criterion, self.reference_guided = llm, criterion, reference_guided
+        self.name = name or f"{llm.model_id}:{criterion}:expected{':ref' if reference_guided else ''}"
+        self.template, self.progress, self.batch_size = load_prompt("judge_geval"), progress, batch_size
+        warn_if_weak(llm, "judging")
+
+    def probabilities(self, items: Sequence[JudgeItem]) -> np.ndarray:
+        """[n, 5] probabilities of the scores 1..5 for each item."""
+        from tqdm.auto import tqdm
+
+        msgs = [self.template.messages({"criterion": CRITERIA[self.criterion], "question": it.question,
+                                        "extra": _extra(it, self.reference_guided, self.criterion),
+                                        "answer": defang(it.answer)}) for it in items]
+        out = []
+        for s in tqdm(range(0, len(msgs), self.batch_size), desc=f"judge {self.criterion} (expected)",
+                      disable=not self.progress):
+            lp = self.llm.score_options(msgs[s : s + self.batch_size], self.SCORES, prefix="Score: ")
+            p = np.exp(lp - lp.max(axis=1, keepdims=True))
+            out.append(p / p.sum(axis=1, keepdims=True))
+        return np.vstack(out) if out else np.zeros((0, 5))
+
+    def judge_many(self, items: Sequence[JudgeItem]) -> list[Judgment]:
+        """Expected 1-5 scores (the probabilities kept in ``raw``)."""
+        probs = self.probabilities(items)
+        return [Judgment(self.name, self.criterion, float(p @ np.arange(1, 6)), "",
+                         " ".join(f"{k}:{x:.3f}" for k, x in zip(self.SCORES, p)), "expected") for p in probs]
 
 
 class RubricJudge:

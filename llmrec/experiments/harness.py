@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from llmrec.config import StrictConfig, deep_merge, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
@@ -53,12 +53,29 @@ class DatasetSpec(StrictConfig):
     trainer: TrainerConfig = TrainerConfig()
 
 
+class KnowledgeGate(StrictConfig):
+    """Keep a knowledge type only if it earns its place on validation data (never on test data).
+
+    Mean validation AUC over the seeds decides: starting from every kind of ``knowledge.kinds``, each kind whose
+    removal does not lower it by more than the noise is dropped (one backward pass, in order), and if what is
+    left does not beat the backbone without knowledge by more than the noise, the backbone is kept. Noise =
+    ``max(min_gain, largest std over seeds of the compared runs)``. The decision and every score are reported."""
+    min_gain: float = Field(0.001, ge=0.0)
+
+
 class Variant(StrictConfig):
     """One model variant of an experiment: a model spec, trainer overrides, knowledge features and a label."""
     label: str | None = None  # default: the model name
     model: dict[str, Any]  # {name: ..., overrides}; resolved against the registry per job
     trainer: dict[str, Any] = {}  # overrides of the data set's trainer
     knowledge: KnowledgeFeatures | None = None
+    gate: KnowledgeGate | None = None  # validation gate over the knowledge kinds (needs ``knowledge``)
+
+    @model_validator(mode="after")
+    def _gate_needs_knowledge(self) -> "Variant":
+        if self.gate is not None and self.knowledge is None:
+            raise ValueError("gate: a validation gate needs knowledge to gate")
+        return self
 
     @property
     def key(self) -> str:
@@ -136,8 +153,55 @@ def train_flops_per_sample(model: torch.nn.Module) -> float:
     return 3 * sum(2 * m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
+def _valid_mean_std(r: dict) -> tuple[float, float]:
+    v = np.array([run["valid"][r["primary_metric"]] for run in r["runs"]], dtype=np.float64)
+    return float(v.mean()), float(v.std())
+
+
+def run_gated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
+    """A gated variant: the knowledge subsets ``KnowledgeGate`` compares, each over every seed; the chosen
+    subset's runs are the variant's result, with the decision under ``gate``."""
+    k, gate = variant.knowledge, variant.gate
+    assert k is not None and gate is not None
+    tried: dict[tuple[str, ...], dict] = {}
+
+    def runs(kinds: tuple[str, ...]) -> dict:
+        if kinds not in tried:
+            kn = None if not kinds else k.model_copy(update={"kinds": list(kinds),
+                                                             "shuffle": [x for x in k.shuffle if x in kinds]})
+            tried[kinds] = run_variant(exp, dataset, variant.model_copy(update={"knowledge": kn, "gate": None}), seeds)
+        return tried[kinds]
+
+    def score(kinds: tuple[str, ...]) -> tuple[float, float]:
+        return _valid_mean_std(runs(kinds))
+
+    kept = tuple(k.kinds)
+    steps = []
+    for kind in list(k.kinds):
+        if len(kept) < 2:
+            break
+        without = tuple(x for x in kept if x != kind)
+        (full, s1), (less, s2) = score(kept), score(without)
+        noise = max(gate.min_gain, s1, s2)
+        drop = less >= full - noise
+        steps.append({"kind": kind, "valid_with": full, "valid_without": less, "noise": noise, "dropped": drop})
+        if drop:
+            kept = without
+    (best, s1), (backbone, s2) = score(kept), score(())
+    noise = max(gate.min_gain, s1, s2)
+    chosen = kept if best > backbone + noise else ()
+    result = dict(runs(chosen))
+    result["gate"] = {"kept": list(chosen), "candidate": list(kept), "valid_candidate": best,
+                      "valid_backbone": backbone, "noise": noise, "steps": steps,
+                      "valid_by_subset": {"+".join(s) or "(backbone)": _valid_mean_std(r)[0] for s, r in tried.items()},
+                      "runs_trained": len(tried) * len(seeds)}
+    return result
+
+
 def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
-    """Every seed of one (data set, variant), in this process."""
+    """Every seed of one (data set, variant), in this process (a gated variant: ``run_gated``)."""
+    if variant.gate is not None:
+        return run_gated(exp, dataset, variant, seeds)
     first = job_config(exp, dataset, variant, seeds[0])
     p = prepare(first)
     runs, model = [], None
@@ -313,6 +377,9 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             s = summarize(r["runs"])
             peak = peaks["bf16_gflops_1024x400x400" if r["job"]["trainer"]["precision"] == "bf16"
                          else "fp32_gflops_1024x400x400"]
+            if "gate" in r:
+                s["gate"] = r["gate"]
+                print(ds, v.key, "gate kept", r["gate"]["kept"] or "no knowledge (backbone)", flush=True)
             s.update(primary_metric=r["primary_metric"], parameters=r["parameters"], peak_rss_mb=r["peak_rss_mb"], runs=r["runs"],
                      matmul_utilization=s["train_samples_per_second"] * r["train_flops_per_sample"] / 1e9 / peak)
             res["variants"][v.key] = s

@@ -7,6 +7,7 @@
 | `memory`      | `MemoryExperiment`      | LoCoMo session retrieval, every method a registered retriever    |
 | `rerank`      | `RerankExperiment`      | RADIO vs label baselines over a dense first stage                |
 | `research`    | `ResearchExperiment`    | the research loop with vs without its private stage, judged      |
+| `judge`       | `JudgeExperiment`       | small-judge calibration on MT-RAG, held-out conversations only   |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -34,6 +35,7 @@ EXPERIMENT_KINDS.add_lazy("recommender", "llmrec.experiments.harness:KIND")
 EXPERIMENT_KINDS.add_lazy("memory", "llmrec.experiments.memory:KIND")
 EXPERIMENT_KINDS.add_lazy("rerank", "llmrec.experiments.rerank:KIND")
 EXPERIMENT_KINDS.add_lazy("research", "llmrec.experiments.research:KIND")
+EXPERIMENT_KINDS.add_lazy("judge", "llmrec.experiments.judge:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 
 from llmrec.config import StrictConfig
@@ -92,6 +93,48 @@ class TransformersLLM:
                 )
             ids.append(toks)
         return ids
+
+    @torch.inference_mode()
+    def score_options(self, prompts: Sequence[Prompt], options: Sequence[str], prefix: str = "",
+                      batch_size: int | None = None) -> np.ndarray:
+        """Log-probability of each option as the assistant's reply to each prompt, after ``prefix``
+        ([n_prompts, n_options], summed over the option's tokens): the likelihood-scoring primitive (G-Eval
+        judges, option-scored knowledge). Single-token options cost one forward pass per prompt (batched);
+        longer ones one pass per (prompt, option), only the last positions' logits are normalized."""
+        tok, model = self.tokenizer, self.model
+        if not options:
+            raise ValueError("options: at least one option is needed")
+        opt = [tok(o, add_special_tokens=False)["input_ids"] for o in options]
+        for j, o in enumerate(opt):
+            if not o:
+                raise ValueError(f"options[{j}]: empty after tokenization")
+        ctx = [tok(self.render(p, i) + prefix, add_special_tokens=False)["input_ids"] for i, p in enumerate(prompts)]
+        single = all(len(o) == 1 for o in opt)
+        pairs = [(i, j) for i in range(len(ctx)) for j in range(len(opt))]
+        seqs = ctx if single else [ctx[i] + opt[j] for i, j in pairs]
+        tail = 1 if single else max(len(o) for o in opt)
+        bs = batch_size or self.config.batch_size
+        out = np.zeros((len(ctx), len(opt)), np.float64)
+        for s in range(0, len(seqs), bs):
+            part = seqs[s : s + bs]
+            width = max(len(x) for x in part)
+            ids = torch.full((len(part), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(part), width), dtype=torch.long)
+            for r, x in enumerate(part):  # left padding: every sequence ends at the last position
+                ids[r, width - len(x):] = torch.tensor(x)
+                mask[r, width - len(x):] = 1
+            pos = (mask.cumsum(1) - 1).clamp_min(0)
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                           position_ids=pos.to(model.device)).logits[:, -tail - 1:, :].float()
+            logp = torch.log_softmax(logits, dim=-1).cpu()
+            for r in range(len(part)):
+                if single:
+                    out[s + r] = logp[r, -1, [o[0] for o in opt]].numpy()
+                else:
+                    i, j = pairs[s + r]
+                    n = len(opt[j])  # option token k sits at -(n - k); it is predicted one position earlier
+                    out[i, j] = float(sum(logp[r, tail - n + k, opt[j][k]] for k in range(n)))
+        return out
 
     def _stop_check(self, params: GenerationParams):
         if not params.stop:

@@ -1,0 +1,144 @@
+"""The judge-calibration experiment (kind ``judge``; ``configs/experiments/judge_calibration.yaml``): how far
+the bundled small model can go as a judge of MT-RAG faithfulness, against the three annotators' median.
+
+Split: MT-RAG conversations (the part of a task id before ``<::>``) are shuffled with ``seed`` and cut into
+a fitting part and a held-out part; every response of a conversation stays on one side. Agreement is reported
+on the held-out part only; nothing is chosen on it. Methods:
+
+- ``rubric``: the rubric judge (reasoning, then "Score: N", parsed).
+- ``expected``: G-Eval-style, the expected score under the probabilities of the score tokens 1-5.
+- ``expected_calibrated``: the same score mapped onto the 1-4 human scale by quantiles fitted on the fitting
+  part (a monotone map: Spearman unchanged, kappa can move).
+- ``hybrid``: a multinomial logistic regression (scikit-learn) on the fitting part over lexical features
+  (answer vs documents: token F1, ROUGE-L, share of answer words found in the documents; answer length;
+  refusal words) plus the expected-score judge's probabilities; its expected class is the score.
+- ``lexical_only``: the same regression without the LLM's features (what the LLM adds, measured).
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from llmrec.config import StrictConfig
+from llmrec.data.catalog import dataset_dir
+from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibration
+from llmrec.eval.judge import ExpectedScoreJudge, Judgment, RubricJudge
+from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.lexical import normalize, rouge_l, token_f1
+from llmrec.llm import LLMConfig, make_llm
+from llmrec.results import write_result
+
+Method = Literal["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only"]
+_REFUSAL = re.compile(r"\b(don'?t know|do not know|cannot|can'?t|unable|not sure|no information|not mentioned)\b", re.I)
+
+
+class JudgeExperiment(StrictConfig):
+    """Judge calibration on MT-RAG: data, criterion, the conversation split, the LLM and the methods."""
+    name: str
+    output: str | None = None  # default eval/results/<name>.json
+    data: str = "mtrag_human_eval"
+    criterion: Literal["faithfulness", "completeness", "appropriateness"] = "faithfulness"
+    seed: int = 0
+    fit_fraction: float = 0.5  # share of conversations in the fitting part
+    limit: int | None = None  # only the first N responses (a slice for smoke runs)
+    llm: LLMConfig = LLMConfig(dtype="bfloat16")
+    methods: list[Method] = ["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only"]
+    rubric_max_new_tokens: int = 64
+
+
+def conversation_split(meta: list[dict], fraction: float, seed: int) -> np.ndarray:
+    """True for responses whose conversation falls in the fitting part (seeded shuffle of conversations)."""
+    convs = sorted({m["task_id"].split("<::>")[0] for m in meta})
+    random.Random(seed).shuffle(convs)
+    fit = set(convs[: max(1, int(round(len(convs) * fraction)))])
+    return np.array([m["task_id"].split("<::>")[0] in fit for m in meta])
+
+
+def lexical_features(item) -> list[float]:
+    """Reference-free lexical evidence of grounding: answer vs its documents, length, refusal words."""
+    docs = " ".join(item.documents)
+    words = normalize(item.answer).split()
+    doc_words = set(normalize(docs).split())
+    found = sum(w in doc_words for w in words) / len(words) if words else 0.0
+    return [token_f1(item.answer, [docs]) if docs else 0.0, rouge_l(item.answer, docs) if docs else 0.0, found,
+            math.log1p(len(words)), float(bool(_REFUSAL.search(item.answer)))]
+
+
+def quantile_map(fit_scores: np.ndarray, fit_labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores mapped onto 1-4 so that the fitting part's label shares are reproduced (monotone)."""
+    shares = np.array([np.mean(fit_labels <= k) for k in (1, 2, 3)])
+    cuts = np.quantile(fit_scores, shares)
+    return 1 + np.searchsorted(cuts, scores, side="right").astype(float)
+
+
+def _as_judgments(name: str, scores: np.ndarray, criterion: str) -> list[Judgment]:
+    # scores on the human 1-4 scale -> the 1-5 judge scale calibrate() expects (inverse of to_four_point)
+    return [Judgment(name, criterion, float(1 + (s - 1) * 4 / 3), "", f"{s:.3f}", "expected") for s in scores]
+
+
+def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
+    """Every method on the held-out conversations; fitting only on the fitting part. Writes JSON + plot."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    path_in = exp.data if Path(exp.data).exists() else dataset_dir(exp.data)
+    items, human, meta = mtrag_judge_items(path_in, exp.criterion, limit=exp.limit)
+    human = np.array(human)
+    labels = np.floor(human + 0.5).astype(int)
+    fit = conversation_split(meta, exp.fit_fraction, exp.seed)
+    held = ~fit
+    llm = make_llm(exp.llm)
+    results, scores_by = {}, {}
+    probs = None
+    if {"expected", "expected_calibrated", "hybrid"} & set(exp.methods):
+        probs = ExpectedScoreJudge(llm, exp.criterion, progress=True).probabilities(items)
+        expected = probs @ np.arange(1, 6)
+        scores_by["expected"] = expected
+    if "rubric" in exp.methods:
+        held_items = [it for it, h in zip(items, held) if h]
+        js = RubricJudge(llm, exp.criterion, max_new_tokens=exp.rubric_max_new_tokens, progress=True).judge_many(held_items)
+        results["rubric"] = calibrate(js, list(human[held]))
+    if "expected" in exp.methods:
+        results["expected"] = calibrate([Judgment("expected", exp.criterion, float(s), "", "", "expected")
+                                         for s in expected[held]], list(human[held]))
+    if "expected_calibrated" in exp.methods:
+        mapped = quantile_map(expected[fit], labels[fit], expected[held])
+        results["expected_calibrated"] = calibrate(_as_judgments("expected_calibrated", mapped, exp.criterion),
+                                                   list(human[held]))
+    lex = np.array([lexical_features(it) for it in items])
+    for method, feats in (("hybrid", None if probs is None else np.hstack([lex, probs, expected[:, None]])),
+                          ("lexical_only", lex)):
+        if method not in exp.methods or feats is None:
+            continue
+        scaler = StandardScaler().fit(feats[fit])
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(feats[fit]), labels[fit])
+        p = clf.predict_proba(scaler.transform(feats[held]))
+        score = p @ clf.classes_.astype(float)  # expected human label
+        results[method] = calibrate(_as_judgments(method, score, exp.criterion), list(human[held]))
+    for name, r in results.items():
+        print(f"{name:20s} held-out n={r['scored']} Spearman {r['spearman']} weighted kappa {r['kappa_quadratic']}",
+              flush=True)
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    payload = {"criterion": exp.criterion, "llm": llm.model_id, "responses": len(items),
+               "fit_responses": int(fit.sum()), "heldout_responses": int(held.sum()),
+               "fit_conversations": len({m["task_id"].split("<::>")[0] for m, f in zip(meta, fit) if f}),
+               "heldout_conversations": len({m["task_id"].split("<::>")[0] for m, f in zip(meta, fit) if not f}),
+               "split": f"conversations shuffled with seed {exp.seed}, {exp.fit_fraction:.0%} for fitting",
+               "results": results, "seconds": time.perf_counter() - t0}
+    write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.seed])
+    plot_calibration(results, path.with_suffix(".png"))
+    return {"output": str(path), "results": results}
+
+
+def _load(raw: dict, path: Path) -> JudgeExperiment:
+    return validate(JudgeExperiment, raw, path)
+
+
+KIND = ExperimentKind(load=_load, run=run_judge)

@@ -1,0 +1,84 @@
+"""Getting signal out of the small model: encoder-role (text) knowledge, the validation gate, the expected-score
+judge, and the judge experiment's conversation split and calibration map."""
+import json
+
+import numpy as np
+import pytest
+
+from llmrec.data.synthetic import SyntheticConfig, generate_world
+from llmrec.experiments.harness import ExperimentConfig, run_experiment
+from llmrec.experiments.judge import conversation_split, quantile_map
+from llmrec.knowledge.text import knowledge_texts, text_knowledge
+
+TINY = {"n_users": 40, "n_items": 40, "impressions_per_user": 12}
+
+
+def test_text_knowledge_encodes_prompt_texts_and_caches(tmp_path, embedder):
+    data = generate_world(SyntheticConfig(**TINY))
+    train = data.chronological_split()[0]
+    texts = knowledge_texts(data, train, "item")
+    some = next(iter(texts))
+    assert data.item_info[some]["description"] in texts[some]  # the item's own text, no generation
+    user_texts = knowledge_texts(data, train, "user")
+    assert any("history" in t for t in user_texts.values())
+    tabs = text_knowledge(data, train, ["item", "user"], embedder, cache_dir=tmp_path)
+    assert set(tabs["item"]) == set(texts) and next(iter(tabs["item"].values())).shape == (embedder.dim,)
+    np.testing.assert_allclose(tabs["item"][some], embedder.encode([texts[some]])[0], atol=1e-5)
+    cached = list(tmp_path.glob("item.*.npz"))
+    assert cached and text_knowledge(data, train, ["item"], embedder, cache_dir=tmp_path)["item"][some].shape
+
+
+@pytest.mark.slow
+def test_validation_gate_reports_its_decision_and_uses_the_chosen_runs(tmp_path):
+    exp = ExperimentConfig.model_validate({
+        "name": "gate_test", "seeds": [1], "isolate": False,
+        "datasets": {"tiny": {"data": {"source": "synthetic", "synthetic": TINY},
+                              "trainer": {"epochs": 2, "batch_size": 128}}},
+        "variants": [{"model": {"name": "lr"}},
+                     {"label": "lr+text gated", "model": {"name": "lr"},
+                      "knowledge": {"source": "text", "kinds": ["item", "user"]}, "gate": {"min_gain": 0.0}}]})
+    res = run_experiment(exp, out=tmp_path / "r.json")
+    g = res["datasets"]["tiny"]["variants"]["lr+text gated"]["gate"]
+    assert set(g) >= {"kept", "candidate", "valid_backbone", "valid_candidate", "noise", "steps", "valid_by_subset"}
+    assert "(backbone)" in g["valid_by_subset"] and g["runs_trained"] >= 2
+    assert set(g["kept"]) <= {"item", "user"}
+    if not g["kept"]:  # the gate fell back: the variant's test result is the backbone's own run
+        base = res["datasets"]["tiny"]["variants"]["lr"]
+        assert res["datasets"]["tiny"]["variants"]["lr+text gated"]["auc_mean"] == pytest.approx(base["auc_mean"])
+    else:
+        assert g["valid_candidate"] > g["valid_backbone"] + g["noise"]
+    assert json.loads((tmp_path / "r.json").read_text())["datasets"]["tiny"]["variants"]["lr+text gated"]["gate"]
+
+
+def test_gate_needs_knowledge():
+    with pytest.raises(ValueError, match="gate"):
+        ExperimentConfig.model_validate({"name": "x", "datasets": {"d": {}}, "variants": [
+            {"model": {"name": "lr"}, "gate": {}}]})
+
+
+def test_expected_score_judge_probabilities(llm):
+    from llmrec.eval.judge import ExpectedScoreJudge, JudgeItem
+
+    j = ExpectedScoreJudge(llm, "faithfulness")
+    items = [JudgeItem("Where is the Eiffel Tower?", "It is in Paris.", documents=["The Eiffel Tower is in Paris."]),
+             JudgeItem("Where is the Eiffel Tower?", "It is in Rome.", documents=["The Eiffel Tower is in Paris."])]
+    p = j.probabilities(items)
+    assert p.shape == (2, 5) and np.allclose(p.sum(1), 1) and (p >= 0).all()
+    out = j.judge_many(items)
+    assert all(1 <= o.score <= 5 and o.parsed == "expected" for o in out)
+    assert out[0].score == pytest.approx(float(p[0] @ np.arange(1, 6)))
+
+
+def test_conversation_split_keeps_conversations_whole_and_quantile_map_is_monotone():
+    meta = [{"task_id": f"c{c}<::>{t}"} for c in range(10) for t in range(3)]
+    fit = conversation_split(meta, 0.5, seed=0)
+    by_conv = {}
+    for m, f in zip(meta, fit):
+        by_conv.setdefault(m["task_id"].split("<::>")[0], set()).add(bool(f))
+    assert all(len(v) == 1 for v in by_conv.values()) and fit.sum() == 15
+    assert (conversation_split(meta, 0.5, seed=0) == fit).all()
+    rng = np.random.default_rng(0)
+    s = rng.random(200)
+    labels = rng.integers(1, 5, 200)
+    mapped = quantile_map(s, labels, np.sort(s))
+    assert set(mapped) <= {1.0, 2.0, 3.0, 4.0} and (np.diff(mapped) >= 0).all()
