@@ -134,6 +134,9 @@ def quickstart(
     for name, v in report["variants"].items():
         table.add_row(name, cell(v, "test_auc"), cell(v, "test_logloss"), fmt_stat(v["test_gauc_mean"], digits=4))
     stdout.print(table)
+    for name, v in report["variants"].items():
+        if "verdict" in v:
+            typer.echo(f"{name}: {v['verdict']}")
     for r in report["extraction"]:
         console.print(f"knowledge \\[{r['kind']}]: {r['total']} rows, {r['cached']} cached, {r['generated']} generated, "
                       f"{r['empty']} empty, {r['tokens_per_second']:.0f} tokens/s")

@@ -1,5 +1,8 @@
-"""The quickstart job: synthetic world -> LLM knowledge (cached) -> embeddings -> DeepFM with and
-without knowledge features -> metrics side by side, written as JSON."""
+"""The quickstart job: synthetic world -> knowledge -> DeepFM with and without it -> metrics side by side,
+written as JSON, with a plain verdict per knowledge variant (helped / within noise / hurt).
+
+Two kinds of knowledge: generated (the bundled LLM writes about every item and user, MiniLM embeds the text)
+and encoder-role (the same item and user texts the prompts show, embedded directly, no generation)."""
 from __future__ import annotations
 
 import json
@@ -17,6 +20,7 @@ from llmrec.data.synthetic import SyntheticConfig, generate_world
 from llmrec.embed import Embedder, default_embedder
 from llmrec.data.registry import DataConfig
 from llmrec.knowledge.encode import encoder_slug
+from llmrec.knowledge.text import text_knowledge
 from llmrec.knowledge.job import (KnowledgeJobConfig, knowledge_feature_name, knowledge_specs, knowledge_tables,
                                   run_extraction)
 from llmrec.llm import LLMConfig
@@ -39,6 +43,17 @@ class QuickstartConfig(StrictConfig):
     progress: bool = True
 
 
+def verdict(v: dict, base: dict) -> str:
+    """helped / within noise / hurt: the test AUC gain against the larger seed spread (at least 0.002)."""
+    gain = v["test_auc_mean"] - base["test_auc_mean"]
+    noise = max(0.002, v["test_auc_std"], base["test_auc_std"])
+    if gain > noise:
+        return f"helped: AUC {gain:+.4f} (noise ~{noise:.4f})"
+    if gain < -noise:
+        return f"did not help, it hurt: AUC {gain:+.4f} (noise ~{noise:.4f})"
+    return f"did not help: AUC {gain:+.4f} is within the noise (~{noise:.4f})"
+
+
 def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = None,
                    embedder: Embedder | None = None) -> dict:
     """The main job: extract LLM knowledge on the synthetic world, train DeepFM with and without it over the
@@ -54,13 +69,17 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
     knowledge = run_extraction(job, llm=llm, embedder=embedder, data=data)
     tabs = knowledge_tables(knowledge["out_dir"], ["item", "user"], encoder_slug(embedder.model_id))
     tables = {knowledge_feature_name(k): v for k, v in tabs.items()}
+    text_tabs = text_knowledge(data, tr, ["item", "user"], embedder, c.history_items)
+    text_tables = {knowledge_feature_name(k): v for k, v in text_tabs.items()}
 
     base_specs = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     know_specs = base_specs + knowledge_specs(data, tabs)
+    text_specs = base_specs + knowledge_specs(data, text_tabs)
     variants = {}
-    for variant, specs in (("deepfm", base_specs), ("deepfm+knowledge", know_specs)):
+    for variant, specs, tables_v in (("deepfm", base_specs, tables), ("deepfm+knowledge", know_specs, tables),
+                                     ("deepfm+text knowledge", text_specs, text_tables)):
         enc = FeatureEncoder(specs).fit(data.take(tr))
-        batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
+        batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables_v) for rows in (tr, va, te)]
         runs = []
         for seed in c.seeds:
             torch.manual_seed(seed)
@@ -78,6 +97,10 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
             "test_logloss_std": float(np.std([r["test"]["logloss"] for r in runs])),
             "test_gauc_mean": float(np.mean([r["test"]["gauc"] for r in runs])),
         }
+    base = variants["deepfm"]
+    for name, v in variants.items():
+        if name != "deepfm":
+            v["verdict"] = verdict(v, base)
     return {
         "job": "quickstart",
         "data": {"name": data.name, "rows": len(data), "train": len(tr), "valid": len(va), "test": len(te),

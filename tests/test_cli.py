@@ -15,11 +15,14 @@ def test_quickstart_end_to_end_tiny(tmp_path):
     ])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
-    assert set(report["variants"]) == {"deepfm", "deepfm+knowledge"}
+    assert set(report["variants"]) == {"deepfm", "deepfm+knowledge", "deepfm+text knowledge"}
     for v in report["variants"].values():
         assert 0.0 <= v["test_auc_mean"] <= 1.0 and v["test_logloss_mean"] > 0
     assert [e["generated"] for e in report["extraction"]] == [20, 24]
     assert "deepfm+knowledge" in res.output
+    for name in ("deepfm+knowledge", "deepfm+text knowledge"):  # a plain verdict, never silent
+        v = report["variants"][name]["verdict"]
+        assert v.startswith(("helped", "did not help")) and v in res.output
     # second run: knowledge comes from the cache
     res = CliRunner().invoke(app, [
         "quickstart", "--users", "24", "--items", "20", "--impressions", "30", "--max-new-tokens", "6",
