@@ -82,3 +82,20 @@ def test_conversation_split_keeps_conversations_whole_and_quantile_map_is_monoto
     labels = rng.integers(1, 5, 200)
     mapped = quantile_map(s, labels, np.sort(s))
     assert set(mapped) <= {1.0, 2.0, 3.0, 4.0} and (np.diff(mapped) >= 0).all()
+
+
+def test_option_knowledge_is_a_distribution_per_item_and_cached(tmp_path, llm):
+    from llmrec.knowledge.text import option_knowledge
+
+    data = generate_world(SyntheticConfig(n_users=6, n_items=6, impressions_per_user=8))
+    train = data.chronological_split()[0]
+    opts = ["cozy", "adventurous", "minimalist", "luxurious", "playful", "scholarly"]
+    rep: dict = {}
+    tabs = option_knowledge(data, train, ["item"], llm, opts, cache_dir=tmp_path, report=rep)
+    v = np.stack(list(tabs["item"].values()))
+    assert v.shape == (6, 6) and np.allclose(v.sum(1), 1, atol=1e-5) and (v > 0).all()
+    assert rep["item"]["scored"] == 6 and rep["item"]["options_per_second"] > 0
+    again: dict = {}
+    tabs2 = option_knowledge(data, train, ["item"], llm, opts, cache_dir=tmp_path, report=again)
+    assert again["item"]["scored"] == 0  # cached by text hash
+    np.testing.assert_allclose(np.stack(list(tabs2["item"].values())), v)

@@ -20,6 +20,7 @@ import math
 import random
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +29,7 @@ import numpy as np
 from llmrec.config import StrictConfig
 from llmrec.data.catalog import dataset_dir
 from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibration
-from llmrec.eval.judge import ExpectedScoreJudge, Judgment, RubricJudge
+from llmrec.eval.judge import ExpectedScoreJudge, JudgeItem, Judgment, RubricJudge
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.lexical import normalize, rouge_l, token_f1
 from llmrec.llm import LLMConfig, make_llm
@@ -49,6 +50,8 @@ class JudgeExperiment(StrictConfig):
     limit: int | None = None  # only the first N responses (a slice for smoke runs)
     llm: LLMConfig = LLMConfig(dtype="bfloat16")
     methods: list[Method] = ["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only"]
+    max_document_words: int | None = 120  # each document clipped for the LLM judge (a 135M model on CPU; the
+    # lexical features always see the full documents); None: whole documents
     rubric_max_new_tokens: int = 64
 
 
@@ -58,6 +61,13 @@ def conversation_split(meta: list[dict], fraction: float, seed: int) -> np.ndarr
     random.Random(seed).shuffle(convs)
     fit = set(convs[: max(1, int(round(len(convs) * fraction)))])
     return np.array([m["task_id"].split("<::>")[0] in fit for m in meta])
+
+
+def clip_documents(item: JudgeItem, words: int | None) -> JudgeItem:
+    """The item with each document cut to its first ``words`` words (unchanged when ``words`` is None)."""
+    if words is None:
+        return item
+    return replace(item, documents=[" ".join(d.split()[:words]) for d in item.documents])
 
 
 def lexical_features(item) -> list[float]:
@@ -97,12 +107,13 @@ def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
     llm = make_llm(exp.llm)
     results, scores_by = {}, {}
     probs = None
+    shown = [clip_documents(it, exp.max_document_words) for it in items]  # what the LLM judges read
     if {"expected", "expected_calibrated", "hybrid"} & set(exp.methods):
-        probs = ExpectedScoreJudge(llm, exp.criterion, progress=True).probabilities(items)
+        probs = ExpectedScoreJudge(llm, exp.criterion, progress=True).probabilities(shown)
         expected = probs @ np.arange(1, 6)
         scores_by["expected"] = expected
     if "rubric" in exp.methods:
-        held_items = [it for it, h in zip(items, held) if h]
+        held_items = [it for it, h in zip(shown, held) if h]
         js = RubricJudge(llm, exp.criterion, max_new_tokens=exp.rubric_max_new_tokens, progress=True).judge_many(held_items)
         results["rubric"] = calibrate(js, list(human[held]))
     if "expected" in exp.methods:

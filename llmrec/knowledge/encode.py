@@ -19,6 +19,11 @@ from llmrec.jobs import load_knowledge
 FALLBACK = "no information"
 
 
+def text_hash(text: str) -> str:
+    """The short hash vector files keep of each text (re-encoding skips unchanged texts)."""
+    return _text_hash(text)
+
+
 def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
