@@ -39,7 +39,7 @@ def test_validation_gate_reports_its_decision_and_uses_the_chosen_runs(tmp_path)
                       "knowledge": {"source": "text", "kinds": ["item", "user"]}, "gate": {"min_gain": 0.0}}]})
     res = run_experiment(exp, out=tmp_path / "r.json")
     g = res["datasets"]["tiny"]["variants"]["lr+text gated"]["gate"]
-    assert set(g) >= {"kept", "candidate", "valid_backbone", "valid_candidate", "noise", "steps", "valid_by_subset"}
+    assert set(g) >= {"kept", "candidate", "valid_backbone", "valid_candidate", "noise", "valid_by_subset"}
     assert "(backbone)" in g["valid_by_subset"] and g["runs_trained"] >= 2
     assert set(g["kept"]) <= {"item", "user"}
     if not g["kept"]:  # the gate fell back: the variant's test result is the backbone's own run

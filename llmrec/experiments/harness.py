@@ -54,13 +54,15 @@ class DatasetSpec(StrictConfig):
 
 
 class KnowledgeGate(StrictConfig):
-    """Keep a knowledge type only if it earns its place on validation data (never on test data).
+    """Keep knowledge only if it earns its place on validation data (never on test data).
 
-    Mean validation AUC over the seeds decides: starting from every kind of ``knowledge.kinds``, each kind whose
-    removal does not lower it by more than the noise is dropped (one backward pass, in order), and if what is
-    left does not beat the backbone without knowledge by more than the noise, the backbone is kept. Noise =
-    ``max(min_gain, largest std over seeds of the compared runs)``. The decision and every score are reported."""
+    Every subset of ``knowledge.kinds`` (up to ``exhaustive_up_to`` kinds; beyond that, one backward-elimination
+    pass) is trained over the seeds; the subset with the best mean validation AUC is kept only if it beats the
+    backbone without knowledge by more than the noise, ``max(min_gain, se(subset) + se(backbone))`` with se the
+    standard error over seeds. Kinds that only help together (an item vector and a user vector) are judged
+    together. The decision and every score are reported."""
     min_gain: float = Field(0.001, ge=0.0)
+    exhaustive_up_to: int = Field(4, ge=1)
 
 
 class Variant(StrictConfig):
@@ -161,6 +163,8 @@ def _valid_mean_std(r: dict) -> tuple[float, float]:
 def run_gated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
     """A gated variant: the knowledge subsets ``KnowledgeGate`` compares, each over every seed; the chosen
     subset's runs are the variant's result, with the decision under ``gate``."""
+    from itertools import combinations
+
     k, gate = variant.knowledge, variant.gate
     assert k is not None and gate is not None
     tried: dict[tuple[str, ...], dict] = {}
@@ -172,27 +176,27 @@ def run_gated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list
             tried[kinds] = run_variant(exp, dataset, variant.model_copy(update={"knowledge": kn, "gate": None}), seeds)
         return tried[kinds]
 
-    def score(kinds: tuple[str, ...]) -> tuple[float, float]:
-        return _valid_mean_std(runs(kinds))
+    def score(kinds: tuple[str, ...]) -> tuple[float, float]:  # mean, standard error over seeds
+        mean, std = _valid_mean_std(runs(kinds))
+        return mean, std / max(1.0, (len(seeds) - 1) ** 0.5)
 
-    kept = tuple(k.kinds)
-    steps = []
-    for kind in list(k.kinds):
-        if len(kept) < 2:
-            break
-        without = tuple(x for x in kept if x != kind)
-        (full, s1), (less, s2) = score(kept), score(without)
-        noise = max(gate.min_gain, s1, s2)
-        drop = less >= full - noise
-        steps.append({"kind": kind, "valid_with": full, "valid_without": less, "noise": noise, "dropped": drop})
-        if drop:
-            kept = without
-    (best, s1), (backbone, s2) = score(kept), score(())
-    noise = max(gate.min_gain, s1, s2)
-    chosen = kept if best > backbone + noise else ()
+    kinds = tuple(k.kinds)
+    if len(kinds) <= gate.exhaustive_up_to:
+        candidates = [c for n in range(1, len(kinds) + 1) for c in combinations(kinds, n)]
+    else:  # backward elimination: drop a kind whenever validation does not fall without it
+        kept = kinds
+        for kind in kinds:
+            without = tuple(x for x in kept if x != kind)
+            if without and score(without)[0] >= score(kept)[0]:
+                kept = without
+        candidates = [kept]
+    best = max(candidates, key=lambda c: score(c)[0])
+    (b_mean, b_se), (base_mean, base_se) = score(best), score(())
+    noise = max(gate.min_gain, b_se + base_se)
+    chosen = best if b_mean > base_mean + noise else ()
     result = dict(runs(chosen))
-    result["gate"] = {"kept": list(chosen), "candidate": list(kept), "valid_candidate": best,
-                      "valid_backbone": backbone, "noise": noise, "steps": steps,
+    result["gate"] = {"kept": list(chosen), "candidate": list(best), "valid_candidate": b_mean,
+                      "valid_backbone": base_mean, "noise": noise,
                       "valid_by_subset": {"+".join(s) or "(backbone)": _valid_mean_std(r)[0] for s, r in tried.items()},
                       "runs_trained": len(tried) * len(seeds)}
     return result
