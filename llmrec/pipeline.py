@@ -1,8 +1,10 @@
 """The quickstart job: synthetic world -> knowledge -> DeepFM with and without it -> metrics side by side,
 written as JSON, with a plain verdict per knowledge variant (helped / within noise / hurt).
 
-Two kinds of knowledge: generated (the bundled LLM writes about every item and user, MiniLM embeds the text)
-and encoder-role (the same item and user texts the prompts show, embedded directly, no generation)."""
+Three kinds of knowledge: generated (the bundled LLM writes about every item and user, MiniLM embeds the
+text), encoder-role (the same item and user texts the prompts show, embedded directly, no generation), and
+option scores (the LLM's probabilities of the world's six style words for every item and user, by likelihood;
+transformers backend only)."""
 from __future__ import annotations
 
 import json
@@ -16,14 +18,14 @@ from pydantic import Field
 
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.ctr import FeatureEncoder, FeatureSpec
-from llmrec.data.synthetic import SyntheticConfig, generate_world
+from llmrec.data.synthetic import THEMES, SyntheticConfig, generate_world
 from llmrec.embed import Embedder, default_embedder
 from llmrec.data.registry import DataConfig
 from llmrec.knowledge.encode import encoder_slug
-from llmrec.knowledge.text import text_knowledge
+from llmrec.knowledge.text import option_knowledge, text_knowledge
 from llmrec.knowledge.job import (KnowledgeJobConfig, knowledge_feature_name, knowledge_specs, knowledge_tables,
                                   run_extraction)
-from llmrec.llm import LLMConfig
+from llmrec.llm import LLMConfig, make_llm
 from llmrec.llm.base import LLM
 from llmrec.models import build_model
 from llmrec.models.registry import ModelSpec
@@ -66,18 +68,28 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
     job = KnowledgeJobConfig(data=DataConfig(synthetic=c.world), kinds=["item", "user"], llm=c.llm,
                              out_dir=c.work_dir, max_new_tokens=c.max_new_tokens, history_items=c.history_items,
                              progress=c.progress)
+    llm = llm or make_llm(c.llm)
     knowledge = run_extraction(job, llm=llm, embedder=embedder, data=data)
     tabs = knowledge_tables(knowledge["out_dir"], ["item", "user"], encoder_slug(embedder.model_id))
     tables = {knowledge_feature_name(k): v for k, v in tabs.items()}
     text_tabs = text_knowledge(data, tr, ["item", "user"], embedder, c.history_items)
     text_tables = {knowledge_feature_name(k): v for k, v in text_tabs.items()}
+    scoring: dict = {}
+    option_tabs = None
+    if hasattr(llm, "score_options"):  # the LLM scores the world's style words for every item and user
+        option_tabs = option_knowledge(data, tr, ["item", "user"], llm, list(THEMES), c.history_items,
+                                       report=scoring)
 
     base_specs = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     know_specs = base_specs + knowledge_specs(data, tabs)
     text_specs = base_specs + knowledge_specs(data, text_tabs)
     variants = {}
-    for variant, specs, tables_v in (("deepfm", base_specs, tables), ("deepfm+knowledge", know_specs, tables),
-                                     ("deepfm+text knowledge", text_specs, text_tables)):
+    plan = [("deepfm", base_specs, tables), ("deepfm+knowledge", know_specs, tables),
+            ("deepfm+text knowledge", text_specs, text_tables)]
+    if option_tabs is not None:
+        plan.append(("deepfm+LLM option scores", base_specs + knowledge_specs(data, option_tabs),
+                     {knowledge_feature_name(k): v for k, v in option_tabs.items()}))
+    for variant, specs, tables_v in plan:
         enc = FeatureEncoder(specs).fit(data.take(tr))
         batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables_v) for rows in (tr, va, te)]
         runs = []
@@ -109,6 +121,7 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
         "embedder": embedder.model_id,
         "knowledge_dir": knowledge["out_dir"],
         "extraction": knowledge["extraction"],
+        "option_scoring": {"options": list(THEMES), **scoring},
         "variants": variants,
         "config": json.loads(c.model_dump_json()),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},

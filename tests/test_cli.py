@@ -15,12 +15,13 @@ def test_quickstart_end_to_end_tiny(tmp_path):
     ])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
-    assert set(report["variants"]) == {"deepfm", "deepfm+knowledge", "deepfm+text knowledge"}
+    assert set(report["variants"]) == {"deepfm", "deepfm+knowledge", "deepfm+text knowledge", "deepfm+LLM option scores"}
     for v in report["variants"].values():
         assert 0.0 <= v["test_auc_mean"] <= 1.0 and v["test_logloss_mean"] > 0
     assert [e["generated"] for e in report["extraction"]] == [20, 24]
     assert "deepfm+knowledge" in res.output
-    for name in ("deepfm+knowledge", "deepfm+text knowledge"):  # a plain verdict, never silent
+    assert report["option_scoring"]["item"]["scored"] == 20 and report["option_scoring"]["options"]
+    for name in ("deepfm+knowledge", "deepfm+text knowledge", "deepfm+LLM option scores"):  # a plain verdict
         v = report["variants"][name]["verdict"]
         assert v.startswith(("helped", "did not help")) and v in res.output
     # second run: knowledge comes from the cache
