@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from conftest import shared
 from llmrec.cli import app
 from llmrec.errors import ConfigError
+from llmrec.experiments.judge import JudgeExperiment
 from llmrec.experiments.harness import ExperimentConfig, load_experiment
 from llmrec.configfiles import config_dirs
 from llmrec.experiments.kinds import EXPERIMENT_KINDS, load_any
@@ -18,7 +19,7 @@ from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
 
 KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "rerank": RerankExperiment,
-                "research": ResearchExperiment}
+                "research": ResearchExperiment, "judge": JudgeExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():
