@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from llmrec.llm import GenerationParams, LLMConfig, make_llm  # noqa: E402
-from llmrec.results import grouped_bars, pyplot, write_result  # noqa: E402
+from llmrec.results import save_bar_chart, write_result  # noqa: E402
 from llmrec.threads import configure_threads  # noqa: E402
 
 PROMPTS = [f"Write two sentences about {t}." for t in (
@@ -64,15 +64,12 @@ def main() -> None:
                      base[f"batch{a.batch}_tokens_per_second"]} for name, r in rows.items()}
     path = write_result(Path(a.out), {"threads": threads, "max_new_tokens": a.max_new_tokens, "results": rows,
                                       "ratios": ratios}, config=vars(a))
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(rows)
-    grouped_bars(ax, [n.replace(" ", "\n", 1) for n in names], {"one prompt": [rows[n]["single_stream_tokens_per_second"] for n in names],
-                             f"{a.batch} prompts together": [rows[n][f"batch{a.batch}_tokens_per_second"] for n in names]},
-                 ylabel="generated tokens / s")
-    ax.set_title(f"SmolLM2-135M backends ({threads} threads, greedy, {a.max_new_tokens} new tokens)")
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=110, bbox_inches="tight")
+    save_bar_chart(path.with_suffix(".png"), [n.replace(" ", "\n", 1) for n in names],
+                   {"one prompt": [rows[n]["single_stream_tokens_per_second"] for n in names],
+                    f"{a.batch} prompts together": [rows[n][f"batch{a.batch}_tokens_per_second"] for n in names]},
+                   ylabel="generated tokens / s",
+                   title=f"SmolLM2-135M backends ({threads} threads, greedy, {a.max_new_tokens} new tokens)")
     print(f"wrote {path}")
 
 

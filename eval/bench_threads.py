@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from llmrec.results import grouped_bars, pyplot, write_result  # noqa: E402
+from llmrec.results import save_bar_chart, write_result  # noqa: E402
 from llmrec.threads import available_cores  # noqa: E402
 
 CHILD = """
@@ -77,15 +77,12 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     path = write_result(Path(a.out), {"cores": cores, "prompts": a.prompts, "max_new_tokens": a.max_new_tokens,
                                       "results": rows}, config=vars(a))
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    grouped_bars(ax, [str(o) for o in a.others],
-                 {s: [next(r["tokens_per_second"] for r in rows if r["setting"] == s and r["other_processes"] == o)
-                      for o in a.others] for s in settings}, ylabel="generated tokens / s (batch of 16)")
-    ax.set_xlabel(f"other CPU-bound processes ({cores} cores)")
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=110, bbox_inches="tight")
+    save_bar_chart(path.with_suffix(".png"), [str(o) for o in a.others],
+                   {s: [next(r["tokens_per_second"] for r in rows if r["setting"] == s and r["other_processes"] == o)
+                        for o in a.others] for s in settings},
+                   ylabel="generated tokens / s (batch of 16)", xlabel=f"other CPU-bound processes ({cores} cores)",
+                   size=(6, 3.6))
     print(f"wrote {path}")
 
 

@@ -89,3 +89,18 @@ def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], lege
     ax.set_ylim(bottom=0)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def save_bar_chart(path: str | Path, categories: list[str], series: dict[str, list[float]], ylabel: str,
+                   title: str = "", xlabel: str = "", size: tuple[float, float] = (7, 3.8)) -> None:
+    """One ``grouped_bars`` figure with its labels, saved to ``path`` (the benchmarks' plots)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=size)
+    grouped_bars(ax, categories, series, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -90,24 +90,25 @@ _PREFEVAL_FILES = (
     ("travel_transportation", "3496a8986fb240e97ae9e3c5d9fefbfd86b80433313ee2ee6c0b4def4b34a138"),
 )
 
+def _movielens(name: str, folder: str, page: str, description: str, md5: str,
+               present_if: tuple[tuple[str, ...], ...], notes: str = "") -> DatasetSpec:
+    """A GroupLens MovieLens archive (research-only terms; GroupLens publishes MD5 checksums)."""
+    return DatasetSpec(name=name, folder=folder, description=description, licence="GroupLens research-only terms",
+                       terms=_ML_TERMS, needs_acceptance=True, homepage=f"https://grouplens.org/datasets/movielens/{page}/",
+                       downloads=(Download(f"https://files.grouplens.org/datasets/movielens/{folder}.zip", f"{folder}.zip",
+                                           checksum=f"md5:{md5}", unzip=True, strip=f"{folder}/"),),
+                       present_if=present_if, notes=notes)
+
+
 CATALOG: dict[str, DatasetSpec] = {s.name: s for s in (
-    DatasetSpec(
-        name="movielens100k", folder="ml-100k",
-        description="MovieLens 100K: 100,000 ratings (1-5) by 943 users of 1,682 movies, with user and movie data",
-        licence="GroupLens research-only terms", terms=_ML_TERMS, needs_acceptance=True,
-        homepage="https://grouplens.org/datasets/movielens/100k/",
-        downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
-                            checksum="md5:0e33842e24a9c977be4e0107933c0723", unzip=True, strip="ml-100k/"),),
-        present_if=(("u.data", "u.item", "u.user"), ("ml-100k.inter", "ml-100k.item", "ml-100k.user")),
-        notes="read in MovieLens' own format (u.data / u.item / u.user) or RecBole's atomic files"),
-    DatasetSpec(
-        name="movielens1m", folder="ml-1m",
-        description="MovieLens 1M: 1,000,209 ratings by 6,040 users of 3,706 movies (ratings.dat / users.dat / movies.dat)",
-        licence="GroupLens research-only terms", terms=_ML_TERMS, needs_acceptance=True,
-        homepage="https://grouplens.org/datasets/movielens/1m/",
-        downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
-                            checksum="md5:c4d9eecfca2ab87c1945afe126590906", unzip=True, strip="ml-1m/"),),
-        present_if=(("ratings.dat", "users.dat", "movies.dat"),)),
+    _movielens("movielens100k", "ml-100k", "100k",
+               "MovieLens 100K: 100,000 ratings (1-5) by 943 users of 1,682 movies, with user and movie data",
+               "0e33842e24a9c977be4e0107933c0723",
+               (("u.data", "u.item", "u.user"), ("ml-100k.inter", "ml-100k.item", "ml-100k.user")),
+               notes="read in MovieLens' own format (u.data / u.item / u.user) or RecBole's atomic files"),
+    _movielens("movielens1m", "ml-1m", "1m",
+               "MovieLens 1M: 1,000,209 ratings by 6,040 users of 3,706 movies (ratings.dat / users.dat / movies.dat)",
+               "c4d9eecfca2ab87c1945afe126590906", (("ratings.dat", "users.dat", "movies.dat"),)),
     DatasetSpec(
         name="locomo", folder="locomo",
         description="LoCoMo: 10 long conversations (272 sessions) with 1,986 QA over them (Maharana et al., ACL 2024)",
