@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ class QuickstartConfig(StrictConfig):
     seeds: list[int] = [2021, 2022]
     model: ModelSpec = Field({"name": "deepfm", "hidden_units": [200, 200], "dropout": 0.2}, validate_default=True)
     trainer: TrainerConfig = TrainerConfig(batch_size=512, embedding_l2=0.005)
-    work_dir: str | None = None  # knowledge shards and vectors; default LLMREC_HOME/knowledge/<world>/<model>
+    work_dir: str | None = None  # knowledge shards and text/option vectors; default under LLMREC_HOME/knowledge/<world>/
     progress: bool = True
 
 
@@ -72,13 +73,16 @@ def run_quickstart(config: QuickstartConfig | None = None, llm: LLM | None = Non
     knowledge = run_extraction(job, llm=llm, embedder=embedder, data=data)
     tabs = knowledge_tables(knowledge["out_dir"], ["item", "user"], encoder_slug(embedder.model_id))
     tables = {knowledge_feature_name(k): v for k, v in tabs.items()}
-    text_tabs = text_knowledge(data, tr, ["item", "user"], embedder, c.history_items)
+    # with a work dir every cache of this run lives there; otherwise under LLMREC_HOME/knowledge/<world>/
+    text_cache = Path(c.work_dir) / "text" if c.work_dir else None
+    option_cache = Path(c.work_dir) / "options" if c.work_dir else None
+    text_tabs = text_knowledge(data, tr, ["item", "user"], embedder, c.history_items, cache_dir=text_cache)
     text_tables = {knowledge_feature_name(k): v for k, v in text_tabs.items()}
     scoring: dict = {}
     option_tabs = None
     if hasattr(llm, "score_options"):  # the LLM scores the world's style words for every item and user
         option_tabs = option_knowledge(data, tr, ["item", "user"], llm, list(THEMES), c.history_items,
-                                       report=scoring)
+                                       cache_dir=option_cache, report=scoring)
 
     base_specs = [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
     know_specs = base_specs + knowledge_specs(data, tabs)

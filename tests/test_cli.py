@@ -20,7 +20,10 @@ def test_quickstart_end_to_end_tiny(tmp_path):
         assert 0.0 <= v["test_auc_mean"] <= 1.0 and v["test_logloss_mean"] > 0
     assert [e["generated"] for e in report["extraction"]] == [20, 24]
     assert "deepfm+knowledge" in res.output
+    # a fresh work dir holds every cache of the run, so all 20 items are scored here (none from LLMREC_HOME)
     assert report["option_scoring"]["item"]["scored"] == 20 and report["option_scoring"]["options"]
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "k" / "options").glob("*.npz")) == ["item", "user"]
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "k" / "text").glob("*.npz")) == ["item", "user"]
     for name in ("deepfm+knowledge", "deepfm+text knowledge", "deepfm+LLM option scores"):  # a plain verdict
         v = report["variants"][name]["verdict"]
         assert v.startswith(("helped", "did not help")) and v in res.output
