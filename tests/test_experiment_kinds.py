@@ -105,7 +105,7 @@ def test_rerank_experiment_on_a_slice(tmp_path):
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["queries"]["train"] == 4 and r["queries"]["test"] == 4 and r["config"]["variants"] == ["retrieval"]
-    assert r["training"]["retrieval"]["steps"] >= 1
+    assert r["training"]["retrieval"]["per_seed"]["0"]["steps"] >= 1 and r["seeds"] == [0]
     first = r["results"]["retriever only"]["test"]
     assert set(r["results"]) >= {"retriever only", "retrieval-labels fine-tuned"} and 0 <= first["ndcg@5"] <= 1
 

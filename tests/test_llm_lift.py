@@ -7,7 +7,7 @@ import pytest
 
 from llmrec.data.synthetic import SyntheticConfig, generate_world
 from llmrec.experiments.harness import ExperimentConfig, run_experiment
-from llmrec.experiments.judge import conversation_split, quantile_map
+from llmrec.experiments.judge import conversation_split, heldout_pairs, pairwise_agreement, quantile_map
 from llmrec.knowledge.text import knowledge_texts, text_knowledge
 
 TINY = {"n_users": 40, "n_items": 40, "impressions_per_user": 12}
@@ -67,6 +67,37 @@ def test_expected_score_judge_probabilities(llm):
     out = j.judge_many(items)
     assert all(1 <= o.score <= 5 and o.parsed == "expected" for o in out)
     assert out[0].score == pytest.approx(float(p[0] @ np.arange(1, 6)))
+
+
+def test_pairwise_likelihood_preferences_are_probabilities_in_both_orders(llm):
+    from llmrec.eval.judge import JudgeItem, PairwiseJudge
+
+    good = JudgeItem("Where is the Eiffel Tower?", "It is in Paris.", documents=["The Eiffel Tower is in Paris."])
+    bad = JudgeItem("Where is the Eiffel Tower?", "It is in Rome.", documents=["The Eiffel Tower is in Paris."])
+    p = PairwiseJudge(llm, "faithfulness").preferences([(good, bad), (bad, good)])
+    assert p.shape == (2, 2) and ((p > 0) & (p < 1)).all()
+    # the second pair is the first swapped: its A/B order is the first pair's B/A order, seen from the other side
+    assert p[1, 0] == pytest.approx(1 - p[0, 1], abs=1e-4) and p[1, 1] == pytest.approx(1 - p[0, 0], abs=1e-4)
+
+
+def test_pairwise_agreement_counts_consistency_accuracy_and_position_bias():
+    # pair 0: first wins in both orders (consistent, humans agree); pair 1: whoever is shown first wins
+    # (inconsistent); pair 2: second wins in both orders but humans preferred the first (consistent, wrong)
+    wins = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    r = pairwise_agreement(wins, np.array([True, True, True]))
+    assert r["pairs"] == 3 and r["position_consistency"] == pytest.approx(2 / 3)
+    assert r["accuracy_consistent"] == pytest.approx(0.5)
+    assert r["accuracy_debiased"] == pytest.approx((1 + 0.5 + 0) / 3)  # pair 1 undecided after debiasing
+    assert r["first_position_win_share"] == pytest.approx(4 / 6)  # first-shown won 1+1+0 and 0+1+1 times
+    assert pairwise_agreement(np.zeros((0, 2)), np.zeros(0, bool)) == {"pairs": 0}
+
+
+def test_heldout_pairs_are_same_task_differing_humans_only():
+    meta = [{"task_id": t} for t in ("a", "a", "a", "b", "b", "c")]
+    human = np.array([1.0, 2.0, 2.0, 3.0, 3.0, 1.0])
+    held = np.array([True, True, True, True, True, False])
+    assert heldout_pairs(meta, human, held, 10, seed=0) == [(0, 1), (0, 2)]
+    assert len(heldout_pairs(meta, human, held, 1, seed=0)) == 1
 
 
 def test_conversation_split_keeps_conversations_whole_and_quantile_map_is_monotone():

@@ -34,6 +34,47 @@ def test_openai_backend_logprobs_roundtrip(llm, server):
     assert g.token_logprobs == pytest.approx(direct.token_logprobs, abs=1e-5)
 
 
+def test_top_logprobs_roundtrip_and_option_scoring_through_the_endpoint(llm, server):
+    import numpy as np
+
+    from llmrec.llm.base import option_instruction, score_by_top_logprobs
+
+    client = OpenAIChatLLM(OpenAIConfig(base_url=server.url, model="m"))
+    p = GenerationParams(max_new_tokens=3, logprobs=True, top_logprobs=5)
+    g = client.generate(["Count: one, two,"], p)[0]
+    direct = llm.generate(["Count: one, two,"], p)[0]
+    assert len(g.top_logprobs) == len(direct.top_logprobs) >= 1 and all(len(s) == 5 for s in g.top_logprobs)
+    for remote_step, local_step in zip(g.top_logprobs, direct.top_logprobs):
+        assert [t for t, _ in remote_step] == [t for t, _ in local_step]
+        assert [v for _, v in remote_step] == pytest.approx([v for _, v in local_step], abs=1e-5)
+        assert [v for _, v in remote_step] == sorted((v for _, v in remote_step), reverse=True)
+    # the chosen (greedy) token is the likeliest one at every step
+    assert g.token_logprobs[0] == pytest.approx(g.top_logprobs[0][0][1], abs=1e-5)
+    # option scores through the endpoint equal the local model's first-token log-probabilities of the same
+    # instruction-ended prompts (options that are single tokens of the reply)
+    prompts = ["Is the sky blue on a clear day? Answer yes or no.", "Is fire cold? Answer yes or no."]
+    opts = ["yes", "no", "Yes", "No"]
+    remote = client.score_options(prompts, opts)
+    local = llm.score_options([option_instruction(q, opts) for q in prompts], opts)
+    assert remote.shape == (2, 4) and np.isfinite(remote).all()
+    shown = {t.strip() for t, _ in client.generate([option_instruction(prompts[0], opts)], GenerationParams(
+        max_new_tokens=1, logprobs=True, top_logprobs=20))[0].top_logprobs[0]}
+    for j, o in enumerate(opts):
+        if o in shown:
+            assert remote[0, j] == pytest.approx(local[0, j], abs=1e-4)
+    assert score_by_top_logprobs(llm, prompts, opts) == pytest.approx(remote, abs=1e-4)  # same path locally
+    with pytest.raises(ValueError, match="options"):
+        client.score_options(prompts, [])
+
+
+def test_top_logprobs_need_logprobs(server):
+    import httpx
+
+    r = httpx.post(f"{server.url}/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                            "top_logprobs": 3})
+    assert r.status_code == 400 and "top_logprobs" in r.text
+
+
 class _Flaky(BaseHTTPRequestHandler):
     failures = 2
     calls = 0

@@ -74,6 +74,36 @@ def test_rationale_fusion_moves_the_answer_bearing_passage_to_the_top(embedder):
         build_groups([q], RADIOConfig())
 
 
+class _CountingScorer:
+    """Passes score_options through to the real LLM, counting the prompts it scored."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.prompts = llm, 0
+        self.model_id, self.option_scoring = llm.model_id, llm.option_scoring
+
+    def score_options(self, prompts, options, prefix="", batch_size=None):
+        self.prompts += len(prompts)
+        return self.llm.score_options(prompts, options, prefix=prefix, batch_size=batch_size)
+
+
+def test_likelihood_rationale_scoring_prefers_the_supporting_passage_and_is_cached(llm, tmp_path):
+    cands = [Candidate("distractor", "The Eiffel Tower in Paris is visited by millions of tourists every year.", 0.6),
+             Candidate("gold", "Gustave Eiffel's company designed and built the tower, completed in 1889.", 0.5),
+             Candidate("far", "Wheat farming in Kansas depends on spring rain.", 0.4)]
+    q = TrainingQuery("q", "Who built the Eiffel Tower?", "Gustave Eiffel's company", cands)
+    rationales = {"q": "The passage says Gustave Eiffel's company designed and built the tower."}
+    counting = _CountingScorer(llm)
+    cfg = RADIOConfig(rationale_scoring="likelihood", negative_ranks=[2, 3])
+    scores = radio.likelihood_rationale_scores(counting, [q], rationales, tmp_path, cfg, progress=False)
+    assert scores["q"].shape == (3,) and (scores["q"] < 0).all() and counting.prompts == 3
+    assert scores["q"][1] == scores["q"].max()  # the passage that supports the rationale makes it likeliest
+    assert build_groups([q], cfg, likelihoods=scores)[0].positive.id == "gold"
+    again = radio.likelihood_rationale_scores(counting, [q], rationales, tmp_path, cfg, progress=False)
+    assert counting.prompts == 3 and np.allclose(again["q"], scores["q"])  # from the cache, no LLM call
+    with pytest.raises(ValueError, match="no likelihood scores for query 'q'"):
+        build_groups([q], cfg, likelihoods={})
+
+
 def _toy_groups(n: int, seed: int = 0):
     """Queries ask for a colour; the positive passage names it, negatives name other colours."""
     colours = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]

@@ -84,7 +84,8 @@ def _extra(item: JudgeItem, reference_guided: bool, criterion: str) -> str:
 class ExpectedScoreJudge:
     """G-Eval-style scoring: no text is parsed; the judge's probabilities of the score tokens "1".."5" right
     after "Score: " (normalized over the five) give the expected score, a continuous 1-5 value that keeps the
-    model's uncertainty. Needs a backend that scores options (``score_options``: the transformers backend)."""
+    model's uncertainty. Needs a backend that scores options (``score_options``: transformers, or the
+    first-token top_logprobs of OpenAI-compatible endpoints and vLLM)."""
 
     SCORES = ("1", "2", "3", "4", "5")
 
@@ -94,7 +95,7 @@ class ExpectedScoreJudge:
             raise ValueError(f"criterion: unknown {criterion!r} (one of {sorted(CRITERIA)})")
         if not hasattr(llm, "score_options"):
             raise TypeError(f"{llm.model_id}: expected-score judging needs option log-probabilities "
-                            "(score_options: the transformers backend)")
+                            "(score_options: transformers, openai-compatible or vllm backends)")
         self.llm, self.criterion, self.reference_guided = llm, criterion, reference_guided
         self.name = name or f"{llm.model_id}:{criterion}:expected{':ref' if reference_guided else ''}"
         self.template, self.progress, self.batch_size = load_prompt("judge_geval"), progress, batch_size
@@ -181,7 +182,8 @@ class PairJudgment:
     raw: list[str]  # [A-first output, B-first output]
 
 
-def _winner(text: str) -> str | None:
+def parse_winner(text: str) -> str | None:
+    """The last "Winner: A|B|tie" of a pairwise verdict ("A", "B", "tie"), None when there is none."""
     m = list(_WINNER.finditer(text))
     return m[-1].group(2).upper().replace("TIE", "tie") if m else None
 
@@ -198,24 +200,44 @@ class PairwiseJudge:
         self.params = GenerationParams(max_new_tokens=max_new_tokens)
         self.template = load_prompt("judge_pairwise")
 
+    def messages(self, pairs: Sequence[tuple[JudgeItem, JudgeItem]]) -> list[list[dict[str, str]]]:
+        """The judge's prompts: every pair in the A/B order, then the B/A order (two per pair, adjacent)."""
+        return [self.template.messages({"criterion": CRITERIA[self.criterion], "question": a.question,
+                                        "extra": _extra(a, True, self.criterion),
+                                        "answer_a": defang(x.answer), "answer_b": defang(y.answer)})
+                for a, b in pairs for x, y in ((a, b), (b, a))]
+
     def compare_many(self, pairs: Sequence[tuple[JudgeItem, JudgeItem]]) -> list[PairJudgment]:
         """Compare answer pairs in both orders; a verdict that flips with the order is a tie."""
-        msgs = []
-        for a, b in pairs:
-            for x, y in ((a, b), (b, a)):
-                msgs.append(self.template.messages({
-                    "criterion": CRITERIA[self.criterion], "question": a.question,
-                    "extra": _extra(a, True, self.criterion),
-                    "answer_a": defang(x.answer), "answer_b": defang(y.answer)}))
+        msgs = self.messages(pairs)
         gens = self.llm.generate(msgs, self.params)
         out = []
         for i in range(0, len(gens), 2):
-            first, swapped = _winner(gens[i].text), _winner(gens[i + 1].text)
+            first, swapped = parse_winner(gens[i].text), parse_winner(gens[i + 1].text)
             swapped_back = {"A": "B", "B": "A"}.get(swapped or "", swapped)
             consistent = first is not None and first == swapped_back
             out.append(PairJudgment(self.name, self.criterion, first if consistent else "tie", consistent,
                                     [gens[i].text, gens[i + 1].text]))
         return out
+
+    def preferences(self, pairs: Sequence[tuple[JudgeItem, JudgeItem]], batch_size: int = 8,
+                    progress: bool = False) -> np.ndarray:
+        """Likelihood verdicts, no text parsed: [n, 2] probability that the first item of each pair wins, read
+        from the judge's probabilities of "A" vs "B" after "Winner: " in the A/B order (column 0) and in the
+        swapped order (column 1, already mapped back to the first item). A position-consistent judge gives
+        the same side in both columns; their mean is the position-debiased preference."""
+        from tqdm.auto import tqdm
+
+        if not hasattr(self.llm, "score_options"):
+            raise TypeError(f"{self.llm.model_id}: likelihood pairwise judging needs score_options")
+        msgs = self.messages(pairs)
+        first = []
+        for s in tqdm(range(0, len(msgs), batch_size), desc=f"pairwise {self.criterion} (likelihood)",
+                      disable=not progress):
+            lp = self.llm.score_options(msgs[s : s + batch_size], ("A", "B"), prefix="Winner: ")
+            first.append(1.0 / (1.0 + np.exp(lp[:, 1] - lp[:, 0])))  # P(A) over {A, B}
+        p = np.concatenate(first) if first else np.zeros(0)
+        return np.stack([p[0::2], 1.0 - p[1::2]], axis=1) if len(p) else np.zeros((0, 2))
 
 
 @dataclass

@@ -13,6 +13,10 @@ on the held-out part only; nothing is chosen on it. Methods:
   (answer vs documents: token F1, ROUGE-L, share of answer words found in the documents; answer length;
   refusal words) plus the expected-score judge's probabilities; its expected class is the score.
 - ``lexical_only``: the same regression without the LLM's features (what the LLM adds, measured).
+- ``pairwise`` / ``pairwise_likelihood``: two responses to the same held-out task whose human medians differ,
+  judged in both orders (generated "Winner: A/B/tie", or the probabilities of "A" vs "B"); reported: position
+  consistency (the same response wins in both orders), agreement with the human preference, and the share
+  of wins that went to whichever answer was shown first (0.5 = no position bias).
 """
 from __future__ import annotations
 
@@ -29,13 +33,15 @@ import numpy as np
 from llmrec.config import StrictConfig
 from llmrec.data.catalog import dataset_dir
 from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibration
-from llmrec.eval.judge import ExpectedScoreJudge, JudgeItem, Judgment, RubricJudge
+from llmrec.eval.judge import (ExpectedScoreJudge, JudgeItem, Judgment, PairwiseJudge, RubricJudge,
+                               parse_winner)
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.lexical import normalize, rouge_l, token_f1
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.results import write_result
 
-Method = Literal["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only"]
+Method = Literal["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only", "pairwise",
+                 "pairwise_likelihood"]
 _REFUSAL = re.compile(r"\b(don'?t know|do not know|cannot|can'?t|unable|not sure|no information|not mentioned)\b", re.I)
 
 
@@ -53,6 +59,8 @@ class JudgeExperiment(StrictConfig):
     max_document_words: int | None = 120  # each document clipped for the LLM judge (a 135M model on CPU; the
     # lexical features always see the full documents); None: whole documents
     rubric_max_new_tokens: int = 64
+    pairwise_pairs: int = 60  # held-out pairs compared (a seeded sample of all pairs with differing humans)
+    pairwise_max_new_tokens: int = 48
 
 
 def conversation_split(meta: list[dict], fraction: float, seed: int) -> np.ndarray:
@@ -85,6 +93,40 @@ def quantile_map(fit_scores: np.ndarray, fit_labels: np.ndarray, scores: np.ndar
     shares = np.array([np.mean(fit_labels <= k) for k in (1, 2, 3)])
     cuts = np.quantile(fit_scores, shares)
     return 1 + np.searchsorted(cuts, scores, side="right").astype(float)
+
+
+def heldout_pairs(meta: list[dict], human: np.ndarray, held: np.ndarray, limit: int,
+                  seed: int) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of held-out responses to the same task with different human medians, a seeded
+    sample of at most ``limit``."""
+    by_task: dict[str, list[int]] = {}
+    for i, m in enumerate(meta):
+        if held[i]:
+            by_task.setdefault(m["task_id"], []).append(i)
+    pairs = [(a, b) for ids in by_task.values() for x, a in enumerate(ids) for b in ids[x + 1:]
+             if human[a] != human[b]]
+    random.Random(seed).shuffle(pairs)
+    return sorted(pairs[:limit])
+
+
+def pairwise_agreement(first_wins: np.ndarray, human_first: np.ndarray) -> dict:
+    """Agreement of pairwise verdicts with human preferences. ``first_wins``: [n, 2] verdicts for the pair's
+    first response in the A/B order and in the swapped order (1 win, 0 loss, 0.5 tie/unparsed; or
+    probabilities); ``human_first``: True where humans rated the first response higher."""
+    n = len(first_wins)
+    if n == 0:
+        return {"pairs": 0}
+    side = np.sign(first_wins - 0.5)  # +1 first response preferred, -1 second, 0 undecided
+    consistent = (side[:, 0] == side[:, 1]) & (side[:, 0] != 0)
+    mean = first_wins.mean(axis=1)  # the position-debiased preference
+    truth = np.where(human_first, 1.0, -1.0)
+    decided = np.sign(mean - 0.5)
+    shown_first = np.concatenate([first_wins[:, 0], 1.0 - first_wins[:, 1]])  # wins of whatever came first
+    return {"pairs": n, "position_consistency": float(consistent.mean()),
+            "accuracy_consistent": (float((side[consistent, 0] == truth[consistent]).mean())
+                                    if consistent.any() else None),
+            "accuracy_debiased": float(np.mean(np.where(decided == 0, 0.5, decided == truth))),
+            "first_position_win_share": float(shown_first.mean())}
 
 
 def _as_judgments(name: str, scores: np.ndarray, criterion: str) -> list[Judgment]:
@@ -132,8 +174,35 @@ def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
         clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(feats[fit]), labels[fit])
         p = clf.predict_proba(scaler.transform(feats[held]))
         score = p @ clf.classes_.astype(float)  # expected human label
+        scores_by[method] = np.zeros(len(items))
+        scores_by[method][held] = score
         results[method] = calibrate(_as_judgments(method, score, exp.criterion), list(human[held]))
+    wants_pairs = {"pairwise", "pairwise_likelihood"} & set(exp.methods)
+    pairs = heldout_pairs(meta, human, held, exp.pairwise_pairs, exp.seed) if wants_pairs else []
+    human_first = np.array([human[a] > human[b] for a, b in pairs])
+    if pairs:
+        judge = PairwiseJudge(llm, exp.criterion, max_new_tokens=exp.pairwise_max_new_tokens)
+        shown_pairs = [(shown[a], shown[b]) for a, b in pairs]
+        if "pairwise_likelihood" in exp.methods:
+            results["pairwise_likelihood"] = pairwise_agreement(judge.preferences(shown_pairs, progress=True),
+                                                                human_first)
+        if "pairwise" in exp.methods:
+            verdicts = judge.compare_many(shown_pairs)
+            value = {"A": 1.0, "B": 0.0}
+            wins = np.array([[value.get(parse_winner(v.raw[0]), 0.5), 1.0 - value.get(parse_winner(v.raw[1]), 0.5)]
+                             for v in verdicts]).reshape(-1, 2)
+            results["pairwise"] = {**pairwise_agreement(wins, human_first),
+                                   "unparsed": int(sum(parse_winner(r) is None for v in verdicts for r in v.raw))}
+        if "hybrid" in scores_by:  # the pointwise hybrid judge's order on the same pairs, for comparison
+            h = scores_by["hybrid"]
+            diff = np.array([[h[a] > h[b], h[a] > h[b]] for a, b in pairs], float)
+            diff[[h[a] == h[b] for a, b in pairs]] = 0.5
+            results["pairwise_from_hybrid"] = pairwise_agreement(diff, human_first)
     for name, r in results.items():
+        if "pairs" in r:
+            print(f"{name:20s} held-out pairs={r['pairs']} position consistency {r.get('position_consistency')} "
+                  f"accuracy (debiased) {r.get('accuracy_debiased')}", flush=True)
+            continue
         print(f"{name:20s} held-out n={r['scored']} Spearman {r['spearman']} weighted kappa {r['kappa_quadratic']}",
               flush=True)
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")

@@ -33,7 +33,7 @@ from llmrec.llm.cache import CachedLLM
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
 from llmrec.memory.api import Memory, namespace
 from llmrec.memory.locomo import add_conversation
-from llmrec.memory.units import SessionDigester
+from llmrec.memory.units import ExtractiveDigester, SessionDigester
 from llmrec.metrics import ndcg_at, recall_all_at, recall_any_at
 from llmrec.results import pyplot, write_result
 from llmrec.retrieval import Hit, Retriever, make_retriever, sessions_in_order
@@ -47,7 +47,8 @@ class MemoryMethod(StrictConfig):
     retriever: str
     config: dict[str, Any] = {}
     k: int | None = None  # None: every unit of the user (so every session is ranked)
-    digest: bool = False  # needs the LLM-made summary / keywords units
+    digest: bool = False  # needs the summary / keywords units (LLM-made or extractive: the experiment's digester)
+    fit_view_prior: bool = False  # memgas only: its view prior fitted on the dev conversations before the run
     backfill: str | None = None  # another method whose ranking fills the sessions this one did not return
 
 
@@ -65,8 +66,10 @@ class MemoryExperiment(StrictConfig):
     data: str = "locomo"  # the LoCoMo folder (locomo10.json)
     split: Literal["dev", "heldout", "all"] = "dev"
     conversations: list[str] | None = None  # a subset of the split's conversations (None: all of them)
-    digest: bool = True  # run Memory.consolidate (LLM summary / keywords units) and the digest methods
-    llm: LLMConfig = LLMConfig(dtype="bfloat16")  # the digester
+    digest: bool = True  # run Memory.consolidate (summary / keywords units) and the digest methods
+    digester: Literal["llm", "extractive"] = "llm"  # LLM summaries and keywords, or key turns chosen by the
+    # embedder and frequent content words (no LLM)
+    llm: LLMConfig = LLMConfig(dtype="bfloat16")  # the LLM digester
     random_trials: int = 50
     only: list[str] | None = None  # just these methods (and what they backfill from)
     methods: dict[str, MemoryMethod]
@@ -79,6 +82,8 @@ def _load(raw: dict, path: Path) -> MemoryExperiment:
     for label, m in exp.methods.items():
         if m.backfill is not None and m.backfill not in exp.methods:
             raise ConfigError(f"{path}: methods.{label}.backfill: unknown method {m.backfill!r}")
+        if m.fit_view_prior and m.retriever != "memgas":
+            raise ConfigError(f"{path}: methods.{label}.fit_view_prior: only the memgas retriever has view priors")
     split_ids = {"dev": DEV_CONVERSATIONS, "heldout": HELDOUT_CONVERSATIONS, "all": None}[exp.split]
     outside = sorted(set(exp.conversations or []) - set(split_ids or exp.conversations or []))
     if outside:
@@ -152,7 +157,12 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
     digest_seconds, digested = 0.0, 0
     digester = None
     if exp.digest and any(m.digest for m in exp.methods.values()):
-        digester = SessionDigester(CachedLLM(make_llm(exp.llm), llmrec_home() / "generations.sqlite"))
+        digester = (ExtractiveDigester(embedder) if exp.digester == "extractive" else
+                    SessionDigester(CachedLLM(make_llm(exp.llm), llmrec_home() / "generations.sqlite")))
+    fitted = fit_view_priors(exp, embedder, digester, only)
+    for label, f in fitted.items():  # the fitted prior replaces the method's own for this run
+        exp.methods[label] = exp.methods[label].model_copy(
+            update={"config": {**exp.methods[label].config, "view_prior": f["view_prior"]}})
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(VectorStore(Path(tmp) / "store"), embedder, digester=digester)
         retrievers = build_retrievers(memory, exp, digest=digester is not None, only=only)
@@ -200,14 +210,17 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
         o = r["overall"]
         print(f"{m:15s} n={r['n']} recall_all@5={o['recall_all@5']:.3f} recall_any@5={o['recall_any@5']:.3f} "
               f"ndcg@5={o['ndcg@5']:.3f} recall_all@10={o['recall_all@10']:.3f}")
-    default = f"eval/results/{exp.name}_{exp.split}{'' if exp.digest else '_nodigest'}.json"
+    tag = "_nodigest" if not exp.digest else ("_extractive" if exp.digester == "extractive" else "")
+    default = f"eval/results/{exp.name}_{exp.split}{tag}.json"
     path = write_result(Path(out or exp.output or default), {
         "split": exp.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
         "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
         "add_units_per_second": add_units / add_seconds,
         "digest": None if digester is None else {
-            "llm": digester.model_id, "dtype": exp.llm.dtype, "sessions": digested, "seconds": digest_seconds,
-            "cache_hits": digester.llm.hits, "cache_misses": digester.llm.misses},
+            "digester": exp.digester, "made_by": digester.model_id, "sessions": digested, "seconds": digest_seconds,
+            **({"dtype": exp.llm.dtype, "cache_hits": digester.llm.hits, "cache_misses": digester.llm.misses}
+               if exp.digester == "llm" else {})},
+        "fitted_view_prior": fitted,
         "rfmem_paths": paths, "methods": {m: exp.methods[m].model_dump() for m in order},
         "peers": peer_stats,
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
@@ -216,6 +229,38 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
     }, config=exp.model_dump(mode="json"), seeds=[0])
     plot(results, exp.split, path.with_suffix(".png"))
     return {"output": str(path), "results": results}
+
+
+def fit_view_priors(exp: MemoryExperiment, embedder, digester, only: list[str] | None) -> dict[str, dict]:
+    """For every memgas method with ``fit_view_prior``: its view prior chosen on the DEV conversations (whatever
+    the split; held-out conversations are never looked at), by ``fit_view_prior``'s coordinate search on
+    recall_all@5. Returns method -> {view_prior, dev recall_all@5 before / after, questions}."""
+    from llmrec.memory.memgas import MemGAS, MemGASConfig, fit_view_prior
+
+    wanted = [label for label, m in exp.methods.items() if m.fit_view_prior and (only is None or label in only)
+              and (digester is not None or not m.digest)]
+    if not wanted:
+        return {}
+    convs = load_locomo(exp.data, DEV_CONVERSATIONS)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = Memory(VectorStore(Path(tmp) / "store"), embedder, digester=digester)
+        questions = []
+        for conv in tqdm(convs, desc="dev conversations (view prior)"):
+            add_conversation(memory, conv)
+            if digester is not None:
+                memory.consolidate(conv.sample_id, progress=False)
+            questions += [(conv.sample_id, qa.question, {str(s) for s in qa.gold_sessions})
+                          for qa in conv.qa if qa.gold_sessions]
+        for label in wanted:
+            raw = exp.methods[label].config
+            config = MemGASConfig.model_validate({k: v for k, v in raw.items() if k in MemGASConfig.model_fields})
+            prior, before, after = fit_view_prior(MemGAS(memory, config), questions, k=5, progress=True)
+            print(f"{label}: view prior fitted on dev {prior} (dev recall_all@5 {before:.3f} -> {after:.3f})",
+                  flush=True)
+            out[label] = {"view_prior": prior, "dev_recall_all@5_before": before, "dev_recall_all@5_after": after,
+                          "dev_questions": len(questions), "dev_conversations": list(DEV_CONVERSATIONS)}
+    return out
 
 
 def run_memory_peers(exp: MemoryExperiment, convs: list, embedder) -> tuple[dict[str, list], dict]:

@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from pydantic import Field
+
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.embed import default_embedder
 from llmrec.errors import DataError
@@ -29,8 +31,9 @@ from llmrec.rerank.pipeline import (DenseFirstStage, QADataConfig, answer_metric
 from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, train_reranker
 from llmrec.results import grouped_bars, pyplot, write_result
 
-LabelSource = Literal["retrieval", "radio", "gold"]
+LabelSource = Literal["retrieval", "radio", "radio_likelihood", "gold"]
 SYSTEM_NAMES = {"retrieval": "retrieval-labels fine-tuned", "radio": "RADIO fine-tuned",
+                "radio_likelihood": "RADIO (likelihood rationales) fine-tuned",
                 "gold": "gold-labels fine-tuned (reference)"}
 
 
@@ -47,7 +50,9 @@ class RerankExperiment(StrictConfig):
     variants: list[LabelSource] = ["retrieval", "radio", "gold"]
     training: GroupTrainConfig = GroupTrainConfig()
     max_length: int = 160
-    seed: int = 0  # torch seed of every cross-encoder's initialisation
+    seeds: list[int] = Field([0], min_length=1)  # torch seeds of the cross-encoders' initialisation and
+    # training order: every fine-tuned system is trained once per seed; test metrics are the mean over seeds
+    # (per seed kept); answers are written from the first seed's rankings only
     llm: LLMConfig = LLMConfig(dtype="bfloat16")
     radio: RADIOConfig = RADIOConfig()
     work_dir: str | None = None  # rationales + checkpoints; default LLMREC_HOME/rerank_benchmark
@@ -73,25 +78,26 @@ def run_rerank(cfg: RerankExperiment, out: str | Path | None = None) -> dict:
     cands = {name: first.retrieve([q.question for q in qs], k=cfg.first_stage_k) for name, qs in [("train", train), *splits]}
     llm = make_llm(cfg.llm)
     work = Path(cfg.work_dir).expanduser() if cfg.work_dir else llmrec_home() / "rerank_benchmark"
-    systems = {"retriever only": None, "bi-encoder (MiniLM)": BiEncoderReranker(embedder)}
-    torch.manual_seed(cfg.seed)
-    systems["base cross-encoder (untrained head)"] = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
-    training = {}
+    fixed = {"retriever only": None, "bi-encoder (MiniLM)": BiEncoderReranker(embedder)}
+    torch.manual_seed(cfg.seeds[0])
+    fixed["base cross-encoder (untrained head)"] = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
+    training: dict = {}
     t = cfg.training
+    groups_by = {}
     for labels in cfg.variants:
-        groups = make_groups(labels, train, cands["train"], corpus, cfg.radio, embedder, llm,
-                             cache_dir=work / "rationales" / llm.model_id.replace("/", "_"))
+        radio_cfg = (cfg.radio.model_copy(update={"rationale_scoring": "likelihood"}) if labels == "radio_likelihood"
+                     else cfg.radio)
+        groups = make_groups("radio" if labels.startswith("radio") else labels, train, cands["train"], corpus,
+                             radio_cfg, embedder, llm, cache_dir=work / "rationales" / llm.model_id.replace("/", "_"))
         in_groups = {g.query_id for g in groups}
         pos_is_gold = float(np.mean([g.positive.id in set(q.gold) for g, q in
                                      zip(groups, [q for q in train if q.id in in_groups])]))
-        torch.manual_seed(cfg.seed)
-        rr = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
-        info = train_reranker(rr, groups, t, checkpoint_dir=work / f"ckpt-{labels}-{t.epochs}-{t.learning_rate}-{len(train)}")
-        training[labels] = {**info, "groups": len(groups), "positive_is_gold": pos_is_gold}
-        print(labels, training[labels], flush=True)
-        systems[SYSTEM_NAMES[labels]] = rr
-    results = {}
-    for name, rr in systems.items():
+        groups_by[labels] = groups
+        training[labels] = {"groups": len(groups), "positive_is_gold": pos_is_gold, "per_seed": {}}
+        print(labels, "positive is a gold passage in", f"{pos_is_gold:.3f}", "of the groups", flush=True)
+    results: dict = {}
+
+    def evaluate(name: str, rr, seed: int | None, answers: bool) -> dict:
         res = {}
         for split, qs in splits:
             ranked, lat = rerank_all(rr, qs, cands[split])
@@ -99,22 +105,51 @@ def run_rerank(cfg: RerankExperiment, out: str | Path | None = None) -> dict:
             if split == "test":
                 res[f"latency_ms_{cfg.first_stage_k}_candidates"] = {"p50": 1000 * float(np.percentile(lat, 50)),
                                                                      "p95": 1000 * float(np.percentile(lat, 95))}
-                n = cfg.answer_queries
-                answers = answer_questions(llm, qs[:n], ranked[:n])
-                res["answers"] = answer_metrics(answers, qs[:n])
-                res["answer_examples"] = [{"question": q.question, "answer": x, "gold": q.answers[:1]}
-                                          for q, x in zip(qs[:3], answers[:3])]
-        results[name] = res
-        print(f"{name:38s} test R@1 {res['test']['recall@1']:.3f} R@5 {res['test']['recall@5']:.3f} "
-              f"NDCG@5 {res['test']['ndcg@5']:.3f} MRR {res['test']['mrr']:.3f} | answers F1 "
-              f"{res['answers']['token_f1']:.3f} EM {res['answers']['exact_match']:.3f}", flush=True)
+                if answers:
+                    n = cfg.answer_queries
+                    texts = answer_questions(llm, qs[:n], ranked[:n])
+                    res["answers"] = answer_metrics(texts, qs[:n])
+                    res["answer_examples"] = [{"question": q.question, "answer": x, "gold": q.answers[:1]}
+                                              for q, x in zip(qs[:3], texts[:3])]
+        print(f"{name:38s} {'' if seed is None else f'seed {seed} '}test R@1 {res['test']['recall@1']:.3f} "
+              f"R@5 {res['test']['recall@5']:.3f} NDCG@5 {res['test']['ndcg@5']:.3f} MRR {res['test']['mrr']:.3f}"
+              + (f" | answers F1 {res['answers']['token_f1']:.3f} EM {res['answers']['exact_match']:.3f}"
+                 if "answers" in res else ""), flush=True)
+        return res
+
+    for name, rr in fixed.items():
+        results[name] = evaluate(name, rr, None, answers=True)
+    for labels in cfg.variants:
+        runs = []
+        for i, seed in enumerate(cfg.seeds):
+            torch.manual_seed(seed)
+            rr = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
+            ckpt = work / f"ckpt-{labels}-{t.epochs}-{t.learning_rate}-{len(train)}-s{seed}"
+            info = train_reranker(rr, groups_by[labels], t.model_copy(update={"seed": seed}), checkpoint_dir=ckpt)
+            training[labels]["per_seed"][seed] = info
+            runs.append(evaluate(SYSTEM_NAMES[labels], rr, seed, answers=i == 0))
+        results[SYSTEM_NAMES[labels]] = seed_summary(runs, cfg.seeds)
     payload = {"passages": len(corpus.passages), "queries": {"train": len(train), "dev": len(dev), "test": len(test)},
                "first_stage": f"all-MiniLM-L6-v2 dense top {cfg.first_stage_k} (llmrec VectorStore, flat)",
                "llm": llm.model_id, "training": training, "results": results, "seconds": time.perf_counter() - t_start}
     path = write_result(Path(out or cfg.output or f"eval/results/{cfg.name}.json"), payload,
-                        config=cfg.model_dump(mode="json"), seeds=[cfg.seed])
+                        config=cfg.model_dump(mode="json"), seeds=cfg.seeds)
     plot(results, path.with_suffix(".png"))
     return {"output": str(path), "results": results}
+
+
+def seed_summary(runs: list[dict], seeds: list[int]) -> dict:
+    """Mean of each split's ranking metrics over the seeds, their standard deviation, the first seed's answers
+    and latency, and every seed's own metrics."""
+    out: dict = {"seeds": list(seeds), "per_seed": runs}
+    for split in [k for k in runs[0] if isinstance(runs[0][k], dict) and "ndcg@5" in runs[0][k]]:
+        keys = [k for k in runs[0][split] if k != "n"]
+        out[split] = {**{k: float(np.mean([r[split][k] for r in runs])) for k in keys}, "n": runs[0][split]["n"]}
+        out[f"{split}_std"] = {k: float(np.std([r[split][k] for r in runs])) for k in keys}
+    for k in runs[0]:
+        if k not in out and not (isinstance(runs[0][k], dict) and "ndcg@5" in runs[0][k]):
+            out[k] = runs[0][k]
+    return out
 
 
 def plot(results: dict, path: Path) -> None:

@@ -68,7 +68,8 @@ def option_knowledge(data: RecData, train_rows: np.ndarray, kinds: list[str], ll
     """Likelihood-scored knowledge: for every item / user, the LLM's probability of each of a fixed set of
     ``options`` (attribute words: themes, genres, styles) as the answer to a question about its text —
     log-probabilities from one scoring pass, normalized over the options (a compact vector that keeps the
-    model's uncertainty; nothing is generated or parsed). Needs ``llm.score_options`` (transformers backend).
+    model's uncertainty; nothing is generated or parsed). Needs ``llm.score_options`` (transformers; OpenAI-compatible endpoints
+    and vLLM score an option by its first token, from top_logprobs).
     Cached by text hash like ``text_knowledge``; ``report`` receives options scored per second."""
     if not hasattr(llm, "score_options"):
         raise TypeError(f"{llm.model_id}: option-scored knowledge needs option log-probabilities (score_options)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -28,6 +29,7 @@ class GenerationParams(StrictConfig):
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=20)  # with logprobs: the k likeliest tokens at every step
 
     @field_validator("stop")
     @classmethod
@@ -47,6 +49,7 @@ class Generation:
     finish_reason: str  # "stop" (eos or stop string) or "length"
     tokens: list[str] | None = None
     token_logprobs: list[float] | None = None
+    top_logprobs: list[list[tuple[str, float]]] | None = None  # per step: the k likeliest (token text, logprob)
     raw: dict = field(default_factory=dict)
 
 
@@ -125,3 +128,53 @@ def warn_if_weak(llm: LLM, task: str) -> bool:
                   f"measurements; use a stronger model (--backend openai --base-url ... / --model ...)",
                   UserWarning, stacklevel=3)
     return True
+
+
+def option_instruction(prompt: Prompt, options: Sequence[str], index: int = 0) -> list[dict[str, str]]:
+    """``prompt`` as chat messages whose last user message ends by naming the options to reply with."""
+    msgs = to_messages(prompt, index)
+    names = ", ".join(o.strip() for o in options)
+    last = max(i for i, m in enumerate(msgs) if m["role"] == "user") if any(m["role"] == "user" for m in msgs) else -1
+    if last < 0:
+        return [*msgs, {"role": "user", "content": f"Reply with only one of: {names}."}]
+    msgs[last] = {**msgs[last], "content": f"{msgs[last]['content']}\n\nReply with only one of: {names}."}
+    return msgs
+
+
+def score_by_top_logprobs(llm: LLM, prompts: Sequence[Prompt], options: Sequence[str], prefix: str = "",
+                          top_k: int = 20) -> np.ndarray:
+    """Option log-probabilities for backends that report only the k likeliest next tokens (chat endpoints:
+    OpenAI, vLLM, llama.cpp, ``llmrec serve``). The options are named at the end of the prompt
+    (``option_instruction``), one token is generated with ``top_logprobs=top_k``, and each option gets the
+    log-probability of the reported token that matches it: the same text (whitespace stripped), else the same
+    text case-folded, else the longest reported text that begins it (its first token). An option with no match gets the lowest
+    reported log-probability minus ln 2 (below every reported token; its true value is unknown).
+    ``prefix`` is not used: a chat endpoint cannot continue a half-written reply. Options that share a
+    first token cannot be told apart this way: use single-token options, or a backend with
+    ``score_options`` over full sequences (transformers)."""
+    import math
+
+    if not options:
+        raise ValueError("options: at least one option is needed")
+    names = [o.strip() for o in options]
+    for j, o in enumerate(names):
+        if not o:
+            raise ValueError(f"options[{j}]: empty")
+    msgs = [option_instruction(p, options, i) for i, p in enumerate(prompts)]
+    gens = llm.generate(msgs, GenerationParams(max_new_tokens=1, logprobs=True, top_logprobs=top_k))
+    out = np.zeros((len(prompts), len(options)))
+    for i, g in enumerate(gens):
+        if not g.top_logprobs:
+            raise ValueError(f"{llm.model_id}: the backend returned no top_logprobs for prompts[{i}]")
+        top = [(t.strip(), lp) for t, lp in g.top_logprobs[0] if t.strip()]
+        floor = min(lp for _, lp in g.top_logprobs[0]) - math.log(2)
+        for j, o in enumerate(names):
+            for match in (lambda t: t == o, lambda t: t.casefold() == o.casefold()):
+                found = [lp for t, lp in top if match(t)]
+                if found:
+                    out[i, j] = max(found)
+                    break
+            else:
+                starts = [(len(t), lp) for t, lp in top if o.casefold().startswith(t.casefold())]
+                out[i, j] = max(starts)[1] if starts else floor
+    return out

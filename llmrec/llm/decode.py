@@ -21,6 +21,8 @@ class RowResult:
     """Tokens, log-probabilities and finish reason decoded so far for one row."""
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] = field(default_factory=list)  # per token: the k likeliest (id, logprob)
+    eos_logprob: float | None = None  # of the end-of-sequence token, when the row ended on it
     finish_reason: str = "length"
 
 
@@ -32,6 +34,7 @@ class DecodeSettings:
     top_p: float = 1.0
     seed: int | None = None
     want_logprobs: bool = False
+    top_logprobs: int = 0  # also the k likeliest tokens at every step (with want_logprobs)
     batch_size: int = 16
     # called with (row index, generated token ids) -> True when a stop string was produced
     stop_check: Callable[[list[int]], bool] | None = None
@@ -115,7 +118,13 @@ class ContinuousDecoder:
             tok = torch.multinomial(probs, 1, generator=gen).squeeze(1)
         else:
             tok = logits.argmax(-1)
-        lp = torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1) if s.want_logprobs else None
+        if not s.want_logprobs:
+            return tok, None
+        logp = torch.log_softmax(logits, -1)
+        lp = logp.gather(1, tok[:, None]).squeeze(1)
+        if s.top_logprobs:  # each row: (chosen logprob, [(id, logprob) of the k likeliest])
+            vals, ids = logp.topk(s.top_logprobs, dim=-1)
+            return tok, [(float(lp[j]), list(zip(ids[j].tolist(), vals[j].tolist()))) for j in range(len(tok))]
         return tok, lp
 
     def _prefill_batch(self, prompts: list[list[int]], rows: list[int]) -> tuple[_Batch, torch.Tensor]:
@@ -195,19 +204,25 @@ class ContinuousDecoder:
         done = torch.zeros(len(rows), dtype=torch.bool)
         for j, (r, t, a) in enumerate(zip(rows, tok.tolist(), alive.tolist())):
             if a:
-                done[j] = self.advance(results[r], t, None if lp is None else float(lp[j]), s.max_new_tokens,
+                done[j] = self.advance(results[r], t, None if lp is None else lp[j], s.max_new_tokens,
                                        s.stop_check)
         return done
 
-    def advance(self, res: RowResult, token: int, logprob: float | None, max_new_tokens: int,
+    def advance(self, res: RowResult, token: int, logprob, max_new_tokens: int,
                 stop_check: Callable[[list[int]], bool] | None) -> bool:
-        """Append one chosen token to a row's result; True when the row is finished (eos, stop string, length)."""
+        """Append one chosen token to a row's result (``logprob``: None, its log-probability, or (it, the k
+        likeliest (id, logprob))); True when the row is finished (eos, stop string, length). The top-k of a
+        step that ends the row at eos is kept too: it is what a scorer asks for."""
+        if isinstance(logprob, tuple):
+            logprob, top = logprob
+            res.top.append(top)
         if token in self.eos_ids:
             res.finish_reason = "stop"
+            res.eos_logprob = None if logprob is None else float(logprob)
             return True
         res.tokens.append(token)
         if logprob is not None:
-            res.logprobs.append(logprob)
+            res.logprobs.append(float(logprob))
         if stop_check is not None and stop_check(res.tokens):
             res.finish_reason = "stop"
             return True
@@ -225,6 +240,7 @@ class RowState:
     temperature: float = 0.0
     top_p: float = 1.0
     want_logprobs: bool = False
+    top_logprobs: int = 0
     stop_check: Callable[[list[int]], bool] | None = None
     generator: torch.Generator | None = None
     result: RowResult = field(default_factory=RowResult)
@@ -251,10 +267,10 @@ class DecodeSession:
         toks, lps = [], []
         for j, st in enumerate(states):
             s = DecodeSettings(max_new_tokens=st.max_new_tokens, temperature=st.temperature, top_p=st.top_p,
-                               want_logprobs=st.want_logprobs)
+                               want_logprobs=st.want_logprobs, top_logprobs=st.top_logprobs)
             tok, lp = self.decoder._choose(logits[j : j + 1], s, st.generator)
             toks.append(tok)
-            lps.append(None if lp is None else float(lp[0]))
+            lps.append(None if lp is None else lp[0])
         return torch.cat(toks), lps
 
     def _record(self, states: list[RowState], tok: torch.Tensor, lps: list) -> None:

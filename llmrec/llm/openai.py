@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import httpx
+import numpy as np
 
 from llmrec.config import StrictConfig
-from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+from llmrec.llm.base import Generation, GenerationParams, Prompt, score_by_top_logprobs, to_messages
 from llmrec.errors import BackendError, ConfigError
 from llmrec.llm.options import backend_config
 
@@ -80,6 +81,8 @@ class OpenAIChatLLM:
             body["seed"] = params.seed
         if params.logprobs:
             body["logprobs"] = True
+            if params.top_logprobs:
+                body["top_logprobs"] = params.top_logprobs
         return body
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
@@ -172,7 +175,18 @@ class OpenAIChatLLM:
         if content:
             g.tokens = [c["token"] for c in content]
             g.token_logprobs = [float(c["logprob"]) for c in content]
+            if any("top_logprobs" in c for c in content):
+                g.top_logprobs = [[(t["token"], float(t["logprob"])) for t in c.get("top_logprobs") or []]
+                                  for c in content]
         return g
+
+    option_scoring = "first_token"  # score_options reads the first reply token's top_logprobs
+
+    def score_options(self, prompts: Sequence[Prompt], options: Sequence[str], prefix: str = "",
+                      batch_size: int | None = None) -> np.ndarray:
+        """Option log-probabilities from the endpoint's ``top_logprobs`` (``score_by_top_logprobs``): works
+        with any OpenAI-compatible server that returns them (OpenAI, vLLM, llama.cpp, ``llmrec serve``)."""
+        return score_by_top_logprobs(self, prompts, options, prefix)
 
 
 def from_config(config) -> OpenAIChatLLM:

@@ -125,7 +125,8 @@ class LLMServer:
         try:
             params = GenerationParams(max_new_tokens=max_tokens, temperature=req.get("temperature", 0.0),
                                       top_p=req.get("top_p", 1.0), stop=stop, seed=req.get("seed"),
-                                      logprobs=bool(req.get("logprobs", False)))
+                                      logprobs=bool(req.get("logprobs", False)),
+                                      top_logprobs=req.get("top_logprobs") or 0)
         except ValidationError as e:
             err = e.errors()[0]
             field = {"max_new_tokens": "max_tokens"}.get(str(err["loc"][0]), str(err["loc"][0]))
@@ -139,6 +140,8 @@ class LLMServer:
         stream = req.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest(400, "stream: expected true or false")
+        if params.top_logprobs and not params.logprobs:
+            raise BadRequest(400, "top_logprobs: needs logprobs: true")
         if stream and params.logprobs:
             raise BadRequest(400, "logprobs: not supported with stream (ask without stream)")
         return _Job(messages, params, stream)
@@ -419,8 +422,10 @@ class LLMServer:
                 choice: dict = {"index": 0, "message": {"role": "assistant", "content": g.text},
                                 "finish_reason": g.finish_reason}
                 if g.token_logprobs is not None:
-                    choice["logprobs"] = {
-                        "content": [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]}
+                    content = [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]
+                    for entry, top in zip(content, g.top_logprobs or []):
+                        entry["top_logprobs"] = [{"token": t, "logprob": lp} for t, lp in top]
+                    choice["logprobs"] = {"content": content}
                 return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                         "created": int(time.time()), "model": server.llm.model_id, "choices": [choice],
                         "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,

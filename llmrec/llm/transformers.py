@@ -35,6 +35,8 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class TransformersLLM:
     """``LLM`` over ``transformers.AutoModelForCausalLM``."""
 
+    option_scoring = "sequence"  # score_options: the exact log-probability of every option's whole sequence
+
     def __init__(self, config: TransformersConfig | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -159,7 +161,7 @@ class TransformersLLM:
             gen = torch.Generator().manual_seed(params.seed if params.seed is not None else torch.seed())
         return RowState(prompt=self.encode_prompts([prompt])[0], max_new_tokens=params.max_new_tokens,
                         temperature=params.temperature, top_p=params.top_p, want_logprobs=params.logprobs,
-                        stop_check=self._stop_check(params), generator=gen)
+                        top_logprobs=params.top_logprobs, stop_check=self._stop_check(params), generator=gen)
 
     def to_generation(self, state: RowState, params: GenerationParams) -> Generation:
         """A finished row as a ``Generation`` (text cut at stop strings, log-probabilities if asked)."""
@@ -167,10 +169,19 @@ class TransformersLLM:
         text, _ = truncate_at_stop(self.tokenizer.decode(row.tokens, skip_special_tokens=True), params.stop)
         g = Generation(text=text, prompt_tokens=len(state.prompt), completion_tokens=len(row.tokens),
                        finish_reason=row.finish_reason)
-        if params.logprobs:
-            g.tokens = self.tokenizer.convert_ids_to_tokens(row.tokens)
-            g.token_logprobs = list(row.logprobs)
+        self._attach_logprobs(g, row, params)
         return g
+
+    def _attach_logprobs(self, g: Generation, row, params: GenerationParams) -> None:
+        if not params.logprobs:
+            return
+        g.tokens = self.tokenizer.convert_ids_to_tokens(row.tokens)
+        g.token_logprobs = list(row.logprobs)
+        if params.top_logprobs:  # token texts as an OpenAI-compatible server reports them (decoded)
+            g.top_logprobs = [[(self.tokenizer.decode([i]), lp) for i, lp in step] for step in row.top]
+            if len(row.top) > len(row.tokens):  # the row ended on eos: its step is reported as an empty token
+                g.tokens.append("")
+                g.token_logprobs.append(row.eos_logprob)
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams | None = None) -> list[Generation]:
         params = params or GenerationParams()
@@ -179,8 +190,8 @@ class TransformersLLM:
 
         settings = DecodeSettings(
             max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-            seed=params.seed, want_logprobs=params.logprobs, batch_size=self.config.batch_size,
-            stop_check=stop_check,
+            seed=params.seed, want_logprobs=params.logprobs, top_logprobs=params.top_logprobs,
+            batch_size=self.config.batch_size, stop_check=stop_check,
         )
         rows = self._decoder.run(token_ids, settings)
         out = []
@@ -191,9 +202,7 @@ class TransformersLLM:
                 text=text, prompt_tokens=len(toks), completion_tokens=len(row.tokens),
                 finish_reason=row.finish_reason,
             )
-            if params.logprobs:
-                g.tokens = self.tokenizer.convert_ids_to_tokens(row.tokens)
-                g.token_logprobs = list(row.logprobs)
+            self._attach_logprobs(g, row, params)
             out.append(g)
         return out
 

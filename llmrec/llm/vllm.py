@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError
-from llmrec.llm.base import Generation, GenerationParams, Prompt, to_messages
+from llmrec.llm.base import Generation, GenerationParams, Prompt, score_by_top_logprobs, to_messages
 from llmrec.llm.options import backend_config
 
 
@@ -42,7 +44,8 @@ class VLLMEngine:
         params = params or GenerationParams()
         sp = self._vllm.SamplingParams(
             max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-            stop=params.stop or None, seed=params.seed, logprobs=0 if params.logprobs else None,
+            stop=params.stop or None, seed=params.seed,
+            logprobs=(params.top_logprobs if params.logprobs else None),  # vLLM: the sampled token + the k likeliest
         )
         convs = [to_messages(p, i) for i, p in enumerate(prompts)]
         outs = self.engine.chat(convs, sp, use_tqdm=False)
@@ -54,10 +57,22 @@ class VLLMEngine:
                 finish_reason="length" if c.finish_reason == "length" else "stop",
             )
             if params.logprobs and c.logprobs:
-                g.tokens = [next(iter(d.values())).decoded_token for d in c.logprobs]
+                g.tokens = [d[t].decoded_token for d, t in zip(c.logprobs, c.token_ids)]
                 g.token_logprobs = [float(d[t].logprob) for d, t in zip(c.logprobs, c.token_ids)]
+                if params.top_logprobs:
+                    g.top_logprobs = [[(v.decoded_token, float(v.logprob)) for v in
+                                       sorted(d.values(), key=lambda v: v.rank)][: params.top_logprobs]
+                                      for d in c.logprobs]
             gens.append(g)
         return gens
+
+
+    option_scoring = "first_token"  # score_options reads the first reply token's top-k log-probabilities
+
+    def score_options(self, prompts: Sequence[Prompt], options: Sequence[str], prefix: str = "",
+                      batch_size: int | None = None) -> np.ndarray:
+        """Option log-probabilities from vLLM's top-k log-probabilities (``score_by_top_logprobs``)."""
+        return score_by_top_logprobs(self, prompts, options, prefix)
 
 
 def from_config(config) -> VLLMEngine:

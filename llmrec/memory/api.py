@@ -6,8 +6,9 @@
 
 Each user is one store namespace, so one user's memories are never searched for another. Units:
 ``turn`` (one message or text), ``pair`` (two consecutive turns of a session), ``session`` (all turns of a session, re-embedded when the session
-grows), and, after ``consolidate`` with a ``SessionDigester``, ``summary`` and ``keywords`` (LLM-made, one
-each per session, remade only when the session's text changed). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
+grows), and, after ``consolidate``, ``summary`` and ``keywords`` (one each per session, made by a
+``SessionDigester`` (LLM) or an ``ExtractiveDigester`` (key turns chosen by the embedder, no LLM), remade only
+when the session's text or the digester changed). Methods: ``dense`` (embedding inner product), ``bm25`` (incremental per-user index) and ``hybrid``
 (min-max normalized mix). Memory text is data: it is stored and returned verbatim and never interpreted."""
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from llmrec.embed import Embedder
 from llmrec.memory.bm25 import BM25Index
 from llmrec.metrics import minmax
 from llmrec.retrieval import Hit
-from llmrec.memory.units import SessionDigester, format_date, text_hash
+from llmrec.memory.units import Digester, format_date, text_hash
 from llmrec.store import VectorStore
 from llmrec.errors import NotFoundError
 
@@ -68,7 +69,7 @@ class Memory:
     """User-scoped long-term memory over a ``VectorStore`` (mem0-like): add, get, get_all, search, update,
     delete, delete_all, history, consolidate."""
     def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None,
-                 digester: SessionDigester | None = None) -> None:
+                 digester: Digester | None = None) -> None:
         self.store, self.embedder, self.digester = store, embedder, digester
         self.config = config or MemoryConfig()
         self._bm25: dict[str, tuple[BM25Index, int]] = {}
@@ -165,18 +166,19 @@ class Memory:
 
     def consolidate(self, user_id: str, progress: bool = True) -> int:
         """Make (or remake) the summary and keywords units of every session of ``user_id`` whose turns changed
-        since its units were made, in LLM batches; each batch is written as it finishes, so an interrupted
-        run resumes where it stopped. Returns the number of sessions digested."""
+        since its units were made (or that another digester made), in batches; each batch is written as it
+        finishes, so an interrupted run resumes where it stopped. Returns the number of sessions digested."""
         from tqdm.auto import tqdm
 
         self._check_user(user_id)
         if self.digester is None:
-            raise ValueError("digester: consolidate needs Memory(..., digester=SessionDigester(llm))")
+            raise ValueError("digester: consolidate needs Memory(..., digester=SessionDigester(llm) or "
+                             "ExtractiveDigester(embedder))")
         ns = namespace(user_id)
         records = [r for r in self.store.get(ns, self.store.ids(ns)) if r is not None]
         turns: dict[str, list[tuple[int, str]]] = {}
         stamps: dict[str, float | None] = {}
-        made: dict[str, str | None] = {}
+        made: dict[str, tuple[str | None, str | None]] = {}
         for r in records:  # insertion order
             sid, g = r.metadata.get("session_id"), r.metadata.get("granularity")
             if sid is None:
@@ -185,9 +187,11 @@ class Memory:
                 turns.setdefault(sid, []).append((r.metadata.get("position", 0), r.text))
                 stamps[sid] = r.metadata.get("timestamp")
             elif g == "keywords":
-                made[sid] = r.metadata.get("source_hash")
+                made[sid] = (r.metadata.get("source_hash"), r.metadata.get("model_id"))
         texts = {sid: "\n".join(text for _, text in sorted(t, key=lambda x: x[0])) for sid, t in turns.items()}
-        stale = [(sid, text) for sid, text in texts.items() if made.get(sid) != text_hash(text)]
+        # redone when the session's turns changed or another digester (LLM, extractive settings) is in use
+        stale = [(sid, text) for sid, text in texts.items()
+                 if made.get(sid) != (text_hash(text), self.digester.model_id)]
         size = self.digester.config.batch_size
         bar = tqdm(total=len(stale), desc=f"digest {user_id}", unit="session", disable=not progress)
         for i in range(0, len(stale), size):

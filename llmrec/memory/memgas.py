@@ -8,7 +8,10 @@ optionally BM25 over the session text, its turns, its summary or its keywords (t
    mixture and the higher-mean component become undirected edges. Only nodes that are new or whose vector
    changed are (re)linked, so adding a session never rebuilds the graph.
 2. Entropy router: for view g over the N sessions, p_g = softmax(s_g / T), H_g normalized by ln N,
-   w_g = max(1e-6, 1 - H_g), renormalized: a confident (peaked) view weighs more.
+   w_g = max(1e-6, 1 - H_g), renormalized: a confident (peaked) view weighs more. A per-view prior
+   (``view_prior``, default 1 for every view) multiplies w_g before renormalizing, so a view that is peaked
+   but wrong (an LLM summary of a small model) cannot take over; ``fit_view_prior`` picks the prior on
+   development questions by coordinate search on recall_all@k.
 3. Seeds: the top ``num_seed_nodes`` weighted node scores (negatives clipped) form the reset vector of a
    personalized PageRank over the association graph (``damping`` = probability of following an edge).
 4. A session's score is the sum of its nodes' PageRank mass.
@@ -19,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from pydantic import model_validator
 
 from llmrec.config import StrictConfig
 from llmrec.llm.base import GenerationParams, warn_if_weak
@@ -37,6 +42,18 @@ class MemGASConfig(StrictConfig):
     gmm_candidates: int = 30
     min_candidates: int = 5  # a node is linked once this many earlier nodes exist
     ppr_iterations: int = 50
+    view_prior: dict[str, float] = {}  # view -> weight multiplied into the router's (missing views: 1.0)
+
+    @model_validator(mode="after")
+    def _prior_names_views(self) -> "MemGASConfig":
+        for g, w in self.view_prior.items():
+            if g not in self.views:
+                raise ValueError(f"view_prior.{g}: not one of the views {self.views}")
+            if not (w >= 0 and math.isfinite(w)):
+                raise ValueError(f"view_prior.{g}: must be a finite number >= 0, got {w}")
+        if self.view_prior and not any(self.view_prior.get(g, 1.0) > 0 for g in self.views):
+            raise ValueError("view_prior: at least one view needs a weight above 0")
+        return self
 
 
 # ------------------------------------------------------------------------------------------ pure stages
@@ -59,16 +76,20 @@ def gmm_high_component(x: np.ndarray, iterations: int = 60) -> np.ndarray:
     return resp[:, hi] > 0.5
 
 
-def router_weights(view_scores: dict[str, np.ndarray], temperature: float) -> dict[str, float]:
-    """Normalized-entropy router: lower entropy of softmax(scores / T) -> higher weight; weights sum to 1."""
+def router_weights(view_scores: dict[str, np.ndarray], temperature: float,
+                   prior: dict[str, float] | None = None) -> dict[str, float]:
+    """Normalized-entropy router: lower entropy of softmax(scores / T) -> higher weight, times the view's
+    ``prior`` (default 1); weights sum to 1."""
     raw = {}
     for g, s in view_scores.items():
         s = np.asarray(s, dtype=np.float64)
         z = (s - s.max()) / temperature
         p = np.exp(z) / np.exp(z).sum()
         h = -float(np.sum(p * np.log(np.maximum(p, 1e-300))))
-        raw[g] = max(1e-6, 1.0 - h / math.log(max(len(s), 2)))
+        raw[g] = max(1e-6, 1.0 - h / math.log(max(len(s), 2))) * (prior or {}).get(g, 1.0)
     total = sum(raw.values())
+    if total <= 0:
+        raise ValueError("view_prior: every view of this query has weight 0")
     return {g: w / total for g, w in raw.items()}
 
 
@@ -145,7 +166,7 @@ def memgas_rank(graph: AssociationGraph, sessions: list[str], view_scores: dict[
     """Rank sessions: router-weighted node scores -> top seeds -> PPR over the graph -> sum per session.
     ``view_scores[g][i]`` scores session ``sessions[i]`` under view g. Views without graph nodes (BM25,
     best turn) become extra nodes with no edges."""
-    weights = router_weights(view_scores, config.router_temperature)
+    weights = router_weights(view_scores, config.router_temperature, config.view_prior)
     keys = list(graph.keys)
     index = {k: i for i, k in enumerate(keys)}
     extra = [(s, g) for g in view_scores for s in sessions if (s, g) not in index]
@@ -340,6 +361,48 @@ class MemGAS:
         if not data["sessions"]:
             return []
         return memgas_rank(data["graph"], data["sessions"], self.view_scores(user_id, query, data), self.config)
+
+
+def fit_view_prior(memgas: MemGAS, questions: list[tuple[str, str, set[str]]], k: int = 5,
+                   grid: tuple[float, ...] = (0.0, 0.25, 1.0), passes: int = 2,
+                   progress: bool = False) -> tuple[dict[str, float], float, float]:
+    """A per-view prior chosen on development questions ``(user, query, gold sessions)``: coordinate search
+    over ``grid`` for each view in turn (``passes`` rounds), keeping a change only when recall_all@k rises.
+    The views' scores are computed once per question. Returns (prior, recall before, recall after)."""
+    from tqdm.auto import tqdm
+
+    cached = []
+    for user, query, gold in tqdm(questions, desc="MemGAS view prior (scores)", disable=not progress):
+        data = memgas._prepare(user)
+        if data["sessions"]:
+            cached.append((data, memgas.view_scores(user, query, data), gold))
+    if not cached:
+        raise ValueError("questions: no question of a user with sessions to fit the view prior on")
+    base = memgas.config
+
+    def recall(prior: dict[str, float]) -> float:
+        config = base.model_copy(update={"view_prior": prior})
+        hit = 0
+        for data, scores, gold in cached:
+            top = {s for s, _ in memgas_rank(data["graph"], data["sessions"], scores, config)[:k]}
+            hit += gold <= top
+        return hit / len(cached)
+
+    prior = {g: base.view_prior.get(g, 1.0) for g in base.views}
+    start = best = recall(prior)
+    for _ in range(passes):
+        changed = False
+        for g in tqdm(base.views, desc="MemGAS view prior (search)", disable=not progress):
+            for w in grid:
+                trial = {**prior, g: w}
+                if w == prior[g] or not any(v > 0 for v in trial.values()):
+                    continue
+                r = recall(trial)
+                if r > best:
+                    best, prior, changed = r, trial, True
+        if not changed:
+            break
+    return prior, start, best
 
 
 @dataclass

@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from pydantic import Field
 
@@ -35,6 +35,20 @@ class SessionDigest:
     """An LLM-made summary and keywords of one session."""
     summary: str  # "" when the LLM gave nothing usable
     keywords: list[str]
+
+
+class Digester(Protocol):
+    """What ``Memory.consolidate`` needs: digests of session texts in batches, and a name for provenance."""
+    config: "DigestConfig | ExtractiveConfig"  # batch_size: sessions per store write
+
+    @property
+    def model_id(self) -> str:
+        """What made the digests (an LLM id, or the extractive settings); a change redoes them."""
+        ...
+
+    def digest(self, sessions: Sequence[str], dates: Sequence[str] | None = None) -> list["SessionDigest"]:
+        """One summary and keyword list per session text."""
+        ...
 
 
 def text_hash(text: str) -> str:
@@ -112,4 +126,83 @@ class SessionDigester:
                                          GenerationParams(max_new_tokens=c.keywords_tokens))
             for s, k in zip(summaries, keywords):
                 out.append(SessionDigest(s.text.strip(), parse_keywords(k.text, c.max_keywords)))
+        return out
+
+
+class ExtractiveConfig(StrictConfig):
+    """Settings of extractive digests: how many key turns make the summary, how much they may repeat each
+    other, how many keywords."""
+    turns: int = Field(default=3, ge=1)
+    diversity: float = Field(default=0.3, ge=0.0, le=1.0)  # MMR: 0 = most central turns, 1 = most varied
+    min_words: int = Field(default=4, ge=0)  # shorter turns ("Ok.", "Wow!") are chosen only when nothing else is
+    max_keywords: int = Field(default=24, ge=1)
+    batch_size: int = Field(default=32, ge=1)  # sessions per store write in Memory.consolidate
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+class ExtractiveDigester:
+    """The no-LLM digest: the session's key turns, chosen by the embedder (maximal marginal relevance to the
+    session's mean turn embedding, kept in conversation order), as its summary, and its most frequent content
+    words (scikit-learn's English stop words and the speakers' names left out) as its keywords. A drop-in for
+    ``SessionDigester`` in ``Memory(..., digester=...)``: nothing is generated, so nothing is invented."""
+
+    def __init__(self, embedder, config: ExtractiveConfig | None = None) -> None:
+        self.embedder, self.config = embedder, config or ExtractiveConfig()
+
+    @property
+    def model_id(self) -> str:
+        return f"extractive:{self.embedder.model_id}:{self.config.turns}:{self.config.diversity}"
+
+    def key_turns(self, turns: list[str]) -> list[int]:
+        """Indices (ascending) of the turns chosen by maximal marginal relevance to the session centroid."""
+        import numpy as np
+
+        if len(turns) <= self.config.turns:
+            return list(range(len(turns)))
+        words = [len((t.split(":", 1)[1] if ":" in t else t).split()) for t in turns]
+        eligible = np.array([w >= self.config.min_words for w in words])
+        if eligible.sum() < self.config.turns:
+            eligible[:] = True
+        vecs = np.asarray(self.embedder.encode(turns), dtype=np.float64)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        centre = vecs.mean(0)
+        relevance = vecs @ centre
+        lam = 1.0 - self.config.diversity
+        chosen: list[int] = []
+        while len(chosen) < self.config.turns:
+            redundancy = (vecs @ vecs[chosen].T).max(1) if chosen else np.zeros(len(turns))
+            value = lam * relevance - (1 - lam) * redundancy
+            value[chosen] = -np.inf
+            value[~eligible] = -np.inf
+            chosen.append(int(np.argmax(value)))
+        return sorted(chosen)
+
+    def keywords(self, turns: list[str]) -> list[str]:
+        """The session's most frequent content words (ties: first seen first), speakers' names excluded."""
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        speakers = {t.split(":", 1)[0].strip().lower() for t in turns if ":" in t}
+        counts: dict[str, int] = {}
+        shown: dict[str, str] = {}
+        for t in turns:
+            body = t.split(":", 1)[1] if ":" in t else t
+            for w in _WORD.findall(body):
+                key = w.lower().strip("'-")
+                if len(key) < 3 or key in ENGLISH_STOP_WORDS or key in speakers:
+                    continue
+                counts[key] = counts.get(key, 0) + 1
+                shown.setdefault(key, w.strip("'-"))
+        order = sorted(counts, key=lambda w: -counts[w])  # stable: first seen first among equals
+        return [shown[w] for w in order[: self.config.max_keywords]]
+
+    def digest(self, sessions: Sequence[str], dates: Sequence[str] | None = None) -> list[SessionDigest]:
+        """Key turns and keywords of each session text (turns one per line, as ``Memory.consolidate`` gives)."""
+        if dates is not None and len(dates) != len(sessions):
+            raise ValueError(f"dates: {len(dates)} dates for {len(sessions)} sessions")
+        out = []
+        for s in sessions:
+            turns = [t for t in s.splitlines() if t.strip()]
+            out.append(SessionDigest("\n".join(turns[i] for i in self.key_turns(turns)), self.keywords(turns)))
         return out

@@ -21,7 +21,7 @@ from llmrec.prompts import load_prompt
 from llmrec.rerank.base import Candidate, Reranker
 from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
 from llmrec.rerank.radio import (Group, GroupTrainConfig, RADIOConfig, TrainingQuery, build_groups, extract_rationales,
-                                 save_groups, train_reranker)
+                                 likelihood_rationale_scores, save_groups, train_reranker)
 from llmrec.store import StoreConfig, VectorStore
 
 Labels = Literal["radio", "retrieval", "gold"]
@@ -103,8 +103,11 @@ def make_groups(labels: Labels, queries: Sequence[QAQuery], candidates: Sequence
         return build_groups(tq, config.model_copy(update={"alpha": 0.0}))
     if llm is None:
         raise ValueError("labels='radio': rationale extraction needs an LLM")
-    rationales = extract_rationales(llm, tq, cache_dir or llmrec_home() / "rationales", config, progress)
-    return build_groups(tq, config, embedder, rationales)
+    where = cache_dir or llmrec_home() / "rationales"
+    rationales = extract_rationales(llm, tq, where, config, progress)
+    likelihoods = (likelihood_rationale_scores(llm, tq, rationales, where, config, progress=progress)
+                   if config.rationale_scoring == "likelihood" else None)
+    return build_groups(tq, config, embedder, rationales, likelihoods)
 
 
 def ranking_metrics(ranked_ids: Sequence[list[str]], queries: Sequence[QAQuery]) -> dict[str, float]:

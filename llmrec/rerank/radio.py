@@ -2,7 +2,10 @@
 
 1. ``extract_rationales``: the LLM explains why the gold answer answers the question (training-time only:
    it sees the gold answer), through the shared cached, resumable extraction job.
-2. ``rationale_scores``: cosine between embed(question + answer + rationale) and each candidate.
+2. ``rationale_scores``: cosine between embed(question + answer + rationale) and each candidate; or, with
+   ``rationale_scoring: likelihood``, ``likelihood_rationale_scores``: the LLM's mean log-probability of
+   "answer. rationale" as its reply to each candidate passage and the question (nothing embedded: the
+   candidate that makes the rationale most likely is the one that supports it).
 3. ``fuse``: per-query min-max of rationale and retrieval scores, mixed ``alpha`` / ``1 - alpha`` (0.5).
 4. ``sample_group``: the top fused candidate is the positive; candidates at ranks 4, 5, 7, 10, 14, 19 of the
    top 20 are the negatives (ranks 2-3 skipped as a false-negative margin).
@@ -16,10 +19,11 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from llmrec.config import StrictConfig
@@ -39,6 +43,9 @@ class RADIOConfig(StrictConfig):
     negative_ranks: list[int] = [4, 5, 7, 10, 14, 19]  # 1-based ranks of the negatives in the fused top list
     rationale_tokens: int = 96
     rationale_prompt: str = "rationale"
+    rationale_scoring: Literal["embedding", "likelihood"] = "embedding"
+    likelihood_prompt: str = "rationale_likelihood"
+    passage_words: int = Field(default=100, ge=10)  # passages clipped for likelihood scoring
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,55 @@ def rationale_scores(embedder: Embedder, question: str, answer: str, rationale: 
     return vecs[1:] @ vecs[0]
 
 
+def likelihood_rationale_scores(llm: LLM, queries: Sequence[TrainingQuery], rationales: dict[str, str],
+                                cache_dir: str | Path, config: RADIOConfig | None = None,
+                                batch_size: int = 8, progress: bool = True) -> dict[str, np.ndarray]:
+    """Query id -> the LLM's log-probability of " answer. rationale" after each candidate passage
+    (clipped to ``passage_words``) and the question (``likelihood_prompt``; needs ``llm.score_options``).
+    Cached per query in ``cache_dir/rationale_likelihood.jsonl`` (appended as batches finish, keyed by a hash
+    of the model, prompt, texts and candidates), so a killed run resumes and a re-run costs nothing."""
+    import hashlib
+
+    from llmrec.prompts import load_prompt
+
+    c = config or RADIOConfig()
+    if getattr(llm, "option_scoring", None) != "sequence":
+        raise TypeError(f"{llm.model_id}: likelihood rationale scoring needs the log-probability of a whole "
+                        "sequence (score_options over full sequences: the transformers backend)")
+    template = load_prompt(c.likelihood_prompt)
+    path = Path(cache_dir) / "rationale_likelihood.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cached: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that query is scored again
+                continue
+            cached[row["key"]] = row
+    out: dict[str, np.ndarray] = {}
+    todo = []
+    for q in queries:
+        target = f" {q.answer.strip()}. {rationales.get(q.id, '').strip()}".rstrip(". ") + "."
+        key = hashlib.sha256(json.dumps([llm.model_id, c.likelihood_prompt, c.passage_words, q.question, target,
+                                         [x.id for x in q.candidates]]).encode()).hexdigest()[:20]
+        if key in cached:
+            out[q.id] = np.array(cached[key]["scores"])
+        else:
+            todo.append((q, target, key))
+    with open(path, "a", encoding="utf-8") as f:
+        for q, target, key in tqdm(todo, desc="rationale likelihood", unit="query", disable=not progress):
+            prompts = [template.messages({"passage": " ".join(x.text.split()[: c.passage_words]),
+                                          "question": q.question}) for x in q.candidates]
+            # the target is the same for every candidate of the query, so its summed log-probability orders
+            # them as the per-token mean would (fuse() min-max scales per query)
+            lp = llm.score_options(prompts, [target], prefix="Answer:", batch_size=batch_size)[:, 0]
+            out[q.id] = lp
+            f.write(json.dumps({"key": key, "id": q.id, "scores": [float(v) for v in lp]}) + "\n")
+            f.flush()
+    return out
+
+
 def sample_group(ranked: Sequence[Candidate], negative_ranks: Sequence[int], truncate: int = 20) -> tuple[Candidate, list[Candidate]]:
     """Rank 1 is the positive; the negatives are the candidates at the given 1-based ranks (ranks past the
     end of a short list are skipped)."""
@@ -119,18 +175,25 @@ def sample_group(ranked: Sequence[Candidate], negative_ranks: Sequence[int], tru
 
 
 def build_groups(queries: Sequence[TrainingQuery], config: RADIOConfig, embedder: Embedder | None = None,
-                 rationales: dict[str, str] | None = None) -> list[Group]:
-    """Training groups from fused scores (``alpha > 0`` needs rationales and an embedder) or, with
-    ``alpha == 0``, from the retrieval scores alone (the relevance-only baseline, same sampler)."""
+                 rationales: dict[str, str] | None = None,
+                 likelihoods: dict[str, np.ndarray] | None = None) -> list[Group]:
+    """Training groups from fused scores (``alpha > 0`` needs rationales and an embedder, or with
+    ``rationale_scoring: likelihood`` the ``likelihood_rationale_scores``) or, with ``alpha == 0``, from the
+    retrieval scores alone (the relevance-only baseline, same sampler)."""
     check_training_queries(queries)
     groups = []
     for q in queries:
         ret = np.array([c.score for c in q.candidates])
         if config.alpha > 0:
-            if embedder is None or rationales is None:
-                raise ValueError("alpha > 0: rationale scores need an embedder and rationales")
-            rat = rationale_scores(embedder, q.question, q.answer, rationales.get(q.id, ""),
-                                   [c.text for c in q.candidates])
+            if config.rationale_scoring == "likelihood":
+                if likelihoods is None or q.id not in likelihoods:
+                    raise ValueError(f"rationale_scoring=likelihood: no likelihood scores for query {q.id!r}")
+                rat = np.asarray(likelihoods[q.id])
+            else:
+                if embedder is None or rationales is None:
+                    raise ValueError("alpha > 0: rationale scores need an embedder and rationales")
+                rat = rationale_scores(embedder, q.question, q.answer, rationales.get(q.id, ""),
+                                       [c.text for c in q.candidates])
             fused = fuse(rat, ret, config.alpha)
         else:
             fused = minmax(ret)
