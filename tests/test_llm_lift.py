@@ -130,3 +130,33 @@ def test_option_knowledge_is_a_distribution_per_item_and_cached(tmp_path, llm):
     tabs2 = option_knowledge(data, train, ["item"], llm, opts, cache_dir=tmp_path, report=again)
     assert again["item"]["scored"] == 0  # cached by text hash
     np.testing.assert_allclose(np.stack(list(tabs2["item"].values())), v)
+
+
+def test_adaptor_weight_decay_is_its_own_parameter_group_and_shrinks_it():
+    import torch
+
+    from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
+    from llmrec.train.loop import param_groups
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"head": torch.nn.Linear(4, 1), "adaptor": KnowledgeAdaptor(
+        {"item": 8}, 4, AdaptorConfig(kind="mlp", hidden_units=[16], weight_decay=0.5))})
+    groups = param_groups(model)
+    adaptor_ids = {id(p) for p in model["adaptor"].parameters()}
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.5]
+    assert {id(p) for p in groups[1]["params"]} == adaptor_ids
+    assert not adaptor_ids & {id(p) for p in groups[0]["params"]}
+    plain = param_groups(torch.nn.ModuleDict({"adaptor": KnowledgeAdaptor({"item": 8}, 4, AdaptorConfig())}))
+    assert len(plain) == 1 and plain[0]["weight_decay"] == 0.0
+
+    def norm_after(wd: float) -> float:  # the same zero-gradient steps with and without decay
+        torch.manual_seed(0)
+        a = KnowledgeAdaptor({"item": 8}, 4, AdaptorConfig(kind="mlp", hidden_units=[16], weight_decay=wd))
+        opt = torch.optim.Adam(param_groups(a), lr=0.01)
+        for _ in range(20):
+            opt.zero_grad()
+            (0.0 * a({"item": torch.ones(2, 8)}).sum()).backward()
+            opt.step()
+        return float(sum(p.pow(2).sum() for p in a.parameters()))
+
+    assert norm_after(0.5) < 0.9 * norm_after(0.0)

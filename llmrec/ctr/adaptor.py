@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pydantic import Field
+
 from llmrec.config import StrictConfig
 
 
@@ -25,6 +27,8 @@ class AdaptorConfig(StrictConfig):
     specific_experts: int = 6
     hidden_units: list[int] = [128]
     dropout: float = 0.0
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)  # L2 on the adaptor's own weights (Adam's
+    # coupled weight decay): with ~400k adaptor parameters against a few 10k rows, the knowledge path overfits
 
 
 def _expert(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
@@ -43,6 +47,7 @@ class KnowledgeAdaptor(nn.Module):
     def __init__(self, in_dims: dict[str, int], out_dim: int, config: AdaptorConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or AdaptorConfig()
+        self.weight_decay = c.weight_decay  # read by the trainer (its own optimizer parameter group)
         self.names = list(in_dims)
         if c.kind in ("hea", "moe") and len({*in_dims.values()}) > 1:
             raise ValueError(f"knowledge_adaptor: {c.kind} shares experts, so every knowledge vector needs one "

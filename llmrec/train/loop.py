@@ -66,6 +66,23 @@ class FitResult:
     resumed_from_epoch: int = 0
 
 
+def param_groups(model: nn.Module) -> list[dict]:
+    """Optimizer parameter groups: submodules that set a ``weight_decay`` attribute above 0 (the knowledge
+    adaptor) get their own group with that decay; every other parameter is in the first group, without."""
+    decayed: dict[float, list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for m in model.modules():
+        wd = getattr(m, "weight_decay", 0.0)
+        if isinstance(wd, float) and wd > 0:
+            ps = [p for p in m.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in ps)
+            decayed.setdefault(wd, []).extend(ps)
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    groups = [{"params": rest, "weight_decay": 0.0}] + [{"params": ps, "weight_decay": wd}
+                                                       for wd, ps in decayed.items()]
+    return [g for g in groups if g["params"]]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch."""
     random.seed(seed)
@@ -125,7 +142,7 @@ class Trainer:
         seed_everything(c.seed)
         model.to(c.device)
         # fused Adam: one kernel over all parameters instead of a Python loop of small ops
-        opt = torch.optim.Adam(model.parameters(), lr=c.learning_rate, fused=True)
+        opt = torch.optim.Adam(param_groups(model), lr=c.learning_rate, fused=True)
         tables = model.embedding_tables() if hasattr(model, "embedding_tables") else []
         net = nn.parallel.DistributedDataParallel(model) if size > 1 else model
         gen = torch.Generator().manual_seed(c.seed)
