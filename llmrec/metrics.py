@@ -94,9 +94,9 @@ def mrr(ranked: Sequence[str], gold: set[str]) -> float:
 # ---- full-sort ranking over score matrices ------------------------------------------------------------
 
 def full_sort_metrics(scores: torch.Tensor, gold: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Per-row Recall@k, HR@k and NDCG@k for ``scores`` [B, I] against a 0/1 ``gold`` mask [B, I]
+    """Per-row Recall@k, HR@k, NDCG@k and MRR@k for ``scores`` [B, I] against a 0/1 ``gold`` mask [B, I]
     (RecBole's definitions: recall divides by the number of gold items, NDCG's ideal DCG uses
-    min(#gold, k) items). Items to exclude (already seen) must be set to -inf in ``scores`` beforehand.
+    min(#gold, k) items, MRR is 1 / the rank of the first gold item in the top k, else 0). Items to exclude (already seen) must be set to -inf in ``scores`` beforehand.
     Returns name -> tensor [B]."""
     if scores.shape != gold.shape:
         raise ValueError(f"gold: shape {tuple(gold.shape)} does not match scores {tuple(scores.shape)}")
@@ -112,4 +112,6 @@ def full_sort_metrics(scores: torch.Tensor, gold: torch.Tensor, ks: Sequence[int
         out[f"recall@{k}"] = h.sum(1) / n_gold.clamp(min=1)
         out[f"hit@{k}"] = (h.sum(1) > 0).float()
         out[f"ndcg@{k}"] = (h * disc[: h.shape[1]]).sum(1) / ideal
+        first = torch.where(h.any(1), h.argmax(1).float() + 1, torch.full_like(n_gold, float("inf")))
+        out[f"mrr@{k}"] = 1.0 / first
     return out

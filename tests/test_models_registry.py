@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from llmrec.data import SyntheticConfig, generate_world
+from llmrec.data.synthetic import SequenceWorldConfig, generate_sequences
+from llmrec.data.views import SeqBatch
 from llmrec.errors import ConfigError, LLMRecError
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.models import MODELS, describe_models, model_defaults, resolve_model_config
@@ -24,6 +26,11 @@ def world():
     return generate_world(SyntheticConfig(n_users=150, n_items=120, impressions_per_user=60))
 
 
+@pytest.fixture(scope="module")
+def sequences():  # the sequential family's world: transition structure + text-only taste
+    return generate_sequences(SequenceWorldConfig(n_users=150, n_items=120, max_length=30))
+
+
 # ranking families: BPR on ~4k positives needs a higher rate and almost no whole-table L2
 RANKING_TRAINER = {"learning_rate": 0.01, "embedding_l2": 1e-6, "epochs": 10}
 
@@ -31,11 +38,17 @@ RANKING_TRAINER = {"learning_rate": 0.01, "embedding_l2": 1e-6, "epochs": 10}
 def small_job(name: str, **trainer) -> TrainJobConfig:
     entry = MODELS.get(name)
     extra = RANKING_TRAINER if entry.family in ("graph", "sequential") else {}
+    if entry.family == "sequential":  # one row per user (~150): smaller batches for enough steps
+        extra = {**extra, "batch_size": 16, "learning_rate": 0.005}
     return TrainJobConfig(model={"name": name, **{k: v for k, v in SMALL.items() if k in entry.config.model_fields}},
                           trainer={"progress": False, "epochs": 4, "batch_size": 256, **extra, **trainer})
 
 
 def predictions(model, p, trainer):
+    if isinstance(p.test, SeqBatch):  # next-item logits over every item after each test history
+        with torch.no_grad():
+            model.eval()
+            return model(p.test)
     if hasattr(model, "full_scores"):
         with torch.no_grad():
             model.eval()
@@ -44,9 +57,9 @@ def predictions(model, p, trainer):
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_every_registered_model_trains_saves_loads(world, name, tmp_path):
+def test_every_registered_model_trains_saves_loads(world, sequences, name, tmp_path):
     job = small_job(name)
-    p = prepare(job, world)
+    p = prepare(job, sequences if MODELS.get(name).family == "sequential" else world)
     model, result = train_prepared(job, p)
     metric = result["primary_metric"]
     if metric == "auc":

@@ -1,20 +1,21 @@
-"""Build a ``RecData`` from a typed config: the synthetic world or MovieLens-100K."""
+"""Build a ``RecData`` from a typed config: the synthetic world, the synthetic sequence world or MovieLens."""
 from __future__ import annotations
 
 from typing import Literal
 
 from llmrec.config import StrictConfig
 from llmrec.data.schema import RecData
-from llmrec.data.synthetic import SyntheticConfig, generate_world
+from llmrec.data.synthetic import SequenceWorldConfig, SyntheticConfig, generate_sequences, generate_world
 
 
 class DataConfig(StrictConfig):
     """Which recommendation data set to load (synthetic world or MovieLens) and its chronological split."""
-    source: Literal["synthetic", "movielens100k", "movielens1m"] = "synthetic"
+    source: Literal["synthetic", "synthetic_sequences", "movielens100k", "movielens1m"] = "synthetic"
     # MovieLens: its folder (native u.data / ratings.dat files or RecBole atomic files); None: the catalog's
     # configured copy (`llmrec data path movielens100k`)
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
+    sequences: SequenceWorldConfig = SequenceWorldConfig()  # source synthetic_sequences
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 
@@ -22,6 +23,8 @@ def load_data(config: DataConfig) -> RecData:
     """The ``RecData`` a ``DataConfig`` names (MovieLens from its configured path or the catalog's copy)."""
     if config.source == "synthetic":
         return generate_world(config.synthetic)
+    if config.source == "synthetic_sequences":
+        return generate_sequences(config.sequences)
     from llmrec.data.catalog import require_dataset
     from llmrec.data.movielens import load_movielens
 

@@ -122,3 +122,69 @@ def generate_world(config: SyntheticConfig | None = None) -> RecData:
         domain="products (" + ", ".join(CATEGORIES) + ")",
         item_info=item_info, user_info=user_info,
     )
+
+
+class SequenceWorldConfig(StrictConfig):
+    """Size, seed and signal of the synthetic sequence world."""
+    n_users: int = 300
+    n_items: int = 300
+    min_length: int = 8
+    max_length: int = 40
+    successors: int = 3  # each item's fixed next-item candidates
+    follow: float = 0.7  # probability that the next item is a successor of the current one
+    seed: int = 0
+
+
+def generate_sequences(config: SequenceWorldConfig | None = None) -> RecData:
+    """A seeded world of interaction sequences with two known signals: a transition structure (each item has
+    ``successors`` fixed follow-up items; with probability ``follow`` a user's next item is one of them, the one
+    closest to the user's theme taste first) and a text-only taste (otherwise the next item is drawn by the
+    user's theme preference, and an item's theme appears only in its title and description, as in
+    ``generate_world``). Every row is an interaction (label 1), time-ordered per user. Users' lengths are
+    uniform in [min_length, max_length], so short-history users exist (DiffuASR's target)."""
+    c = config or SequenceWorldConfig()
+    if not 0 <= c.follow <= 1:
+        raise ValueError(f"follow: must be in [0, 1], got {c.follow}")
+    if c.min_length < 3 or c.max_length < c.min_length:
+        raise ValueError(f"min_length / max_length: need 3 <= min_length <= max_length, got {c.min_length} / "
+                         f"{c.max_length}")
+    rng = np.random.default_rng(c.seed)
+    cats, themes = list(CATEGORIES), list(THEMES)
+    item_cat = rng.integers(0, len(cats), c.n_items)
+    item_theme = rng.integers(0, len(themes), c.n_items)
+    succ = np.stack([rng.choice(c.n_items, c.successors, replace=False) for _ in range(c.n_items)])
+    taste = rng.normal(0, 1.5, (c.n_users, len(themes)))
+    item_info = {}
+    for i in range(c.n_items):
+        adjs, blurb = THEMES[themes[item_theme[i]]]
+        noun = CATEGORIES[cats[item_cat[i]]][rng.integers(0, 5)]
+        item_info[str(i)] = {"title": f"{adjs[rng.integers(0, len(adjs))]} {noun.title()} No. {i}",
+                             "category": cats[item_cat[i]], "description": f"A {noun} in our {cats[item_cat[i]]} range: {blurb}."}
+    users, items, stamps = [], [], []
+    for u in range(c.n_users):
+        p = np.exp(taste[u, item_theme])
+        p /= p.sum()
+        length = int(rng.integers(c.min_length, c.max_length + 1))
+        cur = int(rng.choice(c.n_items, p=p))
+        seq = [cur]
+        while len(seq) < length:
+            if rng.random() < c.follow:
+                options = succ[cur]
+                w = np.exp(taste[u, item_theme[options]])
+                cur = int(rng.choice(options, p=w / w.sum()))
+            else:
+                cur = int(rng.choice(c.n_items, p=p))
+            seq.append(cur)
+        start = rng.uniform(0, 1e6)
+        users += [u] * length
+        items += seq
+        stamps += list(start + np.arange(length) * 60.0)
+    n = len(users)
+    columns = {"user_id": np.array(users).astype(str).astype(object),
+               "item_id": np.array(items).astype(str).astype(object),
+               "category": np.array(cats, dtype=object)[item_cat[np.array(items)]],
+               "label": np.ones(n, np.float32), "timestamp": np.array(stamps, np.float64)}
+    return RecData(name=f"synthetic-sequences-s{c.seed}-{c.n_users}x{c.n_items}", columns=columns,
+                   fields={"user_id": "categorical", "item_id": "categorical", "category": "categorical"},
+                   domain="products (" + ", ".join(CATEGORIES) + ")", item_info=item_info,
+                   user_info={str(u): {"profile": f"shopper {u}"} for u in range(c.n_users)})

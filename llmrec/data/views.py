@@ -4,18 +4,22 @@
 - interactions (graph): positive (user, item) pairs split by time; training rows are ``PairBatch``es
   (negatives are sampled by the BPR task), evaluation is full-sort over every item with the user's
   training items excluded.
-- sequences (sequential): each user's positives in time order, leave-one-out (last item = test, the one
-  before = valid); training rows are every prefix -> next item, as ``SeqBatch``.
+- sequences (sequential): each user's interactions in time order, leave-one-out (last item = test, the one
+  before = valid); training rows are each user's sequence with a target at every position (or every
+  prefix -> next item as its own row), as ``SeqBatch``.
 
 Ids are dense: users 0..U-1, items 1..I (0 is padding / unknown), fixed by ``ItemSpace`` from the
 training rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from llmrec.config import StrictConfig
 from llmrec.data.schema import RecData
 from llmrec.errors import DataError
 
@@ -57,9 +61,10 @@ class PairBatch:
 
 @dataclass
 class SeqBatch:
-    """A batch of padded item sequences (id 0 = padding) with their next-item targets."""
+    """A batch of padded item sequences (id 0 = padding) with their next-item targets: one per row ([B], the
+    item after the history) or one per position ([B, L], the item after each position; 0 = none)."""
     items: torch.Tensor  # [B, L] long, right-aligned history, 0 = padding
-    target: torch.Tensor  # [B] long, the next item
+    target: torch.Tensor  # [B] or [B, L] long
     users: torch.Tensor  # [B] long
 
     def __len__(self) -> int:
@@ -135,35 +140,96 @@ def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.
     return space, train, valid, evaluation(te, va_seen)
 
 
-def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3
+class SequenceViewConfig(StrictConfig):
+    """How interactions become next-item sequences: leave-one-out by time, histories of at most 50 items,
+    every item ranked (RecBole's sequential protocol), over positive interactions by default (``all`` counts
+    every row, as RecBole does with MovieLens ratings)."""
+    max_len: int = Field(50, ge=1)
+    min_len: int = Field(3, ge=3)  # users with fewer interactions are dropped (counted in ``SequenceStats``)
+    interactions: Literal["all", "positive"] = "positive"  # "all": every row (RecBole on MovieLens)
+    train: Literal["sequences", "prefixes"] = "sequences"  # one row per user with a target at every position
+    # (the same (prefix -> next) pairs as prefix rows, one forward pass per user) or one row per prefix
+    exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
+
+
+@dataclass
+class SequenceStats:
+    """What ``sequence_view`` kept and dropped, for the report."""
+    users: int
+    items: int  # item ids, padding excluded
+    interactions: int
+    dropped_users: int  # fewer than min_len interactions
+    dropped_interactions: int
+    tied_timestamps: int  # interactions sharing their user's timestamp with another (kept in file order)
+
+
+def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: SequenceViewConfig | None = None,
                   ) -> tuple[ItemSpace, SeqBatch, SeqBatch, SeqBatch]:
-    """Leave-one-out next-item view: (space, train prefixes, valid, test). Users with fewer than
-    ``min_len`` positives are dropped; histories keep the last ``max_len`` items."""
-    pos = _positives(data)
-    order = pos[np.argsort(data.columns[data.time][pos], kind="stable")]
-    by_user: dict[str, list[str]] = {}
-    for r in order:
-        by_user.setdefault(str(data.columns[data.user_col][r]), []).append(str(data.columns[data.item_col][r]))
-    by_user = {u: s for u, s in by_user.items() if len(s) >= min_len}
-    if not by_user:
-        raise DataError(f"{data.name}: no user has {min_len} or more positive interactions")
-    items = sorted({i for s in by_user.values() for i in s[:-2]})
-    space = ItemSpace(users={u: n for n, u in enumerate(sorted(by_user))}, items={i: n + 1 for n, i in enumerate(items)})
+    """Leave-one-out next-item view: (space, train, valid, test); ``config`` (else ``max_len`` / ``min_len``
+    with positive interactions and prefix rows, the original defaults). Each user's interactions in time order
+    (ties in file order); the last is the test target, the one before the valid target, the rest train.
+    Items are every item of the kept users (as RecBole's vocabulary), so valid / test targets are always
+    rankable. ``sequence_stats`` tells what was dropped."""
+    c = config or SequenceViewConfig(max_len=max_len, min_len=min_len, interactions="positive", train="prefixes")
+    space, by_user, _ = _sequences(data, c)
+    L = c.max_len
 
     def rows(pairs: list[tuple[int, list[int], int]]) -> SeqBatch:
-        mat = np.zeros((len(pairs), max_len), np.int64)
+        mat = np.zeros((len(pairs), L), np.int64)
         for r, (_, hist, _) in enumerate(pairs):
-            h = hist[-max_len:]
+            h = hist[-L:]
             if h:
-                mat[r, max_len - len(h):] = h
+                mat[r, L - len(h):] = h
         return SeqBatch(torch.from_numpy(mat), torch.tensor([t for _, _, t in pairs], dtype=torch.long),
                         torch.tensor([u for u, _, _ in pairs], dtype=torch.long))
 
     train, valid, test = [], [], []
-    for u, seq in by_user.items():
-        ids = [space.items.get(i, 0) for i in seq]
+    seq_rows = []
+    for u, ids in by_user.items():
         uix = space.users[u]
-        train += [(uix, ids[:t], ids[t]) for t in range(1, len(ids) - 2)]
+        if c.train == "prefixes":
+            train += [(uix, ids[:t], ids[t]) for t in range(1, len(ids) - 2)]
+        else:  # one row: inputs ids[:-3], targets ids[1:-2] position by position (the last L of them)
+            seq_rows.append((uix, ids[:-2]))
         valid.append((uix, ids[:-2], ids[-2]))
         test.append((uix, ids[:-1], ids[-1]))
-    return space, rows(train), rows(valid), rows(test)
+    if c.train == "sequences":
+        inp = np.zeros((len(seq_rows), L), np.int64)
+        tgt = np.zeros((len(seq_rows), L), np.int64)
+        for r, (_, ids) in enumerate(seq_rows):
+            x, y = ids[:-1][-L:], ids[1:][-L:]
+            inp[r, L - len(x):], tgt[r, L - len(y):] = x, y
+        train_batch = SeqBatch(torch.from_numpy(inp), torch.from_numpy(tgt),
+                               torch.tensor([u for u, _ in seq_rows], dtype=torch.long))
+    else:
+        train_batch = rows(train)
+    return space, train_batch, rows(valid), rows(test)
+
+
+def _sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[str, list[int]], SequenceStats]:
+    rows = _positives(data) if c.interactions == "positive" else np.arange(len(data))
+    times = np.asarray(data.columns[data.time])[rows]
+    users = np.asarray(data.columns[data.user_col])[rows].astype(str)
+    order = rows[np.lexsort((rows, times, users))]  # by user, then time, then file order
+    by_user: dict[str, list[str]] = {}
+    stamps: dict[str, list] = {}
+    for r in order:
+        u = str(data.columns[data.user_col][r])
+        by_user.setdefault(u, []).append(str(data.columns[data.item_col][r]))
+        stamps.setdefault(u, []).append(data.columns[data.time][r])
+    kept = {u: s for u, s in by_user.items() if len(s) >= c.min_len}
+    if not kept:
+        raise DataError(f"{data.name}: no user has {c.min_len} or more interactions (sequence min_len)")
+    items = sorted({i for s in kept.values() for i in s})
+    space = ItemSpace(users={u: n for n, u in enumerate(sorted(kept))}, items={i: n + 1 for n, i in enumerate(items)})
+    ties = sum(len(t) - len(set(t)) for u, t in stamps.items() if u in kept)
+    stats = SequenceStats(users=len(kept), items=len(items), interactions=sum(len(s) for s in kept.values()),
+                          dropped_users=len(by_user) - len(kept),
+                          dropped_interactions=sum(len(s) for u, s in by_user.items() if u not in kept),
+                          tied_timestamps=int(ties))
+    return space, {u: [space.items[i] for i in kept[u]] for u in sorted(kept)}, stats
+
+
+def sequence_stats(data: RecData, config: SequenceViewConfig | None = None) -> SequenceStats:
+    """Users, items and interactions ``sequence_view`` keeps, what it drops and how many timestamps tie."""
+    return _sequences(data, config or SequenceViewConfig())[2]

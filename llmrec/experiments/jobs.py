@@ -29,7 +29,7 @@ from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
-from llmrec.data.views import interaction_view, sequence_view
+from llmrec.data.views import SequenceViewConfig, interaction_view, sequence_view
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
@@ -38,7 +38,7 @@ from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowle
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec
-from llmrec.train import TASKS, BPRTask, Trainer, TrainerConfig, world
+from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
 from llmrec.train.export import load_model, save_model
 
 
@@ -78,6 +78,7 @@ class TrainJobConfig(StrictConfig):
     model: ModelSpec = Field({"name": "deepfm"}, validate_default=True)  # validated into the model's own config
     trainer: TrainerConfig = TrainerConfig()
     task: str | None = None  # None: the model family's task
+    sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     output_dir: str = "runs/ctr"
 
     @property
@@ -152,7 +153,7 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
         space, tr, va, te = interaction_view(data, job.data.split)
         return Prepared(data, space, tr, va, te)
     if view == "sequences":
-        space, tr, va, te = sequence_view(data)
+        space, tr, va, te = sequence_view(data, config=job.sequence)
         return Prepared(data, space, tr, va, te)
     tr, va, te = data.chronological_split(job.data.split)
     extra_specs, tables = knowledge_inputs(job.knowledge, data, tr)
@@ -167,6 +168,8 @@ def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
     task = TASKS.get(job.task or FAMILIES.get(job.family).task)()
     if isinstance(task, BPRTask):
         task.n_items = prepared.context.n_items
+    if isinstance(task, NextItemTask):
+        task.exclude_history = job.sequence.exclude_history
     return Trainer(job.trainer, task)
 
 

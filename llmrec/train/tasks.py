@@ -135,8 +135,15 @@ class BPRTask(_FullSort):
 
 
 class NextItemTask(_FullSort):
-    """Softmax cross-entropy over every item (the model returns [B, n_items] logits; index 0 is padding)."""
+    """Softmax cross-entropy over every item; index 0 is padding. A batch with one target per row ([B]) asks
+    the model for [B, n_items] logits after each history; one with a target per position ([B, L], 0 = none)
+    asks for [N, n_items] logits at the N positions that have a target, in row-major order (every
+    (prefix -> next) pair of a user's sequence in one forward pass). The loss is the mean over targets.
+    Evaluation ranks every item; ``exclude_history`` ranks the items of the user's history last."""
     name = "next_item"
+
+    def __init__(self, exclude_history: bool = False) -> None:
+        self.exclude_history = exclude_history
 
     def make_batch(self, data: SeqBatch, idx, generator) -> SeqBatch:
         return data.slice(idx)
@@ -144,7 +151,8 @@ class NextItemTask(_FullSort):
     def row_loss(self, net, batch: SeqBatch) -> torch.Tensor:
         logits = net(batch).float()
         logits[:, 0] = -torch.inf
-        return nn.functional.cross_entropy(logits, batch.target, reduction="none")
+        target = batch.target[batch.target > 0] if batch.target.ndim == 2 else batch.target
+        return nn.functional.cross_entropy(logits, target, reduction="none")
 
     @torch.no_grad()
     def evaluate(self, model, data: SeqBatch, ctx, groups=None) -> dict[str, float]:
@@ -155,6 +163,8 @@ class NextItemTask(_FullSort):
             with ctx.autocast():
                 scores = model(b.to(ctx.device)).float().cpu()
             scores[:, 0] = -torch.inf
+            if self.exclude_history:
+                scores.scatter_(1, b.items.cpu(), -torch.inf)  # padding 0 is -inf already
             gold = torch.zeros_like(scores, dtype=torch.bool)
             gold[torch.arange(len(b)), b.target] = True
             parts.append(full_sort_metrics(scores, gold, self.ks))

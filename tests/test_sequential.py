@@ -1,0 +1,148 @@
+"""The sequential family: the sequence view (per-position targets = every prefix's next item), the causal
+and padding behaviour of SASRec and GRU4Rec, the next-item task's options, and the sequence world."""
+import numpy as np
+import pytest
+import torch
+
+from llmrec.data.synthetic import SequenceWorldConfig, generate_sequences
+from llmrec.data.views import SeqBatch, SequenceViewConfig, sequence_stats, sequence_view
+from llmrec.metrics import full_sort_metrics
+from llmrec.models import build_model, resolve_model_config
+from llmrec.train import NextItemTask
+
+
+@pytest.fixture(scope="module")
+def seqs():
+    return generate_sequences(SequenceWorldConfig(n_users=40, n_items=50, min_length=5, max_length=15))
+
+
+def test_per_position_targets_are_exactly_the_prefix_pairs(seqs):
+    cfg = SequenceViewConfig(max_len=20, interactions="all", train="sequences")
+    _, per_pos, valid, test = sequence_view(seqs, config=cfg)
+    _, prefixes, valid2, test2 = sequence_view(seqs, config=cfg.model_copy(update={"train": "prefixes"}))
+    pairs_a = set()
+    for r in range(len(per_pos)):
+        items, tgt = per_pos.items[r].tolist(), per_pos.target[r].tolist()
+        for t in range(len(items)):
+            if tgt[t]:
+                hist = tuple(x for x in items[: t + 1] if x)
+                pairs_a.add((int(per_pos.users[r]), hist, tgt[t]))
+    pairs_b = {(int(u), tuple(x for x in h.tolist() if x), int(t))
+               for u, h, t in zip(prefixes.users, prefixes.items, prefixes.target)}
+    assert pairs_a == pairs_b and len(pairs_a) == len(prefixes)
+    assert torch.equal(valid.items, valid2.items) and torch.equal(test.target, test2.target)
+    # leave-one-out: a user's test history is the valid history plus the valid target
+    v = valid.items[0][valid.items[0] > 0].tolist() + [int(valid.target[0])]
+    assert test.items[0][test.items[0] > 0].tolist() == v[-20:]
+
+
+def test_sequence_stats_count_what_is_dropped():
+    world = generate_sequences(SequenceWorldConfig(n_users=10, n_items=20, min_length=3, max_length=6))
+    s = sequence_stats(world, SequenceViewConfig(min_len=5, interactions="all"))
+    kept = sum(1 for u in set(world.columns["user_id"]) if (world.columns["user_id"] == u).sum() >= 5)
+    assert s.users == kept and s.users + s.dropped_users == 10
+    assert s.interactions + s.dropped_interactions == len(world) and s.tied_timestamps == 0
+    world.columns["timestamp"][:] = 0.0  # every timestamp tied: kept in file order, counted
+    assert sequence_stats(world, SequenceViewConfig(min_len=3, interactions="all")).tied_timestamps == len(world) - 10
+    with pytest.raises(Exception, match="min_len"):
+        sequence_view(world, config=SequenceViewConfig(min_len=100, interactions="all"))
+
+
+def _space_and_test(seqs):
+    space, _, _, test = sequence_view(seqs, config=SequenceViewConfig(max_len=12, interactions="all"))
+    return space, test
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_position_logits_equal_each_prefix_logits_and_padding_is_invisible(seqs, name):
+    space, test = _space_and_test(seqs)
+    torch.manual_seed(0)
+    extra = {"max_len": 12} if name == "sasrec" else {}
+    model = build_model(space, resolve_model_config({"name": name, **extra})).eval()
+    items = test.items[:6]
+    n = int((items[0] > 0).sum())
+    # one forward pass with a target at every real position == a forward pass per prefix (causality)
+    target = torch.where(items > 0, torch.ones_like(items), torch.zeros_like(items))
+    per_pos = model(SeqBatch(items, target, test.users[:6]))
+    row0 = per_pos[:n]
+    for t in range(n):
+        prefix = torch.zeros_like(items[:1])
+        real = items[0][items[0] > 0][: t + 1]
+        prefix[0, -len(real):] = real
+        alone = model(SeqBatch(prefix, torch.ones(1, dtype=torch.long), test.users[:1]))
+        assert torch.allclose(row0[t], alone[0], atol=1e-4), (name, t)
+    # the same history with less left padding scores the same
+    short = items[:, -8:]
+    keep = (items[:, :-8] == 0).all(1)
+    a = model(SeqBatch(items[keep], torch.ones(int(keep.sum()), dtype=torch.long), test.users[:6][keep]))
+    b = model(SeqBatch(short[keep], torch.ones(int(keep.sum()), dtype=torch.long), test.users[:6][keep]))
+    assert keep.any() and torch.allclose(a, b, atol=1e-4)
+
+
+def test_next_item_loss_is_the_mean_over_every_target(seqs):
+    space, train, _, _ = sequence_view(seqs, config=SequenceViewConfig(max_len=12, interactions="all"))
+    torch.manual_seed(0)
+    model = build_model(space, resolve_model_config({"name": "sasrec", "max_len": 12})).eval()
+    b = train.slice(torch.arange(4))
+    rows = NextItemTask().row_loss(model, b)
+    assert rows.shape == (int((b.target > 0).sum()),)
+    logits = model(b)
+    logits[:, 0] = -torch.inf
+    expected = torch.nn.functional.cross_entropy(logits, b.target[b.target > 0], reduction="none")
+    assert torch.allclose(rows, expected)
+
+
+class _LovesHistory(torch.nn.Module):
+    """Scores the items of the history highest, every other item by its id."""
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.n = n_items
+
+    def forward(self, batch):
+        s = torch.arange(self.n, dtype=torch.float32).repeat(len(batch), 1) / self.n
+        return s.scatter(1, batch.items, 10.0)
+
+
+def test_exclude_history_ranks_history_items_last(seqs):
+    space, test = _space_and_test(seqs)
+    ctx = type("Ctx", (), {"eval_batch_size": 64, "device": "cpu", "autocast": staticmethod(torch.autocast)})
+    ctx.autocast = lambda: torch.autocast("cpu", enabled=False)
+    with_history = NextItemTask().evaluate(_LovesHistory(space.n_items), test, ctx)
+    without = NextItemTask(exclude_history=True).evaluate(_LovesHistory(space.n_items), test, ctx)
+    def expected(exclude: bool) -> float:  # hit@10 computed by hand from the same rule
+        hits = []
+        for items, t in zip(test.items.tolist(), test.target.tolist()):
+            hist = {x for x in items if x}
+            score = {i: (10.0 if i in hist else i / space.n_items) for i in range(1, space.n_items)}
+            if exclude:
+                score = {i: v for i, v in score.items() if i not in hist}
+            top = sorted(score, key=lambda i: -score[i])[:10]
+            hits.append(t in top)
+        return float(np.mean(hits))
+
+    assert with_history["hit@10"] == pytest.approx(expected(False))
+    assert without["hit@10"] == pytest.approx(expected(True))
+    assert with_history["hit@10"] != without["hit@10"]
+
+
+def test_mrr_is_reciprocal_rank_of_the_first_hit_within_k():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]])
+    gold = torch.tensor([[False, False, True, False], [True, False, False, False]])
+    m = full_sort_metrics(scores, gold, ks=(3,))
+    assert m["mrr@3"].tolist() == pytest.approx([1 / 3, 0.0])
+
+
+def test_sequence_world_follows_its_transitions():
+    c = SequenceWorldConfig(n_users=60, n_items=80, follow=0.9, seed=3)
+    w = generate_sequences(c)
+    users, items = w.columns["user_id"], w.columns["item_id"].astype(int)
+    within = sum(1 for u1, u2 in zip(users[:-1], users[1:]) if u1 == u2)
+    assert within == len(w) - 60  # rows are grouped by user, in time order
+    assert all(np.diff(w.columns["timestamp"][users == users[0]]) > 0)
+    # the same consecutive pair recurs far more often than chance (80 x 80 possible pairs)
+    pairs = [(a, b) for a, b, u1, u2 in zip(items[:-1], items[1:], users[:-1], users[1:]) if u1 == u2]
+    top = max(pairs.count(p) for p in set(pairs[:200]))
+    assert top >= 5
+    with pytest.raises(ValueError, match="follow"):
+        generate_sequences(SequenceWorldConfig(follow=1.5))
