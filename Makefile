@@ -39,7 +39,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info
 
-# Peer libraries for eval/ctr_benchmark.py, in their own environment (same torch build)
+# Peer libraries (FuxiCTR, DeepCTR-Torch, RecBole, mem0) for the benchmarks, in their own environment (same torch build)
 peers: .venv-peers/.installed
 .venv-peers/.installed:
 	# .venv-peers may be a link to a folder elsewhere (venv will not create through a link): build at its target
@@ -47,4 +47,8 @@ peers: .venv-peers/.installed
 	.venv-peers/bin/python -m pip install -q --upgrade pip
 	.venv-peers/bin/python -m pip install -q torch==2.13.0
 	.venv-peers/bin/python -m pip install -q fuxictr==2.3.10 deepctr-torch==0.3.0 scikit-learn mem0ai==2.2.1 faiss-cpu
+	# RecBole 1.2.1 pins ray<=2.6.3 (only its hyper-tuning uses ray) while FuxiCTR needs ray>=2.52: install RecBole,
+	# then put FuxiCTR's ray back; both import and run with it (eval/peers/peer_recbole.py)
+	.venv-peers/bin/python -m pip install -q recbole==1.2.1
+	.venv-peers/bin/python -m pip install -q "ray[data]>=2.52.0"
 	touch $@

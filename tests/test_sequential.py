@@ -146,3 +146,34 @@ def test_sequence_world_follows_its_transitions():
     assert top >= 5
     with pytest.raises(ValueError, match="follow"):
         generate_sequences(SequenceWorldConfig(follow=1.5))
+
+
+@pytest.mark.slow
+def test_sequential_benchmark_slice_through_the_harness(tmp_path):
+    """SASRec through the experiment harness on the sequence world; with the peers' environment (`make peers`),
+    RecBole's SASRec on the same sequences in the same run."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+
+    peers = Path(".venv-peers/bin/python")
+    has_recbole = peers.exists() and subprocess.run([str(peers), "-c", "import recbole"], capture_output=True).returncode == 0
+    out = tmp_path / "s.json"
+    args = ["experiment", "sequential_benchmark", "--dataset", "sequences", "--variant", "sasrec",
+            "--set", "seeds=[2021]", "--set", "datasets.sequences.trainer.epochs=2",
+            "--set", "datasets.sequences.data.sequences.n_users=80", "--out", str(out)]
+    if not has_recbole:
+        args += ["--set", "peers=[]"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())["datasets"]["sequences"]
+    s = r["variants"]["sasrec"]
+    assert s["primary_metric"] == "ndcg@10" and 0 <= s["ndcg@10_mean"] <= 1 and s["train_pairs_per_second"] > 0
+    assert {"hit@10_mean", "mrr@10_mean", "ndcg@20_mean"} <= set(s)
+    if has_recbole:
+        peer = r["peers"]["recbole:sasrec"]
+        assert peer["version"] == "1.2.1" and 0 <= peer["ndcg@10_mean"] <= 1 and peer["train_pairs_per_second"] > 0

@@ -171,7 +171,7 @@ def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: Se
     Items are every item of the kept users (as RecBole's vocabulary), so valid / test targets are always
     rankable. ``sequence_stats`` tells what was dropped."""
     c = config or SequenceViewConfig(max_len=max_len, min_len=min_len, interactions="positive", train="prefixes")
-    space, by_user, _ = _sequences(data, c)
+    space, by_user, _ = user_sequences(data, c)
     L = c.max_len
 
     def rows(pairs: list[tuple[int, list[int], int]]) -> SeqBatch:
@@ -206,7 +206,8 @@ def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: Se
     return space, train_batch, rows(valid), rows(test)
 
 
-def _sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[str, list[int]], SequenceStats]:
+def user_sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[str, list[int]], SequenceStats]:
+    """The id space, every kept user's item ids in time order (ties in file order) and the counts."""
     rows = _positives(data) if c.interactions == "positive" else np.arange(len(data))
     times = np.asarray(data.columns[data.time])[rows]
     users = np.asarray(data.columns[data.user_col])[rows].astype(str)
@@ -232,4 +233,4 @@ def _sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[st
 
 def sequence_stats(data: RecData, config: SequenceViewConfig | None = None) -> SequenceStats:
     """Users, items and interactions ``sequence_view`` keeps, what it drops and how many timestamps tie."""
-    return _sequences(data, config or SequenceViewConfig())[2]
+    return user_sequences(data, config or SequenceViewConfig())[2]

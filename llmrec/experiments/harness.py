@@ -36,6 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from llmrec.config import StrictConfig, deep_merge, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.views import SequenceViewConfig, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
@@ -47,10 +48,11 @@ from llmrec.train import TrainerConfig
 
 
 class DatasetSpec(StrictConfig):
-    """One data set of an experiment: its data config and trainer overrides."""
+    """One data set of an experiment: its data config, trainer overrides and (sequential models) sequence view."""
     data: DataConfig = DataConfig()
     features: list[FeatureSpec] | None = None
     trainer: TrainerConfig = TrainerConfig()
+    sequence: SequenceViewConfig = SequenceViewConfig()
 
 
 class KnowledgeGate(StrictConfig):
@@ -85,11 +87,20 @@ class Variant(StrictConfig):
         return self.label or str(self.model.get("name"))
 
 
+PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2"), "deepctr": ("deepfm", "dcnv2"), "recbole": ("sasrec", "gru4rec")}
+
+
 class Peer(StrictConfig):
     """A peer library's model run on the same split with the settings of the variant it copies."""
-    library: Literal["fuxictr", "deepctr"]
-    model: Literal["deepfm", "dcnv2"] = "deepfm"
+    library: Literal["fuxictr", "deepctr", "recbole"]
+    model: Literal["deepfm", "dcnv2", "sasrec", "gru4rec"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
+
+    @model_validator(mode="after")
+    def _library_has_model(self) -> "Peer":
+        if self.model not in PEER_MODELS[self.library]:
+            raise ValueError(f"model: {self.library} runs {list(PEER_MODELS[self.library])} here, not {self.model!r}")
+        return self
 
 
 class KnowledgeExtraction(StrictConfig):
@@ -143,7 +154,7 @@ def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int)
     try:
         return TrainJobConfig.model_validate({
             "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
-            "knowledge": knowledge,
+            "knowledge": knowledge, "sequence": ds.sequence.model_dump(),
             "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
     except ValidationError as e:
         raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
@@ -214,7 +225,8 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
         model, r = train_prepared(job, p)
         runs.append({"seed": seed, "best_epoch": r["best_epoch"], "valid": r["valid"], "test": r["test"],
                      "test_by_scenario": r["test_by_scenario"],
-                     "train_samples_per_second": r["train_samples_per_second"], "model": r["model"]})
+                     "train_samples_per_second": r["train_samples_per_second"], "model": r["model"],
+                     **({"train_pairs_per_second": r["train_pairs_per_second"]} if r.get("train_pairs_per_second") else {})})
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
@@ -228,6 +240,8 @@ def summarize(runs: list[dict]) -> dict:
         v = np.array([r["test"][k] for r in runs], dtype=np.float64)
         out[f"{k}_mean"], out[f"{k}_std"] = float(v.mean()), float(v.std())
     out["train_samples_per_second"] = float(np.median([r["train_samples_per_second"] for r in runs]))
+    if all(r.get("train_pairs_per_second") for r in runs):  # sequential: (prefix -> next) pairs per second
+        out["train_pairs_per_second"] = float(np.median([r["train_pairs_per_second"] for r in runs]))
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}
@@ -314,6 +328,9 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
             continue
         base = by_key[peer.variant or peer.model]
         job = job_config(exp, dataset, base, seeds[0])
+        if peer.library == "recbole":
+            out[f"recbole:{peer.model}"] = run_recbole(python, root, exp, dataset, base, seeds)
+            continue
         p = prepare(job)
         runs, rss = [], 0.0
         with tempfile.TemporaryDirectory() as tmp:
@@ -352,6 +369,46 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(f"{ds}: test primary metric (blue: llmrec, grey: peers)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def recbole_hyperparameters(job: TrainJobConfig) -> dict:
+    """The variant's model settings under RecBole's names (SASRec / GRU4Rec)."""
+    m = job.model.model_dump()
+    if m["name"] == "sasrec":
+        return {"n_layers": m["n_layers"], "n_heads": m["n_heads"], "hidden_size": m["hidden_size"],
+                "inner_size": m["inner_size"], "hidden_dropout_prob": m["hidden_dropout"],
+                "attn_dropout_prob": m["attn_dropout"], "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+                "initializer_range": 0.02}
+    if m["name"] == "gru4rec":
+        return {"embedding_size": m["embedding_size"], "hidden_size": m["hidden_size"], "num_layers": m["n_layers"],
+                "dropout_prob": m["dropout"]}
+    raise ConfigError(f"peers: recbole copies sasrec or gru4rec variants, not {m['name']!r}")
+
+
+def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, variant: Variant,
+                seeds: list[int]) -> dict:
+    """RecBole's SASRec / GRU4Rec on the variant's exact sequences (``eval/peers/peer_recbole.py``), per seed."""
+    runs = []
+    for seed in seeds:
+        job = job_config(exp, dataset, variant, seed)
+        _, by_user, _ = user_sequences(load_data(job.data), job.sequence)
+        t = job.trainer
+        spec = {"model": job.model.name, "seed": seed, "max_len": job.sequence.max_len, "epochs": t.epochs,
+                "patience": t.patience, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "hyperparameters": recbole_hyperparameters(job), "sequences": {str(u): s for u, s in by_user.items()}}
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "in.json").write_text(json.dumps(spec))
+            res = subprocess.run([str(python), str(root / "eval" / "peers" / "peer_recbole.py"), f"{tmp}/in.json",
+                                  f"{tmp}/out.json"], capture_output=True, text=True)
+            if res.returncode:
+                raise BackendError(f"peer recbole:{job.model.name} failed:\n{res.stderr[-3000:]}")
+            r = json.loads(Path(tmp, "out.json").read_text())
+        runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "epochs": r["epochs"],
+                     "train_samples_per_second": r["train_pairs_per_second"],
+                     "train_pairs_per_second": r["train_pairs_per_second"], "parameters": r["parameters"]})
+        print(dataset, "peer recbole", job.model.name, "seed", seed, "ndcg@10", round(r["test"]["ndcg@10"], 4),
+              f"{r['train_pairs_per_second']:.0f} pairs/s", flush=True)
+    return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
 
 
 def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, variants: list[str] | None = None,

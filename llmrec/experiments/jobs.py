@@ -29,7 +29,7 @@ from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
-from llmrec.data.views import SequenceViewConfig, interaction_view, sequence_view
+from llmrec.data.views import SeqBatch, SequenceViewConfig, interaction_view, sequence_view
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
@@ -194,6 +194,9 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
         "primary_metric": trainer.task.primary, "trainer": job.trainer.model_dump(),
         "best_epoch": fit.best_epoch, "valid": fit.best_valid, "test": test, "test_by_scenario": by_scenario,
         "history": fit.history, "train_samples_per_second": fit.samples_per_second,
+        # (prefix -> next) training pairs per second: rows carry a target per position in the sequential view
+        "train_pairs_per_second": (fit.samples_per_second * float((p.train.target > 0).sum()) / len(p.train)
+                                   if isinstance(p.train, SeqBatch) else None),
         "resumed_from_epoch": fit.resumed_from_epoch,
         "parameters": int(sum(q.numel() for q in model.parameters())),
     }
