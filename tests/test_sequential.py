@@ -177,3 +177,29 @@ def test_sequential_benchmark_slice_through_the_harness(tmp_path):
     if has_recbole:
         peer = r["peers"]["recbole:sasrec"]
         assert peer["version"] == "1.2.1" and 0 <= peer["ndcg@10_mean"] <= 1 and peer["train_pairs_per_second"] > 0
+
+
+def test_item_text_vectors_are_fused_saved_and_reloaded(tmp_path):
+    from llmrec.data.synthetic import SequenceWorldConfig
+    from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+    from llmrec.train.export import load_model, save_model
+
+    job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": SequenceWorldConfig(
+        n_users=30, n_items=40, max_length=12).model_dump()}, sequence={"max_len": 12, "interactions": "all"},
+        model={"name": "sasrec", "max_len": 12, "hidden_size": 16, "inner_size": 32},
+        knowledge={"source": "text", "kinds": ["item"]}, trainer={"epochs": 1, "batch_size": 8, "progress": False})
+    p = prepare(job)
+    vec = p.context.item_vectors
+    assert vec.shape == (p.context.n_items, 384) and not vec[0].any() and np.abs(vec[1:]).sum(1).min() > 0
+    model, result = train_prepared(job, p)
+    assert model.config.text_dim == 384 and result["model"]["name"] == "sasrec"
+    # the text vectors make the item table: changing them changes the scores
+    with torch.no_grad():
+        before = model(p.test.slice(torch.arange(4)))
+        save_model(tmp_path / "m", model, p.context)
+        loaded, _ = load_model(tmp_path / "m")
+        assert torch.allclose(before, loaded(p.test.slice(torch.arange(4))), atol=1e-6)
+        loaded.item_text.mul_(0)
+        assert not torch.allclose(before, loaded(p.test.slice(torch.arange(4))), atol=1e-3)
+    with pytest.raises(Exception, match="kinds"):
+        prepare(job.model_copy(update={"knowledge": job.knowledge.model_copy(update={"kinds": ["item", "user"]})}))

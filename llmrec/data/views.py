@@ -26,9 +26,11 @@ from llmrec.errors import DataError
 
 @dataclass(frozen=True)
 class ItemSpace:
-    """Dense id maps; what ranking models are built from. Item index 0 is padding."""
+    """Dense id maps; what ranking models are built from. Item index 0 is padding. ``item_vectors``
+    (optional, [n_items, d], row 0 zeros): knowledge / text vectors of the items, aligned with their ids."""
     users: dict[str, int]
     items: dict[str, int]
+    item_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_users(self) -> int:

@@ -16,7 +16,7 @@ Unknown keys anywhere are errors naming the field. ``--set model.dropout=0.1`` s
 are applied on top of the file."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,6 +126,22 @@ def knowledge_inputs(knowledge: KnowledgeFeatures | None, data: RecData,
     return knowledge_specs(data, tabs), {knowledge_feature_name(k): t for k, t in tabs.items()}
 
 
+def item_vector_matrix(knowledge: KnowledgeFeatures, data: RecData, space) -> np.ndarray:
+    """The job's item knowledge vectors as an [n_items, d] matrix aligned with ``space``'s item ids (row 0 and
+    items without a vector are zeros). Sequential models take item vectors only."""
+    if knowledge.kinds != ["item"]:
+        raise ConfigError(f"knowledge.kinds: sequential models fuse item vectors only, set kinds: [item] "
+                          f"(got {knowledge.kinds})")
+    _, tables = knowledge_inputs(knowledge, data)
+    table = tables[knowledge_feature_name("item")]
+    dim = len(next(iter(table.values())))
+    out = np.zeros((space.n_items, dim), np.float32)
+    for item, idx in space.items.items():
+        if item in table:
+            out[idx] = table[item]
+    return out
+
+
 def shuffled_table(table: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """The same vectors assigned to other ids (a seeded permutation over the sorted ids)."""
     ids = sorted(table)
@@ -154,6 +170,8 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
         return Prepared(data, space, tr, va, te)
     if view == "sequences":
         space, tr, va, te = sequence_view(data, config=job.sequence)
+        if job.knowledge is not None:  # item vectors fused into the item table (LLM / text knowledge)
+            space = replace(space, item_vectors=item_vector_matrix(job.knowledge, data, space))
         return Prepared(data, space, tr, va, te)
     tr, va, te = data.chronological_split(job.data.split)
     extra_specs, tables = knowledge_inputs(job.knowledge, data, tr)

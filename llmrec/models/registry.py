@@ -137,7 +137,8 @@ def build_model(context: Any, config: ModelConfigBase | Mapping[str, Any]) -> nn
     (a fitted ``FeatureEncoder`` for ctr / multitask, an ``ItemSpace`` for graph / sequential)."""
     cfg = resolve_model_config(config)
     model = MODELS.get(cfg.name).build(context, cfg)
-    model.config = cfg
+    if not isinstance(getattr(model, "config", None), type(cfg)):  # a builder may keep the config it used
+        model.config = cfg  # (sizes read from the context, e.g. the item text width), so a reload rebuilds it
     return model
 
 

@@ -1,6 +1,12 @@
-"""What sequential models share: the item table, the output over every item, and reading the hidden states
-where a ``SeqBatch`` has targets (the last position for one target per row; every position with a target for
-a target per position)."""
+"""What sequential models share: the item table (optionally fused with item text / LLM knowledge vectors),
+the output over every item, and reading the hidden states where a ``SeqBatch`` has targets (the last position
+for one target per row; every position with a target for a target per position).
+
+Knowledge fusion (UniSRec / LLM-ESR style): a fixed vector t_i per item (MiniLM item text, the LLM's hidden
+states, or ``llmrec extract`` knowledge) is projected to the model width, p_i = W t_i, and gated into the id
+embedding, e_i + sigmoid(G [e_i; p_i]) * p_i; the fused table serves both the inputs and the output scores, so
+an item seen rarely in training still carries its text. The vectors are a buffer of the model (saved with
+it), not trained."""
 from __future__ import annotations
 
 import torch
@@ -25,11 +31,32 @@ class SequentialModel(nn.Module):
     """Base of the family: ``encode(items) -> [B, L, d]`` hidden states (right-aligned, like the items) is
     what a model writes; scoring against the item table and target selection live here."""
 
-    def __init__(self, space: ItemSpace, dim: int) -> None:
+    def __init__(self, space: ItemSpace, dim: int, text_dim: int = 0) -> None:
         super().__init__()
         self.item = nn.Embedding(space.n_items, dim, padding_idx=0)
+        self.text_proj = self.text_gate = None
+        if text_dim:
+            vectors = torch.zeros(space.n_items, text_dim)
+            if space.item_vectors is not None:
+                if space.item_vectors.shape != (space.n_items, text_dim):
+                    raise ValueError(f"item_vectors: shape {space.item_vectors.shape}, expected "
+                                     f"({space.n_items}, {text_dim})")
+                vectors = torch.as_tensor(space.item_vectors, dtype=torch.float32)
+            self.register_buffer("item_text", vectors)
+            self.text_proj = nn.Linear(text_dim, dim)
+            self.text_gate = nn.Linear(2 * dim, dim)
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
+        """[n_items, d] item vectors: the id embeddings, fused with the projected text vectors if any."""
+        e = self.item.weight
+        if self.text_proj is None:
+            return e
+        p = self.text_proj(self.item_text)
+        fused = e + torch.sigmoid(self.text_gate(torch.cat([e, p], dim=1))) * p
+        return fused * (torch.arange(len(e), device=e.device) > 0).unsqueeze(1)  # padding stays zero
+
+    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] states from the embedded history ``x`` [B, L, d] (``items``: the ids, 0 = padding)."""
         raise NotImplementedError
 
     def embedding_tables(self) -> list[torch.Tensor]:
@@ -39,6 +66,12 @@ class SequentialModel(nn.Module):
     def forward(self, batch: SeqBatch) -> torch.Tensor:
         """Logits over every item: [B, n_items] after each history (one target per row), or [N, n_items] at the
         N positions with a target (a target per position), row-major."""
-        h = self.encode(batch.items)
+        table = self.item_table()
+        h = self.encode(table[batch.items], batch.items)
         h = h[:, -1] if batch.target.ndim == 1 else h[batch.target > 0]
-        return h @ self.item.weight.T
+        return h @ table.T
+
+
+def text_width(space: ItemSpace, configured: int) -> int:
+    """The item text width a model is built with: the context's vectors' width, else the config's (a reload)."""
+    return int(space.item_vectors.shape[1]) if space.item_vectors is not None else configured

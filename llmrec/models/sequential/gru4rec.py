@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, init_weights
+from llmrec.models.sequential.base import SequentialModel, init_weights, text_width
 
 
 class GRU4RecConfig(ModelConfigBase):
@@ -19,13 +19,14 @@ class GRU4RecConfig(ModelConfigBase):
     hidden_size: int = Field(128, ge=1)
     n_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
+    text_dim: int = Field(0, ge=0)  # item knowledge / text vectors fused in (set from the data; 0 = ids only)
 
 
 class GRU4Rec(SequentialModel):
     """Embedding -> dropout -> GRU over the real items only -> linear to the embedding width."""
 
     def __init__(self, space: ItemSpace, c: GRU4RecConfig) -> None:
-        super().__init__(space, c.embedding_size)
+        super().__init__(space, c.embedding_size, c.text_dim)
         self.drop = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.n_layers, batch_first=True, bias=False)
         self.proj = nn.Linear(c.hidden_size, c.embedding_size)
@@ -33,13 +34,13 @@ class GRU4Rec(SequentialModel):
         for name, w in self.gru.named_parameters():  # recurrent weights: Xavier, as RecBole's GRU4Rec
             nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         B, L = items.shape
         lengths = (items > 0).sum(1)
         # right-aligned -> left-aligned (a row's real items first) so the GRU packs them
         shift = (torch.arange(L, device=items.device)[None, :] + (L - lengths)[:, None]) % L
-        left = items.gather(1, shift)
-        packed = pack_padded_sequence(self.drop(self.item(left)), lengths.clamp(min=1).cpu(), batch_first=True,
+        left = x.gather(1, shift[:, :, None].expand(-1, -1, x.shape[2]))
+        packed = pack_padded_sequence(self.drop(left), lengths.clamp(min=1).cpu(), batch_first=True,
                                       enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
@@ -51,4 +52,7 @@ class GRU4Rec(SequentialModel):
 @register_model("gru4rec", family="sequential", config=GRU4RecConfig, onnx=False)
 def build_gru4rec(space: ItemSpace, config: GRU4RecConfig) -> GRU4Rec:
     """GRU4Rec: a GRU over the history, full softmax over every item (Hidasi et al., 2016)."""
-    return GRU4Rec(space, config)
+    config = config.model_copy(update={"text_dim": text_width(space, config.text_dim)})
+    model = GRU4Rec(space, config)
+    model.config = config
+    return model

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, init_weights
+from llmrec.models.sequential.base import SequentialModel, init_weights, text_width
 
 
 class SASRecConfig(ModelConfigBase):
@@ -23,6 +23,7 @@ class SASRecConfig(ModelConfigBase):
     hidden_dropout: float = Field(0.5, ge=0, lt=1)
     attn_dropout: float = Field(0.5, ge=0, lt=1)
     max_len: int = Field(50, ge=1)  # position embeddings: at least the data view's max_len
+    text_dim: int = Field(0, ge=0)  # item knowledge / text vectors fused in (set from the data; 0 = ids only)
 
 
 class Block(nn.Module):
@@ -52,7 +53,7 @@ class SASRec(SequentialModel):
     """Item + position embeddings -> LayerNorm, dropout -> causal self-attention blocks."""
 
     def __init__(self, space: ItemSpace, c: SASRecConfig) -> None:
-        super().__init__(space, c.hidden_size)
+        super().__init__(space, c.hidden_size, c.text_dim)
         self.max_len = c.max_len
         self.pos = nn.Embedding(c.max_len, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
@@ -60,7 +61,7 @@ class SASRec(SequentialModel):
         self.blocks = nn.ModuleList([Block(c) for _ in range(c.n_layers)])
         init_weights(self)
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         L = items.shape[1]
         if L > self.max_len:
             raise ValueError(f"batch: histories of {L} items, longer than model.max_len {self.max_len}")
@@ -68,7 +69,7 @@ class SASRec(SequentialModel):
         # positions count from the first real item (as left-aligned RecBole), so an item's state depends on
         # what came before it, never on the padding: a prefix alone and inside its full sequence agree
         pos = (real.cumsum(1) - 1).clamp(min=0)
-        x = self.drop(self.norm(self.item(items) + self.pos(pos)))
+        x = self.drop(self.norm(x + self.pos(pos)))
         causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
         # a query sees earlier real items; padding queries see only themselves (no row is fully masked)
         allowed = (causal & (real[:, None, :] | torch.eye(L, dtype=torch.bool, device=items.device)))[:, None]
@@ -80,4 +81,7 @@ class SASRec(SequentialModel):
 @register_model("sasrec", family="sequential", config=SASRecConfig, onnx=False)
 def build_sasrec(space: ItemSpace, config: SASRecConfig) -> SASRec:
     """SASRec: causal self-attention over the history, learned positions (Kang and McAuley, 2018)."""
-    return SASRec(space, config)
+    config = config.model_copy(update={"text_dim": text_width(space, config.text_dim)})
+    model = SASRec(space, config)
+    model.config = config
+    return model
