@@ -224,6 +224,25 @@ SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=v
 
 
 @app.command()
+def recommend(
+    config: str = typer.Option(..., help="the job config the model was trained with (its data and view)"),
+    user: str = typer.Option(..., help="the user id, as in the data"),
+    model_dir: Optional[Path] = typer.Option(None, help="saved model (default: the config's output_dir/model)"),
+    k: int = typer.Option(10, help="how many items"),
+    include_seen: bool = typer.Option(False, help="also recommend items the user already interacted with"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Top-k items for one user from a trained model (CTR, graph and sequential models)."""
+    from llmrec.experiments.jobs import load_job_config
+    from llmrec.recommend import recommend as top_k
+
+    job = load_job_config(config, set_)
+    where = model_dir or Path(job.output_dir) / "model"
+    for rank, r in enumerate(top_k(where, job, user, k, include_seen), 1):
+        typer.echo(f"{rank:3d}. {r.item}\t{r.score:.4f}" + (f"\t{r.title}" if r.title else ""))
+
+
+@app.command()
 def train(
     config: str = typer.Option(..., help="YAML job config (data, features, model, trainer, output_dir) or a "
                                          "bundled config's name, e.g. deepfm_ml100k"),
