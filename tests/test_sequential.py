@@ -203,3 +203,44 @@ def test_item_text_vectors_are_fused_saved_and_reloaded(tmp_path):
         assert not torch.allclose(before, loaded(p.test.slice(torch.arange(4))), atol=1e-3)
     with pytest.raises(Exception, match="kinds"):
         prepare(job.model_copy(update={"knowledge": job.knowledge.model_copy(update={"kinds": ["item", "user"]})}))
+
+
+def test_rsir_generation_respects_fidelity_and_never_repeats_history(seqs):
+    from llmrec.augment import RSIRConfig, generate_continuations
+    from llmrec.data.views import user_sequences
+
+    space, by_user, _ = user_sequences(seqs, SequenceViewConfig(max_len=12, interactions="all"))
+    real = [ids[:-2] for ids in by_user.values()]
+    torch.manual_seed(0)
+    model = build_model(space, resolve_model_config({"name": "sasrec", "max_len": 12})).eval()
+    c = RSIRConfig(generate=4, tau=3, exploit=0.5, sample_top=10)
+    extra, counts = generate_continuations(model, real, 12, c)
+    assert len(extra) == len(real) and counts["generated"] == 4 * len(real)
+    assert 0 < counts["accepted"] < counts["generated"]  # a tight tau rejects some explored items
+    with torch.no_grad():
+        for seq, more in zip(real[:10], extra[:10]):
+            assert not set(more) & set(seq) and len(set(more)) == len(more)
+            window = torch.zeros(1, 12, dtype=torch.long)
+            window[0, -len(seq[-12:]):] = torch.tensor(seq[-12:])
+            logits = model(SeqBatch(window, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)))[0]
+            logits[[0, *seq]] = -torch.inf
+            for i in more:  # every accepted item ranks in the top tau under the real history alone
+                assert int((logits > logits[i]).sum()) + 1 <= 3
+    open_, counts_open = generate_continuations(model, real, 12, c.model_copy(update={"fidelity": False}))
+    assert counts_open["accepted"] == counts_open["generated"] == 4 * len(real)
+
+
+@pytest.mark.slow
+def test_rsir_rounds_train_successors_on_more_rows():
+    from llmrec.augment import RSIRConfig, run_rsir
+    from llmrec.experiments.jobs import TrainJobConfig
+
+    job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 30,
+                                                                             "max_length": 12}},
+                         sequence={"max_len": 12, "interactions": "all"}, model={"name": "gru4rec", "embedding_size": 8,
+                                                                                  "hidden_size": 8},
+                         trainer={"epochs": 1, "batch_size": 8, "progress": False})
+    out = run_rsir(job, RSIRConfig(rounds=2, generate=3))
+    r = out["rounds"]
+    assert [x["round"] for x in r] == [0, 1, 2] and r[0]["train_rows"] < r[1]["train_rows"] < r[2]["train_rows"]
+    assert all("ndcg@10" in x["test"] for x in r) and r[1]["accepted"] <= r[1]["generated"]

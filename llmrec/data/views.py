@@ -195,17 +195,21 @@ def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: Se
             seq_rows.append((uix, ids[:-2]))
         valid.append((uix, ids[:-2], ids[-2]))
         test.append((uix, ids[:-1], ids[-1]))
-    if c.train == "sequences":
-        inp = np.zeros((len(seq_rows), L), np.int64)
-        tgt = np.zeros((len(seq_rows), L), np.int64)
-        for r, (_, ids) in enumerate(seq_rows):
-            x, y = ids[:-1][-L:], ids[1:][-L:]
-            inp[r, L - len(x):], tgt[r, L - len(y):] = x, y
-        train_batch = SeqBatch(torch.from_numpy(inp), torch.from_numpy(tgt),
-                               torch.tensor([u for u, _ in seq_rows], dtype=torch.long))
-    else:
-        train_batch = rows(train)
+    train_batch = sequence_rows(seq_rows, L) if c.train == "sequences" else rows(train)
     return space, train_batch, rows(valid), rows(test)
+
+
+def sequence_rows(seqs: list[tuple[int, list[int]]], max_len: int) -> SeqBatch:
+    """Training rows with a target at every position: per (user index, item ids), inputs ids[:-1] and targets
+    ids[1:], the last ``max_len`` of each, right-aligned."""
+    L = max_len
+    inp = np.zeros((len(seqs), L), np.int64)
+    tgt = np.zeros((len(seqs), L), np.int64)
+    for r, (_, ids) in enumerate(seqs):
+        x, y = ids[:-1][-L:], ids[1:][-L:]
+        if x:
+            inp[r, L - len(x):], tgt[r, L - len(y):] = x, y
+    return SeqBatch(torch.from_numpy(inp), torch.from_numpy(tgt), torch.tensor([u for u, _ in seqs], dtype=torch.long))
 
 
 def user_sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[str, list[int]], SequenceStats]:
