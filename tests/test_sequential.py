@@ -244,3 +244,59 @@ def test_rsir_rounds_train_successors_on_more_rows():
     r = out["rounds"]
     assert [x["round"] for x in r] == [0, 1, 2] and r[0]["train_rows"] < r[1]["train_rows"] < r[2]["train_rows"]
     assert all("ndcg@10" in x["test"] for x in r) and r[1]["accepted"] <= r[1]["generated"]
+
+
+def test_diffusion_schedule_and_rounding():
+    from llmrec.augment.diffuasr import Schedule, round_to_items
+
+    s = Schedule.linear(50, 1e-4, 0.02)
+    assert (s.alpha_bar[1:] < s.alpha_bar[:-1]).all() and 0.5 < float(s.alpha_bar[-1]) < 1
+    x0, eps, t = torch.randn(3, 4, 2), torch.randn(3, 4, 2), torch.tensor([0, 10, 49])
+    a = s.alpha_bar[t].view(-1, 1, 1)
+    assert torch.allclose(s.noised(x0, t, eps), a.sqrt() * x0 + (1 - a).sqrt() * eps)
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    gen = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])
+    # position 0 -> item 1 is excluded, so 2; position 1 -> 1 and 2 are taken, so 3 is what is left;
+    # position 2 -> only padding (never chosen) would remain: -inf everywhere, argmax picks index 0's slot
+    out = round_to_items(gen[:, :2], table, [{1}])[0]
+    assert out == [2, 3]
+
+
+def test_diffusion_learns_the_prefix_distribution_of_its_guide():
+    from llmrec.augment.diffuasr import DiffuASRConfig, ddim_sample, round_to_items, train_diffusion
+
+    g = torch.Generator().manual_seed(0)
+    a_dir, b_dir = torch.zeros(8), torch.zeros(8)
+    a_dir[0], b_dir[1] = 1.0, 1.0
+    table = torch.cat([torch.zeros(1, 8), a_dir + 0.3 * torch.randn(20, 8, generator=g),
+                       b_dir + 0.3 * torch.randn(20, 8, generator=g)])  # items 1-20 "A", 21-40 "B"
+    prefixes, guides = [], []
+    for n in range(200):
+        group = range(1, 21) if n % 2 == 0 else range(21, 41)
+        ids = torch.tensor(list(group))[torch.randperm(20, generator=g)[:4]]
+        prefixes.append(table[ids])
+        guides.append((a_dir if n % 2 == 0 else b_dir) + 0.1 * torch.randn(8, generator=g))
+    c = DiffuASRConfig(prefix=4, steps=100, hidden=128, epochs=150, batch_size=64, sample_steps=20)
+    model, sched, losses = train_diffusion(torch.stack(prefixes), torch.stack(guides), c)
+    assert losses[-1] < 0.6 * losses[0]
+    gen = ddim_sample(model, sched, torch.stack([a_dir] * 10 + [b_dir] * 10), c.sample_steps)
+    items = round_to_items(gen, table, [set() for _ in range(20)])
+    right = sum(i <= 20 for row in items[:10] for i in row) + sum(i > 20 for row in items[10:] for i in row)
+    assert right / 80 >= 0.85  # the guide decides which cluster the generated prefix comes from
+    assert torch.equal(gen, ddim_sample(model, sched, torch.stack([a_dir] * 10 + [b_dir] * 10), c.sample_steps))
+
+
+@pytest.mark.slow
+def test_diffuasr_run_prepends_to_short_users_only():
+    from llmrec.augment.diffuasr import DiffuASRConfig, run_diffuasr
+    from llmrec.experiments.jobs import TrainJobConfig
+
+    job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 40,
+                                                                             "min_length": 5, "max_length": 25}},
+                         sequence={"max_len": 30, "interactions": "all"},
+                         model={"name": "sasrec", "max_len": 30, "hidden_size": 16, "inner_size": 32},
+                         trainer={"epochs": 1, "batch_size": 8, "progress": False})
+    out = run_diffuasr(job, DiffuASRConfig(prefix=3, steps=50, epochs=5, hidden=32, short_below=12))
+    assert 0 < out["short_users"] < out["users"]
+    for name in ("base", "diffusion", "random_prefix"):
+        assert "ndcg@10" in out[name]["test"] and "ndcg@10" in out[name]["test_short_users"]
