@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from conftest import shared
 from llmrec.cli import app
 from llmrec.errors import ConfigError
+from llmrec.experiments.augment import AugmentExperiment
 from llmrec.experiments.judge import JudgeExperiment
 from llmrec.experiments.harness import ExperimentConfig, load_experiment
 from llmrec.configfiles import config_dirs
@@ -19,7 +20,7 @@ from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
 
 KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "rerank": RerankExperiment,
-                "research": ResearchExperiment, "judge": JudgeExperiment}
+                "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

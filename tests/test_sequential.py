@@ -300,3 +300,26 @@ def test_diffuasr_run_prepends_to_short_users_only():
     assert 0 < out["short_users"] < out["users"]
     for name in ("base", "diffusion", "random_prefix"):
         assert "ndcg@10" in out[name]["test"] and "ndcg@10" in out[name]["test_short_users"]
+
+
+@pytest.mark.slow
+def test_augment_experiment_slice(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+
+    out = tmp_path / "a.json"
+    res = CliRunner().invoke(app, [
+        "experiment", "sequential_augment", "--set", "seeds=[2021]", "--set", "job.trainer.epochs=1",
+        "--set", "job.data.sequences.n_users=40", "--set", "job.data.sequences.n_items=40",
+        "--set", "job.data.sequences.min_length=5", "--set", "job.data.sequences.max_length=20",
+        "--set", "job.model.hidden_size=16", "--set", "job.model.inner_size=32", "--set", "rsir.rounds=1",
+        "--set", "diffuasr.epochs=3", "--set", "diffuasr.prefix=3", "--set", "diffuasr.short_below=10",
+        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())["summary"]
+    assert [x["round"] for x in r["rsir"]] == [0, 1] and r["rsir_no_filter"][1]["acceptance"] == 1.0
+    assert 0 <= r["rsir"][1]["acceptance"] <= 1 and "ndcg@10_mean" in r["rsir"][1]
+    assert set(r["diffuasr"]) >= {"base", "diffusion", "random_prefix"} and out.with_suffix(".png").exists()

@@ -36,6 +36,7 @@ EXPERIMENT_KINDS.add_lazy("memory", "llmrec.experiments.memory:KIND")
 EXPERIMENT_KINDS.add_lazy("rerank", "llmrec.experiments.rerank:KIND")
 EXPERIMENT_KINDS.add_lazy("research", "llmrec.experiments.research:KIND")
 EXPERIMENT_KINDS.add_lazy("judge", "llmrec.experiments.judge:KIND")
+EXPERIMENT_KINDS.add_lazy("augment", "llmrec.experiments.augment:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:
