@@ -2,7 +2,9 @@
 
 - ``approximate_entropy``: Pincus' ApEn(m, r) = Phi_m - Phi_{m+1} of one item sequence with exact matching
   (r = 0): Phi_m = mean over the length-m windows of log(fraction of windows equal to it). A sequence that
-  repeats itself scores near 0; one that never repeats a pattern scores higher.
+  repeats itself scores near 0; one that mixes a few symbols irregularly scores higher. With no repeated
+  window at all (a user who never returns to an item) it is log((N-m)/(N-m+1)) < 0 whatever the order, so
+  item-id sequences are read through a coarser symbol (the item's category) in the experiment.
 - ``data_proxy``: tokens (interactions) of a data set, the mean ApEn over its users' sequences, and
   D' = tokens x mean ApEn, the quality-weighted data size the law uses in place of raw tokens.
 - ``PerformanceLaw``: HR or NDCG as a function of model size N (parameters) and data D:

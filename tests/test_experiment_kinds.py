@@ -11,6 +11,7 @@ from conftest import shared
 from llmrec.cli import app
 from llmrec.errors import ConfigError
 from llmrec.experiments.augment import AugmentExperiment
+from llmrec.experiments.scaling import PerformanceLawExperiment
 from llmrec.experiments.judge import JudgeExperiment
 from llmrec.experiments.harness import ExperimentConfig, load_experiment
 from llmrec.configfiles import config_dirs
@@ -20,7 +21,8 @@ from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
 
 KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "rerank": RerankExperiment,
-                "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment}
+                "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment,
+                "performance_law": PerformanceLawExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

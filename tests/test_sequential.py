@@ -323,3 +323,25 @@ def test_augment_experiment_slice(tmp_path):
     assert [x["round"] for x in r["rsir"]] == [0, 1] and r["rsir_no_filter"][1]["acceptance"] == 1.0
     assert 0 <= r["rsir"][1]["acceptance"] <= 1 and "ndcg@10_mean" in r["rsir"][1]
     assert set(r["diffuasr"]) >= {"base", "diffusion", "random_prefix"} and out.with_suffix(".png").exists()
+
+
+@pytest.mark.slow
+def test_performance_law_experiment_slice(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+
+    out = tmp_path / "p.json"
+    res = CliRunner().invoke(app, [
+        "experiment", "performance_law", "--set", "job.trainer.epochs=1", "--set", "job.data.sequences.n_users=40",
+        "--set", "job.data.sequences.n_items=30", "--set", "job.data.sequences.max_length=15",
+        "--set", "layers=[1,2]", "--set", "widths=[8,16]", "--set", "fractions=[0.5,1.0]", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert len(r["points"]) == 8 and sum(r["heldout"]) == 2
+    assert set(r["fits"]) == {"d_prime", "tokens"} and r["fits"]["d_prime"]["mape_heldout"] >= 0
+    pts = r["points"]
+    assert pts[0]["tokens"] < pts[-1]["tokens"] and pts[-1]["d_prime"] == pytest.approx(pts[-1]["tokens"] * pts[-1]["apen"])
+    assert r["recommended"]["layers"] in (1, 2) and out.with_suffix(".png").exists()

@@ -37,6 +37,7 @@ EXPERIMENT_KINDS.add_lazy("rerank", "llmrec.experiments.rerank:KIND")
 EXPERIMENT_KINDS.add_lazy("research", "llmrec.experiments.research:KIND")
 EXPERIMENT_KINDS.add_lazy("judge", "llmrec.experiments.judge:KIND")
 EXPERIMENT_KINDS.add_lazy("augment", "llmrec.experiments.augment:KIND")
+EXPERIMENT_KINDS.add_lazy("performance_law", "llmrec.experiments.scaling:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:

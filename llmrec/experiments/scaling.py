@@ -1,0 +1,125 @@
+"""The performance-law experiment (kind ``performance_law``; ``configs/experiments/performance_law.yaml``):
+a grid of SASRec sizes (layers x width) trained on fractions of the training sequences; the law
+metric(N, D) of ``llmrec.scaling`` fitted on part of the grid with D = D' (tokens x ApEn) and, for comparison,
+with D = raw tokens; MAPE on the held-out grid points; a fitted-vs-measured plot; the recommended size for
+the full data. Valid / test users are the same for every point (only training rows are subsampled)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from llmrec.config import StrictConfig
+from llmrec.data.views import user_sequences
+from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.results import pyplot, write_result
+from llmrec.scaling import PerformanceLaw, data_proxy, mape, recommend_size
+
+
+class PerformanceLawExperiment(StrictConfig):
+    """The grid (layers, widths, data fractions), the job it varies, the metric and the held-out share."""
+    name: str
+    output: str | None = None
+    job: TrainJobConfig
+    layers: list[int] = [1, 2, 4]
+    widths: list[int] = [16, 32, 64]
+    fractions: list[float] = [0.25, 0.5, 1.0]
+    metric: str = "hit@10"
+    holdout_every: int = Field(3, ge=2)  # every k-th grid point (in grid order) is held out from the fit
+    # ApEn's alphabet: an item attribute column (a user rarely repeats an item, and with no repeated window
+    # exact-match ApEn is log((N-m)/(N-m+1)) < 0 whatever the sequence) or None for the item ids themselves
+    apen_symbol: str | None = "category"
+    seed: int = 0
+
+
+def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dict:
+    """Train the grid, fit the law with D' and with raw tokens on the fitting points, score the held-out ones."""
+    p = prepare(exp.job)
+    space, by_user, _ = user_sequences(p.data, exp.job.sequence)
+    symbol = symbol_map(p.data, space, exp.apen_symbol)
+    train_seqs = {space.users[u]: [symbol[i] for i in ids[:-2]] for u, ids in by_user.items()}
+    rng = np.random.default_rng(exp.seed)
+    order = rng.permutation(len(p.train))
+    points = []
+    for frac in exp.fractions:
+        keep = torch.from_numpy(np.sort(order[: max(1, int(round(frac * len(order))))]))
+        sub = p.train.slice(keep)
+        proxy = data_proxy([train_seqs[int(u)] for u in sub.users])
+        if proxy.apen <= 0:
+            raise ValueError(f"apen_symbol: mean ApEn {proxy.apen:.4f} <= 0 over {exp.apen_symbol or 'item ids'} "
+                             "(no repeated windows); use a coarser item attribute")
+        for layers in exp.layers:
+            for width in exp.widths:
+                model_cfg = {**exp.job.model.model_dump(), "n_layers": layers, "hidden_size": width,
+                             "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
+                job = TrainJobConfig.model_validate({**exp.job.model_dump(), "model": model_cfg})
+                model, r = train_prepared(job, replace(p, train=sub))
+                n = int(sum(q.numel() for q in model.parameters()))
+                points.append({"fraction": frac, "layers": layers, "width": width, "parameters": n,
+                               "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
+                               "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]})
+                print(f"fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
+                      f"(N {n}, D' {proxy.d_prime:.0f})", flush=True)
+    held = np.array([i % exp.holdout_every == exp.holdout_every - 1 for i in range(len(points))])
+    y = np.array([pt["metric"] for pt in points])
+    n = np.array([pt["parameters"] for pt in points], float)
+    fits = {}
+    for measure in ("d_prime", "tokens"):
+        d = np.array([pt[measure] for pt in points], float)
+        law = PerformanceLaw.fit(n[~held], d[~held], y[~held], measure)
+        pred = law.predict(n, d)
+        fits[measure] = {"params": law.params, "mape_heldout": mape(pred[held], y[held]),
+                         "mape_fit": mape(pred[~held], y[~held]), "predicted": pred.tolist()}
+        print(f"law with D = {measure}: held-out MAPE {fits[measure]['mape_heldout']:.2f}%", flush=True)
+    best_law = PerformanceLaw(tuple(fits["d_prime"]["params"]), "d_prime")
+    full = max(pt["d_prime"] for pt in points)
+    sizes = {(pt["layers"], pt["width"]): pt["parameters"] for pt in points}
+    (layers, width), value = recommend_size(best_law, full, sizes)
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    payload = {"data": p.data.name, "metric": exp.metric, "points": points, "heldout": held.tolist(), "fits": fits,
+               "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full}}
+    write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.job.trainer.seed])
+    plot(points, fits, held, exp.metric, path.with_suffix(".png"))
+    return {"output": str(path), "fits": fits}
+
+
+def symbol_map(data, space, column: str | None) -> dict[int, object]:
+    """Dense item id -> the symbol ApEn reads: the item's value of ``column`` (constant per item), or the id."""
+    if column is None:
+        return {i: i for i in space.items.values()}
+    if column not in data.columns:
+        raise ValueError(f"apen_symbol: {column!r} is not a column of {data.name} (have {sorted(data.columns)})")
+    first: dict[str, object] = {}
+    for item, value in zip(data.columns[data.item_col], data.columns[column]):
+        first.setdefault(str(item), value)
+    return {idx: first[item] for item, idx in space.items.items()}
+
+
+def plot(points: list[dict], fits: dict, held: np.ndarray, metric: str, path: Path) -> None:
+    """Fitted vs measured metric for both data measures, held-out points marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    y = np.array([pt["metric"] for pt in points])
+    for ax, (measure, f) in zip(axes, fits.items()):
+        pred = np.array(f["predicted"])
+        ax.scatter(y[~held], pred[~held], label="fitted points")
+        ax.scatter(y[held], pred[held], marker="x", color="tab:red", label="held-out points")
+        lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], color="gray", linewidth=1)
+        ax.set_xlabel(f"measured test {metric}")
+        ax.set_ylabel(f"law's {metric}")
+        ax.set_title(f"D = {measure}: held-out MAPE {f['mape_heldout']:.1f}%")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _load(raw: dict, path: Path) -> PerformanceLawExperiment:
+    return validate(PerformanceLawExperiment, raw, path)
+
+
+KIND = ExperimentKind(load=_load, run=run_law)
