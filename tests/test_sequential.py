@@ -302,46 +302,41 @@ def test_diffuasr_run_prepends_to_short_users_only():
         assert "ndcg@10" in out[name]["test"] and "ndcg@10" in out[name]["test_short_users"]
 
 
-@pytest.mark.slow
-def test_augment_experiment_slice(tmp_path):
+def _experiment(tmp_path, name: str, settings: list[str]) -> dict:
+    """Run ``llmrec experiment NAME --set ...`` into a temporary result file and read it back."""
     import json
 
     from typer.testing import CliRunner
 
     from llmrec.cli import app
 
-    out = tmp_path / "a.json"
-    res = CliRunner().invoke(app, [
-        "experiment", "sequential_augment", "--set", "seeds=[2021]", "--set", "job.trainer.epochs=1",
-        "--set", "job.data.sequences.n_users=40", "--set", "job.data.sequences.n_items=40",
-        "--set", "job.data.sequences.min_length=5", "--set", "job.data.sequences.max_length=20",
-        "--set", "job.model.hidden_size=16", "--set", "job.model.inner_size=32", "--set", "rsir.rounds=1",
-        "--set", "diffuasr.epochs=3", "--set", "diffuasr.prefix=3", "--set", "diffuasr.short_below=10",
-        "--out", str(out)])
+    out = tmp_path / f"{name}.json"
+    args = ["experiment", name, *[x for kv in settings for x in ("--set", kv)], "--out", str(out)]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    r = json.loads(out.read_text())["summary"]
+    assert out.with_suffix(".png").exists()
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_augment_experiment_slice(tmp_path):
+    r = _experiment(tmp_path, "sequential_augment", [
+        "seeds=[2021]", "job.trainer.epochs=1", "job.data.sequences.n_users=40", "job.data.sequences.n_items=40",
+        "job.data.sequences.min_length=5", "job.data.sequences.max_length=20", "job.model.hidden_size=16",
+        "job.model.inner_size=32", "rsir.rounds=1", "diffuasr.epochs=3", "diffuasr.prefix=3",
+        "diffuasr.short_below=10"])["summary"]
     assert [x["round"] for x in r["rsir"]] == [0, 1] and r["rsir_no_filter"][1]["acceptance"] == 1.0
     assert 0 <= r["rsir"][1]["acceptance"] <= 1 and "ndcg@10_mean" in r["rsir"][1]
-    assert set(r["diffuasr"]) >= {"base", "diffusion", "random_prefix"} and out.with_suffix(".png").exists()
+    assert set(r["diffuasr"]) >= {"base", "diffusion", "random_prefix"}
 
 
 @pytest.mark.slow
 def test_performance_law_experiment_slice(tmp_path):
-    import json
-
-    from typer.testing import CliRunner
-
-    from llmrec.cli import app
-
-    out = tmp_path / "p.json"
-    res = CliRunner().invoke(app, [
-        "experiment", "performance_law", "--set", "job.trainer.epochs=1", "--set", "job.data.sequences.n_users=40",
-        "--set", "job.data.sequences.n_items=30", "--set", "job.data.sequences.max_length=15",
-        "--set", "layers=[1,2]", "--set", "widths=[8,16]", "--set", "fractions=[0.5,1.0]", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    r = json.loads(out.read_text())
+    r = _experiment(tmp_path, "performance_law", [
+        "job.trainer.epochs=1", "job.data.sequences.n_users=40", "job.data.sequences.n_items=30",
+        "job.data.sequences.max_length=15", "layers=[1,2]", "widths=[8,16]", "fractions=[0.5,1.0]"])
     assert len(r["points"]) == 8 and sum(r["heldout"]) == 2
     assert set(r["fits"]) == {"d_prime", "tokens"} and r["fits"]["d_prime"]["mape_heldout"] >= 0
     pts = r["points"]
     assert pts[0]["tokens"] < pts[-1]["tokens"] and pts[-1]["d_prime"] == pytest.approx(pts[-1]["tokens"] * pts[-1]["apen"])
-    assert r["recommended"]["layers"] in (1, 2) and out.with_suffix(".png").exists()
+    assert r["recommended"]["layers"] in (1, 2)
