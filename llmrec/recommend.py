@@ -80,17 +80,22 @@ def _ids(space: ItemSpace) -> list[str]:
 
 def _sequential_scores(model, space: ItemSpace, job, data: RecData, user: str, include_seen: bool):
     _check_user(user, space.users, "the model")
-    _, by_user, _ = user_sequences(data, job.sequence)
+    fresh, by_user, _ = user_sequences(data, job.sequence)
     if user not in by_user:
         raise DataError(f"user: {user!r} has fewer than {job.sequence.min_len} interactions in {data.name}")
-    hist = [i for i in by_user[user] if i < space.n_items][-job.sequence.max_len:]
+    raw = {idx: item for item, idx in fresh.items.items()}
+    # the history in the MODEL's ids; items the model never saw (data newer than the model) are left out
+    known = [space.items[raw[i]] for i in by_user[user] if raw[i] in space.items]
+    if not known:
+        raise DataError(f"user: none of {user!r}'s {len(by_user[user])} items is known to the model")
+    hist = known[-job.sequence.max_len:]
     items = torch.zeros(1, job.sequence.max_len, dtype=torch.long)
     items[0, -len(hist):] = torch.tensor(hist)
     model.eval()
     scores = model(SeqBatch(items, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)))[0].numpy()
     scores[0] = -np.inf
     if not include_seen:
-        scores[by_user[user]] = -np.inf
+        scores[known] = -np.inf
     return scores, _ids(space)
 
 
