@@ -20,6 +20,7 @@ def _train(tmp_path, name, data, **extra):
     return job
 
 
+@pytest.mark.slow
 def test_sequential_top_k_follows_the_history_and_skips_seen(tmp_path):
     job = _train(tmp_path, "sasrec", SEQ, max_len=12, hidden_size=16, inner_size=32)
     data = load_data(job.data)
@@ -36,6 +37,7 @@ def test_sequential_top_k_follows_the_history_and_skips_seen(tmp_path):
         recommend(tmp_path / "sasrec" / "model", job, "3", k=0)
 
 
+@pytest.mark.slow
 def test_graph_and_ctr_top_k(tmp_path):
     job = _train(tmp_path, "mf", WORLD, embedding_dim=8)
     recs = recommend(tmp_path / "mf" / "model", job, "5", k=4)

@@ -179,6 +179,7 @@ def test_sequential_benchmark_slice_through_the_harness(tmp_path):
         assert peer["version"] == "1.2.1" and 0 <= peer["ndcg@10_mean"] <= 1 and peer["train_pairs_per_second"] > 0
 
 
+@pytest.mark.slow
 def test_item_text_vectors_are_fused_saved_and_reloaded(tmp_path):
     from llmrec.data.synthetic import SequenceWorldConfig
     from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
@@ -262,6 +263,7 @@ def test_diffusion_schedule_and_rounding():
     assert out == [2, 3]
 
 
+@pytest.mark.slow
 def test_diffusion_learns_the_prefix_distribution_of_its_guide():
     from llmrec.augment.diffuasr import DiffuASRConfig, ddim_sample, round_to_items, train_diffusion
 

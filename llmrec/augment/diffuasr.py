@@ -48,6 +48,7 @@ class Schedule:
 
     @classmethod
     def linear(cls, steps: int, start: float, end: float) -> "Schedule":
+        """Betas evenly spaced from ``start`` to ``end`` over ``steps``."""
         betas = torch.linspace(start, end, steps, dtype=torch.float64)
         return cls(betas.float(), torch.cumprod(1 - betas, 0).float())
 
