@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-
 from pydantic import Field
 
 from llmrec.config import StrictConfig, llmrec_home
