@@ -5,14 +5,15 @@ from typing import Literal
 
 from llmrec.config import StrictConfig
 from llmrec.data.schema import RecData
+from llmrec.errors import ConfigError
 from llmrec.data.synthetic import SequenceWorldConfig, SyntheticConfig, generate_sequences, generate_world
 
 
 class DataConfig(StrictConfig):
     """Which recommendation data set to load (synthetic world or MovieLens) and its chronological split."""
-    source: Literal["synthetic", "synthetic_sequences", "movielens100k", "movielens1m"] = "synthetic"
+    source: Literal["synthetic", "synthetic_sequences", "movielens100k", "movielens1m", "interactions"] = "synthetic"
     # MovieLens: its folder (native u.data / ratings.dat files or RecBole atomic files); None: the catalog's
-    # configured copy (`llmrec data path movielens100k`)
+    # configured copy (`llmrec data path movielens100k`). interactions: a user,item,timestamp CSV / Parquet file
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     sequences: SequenceWorldConfig = SequenceWorldConfig()  # source synthetic_sequences
@@ -25,6 +26,12 @@ def load_data(config: DataConfig) -> RecData:
         return generate_world(config.synthetic)
     if config.source == "synthetic_sequences":
         return generate_sequences(config.sequences)
+    if config.source == "interactions":
+        from llmrec.data.interactions import load_interactions
+
+        if not config.path:
+            raise ConfigError("data.path: the interactions source needs the file's path")
+        return load_interactions(config.path)
     from llmrec.data.catalog import require_dataset
     from llmrec.data.movielens import load_movielens
 
