@@ -103,7 +103,7 @@ def test_rerank_experiment_on_a_slice(tmp_path):
     shared("ares_nq_synthetic"), shared("mtrag_human_eval")
     out = tmp_path / "r.json"
     res = CliRunner().invoke(app, ["experiment", "rerank_radio", "--set", "train_queries=4", "--set", "test_queries=4",
-                                   "--set", "answer_queries=1", "--set", "variants=[retrieval]",
+                                   "--set", "answer_queries=1", "--set", "variants=[retrieval]", "--set", "seeds=[0]",
                                    "--set", f"work_dir={tmp_path / 'work'}", "--out", str(out)])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
