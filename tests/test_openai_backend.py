@@ -156,6 +156,7 @@ def test_knowledge_extraction_through_an_openai_endpoint(server, tmp_path):
     assert len(knowledge_tables(tmp_path, ["item"])["item"]) == 5
 
 
+@pytest.mark.slow
 def test_streaming_through_server_and_client(llm, server):
     """`stream: true` sends server-sent events token by token; the pieces join to the non-streamed text."""
     client = OpenAIChatLLM(OpenAIConfig(base_url=server.url, model="m"))
