@@ -16,7 +16,10 @@ from llmrec.data.registry import load_data
 from llmrec.data.schema import RecData
 from llmrec.data.views import ItemSpace, SeqBatch, user_sequences
 from llmrec.errors import ConfigError, DataError
+from llmrec.experiments.jobs import knowledge_inputs
 from llmrec.models import MODELS
+from llmrec.train import PointwiseTask, Trainer
+from llmrec.train.export import load_model
 
 
 @dataclass
@@ -51,8 +54,6 @@ def item_columns(data: RecData) -> list[str]:
 
 def recommend(model_dir, job, user: str, k: int = 10, include_seen: bool = False) -> list[Recommendation]:
     """The ``k`` best items for ``user`` under the model saved in ``model_dir`` (trained with ``job``)."""
-    from llmrec.train.export import load_model
-
     if k < 1:
         raise ConfigError(f"k: must be at least 1, got {k}")
     model, context = load_model(model_dir)
@@ -112,9 +113,6 @@ def _graph_scores(model, space: ItemSpace, data: RecData, user: str, include_see
 
 
 def _pointwise_scores(model, encoder, job, data: RecData, user: str, include_seen: bool):
-    from llmrec.experiments.jobs import knowledge_inputs
-    from llmrec.train import PointwiseTask, Trainer
-
     users = np.asarray(data.columns[data.user_col]).astype(str)
     mine = np.flatnonzero(users == user)
     _check_user(user, set(users), data.name)

@@ -233,7 +233,8 @@ def test_rsir_generation_respects_fidelity_and_never_repeats_history(seqs):
 
 @pytest.mark.slow
 def test_rsir_rounds_train_successors_on_more_rows():
-    from llmrec.augment import RSIRConfig, run_rsir
+    from llmrec.augment import RSIRConfig
+    from llmrec.experiments.augment import run_rsir
     from llmrec.experiments.jobs import TrainJobConfig
 
     job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 30,
@@ -290,7 +291,8 @@ def test_diffusion_learns_the_prefix_distribution_of_its_guide():
 
 @pytest.mark.slow
 def test_diffuasr_run_prepends_to_short_users_only():
-    from llmrec.augment.diffuasr import DiffuASRConfig, run_diffuasr
+    from llmrec.augment.diffuasr import DiffuASRConfig
+    from llmrec.experiments.augment import run_diffuasr
     from llmrec.experiments.jobs import TrainJobConfig
 
     job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 40,

@@ -9,19 +9,17 @@
   user's items and the prefix items already chosen.
 - Augmentation: the generated items are prepended to the training sequences of users with fewer than
   ``short_below`` interactions; the recommender retrains on them. ``random_prefix`` is the ablation (the
-  same number of random unused items prepended)."""
+  same number of random unused items prepended; run by ``llmrec.experiments.augment.run_diffuasr``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
 from llmrec.config import StrictConfig
-from llmrec.data.views import sequence_rows, user_sequences
 
 
 class DiffuASRConfig(StrictConfig):
@@ -140,54 +138,4 @@ def round_to_items(generated: torch.Tensor, table: torch.Tensor, exclude: list[s
             chosen.append(i)
             banned.add(i)
         out.append(chosen)
-    return out
-
-
-def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
-    """Base model, then the same model retrained with diffusion prefixes and with random prefixes for the short
-    users; test metrics overall and on the short users for each. Needs ``train: sequences``."""
-    from llmrec.experiments.jobs import make_trainer, prepare, train_prepared
-
-    if job.sequence.train != "sequences":
-        raise ValueError("sequence.train: DiffuASR prepends to whole sequences, set train: sequences")
-    p = prepare(job, data)
-    space, by_user, _ = user_sequences(p.data, job.sequence)
-    users = [space.users[u] for u in by_user]
-    real = [ids[:-2] for ids in by_user.values()]
-    short = np.array([len(ids) < c.short_below for ids in by_user.values()])
-    test_short = np.isin(p.test.users.numpy(), np.array(users)[short])
-
-    def scores(model, result) -> dict:
-        trainer = make_trainer(job, p)
-        sub = p.test.slice(torch.from_numpy(np.flatnonzero(test_short))) if test_short.any() else None
-        return {"test": result["test"], "valid": result["valid"],
-                "test_short_users": trainer.evaluate(model, sub) if sub is not None else None}
-
-    base, result = train_prepared(job, p)
-    out = {"config": c.model_dump(), "short_users": int(short.sum()), "users": len(users),
-           "base": scores(base, result)}
-    with torch.no_grad():
-        table = base.item_table().detach().float()
-    long_ids = [s for s in real if len(s) >= c.prefix + 1]
-    if not long_ids:
-        raise ValueError(f"prefix: no training sequence is longer than {c.prefix} items to learn prefixes from")
-    x0 = torch.stack([table[torch.tensor(s[:c.prefix])] for s in long_ids])
-    guides = torch.stack([table[torch.tensor(s[c.prefix:])].mean(0) for s in long_ids])
-    model, sched, losses = train_diffusion(x0, guides, c)
-    targets = [i for i in range(len(real)) if short[i]]
-    user_guides = torch.stack([table[torch.tensor(real[i])].mean(0) for i in targets]) if targets else None
-    rng = np.random.default_rng(c.seed)
-    prefixes = {}
-    if targets:
-        gen = ddim_sample(model, sched, user_guides, c.sample_steps, c.seed)
-        prefixes["diffusion"] = round_to_items(gen, table, [set(real[i]) for i in targets])
-        prefixes["random_prefix"] = [list(rng.choice(sorted(set(range(1, space.n_items)) - set(real[i])), c.prefix,
-                                                     replace=False)) for i in targets]
-    out["diffusion_loss_first_last"] = [losses[0], losses[-1]]
-    for name, pre in prefixes.items():
-        seqs = [(u, list(s)) for u, s in zip(users, real)]
-        for i, add in zip(targets, pre):
-            seqs[i] = (users[i], [int(x) for x in add] + real[i])
-        model_r, result_r = train_prepared(job, replace(p, train=sequence_rows(seqs, job.sequence.max_len)))
-        out[name] = scores(model_r, result_r)
     return out

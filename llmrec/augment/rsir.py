@@ -10,13 +10,11 @@ targets are never touched, and generation only sees the training part of each se
 is the no-filter ablation (every generated item kept)."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from pydantic import Field
 
 from llmrec.config import StrictConfig
-from llmrec.data.views import SeqBatch, sequence_rows, user_sequences
+from llmrec.data.views import SeqBatch
 
 
 class RSIRConfig(StrictConfig):
@@ -84,27 +82,3 @@ def generate_continuations(model, sequences: list[list[int]], max_len: int, c: R
         accepted += extra
     return accepted, {"generated": generated, "accepted": kept,
                       "acceptance": kept / generated if generated else None}
-
-
-def run_rsir(job, c: RSIRConfig, data=None) -> dict:
-    """Round 0 (the base model) and ``c.rounds`` self-improvement rounds of one training job; per round the
-    valid / test metrics and the generation counts. Needs the sequence view with ``train: sequences``."""
-    from llmrec.experiments.jobs import prepare, train_prepared
-
-    if job.sequence.train != "sequences":
-        raise ValueError("sequence.train: RSIR extends whole sequences, set train: sequences")
-    p = prepare(job, data)
-    space, by_user, _ = user_sequences(p.data, job.sequence)
-    real = [(space.users[u], ids[:-2]) for u, ids in by_user.items()]  # the training part only
-    model, result = train_prepared(job, p)
-    rounds = [{"round": 0, "valid": result["valid"], "test": result["test"], "train_rows": len(p.train)}]
-    synthetic: list[tuple[int, list[int]]] = []
-    for r in range(1, c.rounds + 1):
-        extra, counts = generate_continuations(model, [ids for _, ids in real], job.sequence.max_len,
-                                               c.model_copy(update={"seed": c.seed + r}))
-        synthetic += [(u, ids + more) for (u, ids), more in zip(real, extra) if more]
-        train = sequence_rows(real + synthetic, job.sequence.max_len)
-        model, result = train_prepared(job, replace(p, train=train))
-        rounds.append({"round": r, "valid": result["valid"], "test": result["test"], "train_rows": len(train),
-                       **counts})
-    return {"config": c.model_dump(), "rounds": rounds}

@@ -72,6 +72,11 @@ class SequentialModel(nn.Module):
         return h @ table.T
 
 
-def text_width(space: ItemSpace, configured: int) -> int:
-    """The item text width a model is built with: the context's vectors' width, else the config's (a reload)."""
-    return int(space.item_vectors.shape[1]) if space.item_vectors is not None else configured
+def build_sequential(cls, space: ItemSpace, config):
+    """A sequential model built with the item text width of the context's vectors (else the config's, as on a
+    reload), keeping that config on the model so a saved model rebuilds with the same width."""
+    width = int(space.item_vectors.shape[1]) if space.item_vectors is not None else config.text_dim
+    config = config.model_copy(update={"text_dim": width})
+    model = cls(space, config)
+    model.config = config
+    return model

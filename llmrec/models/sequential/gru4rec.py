@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, init_weights, text_width
+from llmrec.models.sequential.base import SequentialModel, build_sequential, init_weights
 
 
 class GRU4RecConfig(ModelConfigBase):
@@ -52,7 +52,4 @@ class GRU4Rec(SequentialModel):
 @register_model("gru4rec", family="sequential", config=GRU4RecConfig, onnx=False)
 def build_gru4rec(space: ItemSpace, config: GRU4RecConfig) -> GRU4Rec:
     """GRU4Rec: a GRU over the history, full softmax over every item (Hidasi et al., 2016)."""
-    config = config.model_copy(update={"text_dim": text_width(space, config.text_dim)})
-    model = GRU4Rec(space, config)
-    model.config = config
-    return model
+    return build_sequential(GRU4Rec, space, config)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, init_weights, text_width
+from llmrec.models.sequential.base import SequentialModel, build_sequential, init_weights
 
 
 class SASRecConfig(ModelConfigBase):
@@ -81,7 +81,4 @@ class SASRec(SequentialModel):
 @register_model("sasrec", family="sequential", config=SASRecConfig, onnx=False)
 def build_sasrec(space: ItemSpace, config: SASRecConfig) -> SASRec:
     """SASRec: causal self-attention over the history, learned positions (Kang and McAuley, 2018)."""
-    config = config.model_copy(update={"text_dim": text_width(space, config.text_dim)})
-    model = SASRec(space, config)
-    model.config = config
-    return model
+    return build_sequential(SASRec, space, config)
