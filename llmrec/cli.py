@@ -265,8 +265,13 @@ def train(
                f"(best epoch {result['best_epoch']}, {result['train_samples_per_second']:.0f} samples/s)")
     n_test = result.get("rows", {}).get("test") if isinstance(result.get("rows"), dict) else None
     if n_test is not None and n_test < 2000:
-        console.print(f"[yellow]warning: the test split has {n_test} rows; AUC differences below ~0.01 are noise "
-                      f"at this size[/]")
+        primary = result.get("primary_metric", "auc")
+        if primary == "auc":
+            noise = "AUC differences below ~0.01"
+        else:  # a ranking metric averaged over test users: two standard errors of a proportion of that size
+            p = float(result["test"].get(primary, 0.0))
+            noise = f"{primary} differences below ~{2 * (max(p * (1 - p), 1e-12) / n_test) ** 0.5:.3f}"
+        console.print(f"[yellow]warning: the test split has {n_test} rows; {noise} are noise at this size[/]")
     console.print(f"model and result.json in {job.output_dir}")
 
 

@@ -102,6 +102,10 @@ def test_lr_decays_on_plateau_and_stops_early(world):
     lrs = [h["lr"] for h in fit.history]
     assert lrs[-1] < lrs[0]
     assert all(later <= earlier for earlier, later in zip(lrs, lrs[1:]))
+    # lr_decay 1.0 (RecBole's fixed learning rate): the same plateau stops training without touching the rate
+    fixed = Trainer(TrainerConfig(progress=False, epochs=30, learning_rate=0.05, patience=2, lr_decay=1.0)).fit(
+        build_model(enc, mc(name="fm")), b[0], b[1])
+    assert len(fixed.history) < 30 and {h["lr"] for h in fixed.history} == {0.05}
 
 
 def test_multi_hot_and_dense_features():

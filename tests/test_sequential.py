@@ -126,6 +126,33 @@ def test_exclude_history_ranks_history_items_last(seqs):
     assert with_history["hit@10"] != without["hit@10"]
 
 
+def test_sampled_negative_protocol_is_an_extra_computed_by_hand(seqs):
+    space, test = _space_and_test(seqs)
+    ctx = type("Ctx", (), {"eval_batch_size": 7, "device": "cpu"})
+    ctx.autocast = lambda: torch.autocast("cpu", enabled=False)
+    model = _LovesHistory(space.n_items)
+    full = NextItemTask().evaluate(model, test, ctx)
+    m = NextItemTask(sampled_negatives=20).evaluate(model, test, ctx)
+    assert {k: m[k] for k in full} == full  # the full-ranking figures are untouched
+    assert m == NextItemTask(sampled_negatives=20).evaluate(model, test, ctx)  # seeded: same negatives again
+    hits, ndcg = [], []
+    for r, (items, t) in enumerate(zip(test.items.tolist(), test.target.tolist())):
+        hist = {x for x in items if x}
+        pool = torch.tensor([i for i in range(1, space.n_items) if i not in hist and i != t])
+        g = torch.Generator().manual_seed(r)  # seed 0 * 1_000_003 + the row's index in the split
+        neg = pool[torch.randperm(len(pool), generator=g)[:20]].tolist()
+        assert not (set(neg) & hist) and t not in neg
+        score = lambda i: 10.0 if i in hist else i / space.n_items  # noqa: E731
+        rank = 1 + sum(score(i) > score(t) for i in neg)
+        hits.append(rank <= 10)
+        ndcg.append((rank <= 10) / np.log2(rank + 1))
+    assert m["sampled20_hit@10"] == pytest.approx(np.mean(hits))
+    assert m["sampled20_ndcg@10"] == pytest.approx(np.mean(ndcg))
+    assert m["sampled20_hit@10"] >= full["hit@10"]  # 20 rivals instead of every item
+    with pytest.raises(ValueError, match="sampled_negatives"):
+        NextItemTask(sampled_negatives=10_000).evaluate(model, test, ctx)
+
+
 def test_mrr_is_reciprocal_rank_of_the_first_hit_within_k():
     scores = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]])
     gold = torch.tensor([[False, False, True, False], [True, False, False, False]])
@@ -344,3 +371,15 @@ def test_performance_law_experiment_slice(tmp_path):
     pts = r["points"]
     assert pts[0]["tokens"] < pts[-1]["tokens"] and pts[-1]["d_prime"] == pytest.approx(pts[-1]["tokens"] * pts[-1]["apen"])
     assert r["recommended"]["layers"] in (1, 2)
+
+
+def test_a_variant_overrides_the_data_sets_sequence_view():
+    from llmrec.experiments.harness import job_config, load_experiment
+
+    exp = load_experiment("sequential_benchmark")
+    by_key = {v.key: v for v in exp.variants}
+    rows = job_config(exp, "ml100k", by_key["sasrec"], 1)
+    positions = job_config(exp, "ml100k", by_key["sasrec (all positions)"], 1)
+    assert (rows.sequence.train, rows.trainer.batch_size) == ("prefixes", 256)  # RecBole's batches, for the peer
+    assert (positions.sequence.train, positions.trainer.batch_size) == ("sequences", 32)
+    assert rows.sequence.max_len == positions.sequence.max_len == 50 and rows.trainer.lr_decay == 1.0

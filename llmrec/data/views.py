@@ -152,6 +152,7 @@ class SequenceViewConfig(StrictConfig):
     train: Literal["sequences", "prefixes"] = "sequences"  # one row per user with a target at every position
     # (the same (prefix -> next) pairs as prefix rows, one forward pass per user) or one row per prefix
     exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
+    sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), an extra
 
 
 @dataclass

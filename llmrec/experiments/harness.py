@@ -72,6 +72,7 @@ class Variant(StrictConfig):
     label: str | None = None  # default: the model name
     model: dict[str, Any]  # {name: ..., overrides}; resolved against the registry per job
     trainer: dict[str, Any] = {}  # overrides of the data set's trainer
+    sequence: dict[str, Any] = {}  # overrides of the data set's sequence view (e.g. ``train: prefixes``)
     knowledge: KnowledgeFeatures | None = None
     gate: KnowledgeGate | None = None  # validation gate over the knowledge kinds (needs ``knowledge``)
 
@@ -154,7 +155,7 @@ def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int)
     try:
         return TrainJobConfig.model_validate({
             "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
-            "knowledge": knowledge, "sequence": ds.sequence.model_dump(),
+            "knowledge": knowledge, "sequence": deep_merge(ds.sequence.model_dump(), variant.sequence),
             "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
     except ValidationError as e:
         raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
@@ -429,8 +430,10 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             print(f"skip {ds}: {e}", flush=True)
             continue
         res: dict[str, Any] = {"variants": {}, "peers": {}}
-        if exp.knowledge is not None:
-            res["knowledge"] = extract_knowledge(exp, ds)
+        chosen = [v for v in exp.variants if not variants or v.key in variants]
+        if exp.knowledge is not None and any(v.knowledge is not None and v.knowledge.source == "generated"
+                                             and v.knowledge.dir is None for v in chosen):
+            res["knowledge"] = extract_knowledge(exp, ds)  # only when a variant of this run reads it
         for v in exp.variants:
             if variants and v.key not in variants:
                 continue

@@ -188,6 +188,7 @@ def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
         task.n_items = prepared.context.n_items
     if isinstance(task, NextItemTask):
         task.exclude_history = job.sequence.exclude_history
+        task.sampled_negatives = job.sequence.sampled_negatives
     return Trainer(job.trainer, task)
 
 

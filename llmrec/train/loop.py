@@ -47,6 +47,7 @@ class TrainerConfig(StrictConfig):
     patience: int = Field(2, ge=0)
     min_delta: float = Field(1e-6, ge=0, allow_inf_nan=False)
     min_lr: float = Field(1e-6, ge=0, allow_inf_nan=False)
+    lr_decay: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)  # lr factor after an epoch without gain (1: none)
     grad_clip: float = Field(10.0, gt=0, allow_inf_nan=False)
     seed: int = 2021
     eval_batch_size: int = Field(8192, ge=1)
@@ -197,7 +198,7 @@ class Trainer:
             else:
                 state["bad"] += 1
                 for g in opt.param_groups:
-                    g["lr"] = max(c.min_lr, g["lr"] * 0.1)
+                    g["lr"] = max(min(c.min_lr, g["lr"]), g["lr"] * c.lr_decay)
                 stop = state["bad"] >= c.patience
             state["epoch"] = epoch + 1
             if ckpt is not None and rank == 0:

@@ -139,11 +139,17 @@ class NextItemTask(_FullSort):
     the model for [B, n_items] logits after each history; one with a target per position ([B, L], 0 = none)
     asks for [N, n_items] logits at the N positions that have a target, in row-major order (every
     (prefix -> next) pair of a user's sequence in one forward pass). The loss is the mean over targets.
-    Evaluation ranks every item; ``exclude_history`` ranks the items of the user's history last."""
+    Evaluation ranks every item; ``exclude_history`` ranks the items of the user's history last.
+
+    ``sampled_negatives`` = N > 0 adds the sampled protocol as an extra, never instead: the target ranked
+    against N items drawn uniformly (seeded, without replacement) from those neither the target nor in the
+    history, reported as ``sampled<N>_hit@k`` / ``sampled<N>_ndcg@k`` beside the full-ranking metrics."""
     name = "next_item"
 
-    def __init__(self, exclude_history: bool = False) -> None:
+    def __init__(self, exclude_history: bool = False, sampled_negatives: int = 0, sample_seed: int = 0) -> None:
         self.exclude_history = exclude_history
+        self.sampled_negatives = sampled_negatives
+        self.sample_seed = sample_seed
 
     def make_batch(self, data: SeqBatch, idx, generator) -> SeqBatch:
         return data.slice(idx)
@@ -167,8 +173,35 @@ class NextItemTask(_FullSort):
                 scores.scatter_(1, b.items.cpu(), -torch.inf)  # padding 0 is -inf already
             gold = torch.zeros_like(scores, dtype=torch.bool)
             gold[torch.arange(len(b)), b.target] = True
-            parts.append(full_sort_metrics(scores, gold, self.ks))
+            metrics = full_sort_metrics(scores, gold, self.ks)
+            if self.sampled_negatives:
+                metrics.update(self._sampled(scores, b, i))
+            parts.append(metrics)
         return self._mean(parts)
+
+    def _sampled(self, scores: torch.Tensor, b: SeqBatch, offset: int) -> dict[str, torch.Tensor]:
+        """HR / NDCG of the target among ``sampled_negatives`` uniform negatives (row i's draw is seeded by
+        ``sample_seed`` and its index in the split, so every model meets the same negatives)."""
+        n, out = self.sampled_negatives, {}
+        n_items = scores.shape[1]
+        ranks = torch.empty(len(b))
+        for r in range(len(b)):
+            banned = torch.zeros(n_items, dtype=torch.bool)
+            banned[0] = True
+            banned[b.items[r]] = True
+            banned[b.target[r]] = True
+            pool = (~banned).nonzero().squeeze(1)
+            if len(pool) < n:
+                raise ValueError(f"sampled_negatives: {n} negatives asked, only {len(pool)} items are eligible")
+            g = torch.Generator().manual_seed(self.sample_seed * 1_000_003 + offset + r)
+            neg = pool[torch.randperm(len(pool), generator=g)[:n]]
+            t = scores[r, b.target[r]]
+            ranks[r] = (scores[r, neg] > t).sum() + 1  # ties go to the target, as most sampled evaluations
+        for k in self.ks:
+            hit = (ranks <= k).float()
+            out[f"sampled{n}_hit@{k}"] = hit
+            out[f"sampled{n}_ndcg@{k}"] = hit / torch.log2(ranks + 1)
+        return out
 
 
 TASKS.add("pointwise", PointwiseTask)
