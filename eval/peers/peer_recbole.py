@@ -93,7 +93,8 @@ def main() -> None:
                "epochs": spent["epochs"], "train_seconds": spent["seconds"], "train_pairs": pairs,
                "train_pairs_per_second": pairs * spent["epochs"] / spent["seconds"] if spent["seconds"] else None,
                "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1),
-               "parameters": int(sum(p.numel() for p in model.parameters()))}
+               "parameters": int(sum(p.numel() for p in model.parameters())),
+               "torch_threads": torch.get_num_threads()}  # inherited from llmrec's OMP_NUM_THREADS
     Path(outp).write_text(json.dumps(out, indent=1))
 
 

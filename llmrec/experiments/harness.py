@@ -352,10 +352,22 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
 
 
 def plot(results: dict, path: Path) -> None:
-    """Horizontal bars of each data set's primary metric per variant and peer (zoomed axis, labelled as such)."""
+    """Horizontal bars of each data set's primary metric per variant and peer (zoomed axis, labelled as such);
+    sequential runs add a row of training throughput ((prefix -> next) pairs per second, log axis)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 0.35 * max(
-        len(r["variants"]) + len(r["peers"]) for r in results.values()) + 2), squeeze=False)
+    pairs = any("train_pairs_per_second" in v for r in results.values()
+                for v in list(r["variants"].values()) + list(r["peers"].values()))
+    height = 0.35 * max(len(r["variants"]) + len(r["peers"]) for r in results.values()) + 2
+    fig, axes = plt.subplots(2 if pairs else 1, len(results), figsize=(7 * len(results), height * (2 if pairs else 1)),
+                             squeeze=False)
+    for ax, (ds, res) in zip(axes[1] if pairs else [], results.items()):
+        rows = [(k, v) for k, v in res["variants"].items()] + [(f"peer:{k}", v) for k, v in res["peers"].items()]
+        rows = [(k, v) for k, v in rows if v.get("train_pairs_per_second")]
+        ax.barh([k for k, _ in rows], [v["train_pairs_per_second"] for _, v in rows],
+                color=["tab:gray" if k.startswith("peer:") else "tab:blue" for k, _ in rows])
+        ax.set_xscale("log")
+        ax.set_xlabel("training (prefix -> next) pairs per second (median over seeds, log axis)")
+        ax.set_title(f"{ds}: training throughput")
     for ax, (ds, res) in zip(axes[0], results.items()):
         rows = [(k, v) for k, v in res["variants"].items()] + [(f"peer:{k}", v) for k, v in res["peers"].items()]
         metrics = [v.get("primary_metric", "auc") for _, v in rows]
@@ -406,7 +418,8 @@ def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, v
             r = json.loads(Path(tmp, "out.json").read_text())
         runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "epochs": r["epochs"],
                      "train_samples_per_second": r["train_pairs_per_second"],
-                     "train_pairs_per_second": r["train_pairs_per_second"], "parameters": r["parameters"]})
+                     "train_pairs_per_second": r["train_pairs_per_second"], "parameters": r["parameters"],
+                     "torch_threads": r.get("torch_threads")})
         print(dataset, "peer recbole", job.model.name, "seed", seed, "ndcg@10", round(r["test"]["ndcg@10"], 4),
               f"{r['train_pairs_per_second']:.0f} pairs/s", flush=True)
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
