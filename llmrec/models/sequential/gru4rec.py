@@ -30,9 +30,17 @@ class GRU4Rec(SequentialModel):
         self.drop = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.n_layers, batch_first=True, bias=False)
         self.proj = nn.Linear(c.hidden_size, c.embedding_size)
+        # RecBole's GRU4Rec initialisation: Xavier-normal item table, Xavier-uniform GRU weights, the output
+        # projection left at PyTorch's default. (BERT-style N(0, 0.02) everywhere, as SASRec, makes both
+        # factors of h @ table.T tiny and the model barely leaves the uniform loss.) The text fusion layers
+        # keep the family's initialisation.
         init_weights(self)
-        for name, w in self.gru.named_parameters():  # recurrent weights: Xavier, as RecBole's GRU4Rec
-            nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
+        nn.init.xavier_normal_(self.item.weight)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+        for w in self.gru.parameters():
+            nn.init.xavier_uniform_(w)
+        self.proj.reset_parameters()
 
     def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         B, L = items.shape
