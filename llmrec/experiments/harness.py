@@ -412,7 +412,8 @@ def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, v
         with tempfile.TemporaryDirectory() as tmp:
             Path(tmp, "in.json").write_text(json.dumps(spec))
             res = subprocess.run([str(python), str(root / "eval" / "peers" / "peer_recbole.py"), f"{tmp}/in.json",
-                                  f"{tmp}/out.json"], capture_output=True, text=True)
+                                  f"{tmp}/out.json"], capture_output=True, text=True,
+                                 cwd=tmp)  # RecBole writes log_tensorboard/ into its working directory
             if res.returncode:
                 raise BackendError(f"peer recbole:{job.model.name} failed:\n{res.stderr[-3000:]}")
             r = json.loads(Path(tmp, "out.json").read_text())
