@@ -383,3 +383,42 @@ def test_a_variant_overrides_the_data_sets_sequence_view():
     assert (rows.sequence.train, rows.trainer.batch_size) == ("prefixes", 256)  # RecBole's batches, for the peer
     assert (positions.sequence.train, positions.trainer.batch_size) == ("sequences", 32)
     assert rows.sequence.max_len == positions.sequence.max_len == 50 and rows.trainer.lr_decay == 1.0
+
+
+def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
+    """A run killed after RSIR keeps RSIR's finished runs; the rerun trains only what is missing."""
+    import llmrec.experiments.augment as aug
+    from llmrec.experiments.kinds import load_kind
+
+    exp = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1"])
+    metrics = {m: 0.1 for m in exp.metrics}
+    calls = []
+
+    def fake_rsir(job, c, data=None):  # the experiment's bookkeeping is under test, not RSIR itself
+        calls.append(("rsir", c.fidelity))
+        return {"rounds": [{"test": metrics, "acceptance": None}, {"test": metrics, "acceptance": 0.5}]}
+
+    def killed(job, c, data=None):
+        raise KeyboardInterrupt
+
+    def fake_diffuasr(job, c, data=None):
+        calls.append(("diffuasr",))
+        part = {"test": metrics, "test_short_users": metrics}
+        return {"short_users": 3, "users": 10, "base": part, "diffusion": part, "random_prefix": part}
+
+    monkeypatch.setattr(aug, "load_data", lambda c: type("D", (), {"name": "fake"})())
+    monkeypatch.setattr(aug, "run_rsir", fake_rsir)
+    monkeypatch.setattr(aug, "run_diffuasr", killed)
+    out = tmp_path / "aug.json"
+    with pytest.raises(KeyboardInterrupt):
+        aug.run_augment(exp, out)
+    assert calls == [("rsir", True), ("rsir", False)] and out.with_suffix(".partial.json").exists()
+    monkeypatch.setattr(aug, "run_diffuasr", fake_diffuasr)
+    aug.run_augment(exp, out)
+    assert calls == [("rsir", True), ("rsir", False), ("diffuasr",)]  # RSIR was not trained again
+    assert out.exists() and not out.with_suffix(".partial.json").exists()
+    changed = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=2"])
+    monkeypatch.setattr(aug, "run_diffuasr", killed)
+    with pytest.raises(KeyboardInterrupt):
+        aug.run_augment(changed, out)  # another config never reuses the saved runs
+    assert calls[3:] == [("rsir", True), ("rsir", False)]

@@ -6,6 +6,7 @@ sequential model on one data set, over seeds; test metrics per round / variant (
 DiffuASR's also on the short-history users, and a plot."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from llmrec.data.registry import load_data
 from llmrec.data.views import sequence_rows, user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.io import write_text_atomic
 from llmrec.results import grouped_bars, pyplot, write_result
 
 
@@ -113,19 +115,40 @@ def _mean_std(values: list[dict | None], metrics: list[str]) -> dict[str, Any]:
 
 
 def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
-    """Every seed: RSIR (fidelity on and off) and DiffuASR (diffusion and random prefixes); summaries over seeds."""
+    """Every seed: RSIR (fidelity on and off) and DiffuASR (diffusion and random prefixes); summaries over seeds.
+    Each finished (seed, system) is kept in ``<output>.partial.json`` (written atomically, keyed by the
+    experiment's config), so a killed run resumes where it stopped."""
     data = load_data(exp.job.data)
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    partial = path.with_suffix(".partial.json")
+    key = json.dumps(exp.model_dump(mode="json"), sort_keys=True)
+    done: dict[str, Any] = {}
+    if partial.exists():
+        saved = json.loads(partial.read_text())
+        if saved.get("config") == key:
+            done = saved["done"]
+            print(f"resuming: {len(done)} finished runs from {partial}", flush=True)
     runs: dict[str, list] = {"rsir": [], "rsir_no_filter": [], "diffuasr": []}
+
+    def step(name: str, seed: int, fn) -> None:
+        k = f"{name}/{seed}"
+        if k not in done:
+            done[k] = fn()
+            write_text_atomic(partial, json.dumps({"config": key, "done": done}, default=float))
+        r = done[k]
+        last = r["rounds"][-1]["test"] if "rounds" in r else r["diffusion"]["test"] if "diffusion" in r else {}
+        print(f"seed {seed} {name}: " + ", ".join(f"{m} {last[m]:.4f}" for m in exp.metrics if m in last), flush=True)
+        runs[name].append(r)
+
     for seed in exp.seeds:
         job = exp.job.model_copy(update={"trainer": exp.job.trainer.model_copy(update={"seed": seed,
                                                                                      "progress": False})})
         if exp.rsir is not None:
-            runs["rsir"].append(run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data))
-            runs["rsir_no_filter"].append(run_rsir(job, exp.rsir.model_copy(update={"seed": seed, "fidelity": False}),
-                                                   data))
+            step("rsir", seed, lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data))
+            step("rsir_no_filter", seed,
+                 lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed, "fidelity": False}), data))
         if exp.diffuasr is not None:
-            runs["diffuasr"].append(run_diffuasr(job, exp.diffuasr.model_copy(update={"seed": seed}), data))
-        print(f"seed {seed} done", flush=True)
+            step("diffuasr", seed, lambda: run_diffuasr(job, exp.diffuasr.model_copy(update={"seed": seed}), data))
     summary: dict[str, Any] = {}
     for name in ("rsir", "rsir_no_filter"):
         if runs[name]:
@@ -141,10 +164,10 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
         summary["diffuasr"]["short_users_count"] = runs["diffuasr"][0]["short_users"]
     for name, rows in summary.items():
         print(name, rows, flush=True)
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     write_result(path, {"data": data.name, "summary": summary, "runs": runs}, config=exp.model_dump(mode="json"),
                  seeds=exp.seeds)
     plot(summary, exp.metrics[1] if len(exp.metrics) > 1 else exp.metrics[0], path.with_suffix(".png"))
+    partial.unlink(missing_ok=True)
     return {"output": str(path), "summary": summary}
 
 
