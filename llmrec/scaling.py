@@ -5,7 +5,8 @@
   repeats itself scores near 0; one that mixes a few symbols irregularly scores higher. With no repeated
   window at all (a user who never returns to an item) it is log((N-m)/(N-m+1)) < 0 whatever the order, so
   item-id sequences are read through a coarser symbol (the item's category) in the experiment.
-- ``data_proxy``: tokens (interactions) of a data set, the mean ApEn over its users' sequences, and
+- ``pooled_approximate_entropy``: the same over a data set's pooled windows (the next-item entropy across users).
+- ``data_proxy``: tokens (interactions) of a data set, the mean ApEn over its users' sequences (or pooled), and
   D' = tokens x mean ApEn, the quality-weighted data size the law uses in place of raw tokens.
 - ``PerformanceLaw``: HR or NDCG as a function of model size N (parameters) and data D:
   metric = a - b * N^-alpha - c * D^-beta - d * N / D (the last term: over-parameterised models on little data
@@ -38,6 +39,24 @@ def approximate_entropy(seq: Sequence, m: int = 2) -> float:
     return phi(m) - phi(m + 1)
 
 
+def pooled_approximate_entropy(sequences: Sequence[Sequence], m: int = 2) -> float:
+    """ApEn(m, r=0) over a data set's pooled windows: Phi_k = mean over every length-k window of every sequence
+    (windows never cross sequences) of log(its share of all length-k windows). Phi_m - Phi_{m+1} is then the
+    plug-in entropy of (m+1)-grams minus that of m-grams, i.e. how unpredictable the next item is after m
+    items across users; unlike the per-sequence ApEn it stays meaningful when no user repeats an item."""
+    if m < 1:
+        raise ValueError(f"m: must be >= 1, got {m}")
+
+    def phi(k: int) -> float:
+        counts = Counter(tuple(s[i:i + k]) for s in sequences for i in range(len(s) - k + 1))
+        total = sum(counts.values())
+        if not total:
+            return 0.0
+        return sum(c * math.log(c / total) for c in counts.values()) / total
+
+    return phi(m) - phi(m + 1)
+
+
 @dataclass
 class DataProxy:
     """A data set's size and quality: interactions, mean ApEn over sequences, and D' = tokens x ApEn."""
@@ -47,11 +66,17 @@ class DataProxy:
     sequences: int
 
 
-def data_proxy(sequences: Sequence[Sequence], m: int = 2) -> DataProxy:
-    """Tokens, mean per-sequence ApEn (sequences of at least m + 1 items) and D' of a set of sequences."""
+def data_proxy(sequences: Sequence[Sequence], m: int = 2, scope: str = "sequence") -> DataProxy:
+    """Tokens, ApEn and D' of a set of sequences: ``scope`` "sequence" averages the per-sequence ApEn (sequences
+    of at least m + 1 items), "pooled" reads every sequence's windows together."""
     if not sequences:
         raise ValueError("sequences: empty")
+    if scope not in ("sequence", "pooled"):
+        raise ValueError(f"scope: 'sequence' or 'pooled', got {scope!r}")
     tokens = sum(len(s) for s in sequences)
+    if scope == "pooled":
+        apen = pooled_approximate_entropy(sequences, m)
+        return DataProxy(tokens=tokens, apen=apen, d_prime=tokens * apen, sequences=len(sequences))
     scored = [approximate_entropy(s, m) for s in sequences if len(s) >= m + 1]
     apen = float(np.mean(scored)) if scored else 0.0
     return DataProxy(tokens=tokens, apen=apen, d_prime=tokens * apen, sequences=len(sequences))

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from llmrec.scaling import PerformanceLaw, approximate_entropy, data_proxy, mape, recommend_size
+from llmrec.scaling import (PerformanceLaw, approximate_entropy, data_proxy, mape, pooled_approximate_entropy,
+                            recommend_size)
 
 
 def _apen_by_definition(x, m):
@@ -40,6 +41,32 @@ def test_data_proxy_weights_tokens_by_entropy():
     assert p.d_prime == pytest.approx(p.tokens * p.apen)
     with pytest.raises(ValueError, match="sequences"):
         data_proxy([])
+
+
+def test_pooled_apen_is_the_plug_in_entropy_gap_of_windows_across_sequences():
+    seqs = [[1, 2, 3, 4], [1, 2, 3, 5], [9, 2, 3, 4], [6, 7]]
+
+    def entropy(k):  # plug-in entropy of the length-k windows of every sequence, counted by hand
+        windows = [tuple(s[i:i + k]) for s in seqs for i in range(len(s) - k + 1)]
+        return -sum(windows.count(w) / len(windows) * math.log(windows.count(w) / len(windows))
+                    for w in set(windows))
+
+    assert pooled_approximate_entropy(seqs, 2) == pytest.approx(entropy(3) - entropy(2), abs=1e-12)
+    assert pooled_approximate_entropy(seqs, 1) == pytest.approx(entropy(2) - entropy(1), abs=1e-12)
+    # no sequence repeats an item, so per-sequence ApEn is negative for all; pooled, the shared path is
+    # what it measures: the same users with a fixed successor per item are more predictable than random ones
+    rng = np.random.default_rng(0)
+    succ = {i: (i * 7 + 3) % 50 for i in range(50)}
+    follow = [[int(rng.integers(50))] for _ in range(200)]
+    for s in follow:
+        while len(s) < 6:
+            s.append(succ[s[-1]])
+    rand = [list(rng.choice(50, 6, replace=False)) for _ in range(200)]
+    assert pooled_approximate_entropy(follow, 1) < 0.01 < pooled_approximate_entropy(rand, 1)
+    p = data_proxy(rand, scope="pooled")
+    assert p.d_prime == pytest.approx(p.tokens * pooled_approximate_entropy(rand, 2))
+    with pytest.raises(ValueError, match="scope"):
+        data_proxy(rand, scope="global")
 
 
 def test_law_fit_recovers_a_known_law_and_predicts_held_out_points():

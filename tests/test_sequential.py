@@ -365,8 +365,10 @@ def test_augment_experiment_slice(tmp_path):
 def test_performance_law_experiment_slice(tmp_path):
     r = _experiment(tmp_path, "performance_law", [
         "job.trainer.epochs=1", "job.data.sequences.n_users=40", "job.data.sequences.n_items=30",
-        "job.data.sequences.max_length=15", "layers=[1,2]", "widths=[8,16]", "fractions=[0.5,1.0]"])
-    assert len(r["points"]) == 8 and sum(r["heldout"]) == 2
+        "job.data.sequences.max_length=15", "layers=[1,2]", "widths=[8,16]", "fractions=[0.5,1.0]",
+        "data_variants=[{}, {sequences: {follow: 0.95}}]"])
+    assert len(r["points"]) == 16 and sum(r["heldout"]) == 5
+    assert [p["data_variant"] for p in r["points"]] == [0] * 8 + [1] * 8 and -1 <= r["apen_spearman"] <= 1
     assert set(r["fits"]) == {"d_prime", "tokens"} and r["fits"]["d_prime"]["mape_heldout"] >= 0
     pts = r["points"]
     assert pts[0]["tokens"] < pts[-1]["tokens"] and pts[-1]["d_prime"] == pytest.approx(pts[-1]["tokens"] * pts[-1]["apen"])

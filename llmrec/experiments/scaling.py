@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
+from scipy.stats import spearmanr
 
-from llmrec.config import StrictConfig
+from llmrec.config import StrictConfig, deep_merge
 from llmrec.data.views import user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
@@ -28,18 +30,24 @@ class PerformanceLawExperiment(StrictConfig):
     layers: list[int] = [1, 2, 4]
     widths: list[int] = [16, 32, 64]
     fractions: list[float] = [0.25, 0.5, 1.0]
+    # data sets of different quality: each entry is merged into ``job.data`` (e.g. the synthetic world's
+    # ``sequences: {follow: 0.9}``); the grid runs on every one, so D' and raw tokens can disagree
+    data_variants: list[dict[str, Any]] = [{}]
     metric: str = "hit@10"
     holdout_every: int = Field(3, ge=2)  # every k-th grid point (in grid order) is held out from the fit
     # ApEn's alphabet: an item attribute column (a user rarely repeats an item, and with no repeated window
     # exact-match ApEn is log((N-m)/(N-m+1)) < 0 whatever the sequence) or None for the item ids themselves
     apen_symbol: str | None = "category"
+    # "sequence": mean per-user ApEn; "pooled": every user's windows together (the next-item entropy across
+    # users, meaningful for item ids that a user never repeats)
+    apen_scope: Literal["sequence", "pooled"] = "sequence"
     seed: int = 0
 
 
-def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dict:
-    """Train the grid, fit the law with D' and with raw tokens on the fitting points, score the held-out ones."""
-    p = prepare(exp.job)
-    space, by_user, _ = user_sequences(p.data, exp.job.sequence)
+def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int) -> list[dict]:
+    """Every (fraction, layers, width) of the grid trained on one data variant: size, data measures, metric."""
+    p = prepare(base)
+    space, by_user, _ = user_sequences(p.data, base.sequence)
     symbol = symbol_map(p.data, space, exp.apen_symbol)
     train_seqs = {space.users[u]: [symbol[i] for i in ids[:-2]] for u, ids in by_user.items()}
     rng = np.random.default_rng(exp.seed)
@@ -48,22 +56,33 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     for frac in exp.fractions:
         keep = torch.from_numpy(np.sort(order[: max(1, int(round(frac * len(order))))]))
         sub = p.train.slice(keep)
-        proxy = data_proxy([train_seqs[int(u)] for u in sub.users])
+        proxy = data_proxy([train_seqs[int(u)] for u in sub.users], scope=exp.apen_scope)
         if proxy.apen <= 0:
             raise ValueError(f"apen_symbol: mean ApEn {proxy.apen:.4f} <= 0 over {exp.apen_symbol or 'item ids'} "
                              "(no repeated windows); use a coarser item attribute")
         for layers in exp.layers:
             for width in exp.widths:
-                model_cfg = {**exp.job.model.model_dump(), "n_layers": layers, "hidden_size": width,
+                model_cfg = {**base.model.model_dump(), "n_layers": layers, "hidden_size": width,
                              "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
-                job = TrainJobConfig.model_validate({**exp.job.model_dump(), "model": model_cfg})
+                job = TrainJobConfig.model_validate({**base.model_dump(), "model": model_cfg})
                 model, r = train_prepared(job, replace(p, train=sub))
                 n = int(sum(q.numel() for q in model.parameters()))
-                points.append({"fraction": frac, "layers": layers, "width": width, "parameters": n,
+                points.append({"data_variant": variant, "fraction": frac, "layers": layers, "width": width, "parameters": n,
                                "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
                                "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]})
-                print(f"fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
+                print(f"data {variant} fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
                       f"(N {n}, D' {proxy.d_prime:.0f})", flush=True)
+    return points
+
+
+def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dict:
+    """Train the grid on every data variant, fit the law with D' and with raw tokens on the fitting points,
+    score the held-out ones; Spearman(ApEn, metric) across the data subsets of the largest model."""
+    points = []
+    for k, override in enumerate(exp.data_variants):
+        job = TrainJobConfig.model_validate({**exp.job.model_dump(),
+                                             "data": deep_merge(exp.job.data.model_dump(), override)})
+        points += grid_points(exp, job, k)
     held = np.array([i % exp.holdout_every == exp.holdout_every - 1 for i in range(len(points))])
     y = np.array([pt["metric"] for pt in points])
     n = np.array([pt["parameters"] for pt in points], float)
@@ -80,7 +99,15 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     sizes = {(pt["layers"], pt["width"]): pt["parameters"] for pt in points}
     (layers, width), value = recommend_size(best_law, full, sizes)
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    payload = {"data": p.data.name, "metric": exp.metric, "points": points, "heldout": held.tolist(), "fits": fits,
+    subsets = {}
+    top = max(pt["parameters"] for pt in points)
+    for pt in points:  # the largest model on each (data variant, fraction)
+        if pt["parameters"] == top:
+            subsets[(pt["data_variant"], pt["fraction"])] = (pt["apen"], pt["metric"])
+    apen_rho = (float(spearmanr([a for a, _ in subsets.values()], [m for _, m in subsets.values()]).statistic)
+                if len(subsets) > 2 else None)
+    print(f"Spearman(ApEn, {exp.metric}) over {len(subsets)} data subsets: {apen_rho}", flush=True)
+    payload = {"data": [str(v) for v in exp.data_variants], "metric": exp.metric, "apen_spearman": apen_rho, "points": points, "heldout": held.tolist(), "fits": fits,
                "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full}}
     write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.job.trainer.seed])
     plot(points, fits, held, exp.metric, path.with_suffix(".png"))
