@@ -96,8 +96,9 @@ class PerformanceLaw:
     @classmethod
     def fit(cls, n: Sequence[float], data: Sequence[float], metric: Sequence[float],
             data_measure: str = "d_prime") -> "PerformanceLaw":
-        """Least-squares fit (``scipy.optimize.curve_fit``, bounded: every coefficient >= 0, exponents in
-        (0, 3]); needs at least 6 points."""
+        """Least-squares fit of the relative error (``scipy.optimize.curve_fit`` with sigma = the metric, as
+        the law is judged by MAPE; bounded: every coefficient >= 0, exponents in (0, 3]), restarted from a
+        small grid of exponents and the best kept; needs at least 6 points."""
         from scipy.optimize import curve_fit
 
         n, data, y = (np.asarray(v, dtype=np.float64) for v in (n, data, metric))
@@ -105,10 +106,25 @@ class PerformanceLaw:
             raise ValueError(f"points: the law has 6 coefficients, got {len(y)} points")
         if (n <= 0).any() or (data <= 0).any():
             raise ValueError("n / data: sizes must be positive")
-        p0 = (float(y.max()) + 0.05, 1.0, 0.5, 1.0, 0.5, 0.0)
+        if (y <= 0).any():
+            raise ValueError("metric: the law is fitted on relative error, every metric must be > 0")
         bounds = ([0, 0, 1e-3, 0, 1e-3, 0], [2, np.inf, 3, np.inf, 3, np.inf])
-        params, _ = curve_fit(_law, np.vstack([n, data]), y, p0=p0, bounds=bounds, maxfev=20000)
-        return cls(tuple(float(p) for p in params), data_measure)
+        x = np.vstack([n, data])
+        best: tuple[float, np.ndarray] | None = None
+        for a0 in (float(y.max()) + 0.05, 1.0):
+            for alpha in (0.1, 0.5, 1.0):
+                for beta in (0.1, 0.5, 1.0):
+                    try:
+                        params, _ = curve_fit(_law, x, y, p0=(a0, 1.0, alpha, 1.0, beta, 0.0), sigma=y,
+                                              bounds=bounds, maxfev=20000)
+                    except RuntimeError:  # this start did not converge; the others may
+                        continue
+                    err = float(np.sum(((_law(x, *params) - y) / y) ** 2))
+                    if best is None or err < best[0]:
+                        best = (err, params)
+        if best is None:
+            raise ValueError("points: the law did not converge from any start")
+        return cls(tuple(float(p) for p in best[1]), data_measure)
 
     def predict(self, n: Sequence[float] | float, data: Sequence[float] | float) -> np.ndarray:
         """The law's metric at sizes ``n`` and data ``data``."""

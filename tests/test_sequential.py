@@ -388,39 +388,46 @@ def test_a_variant_overrides_the_data_sets_sequence_view():
 
 
 def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
-    """A run killed after RSIR keeps RSIR's finished runs; the rerun trains only what is missing."""
+    """A run killed after RSIR keeps RSIR's finished runs; the rerun trains only what is missing, and a run
+    over more seeds only the new seed."""
+    import json
+
     import llmrec.experiments.augment as aug
     from llmrec.experiments.kinds import load_kind
 
-    exp = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1"])
+    out = tmp_path / "aug.json"
+    exp = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1", f"output={out}"])
     metrics = {m: 0.1 for m in exp.metrics}
     calls = []
 
     def fake_rsir(job, c, data=None):  # the experiment's bookkeeping is under test, not RSIR itself
-        calls.append(("rsir", c.fidelity))
+        calls.append(("rsir", c.fidelity, c.seed))
         return {"rounds": [{"test": metrics, "acceptance": None}, {"test": metrics, "acceptance": 0.5}]}
 
     def killed(job, c, data=None):
         raise KeyboardInterrupt
 
     def fake_diffuasr(job, c, data=None):
-        calls.append(("diffuasr",))
+        calls.append(("diffuasr", c.seed))
         part = {"test": metrics, "test_short_users": metrics}
         return {"short_users": 3, "users": 10, "base": part, "diffusion": part, "random_prefix": part}
 
     monkeypatch.setattr(aug, "load_data", lambda c: type("D", (), {"name": "fake"})())
     monkeypatch.setattr(aug, "run_rsir", fake_rsir)
     monkeypatch.setattr(aug, "run_diffuasr", killed)
-    out = tmp_path / "aug.json"
+    partial = out.with_suffix(".partial.json")
     with pytest.raises(KeyboardInterrupt):
-        aug.run_augment(exp, out)
-    assert calls == [("rsir", True), ("rsir", False)] and out.with_suffix(".partial.json").exists()
+        aug.run_augment(exp)
+    assert calls == [("rsir", True, 7), ("rsir", False, 7)] and partial.exists()
     monkeypatch.setattr(aug, "run_diffuasr", fake_diffuasr)
-    aug.run_augment(exp, out)
-    assert calls == [("rsir", True), ("rsir", False), ("diffuasr",)]  # RSIR was not trained again
-    assert out.exists() and not out.with_suffix(".partial.json").exists()
-    changed = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=2"])
+    aug.run_augment(exp)
+    assert calls[2:] == [("diffuasr", 7)]  # RSIR was not trained again
+    assert out.exists() and set(json.loads(partial.read_text())["done"]) == {"rsir/7", "rsir_no_filter/7", "diffuasr/7"}
+    more = load_kind("sequential_augment", "augment", ["seeds=[7, 8]", "rsir.rounds=1", f"output={out}"])
+    aug.run_augment(more)
+    assert calls[3:] == [("rsir", True, 8), ("rsir", False, 8), ("diffuasr", 8)]  # seed 7 reused
+    changed = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=2", f"output={out}"])
     monkeypatch.setattr(aug, "run_diffuasr", killed)
     with pytest.raises(KeyboardInterrupt):
-        aug.run_augment(changed, out)  # another config never reuses the saved runs
-    assert calls[3:] == [("rsir", True), ("rsir", False)]
+        aug.run_augment(changed)  # other settings never reuse the saved runs
+    assert calls[6:] == [("rsir", True, 7), ("rsir", False, 7)]

@@ -117,11 +117,15 @@ def _mean_std(values: list[dict | None], metrics: list[str]) -> dict[str, Any]:
 def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     """Every seed: RSIR (fidelity on and off) and DiffuASR (diffusion and random prefixes); summaries over seeds.
     Each finished (seed, system) is kept in ``<output>.partial.json`` (written atomically, keyed by the
-    experiment's config), so a killed run resumes where it stopped."""
+    experiment's settings but its seed list), so a killed run resumes where it stopped and a run over more
+    seeds trains only the new ones."""
     data = load_data(exp.job.data)
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    partial = path.with_suffix(".partial.json")
-    key = json.dumps(exp.model_dump(mode="json"), sort_keys=True)
+    partial = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".partial.json")  # whatever --out says
+    # what a (system, seed) run depends on: everything but the seed list and the output, so a run over more
+    # seeds later reuses the seeds already done
+    key = json.dumps({k: v for k, v in exp.model_dump(mode="json").items() if k not in ("seeds", "output", "name")},
+                     sort_keys=True)
     done: dict[str, Any] = {}
     if partial.exists():
         saved = json.loads(partial.read_text())
@@ -167,7 +171,6 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     write_result(path, {"data": data.name, "summary": summary, "runs": runs}, config=exp.model_dump(mode="json"),
                  seeds=exp.seeds)
     plot(summary, exp.metrics[1] if len(exp.metrics) > 1 else exp.metrics[0], path.with_suffix(".png"))
-    partial.unlink(missing_ok=True)
     return {"output": str(path), "summary": summary}
 
 

@@ -5,6 +5,7 @@ with D = raw tokens; MAPE on the held-out grid points; a fitted-vs-measured plot
 the full data. Valid / test users are the same for every point (only training rows are subsampled)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from llmrec.config import StrictConfig, deep_merge
 from llmrec.data.views import user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.io import write_text_atomic
 from llmrec.results import pyplot, write_result
 from llmrec.scaling import PerformanceLaw, data_proxy, mape, recommend_size
 
@@ -34,7 +36,7 @@ class PerformanceLawExperiment(StrictConfig):
     # ``sequences: {follow: 0.9}``); the grid runs on every one, so D' and raw tokens can disagree
     data_variants: list[dict[str, Any]] = [{}]
     metric: str = "hit@10"
-    holdout_every: int = Field(3, ge=2)  # every k-th grid point (in grid order) is held out from the fit
+    holdout_every: int = Field(3, ge=2)  # 1 / k of the grid points (a seeded random choice) is held out
     # ApEn's alphabet: an item attribute column (a user rarely repeats an item, and with no repeated window
     # exact-match ApEn is log((N-m)/(N-m+1)) < 0 whatever the sequence) or None for the item ids themselves
     apen_symbol: str | None = "category"
@@ -44,8 +46,11 @@ class PerformanceLawExperiment(StrictConfig):
     seed: int = 0
 
 
-def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int) -> list[dict]:
-    """Every (fraction, layers, width) of the grid trained on one data variant: size, data measures, metric."""
+def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int, cache: dict[str, dict],
+                cache_path: Path) -> list[dict]:
+    """Every (fraction, layers, width) of the grid trained on one data variant: size, data measures, metric.
+    Trained points are kept in ``cache`` (written atomically to ``cache_path`` after each), so a killed run
+    resumes and a refit with other held-out settings trains nothing."""
     p = prepare(base)
     space, by_user, _ = user_sequences(p.data, base.sequence)
     symbol = symbol_map(p.data, space, exp.apen_symbol)
@@ -62,6 +67,10 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                              "(no repeated windows); use a coarser item attribute")
         for layers in exp.layers:
             for width in exp.widths:
+                key = f"{json.dumps(exp.data_variants[variant], sort_keys=True)}/{frac}/{layers}/{width}"
+                if key in cache:
+                    points.append({**cache[key], "data_variant": variant})
+                    continue
                 model_cfg = {**base.model.model_dump(), "n_layers": layers, "hidden_size": width,
                              "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
                 job = TrainJobConfig.model_validate({**base.model_dump(), "model": model_cfg})
@@ -70,6 +79,8 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                 points.append({"data_variant": variant, "fraction": frac, "layers": layers, "width": width, "parameters": n,
                                "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
                                "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]})
+                cache[key] = points[-1]
+                write_text_atomic(cache_path, json.dumps({"grid": grid_key(exp), "points": cache}))
                 print(f"data {variant} fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
                       f"(N {n}, D' {proxy.d_prime:.0f})", flush=True)
     return points
@@ -78,12 +89,22 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
 def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dict:
     """Train the grid on every data variant, fit the law with D' and with raw tokens on the fitting points,
     score the held-out ones; Spearman(ApEn, metric) across the data subsets of the largest model."""
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    # one cache per experiment, whatever --out says, so refits of other slices reuse the same trained points
+    cache_path = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".points.json")
+    cache: dict[str, dict] = {}
+    if cache_path.exists():
+        saved = json.loads(cache_path.read_text())
+        if saved.get("grid") == grid_key(exp):
+            cache = saved["points"]
+            print(f"{len(cache)} trained grid points reused from {cache_path}", flush=True)
     points = []
     for k, override in enumerate(exp.data_variants):
         job = TrainJobConfig.model_validate({**exp.job.model_dump(),
                                              "data": deep_merge(exp.job.data.model_dump(), override)})
-        points += grid_points(exp, job, k)
-    held = np.array([i % exp.holdout_every == exp.holdout_every - 1 for i in range(len(points))])
+        points += grid_points(exp, job, k, cache, cache_path)
+    held = np.zeros(len(points), dtype=bool)
+    held[np.random.default_rng(exp.seed + 1).permutation(len(points))[: len(points) // exp.holdout_every]] = True
     y = np.array([pt["metric"] for pt in points])
     n = np.array([pt["parameters"] for pt in points], float)
     fits = {}
@@ -98,11 +119,10 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     full = max(pt["d_prime"] for pt in points)
     sizes = {(pt["layers"], pt["width"]): pt["parameters"] for pt in points}
     (layers, width), value = recommend_size(best_law, full, sizes)
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     subsets = {}
-    top = max(pt["parameters"] for pt in points)
+    top = (max(exp.layers), max(exp.widths))
     for pt in points:  # the largest model on each (data variant, fraction)
-        if pt["parameters"] == top:
+        if (pt["layers"], pt["width"]) == top:
             subsets[(pt["data_variant"], pt["fraction"])] = (pt["apen"], pt["metric"])
     apen_rho = (float(spearmanr([a for a, _ in subsets.values()], [m for _, m in subsets.values()]).statistic)
                 if len(subsets) > 2 else None)
@@ -112,6 +132,14 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.job.trainer.seed])
     plot(points, fits, held, exp.metric, path.with_suffix(".png"))
     return {"output": str(path), "fits": fits}
+
+
+def grid_key(exp: PerformanceLawExperiment) -> str:
+    """What every trained point depends on (not the held-out choice or the fit, and not which data variants
+    are listed: a point's key names its own variant): the job, ApEn settings and the data-fraction seed."""
+    d = exp.model_dump(mode="json")
+    return json.dumps({k: d[k] for k in ("job", "metric",
+                               "apen_symbol", "apen_scope", "seed")}, sort_keys=True)
 
 
 def symbol_map(data, space, column: str | None) -> dict[int, object]:
