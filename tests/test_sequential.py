@@ -342,7 +342,9 @@ def _experiment(tmp_path, name: str, settings: list[str]) -> dict:
     from llmrec.cli import app
 
     out = tmp_path / f"{name}.json"
-    args = ["experiment", name, *[x for kv in settings for x in ("--set", kv)], "--out", str(out)]
+    # output= as well: the experiments keep their resume caches beside the configured output, not --out
+    args = ["experiment", name, *[x for kv in settings for x in ("--set", kv)], "--set", f"output={out}",
+            "--out", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert out.with_suffix(".png").exists()
