@@ -433,3 +433,25 @@ def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         aug.run_augment(changed)  # other settings never reuse the saved runs
     assert calls[6:] == [("rsir", True, 7), ("rsir", False, 7)]
+
+
+def test_fast_dropout_keeps_the_distribution_of_nn_dropout():
+    from llmrec.models.sequential.base import dropout
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, 0.3, True)
+    kept = (y > 0).float().mean().item()
+    assert abs(kept - 0.7) < 0.005 and torch.allclose(y[y > 0], torch.full_like(y[y > 0], 1 / 0.7))
+    assert abs(y.mean().item() - 1.0) < 0.01 and torch.equal(dropout(x, 0.3, False), x)
+
+
+def test_sasrec_written_out_attention_equals_the_fused_kernel(seqs):
+    # training mode with (almost) no dropout takes the written-out attention path; eval takes the fused kernel
+    space, test = _space_and_test(seqs)
+    torch.manual_seed(0)
+    model = build_model(space, resolve_model_config({"name": "sasrec", "max_len": 12, "hidden_dropout": 1e-12,
+                                                     "attn_dropout": 1e-12}))
+    batch = SeqBatch(test.items[:8], test.target[:8], test.users[:8])
+    train_out = model.train()(batch)
+    eval_out = model.eval()(batch)
+    assert torch.allclose(train_out, eval_out, atol=1e-5)

@@ -27,6 +27,26 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with a mask drawn by ``uniform_`` instead of ``bernoulli_``: the same distribution,
+    about 3x faster on CPU (``eval/sequential_dropout.py``; bernoulli_ was a third of a SASRec training step)."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty_like(x).uniform_() >= p
+    return x * keep / (1.0 - p)
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with the faster mask of ``dropout``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class SequentialModel(nn.Module):
     """Base of the family: ``encode(items) -> [B, L, d]`` hidden states (right-aligned, like the items) is
     what a model writes; scoring against the item table and target selection live here."""
@@ -55,8 +75,9 @@ class SequentialModel(nn.Module):
         fused = e + torch.sigmoid(self.text_gate(torch.cat([e, p], dim=1))) * p
         return fused * (torch.arange(len(e), device=e.device) > 0).unsqueeze(1)  # padding stays zero
 
-    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """[B, L, d] states from the embedded history ``x`` [B, L, d] (``items``: the ids, 0 = padding)."""
+    def encode(self, x: torch.Tensor, items: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """[B, L, d] states from the embedded history ``x`` [B, L, d] (``items``: the ids, 0 = padding);
+        ``last``: only the last position's state is needed, and a model may return just that ([B, 1, d])."""
         raise NotImplementedError
 
     def embedding_tables(self) -> list[torch.Tensor]:
@@ -67,8 +88,13 @@ class SequentialModel(nn.Module):
         """Logits over every item: [B, n_items] after each history (one target per row), or [N, n_items] at the
         N positions with a target (a target per position), row-major."""
         table = self.item_table()
-        h = self.encode(table[batch.items], batch.items)
-        h = h[:, -1] if batch.target.ndim == 1 else h[batch.target > 0]
+        # histories are right-aligned: drop the columns that are padding in every row (positions count from a
+        # row's first real item, so the states are the same)
+        width = max(int((batch.items > 0).sum(1).max()), 1) if batch.items.numel() else batch.items.shape[1]
+        items = batch.items[:, -width:]
+        one = batch.target.ndim == 1
+        h = self.encode(table[items], items, last=one)
+        h = h[:, -1] if one else h[batch.target[:, -width:] > 0]
         return h @ table.T
 
 

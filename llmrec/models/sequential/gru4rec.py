@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, build_sequential, init_weights
+from llmrec.models.sequential.base import Dropout, SequentialModel, build_sequential, init_weights
 
 
 class GRU4RecConfig(ModelConfigBase):
@@ -27,7 +27,7 @@ class GRU4Rec(SequentialModel):
 
     def __init__(self, space: ItemSpace, c: GRU4RecConfig) -> None:
         super().__init__(space, c.embedding_size, c.text_dim)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.n_layers, batch_first=True, bias=False)
         self.proj = nn.Linear(c.hidden_size, c.embedding_size)
         # RecBole's GRU4Rec initialisation: Xavier-normal item table, Xavier-uniform GRU weights, the output
@@ -42,7 +42,7 @@ class GRU4Rec(SequentialModel):
             nn.init.xavier_uniform_(w)
         self.proj.reset_parameters()
 
-    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, items: torch.Tensor, last: bool = False) -> torch.Tensor:
         B, L = items.shape
         lengths = (items > 0).sum(1)
         # right-aligned -> left-aligned (a row's real items first) so the GRU packs them

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from llmrec.data.views import ItemSpace
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.models.sequential.base import SequentialModel, build_sequential, init_weights
+from llmrec.models.sequential.base import Dropout, SequentialModel, build_sequential, dropout, init_weights
 
 
 class SASRecConfig(ModelConfigBase):
@@ -37,15 +37,28 @@ class Block(nn.Module):
         self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
         self.out = nn.Linear(c.hidden_size, c.hidden_size)
         self.ff = nn.Sequential(nn.Linear(c.hidden_size, c.inner_size), nn.GELU(), nn.Linear(c.inner_size, c.hidden_size))
-        self.drop = nn.Dropout(c.hidden_dropout)
+        self.drop = Dropout(c.hidden_dropout)
         self.norm1 = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.norm2 = nn.LayerNorm(c.hidden_size, eps=1e-12)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D]; ``last``: only the last position's output, [B, 1, D] (its query attends to
+        every key as before; the other queries, their feed-forward and norms are skipped)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.p_attn if self.training else 0.0)
-        x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, L, D))))
+        H = self.heads
+        if last:
+            k, v = self.qkv(x)[..., D:].view(B, L, 2, H, D // H).permute(2, 0, 3, 1, 4)
+            x = x[:, -1:]
+            q = F.linear(x, self.qkv.weight[:D], self.qkv.bias[:D]).view(B, 1, H, D // H).transpose(1, 2)
+            allowed = allowed[..., -1:, :]
+        else:
+            q, k, v = self.qkv(x).view(B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        if self.training and self.p_attn > 0:  # written out so the attention dropout uses the faster mask
+            s = (q @ k.transpose(-1, -2)) * (D // H) ** -0.5
+            a = dropout(s.masked_fill(~allowed, float("-inf")).softmax(-1), self.p_attn, True) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, x.shape[1], D))))
         return self.norm2(x + self.drop(self.ff(x)))
 
 
@@ -57,11 +70,11 @@ class SASRec(SequentialModel):
         self.max_len = c.max_len
         self.pos = nn.Embedding(c.max_len, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
-        self.drop = nn.Dropout(c.hidden_dropout)
+        self.drop = Dropout(c.hidden_dropout)
         self.blocks = nn.ModuleList([Block(c) for _ in range(c.n_layers)])
         init_weights(self)
 
-    def encode(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, items: torch.Tensor, last: bool = False) -> torch.Tensor:
         L = items.shape[1]
         if L > self.max_len:
             raise ValueError(f"batch: histories of {L} items, longer than model.max_len {self.max_len}")
@@ -73,8 +86,8 @@ class SASRec(SequentialModel):
         causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
         # a query sees earlier real items; padding queries see only themselves (no row is fully masked)
         allowed = (causal & (real[:, None, :] | torch.eye(L, dtype=torch.bool, device=items.device)))[:, None]
-        for block in self.blocks:
-            x = block(x, allowed)
+        for n, block in enumerate(self.blocks):
+            x = block(x, allowed, last=last and n == len(self.blocks) - 1)
         return x
 
 
