@@ -50,7 +50,9 @@ class GRU4Rec(SequentialModel):
         left = x.gather(1, shift[:, :, None].expand(-1, -1, x.shape[2]))
         packed = pack_padded_sequence(self.drop(left), lengths.clamp(min=1).cpu(), batch_first=True,
                                       enforce_sorted=False)
-        out, _ = self.gru(packed)
+        out, h_n = self.gru(packed)
+        if last:  # one target per row: the final state of the top layer is all that is needed
+            return self.proj(h_n[-1])[:, None, :]
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
         h = self.proj(out)
         back = (torch.arange(L, device=items.device)[None, :] - (L - lengths)[:, None]) % L  # and back
