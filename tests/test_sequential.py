@@ -455,3 +455,38 @@ def test_sasrec_written_out_attention_equals_the_fused_kernel(seqs):
     train_out = model.train()(batch)
     eval_out = model.eval()(batch)
     assert torch.allclose(train_out, eval_out, atol=1e-5)
+
+
+def _pairs(batch):
+    """(user, context, target) for every target of a per-position batch."""
+    out = []
+    for r in range(len(batch)):
+        items, tgt = batch.items[r].tolist(), batch.target[r].tolist()
+        for t in range(len(items)):
+            if tgt[t]:
+                out.append((int(batch.users[r]), tuple(x for x in items[: t + 1] if x), tgt[t]))
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_windows_make_every_prefix_pair_a_target_once(seqs, stride):
+    from collections import Counter
+
+    L = 4  # the fixture's sequences are 5-15 long, so most users need several windows
+    cfg = SequenceViewConfig(max_len=L, interactions="all", train="sequences", stride=stride)
+    _, windows, _, _ = sequence_view(seqs, config=cfg)
+    _, prefixes, _, _ = sequence_view(seqs, config=cfg.model_copy(update={"train": "prefixes", "stride": None}))
+    got = _pairs(windows)
+    rows = Counter((int(u), tuple(x for x in h.tolist() if x), int(t))
+                   for u, h, t in zip(prefixes.users, prefixes.items, prefixes.target))
+    assert len(got) == sum(rows.values())  # every pair once
+    if stride == 1:  # RecBole's prefix rows exactly
+        assert Counter(got) == rows
+    # each target's window context is the end of its prefix row, at least L - stride items (or all of it)
+    for u, ctx, t in sorted(got, key=lambda g: -len(g[1])):
+        match = [k for k, n in rows.items() if n and k[0] == u and k[2] == t and k[1][-len(ctx):] == ctx
+                 and len(ctx) >= min(len(k[1]), L - stride)]
+        assert match, (u, ctx, t)
+        rows[match[0]] -= 1
+    last_only = sequence_view(seqs, config=cfg.model_copy(update={"stride": None}))[1]
+    assert len(_pairs(last_only)) < len(got)

@@ -151,6 +151,8 @@ class SequenceViewConfig(StrictConfig):
     interactions: Literal["all", "positive"] = "positive"  # "all": every row (RecBole on MovieLens)
     train: Literal["sequences", "prefixes"] = "sequences"  # one row per user with a target at every position
     # (the same (prefix -> next) pairs as prefix rows, one forward pass per user) or one row per prefix
+    stride: int | None = Field(None, ge=1)  # train: sequences with histories over max_len: None = the last
+    # max_len items only (SASRec's original); k = also earlier windows every k items (``sequence_rows``)
     exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
     sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), an extra
 
@@ -196,21 +198,36 @@ def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: Se
             seq_rows.append((uix, ids[:-2]))
         valid.append((uix, ids[:-2], ids[-2]))
         test.append((uix, ids[:-1], ids[-1]))
-    train_batch = sequence_rows(seq_rows, L) if c.train == "sequences" else rows(train)
+    train_batch = sequence_rows(seq_rows, L, c.stride) if c.train == "sequences" else rows(train)
     return space, train_batch, rows(valid), rows(test)
 
 
-def sequence_rows(seqs: list[tuple[int, list[int]]], max_len: int) -> SeqBatch:
+def sequence_rows(seqs: list[tuple[int, list[int]]], max_len: int, stride: int | None = None) -> SeqBatch:
     """Training rows with a target at every position: per (user index, item ids), inputs ids[:-1] and targets
-    ids[1:], the last ``max_len`` of each, right-aligned."""
+    ids[1:], right-aligned. ``stride`` None: the last ``max_len`` of each only. ``stride`` k: windows of
+    ``max_len`` ending every k items back from the end, each supervising its last k targets (the earliest
+    window all of its own), so every (prefix -> next) pair is a target exactly once with at least
+    max_len - k items of context (k = 1: RecBole's prefix rows)."""
     L = max_len
-    inp = np.zeros((len(seqs), L), np.int64)
-    tgt = np.zeros((len(seqs), L), np.int64)
-    for r, (_, ids) in enumerate(seqs):
-        x, y = ids[:-1][-L:], ids[1:][-L:]
+    windows: list[tuple[int, list[int], list[int]]] = []
+    for user, ids in seqs:
+        x, y = ids[:-1], ids[1:]
+        if stride is None or len(x) <= L:
+            windows.append((user, x[-L:], y[-L:]))
+            continue
+        end = len(x)
+        while end > 0:
+            start = max(0, end - L)
+            low = start if start == 0 else max(start, end - stride)
+            windows.append((user, x[start:end], [0] * (low - start) + y[low:end]))
+            end = low
+    inp = np.zeros((len(windows), L), np.int64)
+    tgt = np.zeros((len(windows), L), np.int64)
+    for r, (_, x, y) in enumerate(windows):
         if x:
             inp[r, L - len(x):], tgt[r, L - len(y):] = x, y
-    return SeqBatch(torch.from_numpy(inp), torch.from_numpy(tgt), torch.tensor([u for u, _ in seqs], dtype=torch.long))
+    return SeqBatch(torch.from_numpy(inp), torch.from_numpy(tgt),
+                    torch.tensor([u for u, _, _ in windows], dtype=torch.long))
 
 
 def user_sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dict[str, list[int]], SequenceStats]:

@@ -51,7 +51,7 @@ def run_rsir(job, c: RSIRConfig, data=None) -> dict:
         extra, counts = generate_continuations(model, [ids for _, ids in real], job.sequence.max_len,
                                                c.model_copy(update={"seed": c.seed + r}))
         synthetic += [(u, ids + more) for (u, ids), more in zip(real, extra) if more]
-        train = sequence_rows(real + synthetic, job.sequence.max_len)
+        train = sequence_rows(real + synthetic, job.sequence.max_len, job.sequence.stride)
         model, result = train_prepared(job, replace(p, train=train))
         rounds.append({"round": r, "valid": result["valid"], "test": result["test"], "train_rows": len(train),
                        **counts})
@@ -101,7 +101,8 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
         seqs = [(u, list(s)) for u, s in zip(users, real)]
         for i, add in zip(targets, pre):
             seqs[i] = (users[i], [int(x) for x in add] + real[i])
-        model_r, result_r = train_prepared(job, replace(p, train=sequence_rows(seqs, job.sequence.max_len)))
+        rows = sequence_rows(seqs, job.sequence.max_len, job.sequence.stride)
+        model_r, result_r = train_prepared(job, replace(p, train=rows))
         out[name] = scores(model_r, result_r)
     return out
 
