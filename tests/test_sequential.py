@@ -360,6 +360,7 @@ def test_augment_experiment_slice(tmp_path):
         "diffuasr.short_below=10"])["summary"]
     assert [x["round"] for x in r["rsir"]] == [0, 1] and r["rsir_no_filter"][1]["acceptance"] == 1.0
     assert 0 <= r["rsir"][1]["acceptance"] <= 1 and "ndcg@10_mean" in r["rsir"][1]
+    assert r["rsir_duplicates"][1]["acceptance"] is None and "ndcg@10_mean" in r["rsir_duplicates"][1]
     assert set(r["diffuasr"]) >= {"base", "diffusion", "random_prefix"}
 
 
@@ -398,12 +399,13 @@ def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
     from llmrec.experiments.kinds import load_kind
 
     out = tmp_path / "aug.json"
-    exp = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1", f"output={out}"])
+    exp = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1", f"output={out}",
+                                                     "rsir_control=false"])
     metrics = {m: 0.1 for m in exp.metrics}
     calls = []
 
-    def fake_rsir(job, c, data=None):  # the experiment's bookkeeping is under test, not RSIR itself
-        calls.append(("rsir", c.fidelity, c.seed))
+    def fake_rsir(job, c, data=None, duplicates=False):  # the bookkeeping is under test, not RSIR itself
+        calls.append(("duplicates" if duplicates else "rsir", c.fidelity, c.seed))
         return {"rounds": [{"test": metrics, "acceptance": None}, {"test": metrics, "acceptance": 0.5}]}
 
     def killed(job, c, data=None):
@@ -425,10 +427,17 @@ def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
     aug.run_augment(exp)
     assert calls[2:] == [("diffuasr", 7)]  # RSIR was not trained again
     assert out.exists() and set(json.loads(partial.read_text())["done"]) == {"rsir/7", "rsir_no_filter/7", "diffuasr/7"}
-    more = load_kind("sequential_augment", "augment", ["seeds=[7, 8]", "rsir.rounds=1", f"output={out}"])
+    more = load_kind("sequential_augment", "augment", ["seeds=[7, 8]", "rsir.rounds=1", f"output={out}",
+                                                      "rsir_control=false"])
     aug.run_augment(more)
     assert calls[3:] == [("rsir", True, 8), ("rsir", False, 8), ("diffuasr", 8)]  # seed 7 reused
-    changed = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=2", f"output={out}"])
+    # adding the duplicates control trains only the control; its summary sits beside RSIR's
+    control = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=1", f"output={out}"])
+    result = aug.run_augment(control)
+    assert calls[6:] == [("duplicates", True, 7)] and "rsir_duplicates" in result["summary"]
+    del calls[6:]
+    changed = load_kind("sequential_augment", "augment", ["seeds=[7]", "rsir.rounds=2", f"output={out}",
+                                                         "rsir_control=false"])
     monkeypatch.setattr(aug, "run_diffuasr", killed)
     with pytest.raises(KeyboardInterrupt):
         aug.run_augment(changed)  # other settings never reuse the saved runs
@@ -490,3 +499,18 @@ def test_windows_make_every_prefix_pair_a_target_once(seqs, stride):
         rows[match[0]] -= 1
     last_only = sequence_view(seqs, config=cfg.model_copy(update={"stride": None}))[1]
     assert len(_pairs(last_only)) < len(got)
+
+
+def test_rsir_duplicates_control_repeats_the_real_rows_and_generates_nothing():
+    from llmrec.augment.rsir import RSIRConfig
+    from llmrec.experiments.augment import run_rsir
+    from llmrec.experiments.jobs import TrainJobConfig
+
+    job = TrainJobConfig.model_validate({
+        "data": {"source": "synthetic_sequences", "sequences": {"n_users": 20, "n_items": 20, "min_length": 5,
+                                                                 "max_length": 10}},
+        "sequence": {"max_len": 10, "interactions": "all", "train": "sequences"},
+        "model": {"name": "sasrec", "hidden_size": 8, "inner_size": 16, "max_len": 10},
+        "trainer": {"epochs": 1, "batch_size": 8, "progress": False}})
+    r = run_rsir(job, RSIRConfig(rounds=2), duplicates=True)["rounds"]
+    assert [x["train_rows"] for x in r] == [20, 40, 60] and r[1]["generated"] == 0

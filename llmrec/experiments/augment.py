@@ -32,13 +32,17 @@ class AugmentExperiment(StrictConfig):
     seeds: list[int] = [2021, 2022, 2023]
     job: TrainJobConfig
     rsir: RSIRConfig | None = RSIRConfig()
+    # the duplicates control beside RSIR: each round adds the real sequences again, nothing generated (RSIR's
+    # synthetic rows repeat the real history too, so this separates more passes from the generated items)
+    rsir_control: bool = True
     diffuasr: DiffuASRConfig | None = DiffuASRConfig()
     metrics: list[str] = ["recall@10", "ndcg@10", "hit@10"]
 
 
-def run_rsir(job, c: RSIRConfig, data=None) -> dict:
+def run_rsir(job, c: RSIRConfig, data=None, duplicates: bool = False) -> dict:
     """Round 0 (the base model) and ``c.rounds`` self-improvement rounds of one training job; per round the
-    valid / test metrics and the generation counts. Needs the sequence view with ``train: sequences``."""
+    valid / test metrics and the generation counts. Needs the sequence view with ``train: sequences``.
+    ``duplicates``: the control, every round adds each real sequence once more and generates nothing."""
     if job.sequence.train != "sequences":
         raise ValueError("sequence.train: RSIR extends whole sequences, set train: sequences")
     p = prepare(job, data)
@@ -48,9 +52,13 @@ def run_rsir(job, c: RSIRConfig, data=None) -> dict:
     rounds = [{"round": 0, "valid": result["valid"], "test": result["test"], "train_rows": len(p.train)}]
     synthetic: list[tuple[int, list[int]]] = []
     for r in range(1, c.rounds + 1):
-        extra, counts = generate_continuations(model, [ids for _, ids in real], job.sequence.max_len,
-                                               c.model_copy(update={"seed": c.seed + r}))
-        synthetic += [(u, ids + more) for (u, ids), more in zip(real, extra) if more]
+        if duplicates:
+            counts: dict = {"generated": 0, "accepted": 0, "acceptance": None}
+            synthetic += real
+        else:
+            extra, counts = generate_continuations(model, [ids for _, ids in real], job.sequence.max_len,
+                                                   c.model_copy(update={"seed": c.seed + r}))
+            synthetic += [(u, ids + more) for (u, ids), more in zip(real, extra) if more]
         train = sequence_rows(real + synthetic, job.sequence.max_len, job.sequence.stride)
         model, result = train_prepared(job, replace(p, train=train))
         rounds.append({"round": r, "valid": result["valid"], "test": result["test"], "train_rows": len(train),
@@ -123,9 +131,9 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     data = load_data(exp.job.data)
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     partial = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".partial.json")  # whatever --out says
-    # what a (system, seed) run depends on: everything but the seed list and the output, so a run over more
-    # seeds later reuses the seeds already done
-    key = json.dumps({k: v for k, v in exp.model_dump(mode="json").items() if k not in ("seeds", "output", "name")},
+    # what a (system, seed) run depends on: everything but the seed list, the output and which systems run, so
+    # a run over more seeds (or with the control added) later reuses the runs already done
+    key = json.dumps({k: v for k, v in exp.model_dump(mode="json").items() if k not in ("seeds", "output", "name", "rsir_control")},
                      sort_keys=True)
     done: dict[str, Any] = {}
     if partial.exists():
@@ -133,7 +141,7 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
         if saved.get("config") == key:
             done = saved["done"]
             print(f"resuming: {len(done)} finished runs from {partial}", flush=True)
-    runs: dict[str, list] = {"rsir": [], "rsir_no_filter": [], "diffuasr": []}
+    runs: dict[str, list] = {"rsir": [], "rsir_no_filter": [], "rsir_duplicates": [], "diffuasr": []}
 
     def step(name: str, seed: int, fn) -> None:
         k = f"{name}/{seed}"
@@ -152,15 +160,19 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
             step("rsir", seed, lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data))
             step("rsir_no_filter", seed,
                  lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed, "fidelity": False}), data))
+            if exp.rsir_control:
+                step("rsir_duplicates", seed,
+                     lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data, duplicates=True))
         if exp.diffuasr is not None:
             step("diffuasr", seed, lambda: run_diffuasr(job, exp.diffuasr.model_copy(update={"seed": seed}), data))
     summary: dict[str, Any] = {}
-    for name in ("rsir", "rsir_no_filter"):
+    for name in ("rsir", "rsir_no_filter", "rsir_duplicates"):
         if runs[name]:
             n_rounds = len(runs[name][0]["rounds"])
             summary[name] = [{"round": r, **_mean_std([x["rounds"][r]["test"] for x in runs[name]], exp.metrics),
                               "acceptance": (float(np.mean([x["rounds"][r]["acceptance"] for x in runs[name]]))
-                                             if r else None)} for r in range(n_rounds)]
+                                             if r and name != "rsir_duplicates" else None)}
+                             for r in range(n_rounds)]
     if runs["diffuasr"]:
         summary["diffuasr"] = {v: {"all": _mean_std([x[v]["test"] for x in runs["diffuasr"]], exp.metrics),
                                    "short_users": _mean_std([x[v]["test_short_users"] for x in runs["diffuasr"]],
@@ -181,10 +193,10 @@ def plot(summary: dict, metric: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     if "rsir" in summary:
         rounds = [f"round {r['round']}" for r in summary["rsir"]]
-        series = {k: [r.get(f"{metric}_mean", 0.0) for r in summary[k]] for k in ("rsir", "rsir_no_filter")
-                  if k in summary}
+        systems = ("rsir", "rsir_no_filter", "rsir_duplicates")
+        series = {k: [r.get(f"{metric}_mean", 0.0) for r in summary[k]] for k in systems if k in summary}
         grouped_bars(axes[0], rounds, series, ylabel=f"test {metric} (mean over seeds)")
-        axes[0].set_title("RSIR: successors per round (fidelity filter vs none)")
+        axes[0].set_title("RSIR: successors per round (fidelity filter, none, duplicates control)")
     if "diffuasr" in summary:
         d = summary["diffuasr"]
         grouped_bars(axes[1], ["all users", "short-history users"],
