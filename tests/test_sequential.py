@@ -369,13 +369,17 @@ def test_performance_law_experiment_slice(tmp_path):
     r = _experiment(tmp_path, "performance_law", [
         "job.trainer.epochs=1", "job.data.sequences.n_users=40", "job.data.sequences.n_items=30",
         "job.data.sequences.max_length=15", "layers=[1,2]", "widths=[8,16]", "fractions=[0.5,1.0]",
-        "data_variants=[{}, {sequences: {follow: 0.95}}]"])
+        "data_variants=[{}, {sequences: {follow: 0.95}}]", "budgets=[100, 100000]"])
     assert len(r["points"]) == 16 and sum(r["heldout"]) == 5
     assert [p["data_variant"] for p in r["points"]] == [0] * 8 + [1] * 8 and -1 <= r["apen_spearman"] <= 1
     assert set(r["fits"]) == {"d_prime", "tokens"} and r["fits"]["d_prime"]["mape_heldout"] >= 0
     pts = r["points"]
     assert pts[0]["tokens"] < pts[-1]["tokens"] and pts[-1]["d_prime"] == pytest.approx(pts[-1]["tokens"] * pts[-1]["apen"])
     assert r["recommended"]["layers"] in (1, 2)
+    budgets = r["recommended_for_budgets"]  # a size per (data variant, token budget), D' from its full-data ApEn
+    assert [(b["data_variant"], b["tokens"]) for b in budgets] == [(0, 100), (0, 100000), (1, 100), (1, 100000)]
+    assert budgets[3]["d_prime"] == pytest.approx(100000 * pts[-1]["apen"])
+    assert all(b["layers"] in (1, 2) and b["width"] in (8, 16) for b in budgets)
 
 
 def test_a_variant_overrides_the_data_sets_sequence_view():

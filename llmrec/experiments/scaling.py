@@ -44,6 +44,10 @@ class PerformanceLawExperiment(StrictConfig):
     # users, meaningful for item ids that a user never repeats)
     apen_scope: Literal["sequence", "pooled"] = "sequence"
     seed: int = 0
+    # training-token budgets to recommend a (layers, width) for, per data variant: D' = budget x that variant's
+    # full-data ApEn (with the variant's own predictability; pooled ApEn still grows with the data, so
+    # for a budget far from the measured sizes this is the law's extrapolation)
+    budgets: list[int] = Field(default_factory=list)
 
 
 def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int, cache: dict[str, dict],
@@ -119,6 +123,15 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     full = max(pt["d_prime"] for pt in points)
     sizes = {(pt["layers"], pt["width"]): pt["parameters"] for pt in points}
     (layers, width), value = recommend_size(best_law, full, sizes)
+    for_budgets = []
+    for k in range(len(exp.data_variants)):
+        apen = max((pt for pt in points if pt["data_variant"] == k), key=lambda pt: pt["tokens"])["apen"]
+        for budget in exp.budgets:
+            (bl, bw), pred = recommend_size(best_law, budget * apen, sizes)
+            for_budgets.append({"data_variant": k, "tokens": budget, "d_prime": budget * apen, "layers": bl,
+                                "width": bw, "predicted": pred})
+            print(f"data variant {k}, {budget} training tokens: {bl} layers x width {bw} "
+                  f"(predicted {exp.metric} {pred:.4f})", flush=True)
     subsets = {}
     top = (max(exp.layers), max(exp.widths))
     for pt in points:  # the largest model on each (data variant, fraction)
@@ -128,7 +141,8 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
                 if len(subsets) > 2 else None)
     print(f"Spearman(ApEn, {exp.metric}) over {len(subsets)} data subsets: {apen_rho}", flush=True)
     payload = {"data": [str(v) for v in exp.data_variants], "metric": exp.metric, "apen_spearman": apen_rho, "points": points, "heldout": held.tolist(), "fits": fits,
-               "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full}}
+               "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full},
+               "recommended_for_budgets": for_budgets}
     write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.job.trainer.seed])
     plot(points, fits, held, exp.metric, path.with_suffix(".png"))
     return {"output": str(path), "fits": fits}
