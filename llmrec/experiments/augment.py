@@ -132,9 +132,10 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     partial = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".partial.json")  # whatever --out says
     # what a (system, seed) run depends on: everything but the seed list, the output and which systems run, so
-    # a run over more seeds (or with the control added) later reuses the runs already done
-    key = json.dumps({k: v for k, v in exp.model_dump(mode="json").items() if k not in ("seeds", "output", "name", "rsir_control")},
-                     sort_keys=True)
+    # a run over more seeds (or with the control added) later reuses the runs already done; settings at their
+    # defaults are not written, so a field added later at a default that keeps the old behaviour changes nothing
+    key = json.dumps({k: v for k, v in exp.model_dump(mode="json", exclude_defaults=True).items()
+                      if k not in ("seeds", "output", "name", "rsir_control")}, sort_keys=True)
     done: dict[str, Any] = {}
     if partial.exists():
         saved = json.loads(partial.read_text())

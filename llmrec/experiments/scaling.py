@@ -151,9 +151,10 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
 def grid_key(exp: PerformanceLawExperiment) -> str:
     """What every trained point depends on (not the held-out choice or the fit, and not which data variants
     are listed: a point's key names its own variant): the job, ApEn settings and the data-fraction seed."""
-    d = exp.model_dump(mode="json")
-    return json.dumps({k: d[k] for k in ("job", "metric",
-                               "apen_symbol", "apen_scope", "seed")}, sort_keys=True)
+    # settings left at their defaults are not written, so a field added later (at a default that keeps the old
+    # behaviour) does not orphan the points already trained
+    d = exp.model_dump(mode="json", exclude_defaults=True)
+    return json.dumps({k: d.get(k) for k in ("job", "metric", "apen_symbol", "apen_scope", "seed")}, sort_keys=True)
 
 
 def symbol_map(data, space, column: str | None) -> dict[int, object]:
