@@ -89,3 +89,27 @@ def load_checkpoint(path: str | Path, model, optimizer, generator=None) -> dict[
         generator.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     return saved["state"]
+
+
+def settings_key(config, fields: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> str:
+    """A resume cache's key: the settings of a pydantic ``config`` that finished runs depend on (``fields``,
+    else every field but ``exclude``), dumped without default-valued settings, so a field added later at a
+    default that keeps the old behaviour leaves the cache valid."""
+    d = config.model_dump(mode="json", exclude_defaults=True)
+    picked = {k: d.get(k) for k in fields} if fields is not None else {k: v for k, v in d.items() if k not in exclude}
+    return json.dumps(picked, sort_keys=True)
+
+
+def load_resume(path: str | Path, key_field: str, key: str, items_field: str) -> dict[str, Any]:
+    """The finished items of a resume cache at ``path`` (``{key_field: key, items_field: {...}}``, as
+    ``save_resume`` writes it), or {} when it is absent or was written for other settings."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    return saved[items_field] if saved.get(key_field) == key else {}
+
+
+def save_resume(path: str | Path, key_field: str, key: str, items_field: str, items: dict[str, Any]) -> None:
+    """Write a resume cache atomically (after each finished item)."""
+    write_text_atomic(path, json.dumps({key_field: key, items_field: items}, default=float))

@@ -6,7 +6,6 @@ sequential model on one data set, over seeds; test metrics per round / variant (
 DiffuASR's also on the short-history users, and a plot."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from llmrec.data.registry import load_data
 from llmrec.data.views import sequence_rows, user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import write_text_atomic
+from llmrec.io import load_resume, save_resume, settings_key
 from llmrec.results import grouped_bars, pyplot, write_result
 
 
@@ -134,21 +133,17 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     # what a (system, seed) run depends on: everything but the seed list, the output and which systems run, so
     # a run over more seeds (or with the control added) later reuses the runs already done; settings at their
     # defaults are not written, so a field added later at a default that keeps the old behaviour changes nothing
-    key = json.dumps({k: v for k, v in exp.model_dump(mode="json", exclude_defaults=True).items()
-                      if k not in ("seeds", "output", "name", "rsir_control")}, sort_keys=True)
-    done: dict[str, Any] = {}
-    if partial.exists():
-        saved = json.loads(partial.read_text())
-        if saved.get("config") == key:
-            done = saved["done"]
-            print(f"resuming: {len(done)} finished runs from {partial}", flush=True)
+    key = settings_key(exp, exclude=("seeds", "output", "name", "rsir_control"))
+    done = load_resume(partial, "config", key, "done")
+    if done:
+        print(f"resuming: {len(done)} finished runs from {partial}", flush=True)
     runs: dict[str, list] = {"rsir": [], "rsir_no_filter": [], "rsir_duplicates": [], "diffuasr": []}
 
     def step(name: str, seed: int, fn) -> None:
         k = f"{name}/{seed}"
         if k not in done:
             done[k] = fn()
-            write_text_atomic(partial, json.dumps({"config": key, "done": done}, default=float))
+            save_resume(partial, "config", key, "done", done)
         r = done[k]
         last = r["rounds"][-1]["test"] if "rounds" in r else r["diffusion"]["test"] if "diffusion" in r else {}
         print(f"seed {seed} {name}: " + ", ".join(f"{m} {last[m]:.4f}" for m in exp.metrics if m in last), flush=True)

@@ -19,7 +19,7 @@ from llmrec.config import StrictConfig, deep_merge
 from llmrec.data.views import user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import write_text_atomic
+from llmrec.io import load_resume, save_resume, settings_key
 from llmrec.results import pyplot, write_result
 from llmrec.scaling import PerformanceLaw, data_proxy, mape, recommend_size
 
@@ -84,7 +84,7 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                                "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
                                "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]})
                 cache[key] = points[-1]
-                write_text_atomic(cache_path, json.dumps({"grid": grid_key(exp), "points": cache}))
+                save_resume(cache_path, "grid", grid_key(exp), "points", cache)
                 print(f"data {variant} fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
                       f"(N {n}, D' {proxy.d_prime:.0f})", flush=True)
     return points
@@ -96,12 +96,9 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     # one cache per experiment, whatever --out says, so refits of other slices reuse the same trained points
     cache_path = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".points.json")
-    cache: dict[str, dict] = {}
-    if cache_path.exists():
-        saved = json.loads(cache_path.read_text())
-        if saved.get("grid") == grid_key(exp):
-            cache = saved["points"]
-            print(f"{len(cache)} trained grid points reused from {cache_path}", flush=True)
+    cache = load_resume(cache_path, "grid", grid_key(exp), "points")
+    if cache:
+        print(f"{len(cache)} trained grid points reused from {cache_path}", flush=True)
     points = []
     for k, override in enumerate(exp.data_variants):
         job = TrainJobConfig.model_validate({**exp.job.model_dump(),
@@ -151,11 +148,7 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
 def grid_key(exp: PerformanceLawExperiment) -> str:
     """What every trained point depends on (not the held-out choice or the fit, and not which data variants
     are listed: a point's key names its own variant): the job, ApEn settings and the data-fraction seed."""
-    # settings left at their defaults are not written, so a field added later (at a default that keeps the old
-    # behaviour) does not orphan the points already trained
-    d = exp.model_dump(mode="json", exclude_defaults=True)
-    return json.dumps({k: d.get(k) for k in ("job", "metric", "apen_symbol", "apen_scope", "seed")}, sort_keys=True)
-
+    return settings_key(exp, fields=("job", "metric", "apen_symbol", "apen_scope", "seed"))
 
 def symbol_map(data, space, column: str | None) -> dict[int, object]:
     """Dense item id -> the symbol ApEn reads: the item's value of ``column`` (constant per item), or the id."""
