@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from llmrec.data import SyntheticConfig, generate_world
+from llmrec.data.schema import RecData
 from llmrec.data.synthetic import SequenceWorldConfig, generate_sequences
 from llmrec.data.views import SeqBatch
 from llmrec.errors import ConfigError, LLMRecError
@@ -29,6 +30,23 @@ def world():
 @pytest.fixture(scope="module")
 def sequences():  # the sequential family's world: transition structure + text-only taste
     return generate_sequences(SequenceWorldConfig(n_users=150, n_items=120, max_length=30))
+
+
+@pytest.fixture(scope="module")
+def graph_world():  # the graph family's world: 6 taste clusters, 16 in-cluster items and 4 others per user
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(150):
+        c = u % 6
+        for i in [*rng.choice(np.arange(c * 20, c * 20 + 20), 16, replace=False), *rng.choice(120, 4, replace=False)]:
+            users.append(f"u{u}")
+            items.append(f"i{i}")
+    n = len(users)
+    return RecData(name="clusters", columns={"user_id": np.array(users, dtype=object),
+                                             "item_id": np.array(items, dtype=object),
+                                             "timestamp": np.arange(n, dtype=np.float64),
+                                             "label": np.ones(n, np.float32)},
+                   fields={"user_id": "categorical", "item_id": "categorical"})
 
 
 # ranking families: BPR on ~4k positives needs a higher rate and almost no whole-table L2
@@ -57,9 +75,10 @@ def predictions(model, p, trainer):
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_every_registered_model_trains_saves_loads(world, sequences, name, tmp_path):
+def test_every_registered_model_trains_saves_loads(world, sequences, graph_world, name, tmp_path):
     job = small_job(name)
-    p = prepare(job, sequences if MODELS.get(name).family == "sequential" else world)
+    family = MODELS.get(name).family
+    p = prepare(job, {"sequential": sequences, "graph": graph_world}.get(family, world))
     model, result = train_prepared(job, p)
     metric = result["primary_metric"]
     if metric == "auc":
@@ -125,7 +144,8 @@ def test_models_listing_covers_every_model_with_its_config():
     assert by["star"]["family"] == "multitask" and by["mf"]["task"] == "bpr"
     assert by["optinter"]["search_stage"] and not by["deepfm"]["search_stage"]
     json.dumps(rows)  # serializable as `llmrec models --json` prints it
-    assert [r["name"] for r in describe_models("graph")] == ["mf"]
+    assert {"mf", "lightgcn"} <= {r["name"] for r in describe_models("graph")}
+    assert all(r["family"] == "graph" and r["task"] == "bpr" for r in describe_models("graph"))
 
 
 def test_dcnv2_cross_layer_matches_its_formula():

@@ -1,7 +1,8 @@
 """Data views: the same ``RecData`` impressions seen as each model family needs them.
 
 - impressions (ctr, multitask): the table itself, encoded by ``llmrec.ctr.FeatureEncoder`` into ``Batch``.
-- interactions (graph): positive (user, item) pairs split by time; training rows are ``PairBatch``es
+- interactions (graph): (user, item) edges split per user (random or by time, ``GraphViewConfig``); the
+  training edges form the ``InteractionGraph`` carried by the ``ItemSpace``; training rows are ``PairBatch``es
   (negatives are sampled by the BPR task), evaluation is full-sort over every item with the user's
   training items excluded.
 - sequences (sequential): each user's interactions in time order, leave-one-out (last item = test, the one
@@ -12,7 +13,7 @@ Ids are dense: users 0..U-1, items 1..I (0 is padding / unknown), fixed by ``Ite
 training rows."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from pydantic import Field
 
 from llmrec.config import StrictConfig
+from llmrec.data.graph import InteractionGraph, split_counts
 from llmrec.data.schema import RecData
 from llmrec.errors import DataError
 
@@ -27,10 +29,12 @@ from llmrec.errors import DataError
 @dataclass(frozen=True)
 class ItemSpace:
     """Dense id maps; what ranking models are built from. Item index 0 is padding. ``item_vectors``
-    (optional, [n_items, d], row 0 zeros): knowledge / text vectors of the items, aligned with their ids."""
+    (optional, [n_items, d], row 0 zeros): knowledge / text vectors of the items, aligned with their ids. ``graph`` (graph family): the training
+    edges and their cached adjacencies."""
     users: dict[str, int]
     items: dict[str, int]
     item_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
+    graph: InteractionGraph | None = field(default=None, compare=False, repr=False)  # graph family: training edges
 
     @property
     def n_users(self) -> int:
@@ -108,19 +112,87 @@ def item_space(data: RecData, train_rows: np.ndarray) -> ItemSpace:
     return ItemSpace(users={u: n for n, u in enumerate(users)}, items={i: n + 1 for n, i in enumerate(items)})
 
 
-def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+class GraphViewConfig(StrictConfig):
+    """How interactions become the user-item graph and its splits: every user's interactions split 80/10/10
+    (``data.split``) in a seeded random order (RecBole's ``RS`` + ``RO``, per user) or by time, with RecBole's
+    rounding (``llmrec.data.graph.split_counts``); over positive rows (``label``) or every row (``all``:
+    MovieLens ratings as implicit feedback, as RecBole's graph benchmarks)."""
+    split: Literal["random", "temporal"] = "random"
+    interactions: Literal["all", "positive"] = "positive"
+    split_seed: int = 2020  # the random order (fixed across training seeds: every seed sees one split)
+    negatives: Literal["uniform", "in_batch"] = "uniform"  # BPR negatives (``llmrec.train.tasks.BPRTask``)
+
+
+@dataclass
+class GraphStats:
+    """What ``interaction_view`` merged and dropped, for the report."""
+    users: int
+    items: int  # item ids seen in training, padding excluded
+    train_edges: int
+    duplicate_edges: int  # repeated (user, item) rows merged into one edge (the earliest kept)
+    cold_item_rows: int  # valid / test rows whose item never occurs in training: dropped (not rankable)
+    users_without_test: int  # users with no test item after the split (not evaluated on test)
+
+
+def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                     config: GraphViewConfig | None = None
                      ) -> tuple[ItemSpace, PairBatch, RankingEval, RankingEval]:
-    """Positive interactions split by time: (space, train pairs, valid eval, test eval). Valid/test keep
-    only items seen in training; the user's training items (and, for test, valid items) are excluded."""
-    pos = _positives(data)
-    if len(pos) == 0:
+    """Implicit-feedback view: (space with its training ``InteractionGraph``, train pairs, valid eval, test
+    eval). Each user's interactions are split by ``split`` per user (``config``); valid / test keep only
+    items seen in training; evaluation excludes the user's training items (and, for test, valid items), as
+    RecBole's full ranking. ``graph_stats`` tells what was merged and dropped."""
+    return _graph_split(data, split, config or GraphViewConfig())[:4]
+
+
+def graph_stats(data: RecData, split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                config: GraphViewConfig | None = None) -> GraphStats:
+    """The counts of ``interaction_view``: edges, merged duplicates, dropped cold rows."""
+    return _graph_split(data, split, config or GraphViewConfig())[4]
+
+
+def graph_split_rows(data: RecData, split: tuple[float, float, float], c: GraphViewConfig
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Row indices of train / valid / test (duplicates merged, per-user split) and the number merged."""
+    if abs(sum(split) - 1) > 1e-6 or min(split) < 0 or split[0] <= 0:
+        raise DataError(f"data.split: fractions must be >= 0, train > 0, and sum to 1, got {split}")
+    rows = _positives(data) if c.interactions == "positive" else np.arange(len(data))
+    if len(rows) == 0:
         raise DataError(f"{data.name}.{data.label}: no positive rows to build interactions from")
-    order = pos[np.argsort(data.columns[data.time][pos], kind="stable")]
-    a, b = int(len(order) * split[0]), int(len(order) * (split[0] + split[1]))
-    tr, va, te = order[:a], order[a:b], order[b:]
+    users = np.asarray(data.columns[data.user_col])[rows].astype(str)
+    items = np.asarray(data.columns[data.item_col])[rows].astype(str)
+    times = np.asarray(data.columns[data.time], dtype=np.float64)[rows]
+    # duplicates: the earliest (time, then file order) row of each (user, item) is the edge
+    first = np.lexsort((rows, times))
+    ucode = np.unique(users, return_inverse=True)[1].astype(np.int64)
+    icode, n_codes = np.unique(items, return_inverse=True)[1].astype(np.int64), len(set(items))
+    _, keep = np.unique((ucode * n_codes + icode)[first], return_index=True)
+    kept = np.sort(first[keep])
+    duplicates = len(rows) - len(kept)
+    rows, users, times = rows[kept], users[kept], times[kept]
+    if c.split == "random":
+        key = np.random.default_rng(c.split_seed).permutation(len(rows))
+        order = np.lexsort((key, users))
+    else:
+        order = np.lexsort((rows, times, users))
+    u_sorted = users[order]
+    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
+    totals = np.diff(np.r_[starts, len(order)])
+    cnt = split_counts(totals, split)
+    pos = np.arange(len(order)) - np.repeat(starts, totals)  # index within the user's ordered rows
+    a, b = np.repeat(cnt[:, 0], totals), np.repeat(cnt[:, 0] + cnt[:, 1], totals)
+    ordered = rows[order]
+    return ordered[pos < a], ordered[(pos >= a) & (pos < b)], ordered[pos >= b], duplicates
+
+
+def _graph_split(data: RecData, split: tuple[float, float, float], c: GraphViewConfig):
+    tr, va, te, duplicates = graph_split_rows(data, split, c)
     space = item_space(data, tr)
-    uid = np.array([space.users[str(x)] for x in data.columns[data.user_col]])
-    iid = np.array([space.items.get(str(x), 0) for x in data.columns[data.item_col]])
+    ucol = np.asarray(data.columns[data.user_col]).astype(str)
+    icol = np.asarray(data.columns[data.item_col]).astype(str)
+    uid = np.array([space.users[x] for x in ucol])
+    iid = np.array([space.items.get(x, 0) for x in icol])
+    graph = InteractionGraph(space.n_users, space.n_items, uid[tr].astype(np.int64), iid[tr].astype(np.int64))
+    space = replace(space, graph=graph)
     train = PairBatch(torch.from_numpy(uid[tr]), torch.from_numpy(iid[tr]))
     seen: dict[int, set[int]] = {}
     for u, i in zip(uid[tr], iid[tr]):
@@ -129,7 +201,7 @@ def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.
     def evaluation(rows: np.ndarray, extra_seen: dict[int, set[int]]) -> RankingEval:
         gold: dict[int, set[int]] = {}
         for u, i in zip(uid[rows], iid[rows]):
-            if i > 0 and i not in seen.get(int(u), ()):
+            if i > 0:
                 gold.setdefault(int(u), set()).add(int(i))
         users = sorted(gold)
         return RankingEval(torch.tensor(users, dtype=torch.long), [np.array(sorted(gold[u])) for u in users],
@@ -138,8 +210,13 @@ def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.
     valid = evaluation(va, {})
     va_seen: dict[int, set[int]] = {}
     for u, i in zip(uid[va], iid[va]):
-        va_seen.setdefault(int(u), set()).add(int(i))
-    return space, train, valid, evaluation(te, va_seen)
+        if i > 0:
+            va_seen.setdefault(int(u), set()).add(int(i))
+    test = evaluation(te, va_seen)
+    stats = GraphStats(users=space.n_users, items=space.n_items - 1, train_edges=len(tr), duplicate_edges=duplicates,
+                       cold_item_rows=int((iid[va] == 0).sum() + (iid[te] == 0).sum()),
+                       users_without_test=space.n_users - len(test))
+    return space, train, valid, test, stats
 
 
 class SequenceViewConfig(StrictConfig):

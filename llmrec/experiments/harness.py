@@ -36,7 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from llmrec.config import StrictConfig, deep_merge, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
-from llmrec.data.views import SequenceViewConfig, user_sequences
+from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
@@ -48,11 +48,12 @@ from llmrec.train import TrainerConfig
 
 
 class DatasetSpec(StrictConfig):
-    """One data set of an experiment: its data config, trainer overrides and (sequential models) sequence view."""
+    """One data set of an experiment: its data config, trainer overrides and the sequence / graph views."""
     data: DataConfig = DataConfig()
     features: list[FeatureSpec] | None = None
     trainer: TrainerConfig = TrainerConfig()
     sequence: SequenceViewConfig = SequenceViewConfig()
+    graph: GraphViewConfig = GraphViewConfig()
 
 
 class KnowledgeGate(StrictConfig):
@@ -73,6 +74,7 @@ class Variant(StrictConfig):
     model: dict[str, Any]  # {name: ..., overrides}; resolved against the registry per job
     trainer: dict[str, Any] = {}  # overrides of the data set's trainer
     sequence: dict[str, Any] = {}  # overrides of the data set's sequence view (e.g. ``train: prefixes``)
+    graph: dict[str, Any] = {}  # overrides of the data set's graph view (e.g. ``negatives: in_batch``)
     knowledge: KnowledgeFeatures | None = None
     gate: KnowledgeGate | None = None  # validation gate over the knowledge kinds (needs ``knowledge``)
 
@@ -88,13 +90,15 @@ class Variant(StrictConfig):
         return self.label or str(self.model.get("name"))
 
 
-PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2"), "deepctr": ("deepfm", "dcnv2"), "recbole": ("sasrec", "gru4rec")}
+PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2"), "deepctr": ("deepfm", "dcnv2"),
+               "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf")}
+RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 
 
 class Peer(StrictConfig):
     """A peer library's model run on the same split with the settings of the variant it copies."""
     library: Literal["fuxictr", "deepctr", "recbole"]
-    model: Literal["deepfm", "dcnv2", "sasrec", "gru4rec"] = "deepfm"
+    model: Literal["deepfm", "dcnv2", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
 
     @model_validator(mode="after")
@@ -156,6 +160,7 @@ def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int)
         return TrainJobConfig.model_validate({
             "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
             "knowledge": knowledge, "sequence": deep_merge(ds.sequence.model_dump(), variant.sequence),
+            "graph": deep_merge(ds.graph.model_dump(), variant.graph),
             "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
     except ValidationError as e:
         raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
@@ -227,7 +232,8 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
         runs.append({"seed": seed, "best_epoch": r["best_epoch"], "valid": r["valid"], "test": r["test"],
                      "test_by_scenario": r["test_by_scenario"],
                      "train_samples_per_second": r["train_samples_per_second"], "model": r["model"],
-                     **({"train_pairs_per_second": r["train_pairs_per_second"]} if r.get("train_pairs_per_second") else {})})
+                     **({"train_pairs_per_second": r["train_pairs_per_second"]} if r.get("train_pairs_per_second") else {}),
+                     **({"epoch_seconds": r["epoch_seconds"]} if r.get("epoch_seconds") else {})})
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
@@ -243,6 +249,8 @@ def summarize(runs: list[dict]) -> dict:
     out["train_samples_per_second"] = float(np.median([r["train_samples_per_second"] for r in runs]))
     if all(r.get("train_pairs_per_second") for r in runs):  # sequential: (prefix -> next) pairs per second
         out["train_pairs_per_second"] = float(np.median([r["train_pairs_per_second"] for r in runs]))
+    if all(r.get("epoch_seconds") for r in runs):  # training seconds per epoch (validation excluded)
+        out["epoch_seconds"] = float(np.median([r["epoch_seconds"] for r in runs]))
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}
@@ -330,7 +338,8 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
         base = by_key[peer.variant or peer.model]
         job = job_config(exp, dataset, base, seeds[0])
         if peer.library == "recbole":
-            out[f"recbole:{peer.model}"] = run_recbole(python, root, exp, dataset, base, seeds)
+            run = run_recbole_graph if peer.model in RECBOLE_GRAPH else run_recbole
+            out[f"recbole:{peer.model}"] = run(python, root, exp, dataset, base, seeds, peer.model)
             continue
         p = prepare(job)
         runs, rss = [], 0.0
@@ -399,7 +408,7 @@ def recbole_hyperparameters(job: TrainJobConfig) -> dict:
 
 
 def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, variant: Variant,
-                seeds: list[int]) -> dict:
+                seeds: list[int], model: str | None = None) -> dict:
     """RecBole's SASRec / GRU4Rec on the variant's exact sequences (``eval/peers/peer_recbole.py``), per seed."""
     runs = []
     for seed in seeds:
@@ -423,6 +432,58 @@ def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, v
                      "torch_threads": r.get("torch_threads")})
         print(dataset, "peer recbole", job.model.name, "seed", seed, "ndcg@10", round(r["test"]["ndcg@10"], 4),
               f"{r['train_pairs_per_second']:.0f} pairs/s", flush=True)
+    return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
+
+
+def recbole_graph_hyperparameters(job: TrainJobConfig, model: str) -> dict:
+    """RecBole's settings for BPR / LightGCN / NGCF copying the variant's width (and LightGCN's layers and
+    L2); NGCF keeps RecBole's own defaults otherwise (three layers, message dropout 0.1)."""
+    m = job.model.model_dump()
+    hp: dict[str, Any] = {"embedding_size": m.get("embedding_dim", 64)}
+    if model == "lightgcn":
+        hp.update(n_layers=m.get("n_layers", 2), reg_weight=m.get("reg_weight", 1e-5),
+                  require_pow=m.get("require_pow", False))
+    if model == "ngcf":
+        hp.update(hidden_size_list=[hp["embedding_size"]] * 3)
+    return hp
+
+
+def graph_split_files(job: TrainJobConfig) -> dict[str, list[list[str]]]:
+    """The job's exact train / valid / test (user, item) rows, valid / test rows on items never trained on
+    dropped (as llmrec's view drops them), for a peer to read as fixed benchmark files."""
+    data = load_data(job.data)
+    tr, va, te, _ = graph_split_rows(data, job.data.split, job.graph)
+    users = np.asarray(data.columns[data.user_col]).astype(str)
+    items = np.asarray(data.columns[data.item_col]).astype(str)
+    known = set(items[tr])
+    return {part: [[users[r], items[r]] for r in rows if part == "train" or items[r] in known]
+            for part, rows in (("train", tr), ("valid", va), ("test", te))}
+
+
+def run_recbole_graph(python: Path, root: Path, exp: ExperimentConfig, dataset: str, variant: Variant,
+                      seeds: list[int], model: str) -> dict:
+    """RecBole's BPR / LightGCN / NGCF on the variant's exact split (``eval/peers/peer_recbole.py``), per seed."""
+    runs = []
+    job = job_config(exp, dataset, variant, seeds[0])
+    split = graph_split_files(job)
+    for seed in seeds:
+        t = job_config(exp, dataset, variant, seed).trainer
+        spec = {"family": "graph", "model": model, "seed": seed, "epochs": t.epochs, "patience": t.patience,
+                "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "hyperparameters": recbole_graph_hyperparameters(job, model), "split": split}
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "in.json").write_text(json.dumps(spec))
+            res = subprocess.run([str(python), str(root / "eval" / "peers" / "peer_recbole.py"), f"{tmp}/in.json",
+                                  f"{tmp}/out.json"], capture_output=True, text=True, cwd=tmp)
+            if res.returncode:
+                raise BackendError(f"peer recbole:{model} failed:\n{res.stderr[-3000:]}")
+            r = json.loads(Path(tmp, "out.json").read_text())
+        runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "epochs": r["epochs"],
+                     "train_samples_per_second": r["train_pairs_per_second"],
+                     "epoch_seconds": r["train_seconds"] / max(1, r["epochs"]), "parameters": r["parameters"],
+                     "torch_threads": r.get("torch_threads")})
+        print(dataset, "peer recbole", model, "seed", seed, "ndcg@20", round(r["test"]["ndcg@20"], 4),
+              f"{runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
 
 

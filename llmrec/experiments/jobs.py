@@ -29,7 +29,7 @@ from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
-from llmrec.data.views import SeqBatch, SequenceViewConfig, interaction_view, sequence_view
+from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, interaction_view, sequence_view
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
@@ -79,6 +79,7 @@ class TrainJobConfig(StrictConfig):
     trainer: TrainerConfig = TrainerConfig()
     task: str | None = None  # None: the model family's task
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
+    graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
     output_dir: str = "runs/ctr"
 
     @property
@@ -166,7 +167,7 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     data = data if data is not None else load_data(job.data)
     view = FAMILIES.get(job.family).view
     if view == "interactions":
-        space, tr, va, te = interaction_view(data, job.data.split)
+        space, tr, va, te = interaction_view(data, job.data.split, job.graph)
         return Prepared(data, space, tr, va, te)
     if view == "sequences":
         space, tr, va, te = sequence_view(data, config=job.sequence)
@@ -186,6 +187,7 @@ def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
     task = TASKS.get(job.task or FAMILIES.get(job.family).task)()
     if isinstance(task, BPRTask):
         task.n_items = prepared.context.n_items
+        task.negatives = job.graph.negatives
     if isinstance(task, NextItemTask):
         task.exclude_history = job.sequence.exclude_history
         task.sampled_negatives = job.sequence.sampled_negatives
@@ -217,6 +219,7 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
         "train_pairs_per_second": (fit.samples_per_second * float((p.train.target > 0).sum()) / len(p.train)
                                    if isinstance(p.train, SeqBatch) else None),
         "resumed_from_epoch": fit.resumed_from_epoch,
+        "epoch_seconds": fit.train_seconds / max(1, len(fit.history)) if fit.train_seconds else None,
         "parameters": int(sum(q.numel() for q in model.parameters())),
     }
     return model, result

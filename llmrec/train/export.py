@@ -1,7 +1,7 @@
 """Saving, loading and exporting trained models (every registered model; ONNX for the impression families).
 
 A saved model is a folder: ``model.safetensors`` (weights), ``encoder.json`` (the fitted feature encoder, or
-the ``ItemSpace`` id maps of ranking families) and ``config.json`` (family, model name and its resolved
+the ``ItemSpace`` id maps of ranking families; graph models add ``graph.npz``, their training edges) and ``config.json`` (family, model name and its resolved
 config). It is written to a temporary folder and renamed into place. ``export_onnx`` writes an ONNX graph
 over plain tensors and checks its outputs against PyTorch.
 
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmrec.ctr.features import Batch, FeatureEncoder
+from llmrec.data.graph import InteractionGraph
 from llmrec.data.views import ItemSpace
 from llmrec.errors import MissingFileError
 from llmrec.models import MODELS, build_model
@@ -47,6 +48,8 @@ def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | Ite
         entry = MODELS.get(model.config.name)
         if isinstance(encoder, ItemSpace):
             (tmp / "encoder.json").write_text(json.dumps({"users": encoder.users, "items": encoder.items}))
+            if encoder.graph is not None:  # graph models are rebuilt on their training edges
+                encoder.graph.save(tmp / "graph.npz")
         else:
             (tmp / "encoder.json").write_text(encoder.to_json())
         (tmp / "config.json").write_text(json.dumps(
@@ -76,7 +79,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, FeatureEncoder | ItemSpace]
     family = MODELS.get(config["name"]).family
     raw = json.loads((path / "encoder.json").read_text())
     if family in ("graph", "sequential"):
-        encoder = ItemSpace(users=raw["users"], items=raw["items"])
+        graph = InteractionGraph.load(path / "graph.npz") if (path / "graph.npz").exists() else None
+        encoder = ItemSpace(users=raw["users"], items=raw["items"], graph=graph)
     else:
         encoder = FeatureEncoder.from_json((path / "encoder.json").read_text())
     model = build_model(encoder, config)

@@ -8,7 +8,7 @@ early stopping and model selection follow (``primary``, higher is better).
 | task        | rows          | loss                         | metrics                                  |
 |-------------|---------------|------------------------------|------------------------------------------|
 | pointwise   | ``Batch``     | BCE with logits              | AUC (primary), logloss, gAUC with groups  |
-| bpr         | ``PairBatch`` | -log sigmoid(s_pos - s_neg)  | full-sort Recall/NDCG/HR@k, seen excluded |
+| bpr         | ``PairBatch`` | -log sigmoid(s_pos - s_neg)  | full-sort Recall/NDCG/Hit@10,20, seen excl.  |
 | next_item   | ``SeqBatch``  | softmax CE over every item   | full-sort HR/NDCG@k                       |"""
 from __future__ import annotations
 
@@ -99,39 +99,101 @@ class _FullSort:
 
 
 class BPRTask(_FullSort):
-    """BPR with one uniformly sampled negative per positive (may rarely hit another positive, as in most
-    BPR implementations); evaluation ranks every item, the user's training items excluded."""
-    name = "bpr"
+    """BPR (-log sigmoid(s_pos - s_neg)) over the training edges. Negatives: ``uniform`` draws one item per
+    positive uniformly among the items the user has no training edge with (RecBole's uniform sampler: draws
+    that hit one are redrawn, up to ``REDRAWS`` times); ``in_batch`` pairs every row with the positives of
+    every other row of the batch (popularity-shaped negatives, no extra items scored), those that are the
+    user's own training items masked out. A model with ``batch_regularization(batch)`` (per-batch
+    embedding L2, RecBole's ``reg_weight``) adds it to every row.
 
-    def __init__(self, n_items: int | None = None) -> None:
+    Evaluation ranks every item, the user's training items (and for test, valid items) excluded: Recall,
+    NDCG, Hit and MRR @10 and @20 (RecBole's definitions); users are scored in chunks of at most
+    ``EVAL_SCORE_BUDGET`` scores, so catalogues of 100k+ items fit in bounded memory."""
+    name = "bpr"
+    ks = (10, 20)
+    REDRAWS = 20
+    EVAL_SCORE_BUDGET = 1 << 24  # user x item scores held at once during evaluation (64 MiB of float32)
+
+    def __init__(self, n_items: int | None = None, negatives: str = "uniform") -> None:
+        if negatives not in ("uniform", "in_batch"):
+            raise ValueError(f"negatives: 'uniform' or 'in_batch', not {negatives!r}")
         self.n_items = n_items  # None: the largest item index in the training pairs + 1
+        self.negatives = negatives
+        self._known: tuple[int, torch.Tensor] | None = None  # (id of the training data, sorted user*I+item keys)
+
+    def _keys(self, data: PairBatch, n_items: int) -> torch.Tensor:
+        if self._known is None or self._known[0] != id(data):
+            self._known = (id(data), torch.unique(data.users.long() * n_items + data.items.long()))
+        return self._known[1]
 
     def make_batch(self, data: PairBatch, idx, generator) -> PairBatch:
         b = data.slice(idx)
         n_items = self.n_items or int(data.items.max()) + 1
+        keys = self._keys(data, n_items)
+        if self.negatives == "in_batch":
+            B = len(b)
+            cols = (torch.arange(B).unsqueeze(0) + torch.arange(B).unsqueeze(1)) % B  # column 0: the row itself
+            return PairBatch(b.users, b.items[cols])
         neg = torch.randint(1, n_items, (len(b),), generator=generator)
+        for _ in range(self.REDRAWS):
+            bad = _member(b.users * n_items + neg, keys)
+            if not bad.any():
+                break
+            neg[bad] = torch.randint(1, n_items, (int(bad.sum()),), generator=generator)
         return PairBatch(b.users, torch.stack([b.items, neg], dim=1))
 
     def row_loss(self, net, batch: PairBatch) -> torch.Tensor:
         s = net(batch).float()
-        return -nn.functional.logsigmoid(s[:, 0] - s[:, 1])
+        diff = -nn.functional.logsigmoid(s[:, :1] - s[:, 1:])
+        if s.shape[1] > 2:  # in-batch: mask the negatives that are the user's own training items
+            n_items = self.n_items or int(batch.items.max()) + 1
+            keys = self._known[1].to(batch.items.device) if self._known is not None else None
+            own = batch.items[:, 1:] == batch.items[:, :1]
+            if keys is not None:
+                own |= _member(batch.users.unsqueeze(1) * n_items + batch.items[:, 1:], keys)
+            diff = (diff * (~own)).sum(1) / (~own).sum(1).clamp(min=1)
+        else:
+            diff = diff[:, 0]
+        model = getattr(net, "module", net)
+        reg = getattr(model, "batch_regularization", None)
+        return diff + reg(batch) if reg is not None else diff
 
     @torch.no_grad()
     def evaluate(self, model, data: RankingEval, ctx, groups=None) -> dict[str, float]:
         model.eval()
         parts = []
-        for i in range(0, len(data), ctx.eval_batch_size):
-            users = data.users[i:i + ctx.eval_batch_size]
+        n_items = None
+        i = 0
+        while i < len(data):
+            if n_items is None:
+                probe = model.full_scores(data.users[:1].to(ctx.device))
+                n_items = probe.shape[1]
+            step = max(1, min(ctx.eval_batch_size, self.EVAL_SCORE_BUDGET // n_items))
+            users = data.users[i:i + step]
             with ctx.autocast():
                 scores = model.full_scores(users.to(ctx.device)).float().cpu()
             scores[:, 0] = -torch.inf
             gold = torch.zeros_like(scores, dtype=torch.bool)
-            for r, (g, s) in enumerate(zip(data.gold[i:i + len(users)], data.seen[i:i + len(users)])):
-                gold[r, torch.as_tensor(g, dtype=torch.long)] = True
-                if len(s):
-                    scores[r, torch.as_tensor(s, dtype=torch.long)] = -torch.inf
+            g, s = data.gold[i:i + len(users)], data.seen[i:i + len(users)]
+            gold[_flat_rows(g), _flat_cols(g)] = True
+            scores[_flat_rows(s), _flat_cols(s)] = -torch.inf
             parts.append(full_sort_metrics(scores, gold, self.ks))
+            i += len(users)
         return self._mean(parts)
+
+
+def _member(query: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
+    """``query in sorted_keys`` elementwise (binary search; ``torch.isin`` sorts the keys on every call)."""
+    pos = torch.searchsorted(sorted_keys, query).clamp(max=len(sorted_keys) - 1)
+    return sorted_keys[pos] == query
+
+
+def _flat_rows(lists: list[np.ndarray]) -> torch.Tensor:
+    return torch.repeat_interleave(torch.arange(len(lists)), torch.tensor([len(x) for x in lists], dtype=torch.long))
+
+
+def _flat_cols(lists: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate(lists).astype(np.int64)) if lists else torch.zeros(0, dtype=torch.long)
 
 
 class NextItemTask(_FullSort):

@@ -1,0 +1,78 @@
+"""Multi-GCCF (Sun et al., ICDM 2019): three views of every user and item, concatenated, scored by inner product.
+
+1. **Bipartite GCN** with separate user-side and item-side weights (GraphSAGE-style, mean aggregator, full
+   neighbourhoods instead of sampled ones): h_u^(l) = tanh(W_u^(l) [h_u^(l-1); mean_{i in N(u)} h_i^(l-1)]),
+   the item side symmetric with W_i^(l); ``layers`` sets the widths (2 hops of 64 by default).
+2. **Multi-graph encoding**: one GCN layer over the user-user and item-item graphs (top-``similarity_k``
+   cosine neighbours from the training matrix, symmetric-normalized): z = tanh(S E W_s).
+3. **Skip connection**: the id embedding through a linear layer, s = E W_k.
+Final vector [h; z; s]; BPR with per-batch L2 (``reg_weight``). ``multi_graph: false`` drops z (the paper's
+ablation without MGE); ``skip: false`` drops s. The layer formulas follow the commonly cited description of
+the paper (no public code; see papers.md §27)."""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from llmrec.data.views import ItemSpace
+from llmrec.models.graph.base import GraphScorer, graph_of, spmm, transpose_csr
+from llmrec.models.registry import ModelConfigBase, register_model
+
+
+class MultiGCCFConfig(ModelConfigBase):
+    """Multi-GCCF hyperparameters: id width, bipartite GCN widths, similarity graph size, parts, L2."""
+    embedding_dim: int = Field(64, ge=1)
+    layers: list[int] = Field([64, 64], min_length=1)  # bipartite GCN output width per hop
+    similarity_k: int = Field(10, ge=1)  # neighbours per node in the user-user / item-item graphs
+    multi_graph: bool = True
+    skip: bool = True
+    reg_weight: float = Field(1e-5, ge=0)
+
+
+class MultiGCCF(GraphScorer):
+    """Bipartite GCN + user-user / item-item GCN + skip connection, concatenated."""
+    def __init__(self, space: ItemSpace, c: MultiGCCFConfig) -> None:
+        super().__init__(space, c.embedding_dim)
+        g = graph_of(space)
+        self.reg_weight, self.multi_graph, self.skip = c.reg_weight, c.multi_graph, c.skip
+        self.u_mean, self.i_mean = g.neighbours("user"), g.neighbours("item")  # [U, I], [I, U]
+        self.u_mean_t, self.i_mean_t = transpose_csr(self.u_mean), transpose_csr(self.i_mean)
+        dims = [c.embedding_dim, *c.layers]
+        self.user_layers = nn.ModuleList(nn.Linear(2 * a, b) for a, b in zip(dims, dims[1:]))
+        self.item_layers = nn.ModuleList(nn.Linear(2 * a, b) for a, b in zip(dims, dims[1:]))
+        if c.multi_graph:
+            self.u_sim, self.i_sim = g.similarity("user", c.similarity_k), g.similarity("item", c.similarity_k)
+            self.user_graph = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
+            self.item_graph = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
+        if c.skip:
+            self.user_skip = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
+            self.item_skip = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        eu, ei = self.user.weight, self.item.weight
+        hu, hi = eu, ei
+        u_mean, i_mean = self.on_device(self.u_mean), self.on_device(self.i_mean)
+        u_t, i_t = self.on_device(self.u_mean_t), self.on_device(self.i_mean_t)
+        for wu, wi in zip(self.user_layers, self.item_layers):
+            agg_u, agg_i = spmm(u_mean, hi, u_t), spmm(i_mean, hu, i_t)
+            hu, hi = torch.tanh(wu(torch.cat([hu, agg_u], 1))), torch.tanh(wi(torch.cat([hi, agg_i], 1)))
+        users, items = [hu], [hi]
+        if self.multi_graph:
+            users.append(torch.tanh(spmm(self.on_device(self.u_sim), self.user_graph(eu))))
+            items.append(torch.tanh(spmm(self.on_device(self.i_sim), self.item_graph(ei))))
+        if self.skip:
+            users.append(self.user_skip(eu))
+            items.append(self.item_skip(ei))
+        return torch.cat(users, 1), torch.cat(items, 1)
+
+
+@register_model("multigccf", family="graph", config=MultiGCCFConfig, onnx=False)
+def build_multigccf(space: ItemSpace, config: MultiGCCFConfig) -> MultiGCCF:
+    """Multi-GCCF: bipartite GCN with user / item weights, user-user and item-item graphs, skip connection."""
+    return MultiGCCF(space, config)

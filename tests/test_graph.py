@@ -1,0 +1,309 @@
+"""The graph family: the per-user split (RecBole's rounding), duplicate / cold handling, the normalized
+adjacencies against dense formulas, the sparse matmul's gradient, BPR negatives, chunked full-sort
+evaluation, LightGCN against its definition, and a saved graph model reloading to the same scores."""
+import numpy as np
+import pytest
+import torch
+
+from llmrec.data import SyntheticConfig, generate_world
+from llmrec.data.graph import InteractionGraph, split_counts
+from llmrec.data.schema import RecData
+from llmrec.data.views import GraphViewConfig, PairBatch, graph_stats, interaction_view
+from llmrec.errors import DataError
+from llmrec.models import build_model
+from llmrec.models.graph.base import spmm
+from llmrec.train import BPRTask, Trainer, TrainerConfig
+from llmrec.train.export import load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world(SyntheticConfig(n_users=120, n_items=150, impressions_per_user=50))
+
+
+def _table(rows):
+    """A RecData of (user, item, time) rows, every row a positive."""
+    u, i, t = zip(*rows)
+    return RecData(name="toy", columns={"user_id": np.array(u, dtype=object), "item_id": np.array(i, dtype=object),
+                                        "timestamp": np.array(t, dtype=np.float64),
+                                        "label": np.ones(len(rows), np.float32)},
+                   fields={"user_id": "categorical", "item_id": "categorical"})
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """Users in 4 taste clusters, each interacting with 12 items of its cluster and 2 others: a graph with
+    collaborative signal a graph model must find."""
+    rng = np.random.default_rng(0)
+    rows, t = [], 0
+    for u in range(80):
+        c = u % 4
+        own = rng.choice(np.arange(c * 25, c * 25 + 25), 12, replace=False)
+        for i in [*own, *rng.choice(100, 2, replace=False)]:
+            rows.append((f"u{u}", f"i{i}", t))
+            t += 1
+    return _table(rows)
+
+
+def _recbole_counts(tot, ratios):
+    """RecBole 1.2.1's Dataset._calcu_split_ids as counts, written out as its loop reads."""
+    cnt = [int(ratios[i] * tot) for i in range(len(ratios))]
+    cnt[0] = tot - sum(cnt[1:])
+    for i in range(1, len(ratios)):
+        if cnt[0] <= 1:
+            break
+        if 0 < ratios[-i] * tot < 1:
+            cnt[-i] += 1
+            cnt[0] -= 1
+    return cnt
+
+
+def test_split_counts_follow_recbole_rounding():
+    totals = np.arange(1, 60)
+    for fr in ((0.8, 0.1, 0.1), (0.7, 0.2, 0.1), (0.6, 0.2, 0.2)):
+        got = split_counts(totals, fr)
+        assert got.tolist() == [_recbole_counts(int(t), list(fr)) for t in totals]
+    assert split_counts(np.array([2, 5, 10]), (0.8, 0.1, 0.1)).tolist() == [[1, 0, 1], [3, 1, 1], [8, 1, 1]]
+
+
+@pytest.mark.parametrize("split", ["random", "temporal"])
+def test_per_user_split_is_disjoint_and_ordered(world, split):
+    c = GraphViewConfig(split=split)
+    space, train, valid, test = interaction_view(world, config=c)
+    pos = np.flatnonzero(world.columns["label"] > 0.5)
+    pairs = set(zip(world.columns["user_id"][pos].astype(str), world.columns["item_id"][pos].astype(str)))
+    per_user: dict[str, int] = {}
+    for u, _ in pairs:
+        per_user[u] = per_user.get(u, 0) + 1
+    tr_count = np.bincount(train.users.numpy(), minlength=space.n_users)
+    for u, n in per_user.items():  # train holds exactly RecBole's share of each user's distinct items
+        assert tr_count[space.users[u]] == split_counts(np.array([n]), (0.8, 0.1, 0.1))[0, 0]
+    trained = set(zip(train.users.tolist(), train.items.tolist()))
+    assert len(trained) == len(train)  # no duplicate edges
+    for ev in (valid, test):
+        for u, g, s in zip(ev.users.tolist(), ev.gold, ev.seen):
+            assert not ({(u, int(i)) for i in g} & trained) and not (set(g.tolist()) & set(s.tolist()))
+    if split == "temporal":
+        times = {}
+        for r in pos:
+            times.setdefault((world.columns["user_id"][r], world.columns["item_id"][r]), []).append(world.columns["timestamp"][r])
+        inv_u = {v: k for k, v in space.users.items()}
+        inv_i = {v: k for k, v in space.items.items()}
+        last_train = {}
+        for u, i in trained:
+            last_train[u] = max(last_train.get(u, -np.inf), min(times[(inv_u[u], inv_i[i])]))
+        for u, g in zip(test.users.tolist(), test.gold):
+            assert all(min(times[(inv_u[u], inv_i[int(i)])]) >= last_train[u] for i in g)
+
+
+def test_duplicates_merged_and_cold_items_dropped_are_counted():
+    # a: x (twice), y | z | w -> train x, y; valid z; test w.   b: z w y i0..i5 | i6 | cold
+    rows = [("a", "x", 1), ("a", "x", 2), ("a", "y", 3), ("a", "z", 4), ("a", "w", 5)] + \
+           [("b", it, k) for k, it in enumerate(["z", "w", "y", *[f"i{n}" for n in range(7)]])] + [("b", "cold", 99)]
+    c = GraphViewConfig(split="temporal")
+    stats = graph_stats(_table(rows), config=c)
+    assert (stats.duplicate_edges, stats.train_edges, stats.cold_item_rows, stats.users_without_test) == (1, 11, 2, 1)
+    space, train, valid, test = interaction_view(_table(rows), config=c)
+    assert "cold" not in space.items and "i6" not in space.items
+    assert test.users.tolist() == [space.users["a"]] and test.gold[0].tolist() == [space.items["w"]]
+    assert space.items["z"] in test.seen[0]  # a's valid item is excluded from its test ranking
+
+
+def test_sym_and_left_adjacency_match_dense_formulas():
+    g = InteractionGraph(3, 4, np.array([0, 0, 1, 2, 2]), np.array([1, 2, 2, 1, 3]))
+    a = np.zeros((7, 7))
+    for u, i in zip(g.users, g.items):
+        a[u, 3 + i] = a[3 + i, u] = 1
+    d = a.sum(1)
+    inv = np.where(d > 0, 1 / np.where(d > 0, d, 1), 0)
+    np.testing.assert_allclose(g.adjacency("sym").to_dense().numpy(), np.sqrt(inv)[:, None] * a * np.sqrt(inv)[None],
+                               atol=1e-6)
+    np.testing.assert_allclose(g.adjacency("left").to_dense().numpy(), inv[:, None] * a, atol=1e-6)
+    a_self = a + np.eye(7)
+    ds = a_self.sum(1)
+    np.testing.assert_allclose(g.adjacency("sym_self").to_dense().numpy(), a_self / np.sqrt(np.outer(ds, ds)), atol=1e-6)
+    assert g.adjacency("sym") is g.adjacency("sym")  # built once
+
+
+def test_empty_behaviour_graph_is_a_named_error():
+    with pytest.raises(DataError, match="behaviours.loved"):
+        InteractionGraph(2, 3, np.array([0, 1]), np.array([1, 2]), {"loved": (np.zeros(0, int), np.zeros(0, int))})
+
+
+def test_similarity_graph_keeps_top_k_without_self_loops(world):
+    space, *_ = interaction_view(world)
+    s = space.graph.similarity("item", 5).to_dense()
+    assert torch.all(torch.diagonal(s) == 0)
+    assert torch.allclose(s, s.T, atol=1e-6)
+    x = np.zeros((space.n_items, space.n_users))
+    x[space.graph.items, space.graph.users] = 1
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    cos = x @ x.T / np.maximum(norm * norm.T, 1e-12)
+    np.fill_diagonal(cos, -1)
+    fifth = np.sort(cos, axis=1)[:, -5]  # each node's 5th largest similarity (ties make the top 5 ambiguous)
+    edges = list(zip(*np.nonzero(s.numpy())))
+    assert edges and all(cos[a, b] > 0 and (cos[a, b] >= fifth[a] - 1e-9 or cos[a, b] >= fifth[b] - 1e-9)
+                         for a, b in edges)
+    must = [(a, b) for a in range(len(cos)) for b in np.flatnonzero((cos[a] > fifth[a] + 1e-9) & (cos[a] > 0))]
+    assert must and all(s[a, b] > 0 for a, b in must)  # strictly inside a node's top 5: always kept
+
+
+def test_spmm_gradient_matches_dense():
+    g = InteractionGraph(4, 5, np.array([0, 1, 1, 2, 3, 3]), np.array([1, 2, 3, 4, 1, 4]))
+    a = g.adjacency("sym")
+    x = torch.randn(9, 3, requires_grad=True)
+    w = torch.randn(9, 3)
+    (spmm(a, spmm(a, x)) * w).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    dense = a.to_dense()
+    (dense @ (dense @ x2) * w).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5)
+
+
+def test_uniform_negatives_avoid_training_items_and_in_batch_masks_them(world):
+    space, train, _, _ = interaction_view(world)
+    task = BPRTask(space.n_items)
+    b = task.make_batch(train, torch.arange(len(train)), torch.Generator().manual_seed(0))
+    trained = set(zip(train.users.tolist(), train.items.tolist()))
+    assert not any((u, n) in trained for u, n in zip(b.users.tolist(), b.items[:, 1].tolist()))
+    again = task.make_batch(train, torch.arange(len(train)), torch.Generator().manual_seed(0))
+    assert torch.equal(b.items, again.items)  # drawn from the checkpointed generator
+    task.negatives = "in_batch"
+    ib = task.make_batch(train, torch.arange(16), torch.Generator())
+    assert ib.items.shape == (16, 16) and torch.equal(ib.items[:, 0], train.items[:16])
+    assert sorted(ib.items[3].tolist()) == sorted(train.items[:16].tolist())  # every positive of the batch
+
+    class Fixed(torch.nn.Module):  # scores 1 for positives, 0 for negatives: each masked column is ignored
+        def forward(self, batch):
+            return torch.where(batch.items == batch.items[:, :1], 1.0, 0.0)
+
+    loss = task.row_loss(Fixed(), ib)
+    assert torch.allclose(loss, torch.full_like(loss, float(-torch.nn.functional.logsigmoid(torch.tensor(1.0)))))
+
+
+class _Dot(torch.nn.Module):
+    def __init__(self, users, items):
+        super().__init__()
+        self.u, self.i = users, items
+
+    def full_scores(self, users):
+        return self.u[users] @ self.i.T
+
+
+def test_chunked_evaluation_equals_one_pass_and_scales_to_large_catalogues():
+    from llmrec.data.views import RankingEval
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 120_001
+    model = _Dot(torch.randn(n_users, 8), torch.randn(n_items, 8))
+    ev = RankingEval(torch.arange(n_users), [rng.choice(np.arange(1, n_items), 3, replace=False) for _ in range(n_users)],
+                     [rng.choice(np.arange(1, n_items), 50, replace=False) for _ in range(n_users)])
+    ctx = Trainer(TrainerConfig(eval_batch_size=4096))
+    whole = BPRTask().evaluate(model, ev, ctx)
+    small = BPRTask()
+    small.EVAL_SCORE_BUDGET = 3 * n_items  # three users at a time
+    assert small.evaluate(model, ev, ctx) == pytest.approx(whole, abs=1e-6)
+    assert set(whole) >= {"recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10"}
+
+
+def test_lightgcn_is_the_layer_mean_of_propagated_embeddings(world):
+    space, train, _, _ = interaction_view(world)
+    m = build_model(space, {"name": "lightgcn", "embedding_dim": 8, "n_layers": 2})
+    a = space.graph.adjacency("sym").to_dense()
+    e0 = torch.cat([m.user.weight, m.item.weight]).detach()
+    final = (e0 + a @ e0 + a @ (a @ e0)) / 3
+    m.eval()
+    got = m.full_scores(torch.arange(5))
+    want = final[:5] @ final[space.n_users:].T
+    assert torch.allclose(got, want, atol=1e-5)
+    mf = build_model(space, {"name": "lightgcn", "embedding_dim": 8, "n_layers": 0})
+    mf.eval()
+    assert torch.allclose(mf.full_scores(torch.arange(3)), mf.user.weight[:3] @ mf.item.weight.T, atol=1e-6)
+
+
+def test_eval_cache_follows_the_weights(world):
+    space, *_ = interaction_view(world)
+    m = build_model(space, {"name": "lightgcn", "embedding_dim": 8})
+    m.eval()
+    before = m.full_scores(torch.arange(2)).clone()
+    with torch.no_grad():
+        m.user.weight.mul_(2)  # in place, as an optimizer step or load_state_dict
+    u, i = m.representations()
+    after = m.full_scores(torch.arange(2))
+    assert not torch.allclose(after, before) and torch.allclose(after, u[:2] @ i.T, atol=1e-6)
+
+
+def test_lightgcn_learns_and_reloads_with_its_graph(clustered, tmp_path):
+    space, train, valid, test = interaction_view(clustered)
+    torch.manual_seed(0)
+    model = build_model(space, {"name": "lightgcn", "embedding_dim": 16})
+    trainer = Trainer(TrainerConfig(batch_size=128, epochs=15, patience=15, embedding_l2=0.0, lr_decay=1.0,
+                                    learning_rate=0.01, progress=False), BPRTask(space.n_items))
+    untrained = trainer.evaluate(model, valid)
+    fit = trainer.fit(model, train, valid)
+    assert fit.best_valid["recall@20"] > untrained["recall@20"] + 0.3, (fit.best_valid, untrained)  # chance ~0.25
+    save_model(tmp_path / "m", model, space)
+    loaded, space2 = load_model(tmp_path / "m")
+    assert space2.graph is not None and len(space2.graph.users) == len(train)
+    model.eval()
+    assert torch.allclose(loaded.full_scores(torch.arange(4)), model.full_scores(torch.arange(4)), atol=1e-5)
+
+
+def test_pairbatch_slice_keeps_candidates():
+    b = PairBatch(torch.arange(4), torch.arange(8).view(4, 2))
+    assert b.slice(torch.tensor([1, 3])).items.tolist() == [[2, 3], [6, 7]]
+
+
+def test_multigccf_parts_and_ablation(clustered):
+    space, train, _, _ = interaction_view(clustered)
+    full = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8, 8], "similarity_k": 3})
+    no_mge = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8, 8], "multi_graph": False})
+    u, i = full.representations()
+    assert u.shape == (space.n_users, 24) and i.shape == (space.n_items, 24)
+    assert no_mge.representations()[0].shape == (space.n_users, 16)
+    # the bipartite part is a mean over neighbours: a user's first-hop input is the mean of its items
+    g = space.graph
+    agg = (g.neighbours("user").to_dense() @ full.item.weight).detach()
+    u0 = int(g.users[0])
+    mine = g.items[g.users == u0]
+    assert torch.allclose(agg[u0], full.item.weight[torch.from_numpy(mine)].mean(0).detach(), atol=1e-6)
+    full(PairBatch(torch.tensor([0, 1]), torch.tensor([[1, 2], [3, 4]]))).sum().backward()
+    assert full.user_graph.weight.grad is not None and full.user_layers[0].weight.grad.abs().sum() > 0
+
+
+def test_l2q_scores_are_the_packed_one_bit_codes(clustered):
+    from llmrec.models.graph.l2q import code_scores
+
+    space, *_ = interaction_view(clustered)
+    m = build_model(space, {"name": "l2q_gcn", "embedding_dim": 16, "n_layers": 2})
+    m.eval()
+    ub, us, ib, is_ = m.codes()
+    assert ub.dtype == np.uint8 and ub.shape == (space.n_users, 3, 2) and us.dtype == np.float16
+    np.testing.assert_allclose(code_scores(ub, us, ib, is_, 16), m.full_scores(torch.arange(space.n_users)).numpy(),
+                               rtol=1e-4, atol=1e-6)
+    big = build_model(space, {"name": "l2q_gcn"})
+    assert big.float_bytes / big.code_bytes >= 8  # 3 x (64 bits + 16-bit scale) = 30 bytes vs 256
+    final = build_model(space, {"name": "l2q_gcn", "levels": "final"})
+    assert final.code_bytes == 64 / 8 + 2 and len(final.levels()) == 1
+
+
+def test_l2q_annealing_and_straight_through_gradient(clustered):
+    space, *_ = interaction_view(clustered)
+    m = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "anneal_steps": 10})
+    m.train()
+    assert m.temperature() == pytest.approx(1.0)
+    for _ in range(10):
+        m.representations()
+    assert int(m.step) == 10 and m.temperature() == pytest.approx(0.01)
+    ste = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "sign": "ste", "n_layers": 0})
+    ste.train()
+    u, _ = ste.representations()
+    assert set(torch.unique((u / u.abs().mean(1, keepdim=True)).round()).tolist()) <= {-1.0, 1.0}
+    u.sum().backward()
+    w = ste.user.weight.detach()
+    scale = w.abs().mean(1, keepdim=True)
+    sign = torch.where(w >= 0, 1.0, -1.0)
+    # d/dw of sign(w) * scale summed: the straight-through part (scale, only where |w| <= scale) plus the
+    # scale's own gradient (sign(w) / d times the row's sum of signs)
+    want = scale * (w.abs() <= scale) + sign * sign.sum(1, keepdim=True) / w.shape[1]
+    assert torch.allclose(ste.user.weight.grad, want, atol=1e-6)
