@@ -307,3 +307,70 @@ def test_l2q_annealing_and_straight_through_gradient(clustered):
     # scale's own gradient (sign(w) / d times the row's sum of signs)
     want = scale * (w.abs() <= scale) + sign * sign.sum(1, keepdim=True) / w.shape[1]
     assert torch.allclose(ste.user.weight.grad, want, atol=1e-6)
+
+
+def _rated(rows):
+    """(user, item, time, rating) rows as a RecData with a rating column."""
+    data = _table([r[:3] for r in rows])
+    data.columns["rating"] = np.array([r[3] for r in rows], dtype=np.float32)
+    return data
+
+
+BEHAVIOURS = [{"name": "rated"}, {"name": "loved", "min": 5}, {"name": "liked", "min": 4}]
+
+
+def test_behaviour_graphs_never_hold_a_held_out_target_pair():
+    rng = np.random.default_rng(1)
+    rows = [(f"u{u}", f"i{i}", t, int(rng.integers(1, 6))) for t, (u, i) in
+            enumerate((u, i) for u in range(30) for i in rng.choice(40, 15, replace=False))]
+    data = _rated(rows)
+    c = GraphViewConfig(behaviours=BEHAVIOURS, train_on="all")
+    space, train, valid, test = interaction_view(data, config=c)
+    g = space.graph
+    assert list(g.behaviours) == ["rated", "loved", "liked"]
+    held = {(int(u), int(i)) for ev in (valid, test) for u, gold in zip(ev.users.tolist(), ev.gold) for i in gold}
+    for name, (u, i) in g.behaviours.items():
+        assert not ({(int(a), int(b)) for a, b in zip(u, i)} & held), name
+    # the target graph is the liked (>= 4) training edges; train rows carry their behaviour index
+    liked = {(space.users[u], space.items[i]) for u, i, _, r in rows if r >= 4 and i in space.items}
+    assert {(int(a), int(b)) for a, b in zip(*g.behaviours["liked"])} <= liked
+    assert set(train.behaviour.tolist()) == {0, 1, 2}
+    assert len(train) == sum(len(e[0]) for e in g.behaviours.values())
+    stats = graph_stats(data, config=c)
+    assert stats.behaviour_edges_dropped["rated"] >= len(held)  # every held pair was rated, and dropped
+    only = interaction_view(data, config=c.model_copy(update={"train_on": "target"}))[1]
+    assert only.behaviour is None and len(only) == len(g.behaviours["liked"][0])
+    union = interaction_view(data, config=c.model_copy(update={"graph": "union"}))[0].graph
+    assert len(union.users) == len({(int(a), int(b)) for e in g.behaviours.values() for a, b in zip(*e)})
+
+
+def test_behaviour_rules_name_their_field():
+    data = _rated([("u", "a", 1, 3), ("u", "b", 2, 4), ("u", "c", 3, 5)])
+    with pytest.raises(DataError, match=r"behaviours\[0\] \(x\).column: 'stars' is not a column"):
+        interaction_view(data, config=GraphViewConfig(behaviours=[{"name": "x", "column": "stars"}]))
+    with pytest.raises(DataError, match=r"target behaviour matches no row"):
+        interaction_view(data, config=GraphViewConfig(behaviours=[{"name": "top", "min": 6}]))
+    with pytest.raises(ValueError, match="names must be distinct"):
+        GraphViewConfig(behaviours=[{"name": "a"}, {"name": "a"}])
+
+
+def test_cigf_scores_each_row_by_its_behaviour_and_full_scores_the_target():
+    rng = np.random.default_rng(2)
+    rows = [(f"u{u}", f"i{i}", t, int(rng.integers(1, 6))) for t, (u, i) in
+            enumerate((u, i) for u in range(30) for i in rng.choice(40, 15, replace=False))]
+    space, train, _, _ = interaction_view(_rated(rows), config=GraphViewConfig(behaviours=BEHAVIOURS, train_on="all"))
+    m = build_model(space, {"name": "cigf", "embedding_dim": 8})
+    m.eval()
+    users = torch.arange(4)
+    full = m.full_scores(users)
+    items = torch.arange(1, space.n_items).repeat(4, 1)
+    as_target = m(PairBatch(users, items, torch.full((4,), 2)))
+    assert torch.allclose(as_target, full[:, 1:], atol=1e-5)
+    as_rated = m(PairBatch(users, items, torch.zeros(4, dtype=torch.long)))
+    assert not torch.allclose(as_rated, as_target)  # another behaviour's gate and vectors
+    bil = build_model(space, {"name": "cigf", "embedding_dim": 8, "decoder": "bilinear"})
+    bil.eval()
+    u, i = bil.representations()
+    assert torch.allclose(bil.full_scores(users), u[2, :4] @ i[2].T, atol=1e-5)
+    with pytest.raises(Exception, match="needs behaviour graphs"):
+        build_model(interaction_view(_rated(rows))[0], {"name": "cigf"})

@@ -35,17 +35,20 @@ def sequences():  # the sequential family's world: transition structure + text-o
 @pytest.fixture(scope="module")
 def graph_world():  # the graph family's world: 6 taste clusters, 16 in-cluster items and 4 others per user
     rng = np.random.default_rng(0)
-    users, items = [], []
+    users, items, ratings = [], [], []  # in-cluster items rated 3-5, the others 1-3 (CIGF's behaviours)
     for u in range(150):
         c = u % 6
-        for i in [*rng.choice(np.arange(c * 20, c * 20 + 20), 16, replace=False), *rng.choice(120, 4, replace=False)]:
+        for n, i in enumerate([*rng.choice(np.arange(c * 20, c * 20 + 20), 16, replace=False),
+                               *rng.choice(120, 4, replace=False)]):
             users.append(f"u{u}")
             items.append(f"i{i}")
+            ratings.append(rng.integers(3, 6) if n < 16 else rng.integers(1, 4))
     n = len(users)
     return RecData(name="clusters", columns={"user_id": np.array(users, dtype=object),
                                              "item_id": np.array(items, dtype=object),
                                              "timestamp": np.arange(n, dtype=np.float64),
-                                             "label": np.ones(n, np.float32)},
+                                             "label": np.ones(n, np.float32),
+                                             "rating": np.array(ratings, dtype=np.float32)},
                    fields={"user_id": "categorical", "item_id": "categorical"})
 
 
@@ -58,8 +61,10 @@ def small_job(name: str, **trainer) -> TrainJobConfig:
     extra = RANKING_TRAINER if entry.family in ("graph", "sequential") else {}
     if entry.family == "sequential":  # one row per user (~150): smaller batches for enough steps
         extra = {**extra, "batch_size": 16, "learning_rate": 0.005}
+    # models that read more of the graph view get it (CIGF: behaviour graphs from the rating column)
+    graph = {"behaviours": [{"name": "rated"}, {"name": "liked", "min": 4}], "train_on": "all"} if name == "cigf" else {}
     return TrainJobConfig(model={"name": name, **{k: v for k, v in SMALL.items() if k in entry.config.model_fields}},
-                          trainer={"progress": False, "epochs": 4, "batch_size": 256, **extra, **trainer})
+                          trainer={"progress": False, "epochs": 4, "batch_size": 256, **extra, **trainer}, graph=graph)
 
 
 def predictions(model, p, trainer):

@@ -77,6 +77,7 @@ def load_interactions(path: str | Path, positive_rating: float = 4.0, name: str 
     extra = [c for c in cols if c not in (*REQUIRED, "label", "rating")]
     columns = {"user_id": np.array(column("user"), dtype=object), "item_id": np.array(column("item"), dtype=object),
                "timestamp": numbers("timestamp"), "label": label.astype(np.float32),
+               **({"rating": numbers("rating").astype(np.float32)} if "rating" in at else {}),
                **{c: np.array(column(c), dtype=object) for c in extra}}
     return RecData(name=name or path.stem, columns=columns,
                    fields={"user_id": "categorical", "item_id": "categorical", **{c: "categorical" for c in extra}})

@@ -230,6 +230,7 @@ def _build(r: _Ratings, uinfo: dict, iinfo: dict, name: str, threshold: float) -
         "genres": genres,
         "scenario": np.array([genre_group(iinfo[i]["genres"]) for i in items], dtype=object),
         "label": (np.array(r.ratings) >= threshold).astype(np.float32),
+        "rating": np.array(r.ratings, dtype=np.float32),  # not a feature: behaviour graphs read it
         "timestamp": np.array(r.ts, dtype=np.float64),
     }
     fields = {"user_id": "categorical", "item_id": "categorical", "age": "numerical", "gender": "categorical",

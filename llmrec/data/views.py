@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmrec.config import StrictConfig
 from llmrec.data.graph import InteractionGraph, split_counts
@@ -49,20 +49,23 @@ class ItemSpace:
 
 @dataclass
 class PairBatch:
-    """A batch of (user, positive item, negative item) ids for pairwise (BPR) training."""
+    """A batch of (user, positive item, negative item) ids for pairwise (BPR) training; multi-behaviour data
+    adds the behaviour of every row (its index in ``GraphViewConfig.behaviours``)."""
     users: torch.Tensor  # [B] long
     items: torch.Tensor  # [B] (positives) or [B, C] (positive first, then sampled negatives)
+    behaviour: torch.Tensor | None = None  # [B] long, or None: the target behaviour only
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
     def slice(self, idx: torch.Tensor) -> "PairBatch":
         """The rows ``idx`` of the batch."""
-        return PairBatch(self.users[idx], self.items[idx])
+        return PairBatch(self.users[idx], self.items[idx], None if self.behaviour is None else self.behaviour[idx])
 
     def to(self, device: str | torch.device) -> "PairBatch":
         """The batch on ``device``."""
-        return PairBatch(self.users.to(device), self.items.to(device))
+        return PairBatch(self.users.to(device), self.items.to(device),
+                         None if self.behaviour is None else self.behaviour.to(device))
 
 
 @dataclass
@@ -112,15 +115,43 @@ def item_space(data: RecData, train_rows: np.ndarray) -> ItemSpace:
     return ItemSpace(users={u: n for n, u in enumerate(users)}, items={i: n + 1 for n, i in enumerate(items)})
 
 
+class Behaviour(StrictConfig):
+    """One behaviour of a multi-behaviour graph: the rows whose ``column`` lies in [min, max] (a numeric
+    column, e.g. MovieLens ``rating``) or is one of ``values`` (a token column, e.g. the plain format's
+    ``behaviour``)."""
+    name: str
+    column: str = "rating"
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+
+
 class GraphViewConfig(StrictConfig):
     """How interactions become the user-item graph and its splits: every user's interactions split 80/10/10
     (``data.split``) in a seeded random order (RecBole's ``RS`` + ``RO``, per user) or by time, with RecBole's
     rounding (``llmrec.data.graph.split_counts``); over positive rows (``label``) or every row (``all``:
-    MovieLens ratings as implicit feedback, as RecBole's graph benchmarks)."""
+    MovieLens ratings as implicit feedback, as RecBole's graph benchmarks).
+
+    Multi-behaviour (``behaviours``, ordered, the last is the target): only the target's rows are split and
+    evaluated; every other behaviour's rows become a training graph without the target's valid / test
+    (user, item) pairs (no leak of a held-out pair through another behaviour) and without items the target
+    never trains on (the item space, and so every evaluation, is the same as the target-only model's).
+    ``train_on: all`` trains on every behaviour's edges, each row tagged with its behaviour (CIGF);
+    ``graph: union`` makes the graph single-behaviour models propagate over the union of all behaviours."""
     split: Literal["random", "temporal"] = "random"
     interactions: Literal["all", "positive"] = "positive"
     split_seed: int = 2020  # the random order (fixed across training seeds: every seed sees one split)
     negatives: Literal["uniform", "in_batch"] = "uniform"  # BPR negatives (``llmrec.train.tasks.BPRTask``)
+    behaviours: list[Behaviour] = []
+    train_on: Literal["target", "all"] = "target"
+    graph: Literal["target", "union"] = "target"
+
+    @model_validator(mode="after")
+    def _distinct_behaviours(self) -> "GraphViewConfig":
+        names = [b.name for b in self.behaviours]
+        if len(set(names)) != len(names):
+            raise ValueError(f"behaviours: names must be distinct, got {names}")
+        return self
 
 
 @dataclass
@@ -132,6 +163,8 @@ class GraphStats:
     duplicate_edges: int  # repeated (user, item) rows merged into one edge (the earliest kept)
     cold_item_rows: int  # valid / test rows whose item never occurs in training: dropped (not rankable)
     users_without_test: int  # users with no test item after the split (not evaluated on test)
+    behaviour_edges_dropped: dict[str, int] = field(default_factory=dict)  # per auxiliary behaviour: rows on a
+    # held-out target pair or on an item the target never trains on
 
 
 def interaction_view(data: RecData, split: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -150,12 +183,40 @@ def graph_stats(data: RecData, split: tuple[float, float, float] = (0.8, 0.1, 0.
     return _graph_split(data, split, config or GraphViewConfig())[4]
 
 
+def behaviour_rows(data: RecData, b: Behaviour, index: int) -> np.ndarray:
+    """The rows of ``data`` a behaviour rule selects (a named error for a missing column or a bad rule)."""
+    where = f"graph.behaviours[{index}] ({b.name})"
+    if b.column not in data.columns:
+        raise DataError(f"{where}.column: {b.column!r} is not a column of {data.name} (have {sorted(data.columns)})")
+    col = np.asarray(data.columns[b.column])
+    if b.values is not None:
+        return np.flatnonzero(np.isin(col.astype(str), b.values))
+    if b.min is None and b.max is None:
+        return np.arange(len(data))
+    try:
+        x = col.astype(np.float64)
+    except ValueError:
+        raise DataError(f"{where}.min/max: column {b.column!r} is not numeric; select with values") from None
+    keep = np.ones(len(x), bool)
+    if b.min is not None:
+        keep &= x >= b.min
+    if b.max is not None:
+        keep &= x <= b.max
+    return np.flatnonzero(keep)
+
+
 def graph_split_rows(data: RecData, split: tuple[float, float, float], c: GraphViewConfig
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Row indices of train / valid / test (duplicates merged, per-user split) and the number merged."""
     if abs(sum(split) - 1) > 1e-6 or min(split) < 0 or split[0] <= 0:
         raise DataError(f"data.split: fractions must be >= 0, train > 0, and sum to 1, got {split}")
-    rows = _positives(data) if c.interactions == "positive" else np.arange(len(data))
+    if c.behaviours:
+        rows = behaviour_rows(data, c.behaviours[-1], len(c.behaviours) - 1)
+        if len(rows) == 0:
+            raise DataError(f"graph.behaviours[{len(c.behaviours) - 1}] ({c.behaviours[-1].name}): the target "
+                            f"behaviour matches no row of {data.name}")
+    else:
+        rows = _positives(data) if c.interactions == "positive" else np.arange(len(data))
     if len(rows) == 0:
         raise DataError(f"{data.name}.{data.label}: no positive rows to build interactions from")
     users = np.asarray(data.columns[data.user_col])[rows].astype(str)
@@ -191,9 +252,21 @@ def _graph_split(data: RecData, split: tuple[float, float, float], c: GraphViewC
     icol = np.asarray(data.columns[data.item_col]).astype(str)
     uid = np.array([space.users[x] for x in ucol])
     iid = np.array([space.items.get(x, 0) for x in icol])
-    graph = InteractionGraph(space.n_users, space.n_items, uid[tr].astype(np.int64), iid[tr].astype(np.int64))
+    target = (uid[tr].astype(np.int64), iid[tr].astype(np.int64))
+    behaviours, dropped = _behaviour_edges(data, c, uid, iid, target, np.concatenate([va, te]))
+    main = target
+    if c.graph == "union" and behaviours:
+        main = _dedup(np.concatenate([e[0] for e in behaviours.values()]),
+                      np.concatenate([e[1] for e in behaviours.values()]), space.n_items)
+    graph = InteractionGraph(space.n_users, space.n_items, *main, behaviours)
     space = replace(space, graph=graph)
-    train = PairBatch(torch.from_numpy(uid[tr]), torch.from_numpy(iid[tr]))
+    if c.train_on == "all" and behaviours:
+        parts = list(behaviours.values())
+        train = PairBatch(torch.from_numpy(np.concatenate([p[0] for p in parts])),
+                          torch.from_numpy(np.concatenate([p[1] for p in parts])),
+                          torch.from_numpy(np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])))
+    else:
+        train = PairBatch(torch.from_numpy(uid[tr]), torch.from_numpy(iid[tr]))
     seen: dict[int, set[int]] = {}
     for u, i in zip(uid[tr], iid[tr]):
         seen.setdefault(int(u), set()).add(int(i))
@@ -215,8 +288,34 @@ def _graph_split(data: RecData, split: tuple[float, float, float], c: GraphViewC
     test = evaluation(te, va_seen)
     stats = GraphStats(users=space.n_users, items=space.n_items - 1, train_edges=len(tr), duplicate_edges=duplicates,
                        cold_item_rows=int((iid[va] == 0).sum() + (iid[te] == 0).sum()),
-                       users_without_test=space.n_users - len(test))
+                       users_without_test=space.n_users - len(test), behaviour_edges_dropped=dropped)
     return space, train, valid, test, stats
+
+
+def _dedup(u: np.ndarray, i: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    key = np.unique(u.astype(np.int64) * n_items + i)
+    return key // n_items, key % n_items
+
+
+def _behaviour_edges(data: RecData, c: GraphViewConfig, uid: np.ndarray, iid: np.ndarray,
+                     target: tuple[np.ndarray, np.ndarray], held_rows: np.ndarray
+                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    """Every behaviour's training edges (the target's are ``target``), without held-out target pairs and
+    items outside the space; and how many rows each lost that way."""
+    if not c.behaviours:
+        return {}, {}
+    n_items = int(iid.max()) + 1
+    held = np.unique(uid[held_rows].astype(np.int64) * n_items + iid[held_rows])
+    out, dropped = {}, {}
+    for k, b in enumerate(c.behaviours[:-1]):
+        rows = behaviour_rows(data, b, k)
+        key = uid[rows].astype(np.int64) * n_items + iid[rows]
+        keep = (iid[rows] > 0) & ~np.isin(key, held)
+        dropped[b.name] = int(len(rows) - keep.sum())
+        out[b.name] = _dedup(uid[rows][keep], iid[rows][keep], n_items)
+    out[c.behaviours[-1].name] = target
+    return out, dropped
+
 
 
 class SequenceViewConfig(StrictConfig):

@@ -133,14 +133,14 @@ class BPRTask(_FullSort):
         if self.negatives == "in_batch":
             B = len(b)
             cols = (torch.arange(B).unsqueeze(0) + torch.arange(B).unsqueeze(1)) % B  # column 0: the row itself
-            return PairBatch(b.users, b.items[cols])
+            return PairBatch(b.users, b.items[cols], b.behaviour)
         neg = torch.randint(1, n_items, (len(b),), generator=generator)
         for _ in range(self.REDRAWS):
             bad = _member(b.users * n_items + neg, keys)
             if not bad.any():
                 break
             neg[bad] = torch.randint(1, n_items, (int(bad.sum()),), generator=generator)
-        return PairBatch(b.users, torch.stack([b.items, neg], dim=1))
+        return PairBatch(b.users, torch.stack([b.items, neg], dim=1), b.behaviour)
 
     def row_loss(self, net, batch: PairBatch) -> torch.Tensor:
         s = net(batch).float()
