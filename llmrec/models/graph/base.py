@@ -41,6 +41,15 @@ def transpose_csr(a: torch.Tensor) -> torch.Tensor:
         return a.to_sparse_coo().t().coalesce().to_sparse_csr()
 
 
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights for every Linear and Embedding, zero biases (RecBole's graph models' init)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.xavier_uniform_(m.weight)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
 def graph_of(space: ItemSpace):
     """The training graph a graph model is built on (a named error when the space carries none)."""
     if space.graph is None:

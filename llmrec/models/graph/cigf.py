@@ -22,7 +22,7 @@ from torch import nn
 
 from llmrec.data.views import ItemSpace, PairBatch
 from llmrec.errors import ConfigError
-from llmrec.models.graph.base import GraphScorer, graph_of, spmm, transpose_csr
+from llmrec.models.graph.base import GraphScorer, graph_of, spmm, transpose_csr, xavier_init
 from llmrec.models.registry import ModelConfigBase, register_model
 
 
@@ -49,11 +49,7 @@ class CIGF(GraphScorer):
         self.attention = nn.ModuleList(nn.Linear(d, nb) for _ in range(nb))
         self.gate_user = nn.ModuleList(nn.Linear(d, nb) for _ in range(nb))
         self.gate_item = nn.ModuleList(nn.Linear(d, nb, bias=False) for _ in range(nb))
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.xavier_uniform_(m.weight)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[behaviours, U, d] and [behaviours, I, d]: every behaviour's user and item vectors."""

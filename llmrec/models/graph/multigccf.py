@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from llmrec.data.views import ItemSpace
-from llmrec.models.graph.base import GraphScorer, graph_of, spmm, transpose_csr
+from llmrec.models.graph.base import GraphScorer, graph_of, spmm, transpose_csr, xavier_init
 from llmrec.models.registry import ModelConfigBase, register_model
 
 
@@ -48,11 +48,7 @@ class MultiGCCF(GraphScorer):
         if c.skip:
             self.user_skip = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
             self.item_skip = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.xavier_uniform_(m.weight)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         eu, ei = self.user.weight, self.item.weight
