@@ -374,3 +374,68 @@ def test_cigf_scores_each_row_by_its_behaviour_and_full_scores_the_target():
     assert torch.allclose(bil.full_scores(users), u[2, :4] @ i[2].T, atol=1e-5)
     with pytest.raises(Exception, match="needs behaviour graphs"):
         build_model(interaction_view(_rated(rows))[0], {"name": "cigf"})
+
+
+def test_graphsail_terms_vanish_for_an_unchanged_model_and_grow_when_it_moves(clustered):
+    from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
+
+    space, train, _, _ = interaction_view(clustered)
+    teacher = build_model(space, {"name": "lightgcn", "embedding_dim": 8})
+    student = build_model(space, {"name": "lightgcn", "embedding_dim": 8})
+    student.load_state_dict(teacher.state_dict())
+    sail = GraphSAIL(student, teacher, space.graph, GraphSAILConfig(anchors=4))
+    batch = BPRTask(space.n_items).make_batch(train, torch.arange(32), torch.Generator().manual_seed(0))
+    student.train()
+    same = sail.distillation(batch)
+    assert set(same) == {"local", "global", "self"} and all(float(v.detach()) < 1e-10 for v in same.values())
+    with torch.no_grad():
+        student.user.weight.add_(0.05 * torch.randn_like(student.user.weight))
+    moved = sail.distillation(batch)
+    assert all(float(v.detach()) > 1e-8 for v in moved.values())
+    loss = sail.batch_regularization(batch)
+    loss.backward()
+    assert student.user.weight.grad.abs().sum() > 0 and teacher.user.weight.grad is None
+    off = GraphSAIL(student, teacher, space.graph, GraphSAILConfig.model_validate({"global": 0.0, "self": 0.0}))
+    assert set(off.distillation(batch)) == {"local"}
+
+
+def test_time_blocks_cover_every_edge_once_in_time_order(clustered):
+    from llmrec.experiments.incremental import IncrementalExperiment, time_blocks
+
+    exp = IncrementalExperiment(name="t", data={"source": "synthetic"}, methods=[{"label": "f", "kind": "full"}],
+                                base_fraction=0.5, blocks=3, holdout=0.2)
+    space, blocks = time_blocks(clustered, exp)
+    assert len(blocks) == 4
+    edges = np.concatenate([np.concatenate(b) for b in blocks])
+    distinct = len(set(zip(clustered.columns["user_id"], clustered.columns["item_id"])))
+    assert len(edges) == len({(int(u), int(i)) for u, i in edges}) == distinct  # duplicates: the first kept
+    sizes = [len(a) + len(b) for a, b in blocks]
+    assert sizes[0] == distinct // 2 and max(sizes[1:]) - min(sizes[1:]) <= 1
+    held = sum(len(b) for _, b in blocks) / len(edges)
+    assert 0.1 < held < 0.3
+    times = {(space.users[u], space.items[i]): t for u, i, t in zip(clustered.columns["user_id"],
+                                                                     clustered.columns["item_id"],
+                                                                     clustered.columns["timestamp"])}
+    last = [max(times[(int(u), int(i))] for u, i in np.concatenate(b)) for b in blocks]
+    first = [min(times[(int(u), int(i))] for u, i in np.concatenate(b)) for b in blocks]
+    assert all(a < b for a, b in zip(last, first[1:]))
+
+
+@pytest.mark.slow
+def test_incremental_experiment_runs_every_method(clustered, tmp_path):
+    from llmrec.experiments.incremental import IncrementalExperiment, run_incremental
+
+    csv = tmp_path / "toy.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(
+        clustered.columns["user_id"], clustered.columns["item_id"], clustered.columns["timestamp"])))
+    exp = IncrementalExperiment(
+        name="toy", seeds=[1], data={"source": "interactions", "path": str(csv)}, model={"name": "lightgcn",
+                                                                                          "embedding_dim": 8},
+        base_fraction=0.5, blocks=3, trainer={"epochs": 3, "batch_size": 128, "embedding_l2": 0.0, "progress": False},
+        finetune={"epochs": 2}, methods=[{"label": "full", "kind": "full"}, {"label": "ft", "kind": "finetune"},
+                                         {"label": "sail", "kind": "graphsail", "graphsail": {"anchors": 3}}])
+    res = run_incremental(exp, tmp_path / "r.json")
+    s = res["summary"]
+    assert set(s) == {"full", "ft", "sail"} and s["full"]["seconds_vs_full"] == 1.0
+    assert all(0 <= s[m]["next_recall@20_mean"] <= 1 and 0 <= s[m]["old_recall@20_mean"] <= 1 for m in s)
+    assert (tmp_path / "r.png").exists()
