@@ -439,3 +439,46 @@ def test_incremental_experiment_runs_every_method(clustered, tmp_path):
     assert set(s) == {"full", "ft", "sail"} and s["full"]["seconds_vs_full"] == 1.0
     assert all(0 <= s[m]["next_recall@20_mean"] <= 1 and 0 <= s[m]["old_recall@20_mean"] <= 1 for m in s)
     assert (tmp_path / "r.png").exists()
+
+
+def test_confrec_concatenates_graph_and_content_and_keeps_its_vectors(clustered, tmp_path):
+    from dataclasses import replace
+
+    space, train, valid, test = interaction_view(clustered)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(space.n_items, 6)).astype(np.float32)
+    vectors[0] = 0
+    space = replace(space, item_vectors=vectors)
+    m = build_model(space, {"name": "confrec", "embedding_dim": 8})
+    assert m.config.text_dim == 6
+    u, i = m.representations()
+    assert u.shape == (space.n_users, 16) and i.shape == (space.n_items, 16)
+    content = m.content(torch.from_numpy(vectors))
+    assert torch.allclose(i[:, 8:], content, atol=1e-6)
+    mine = space.graph.items[space.graph.users == 0]
+    assert torch.allclose(u[0, 8:], content[torch.from_numpy(mine)].mean(0), atol=1e-5)  # mean of its items
+    only = build_model(space, {"name": "confrec", "embedding_dim": 8, "branches": "content"})
+    assert only.representations()[0].shape == (space.n_users, 8)
+    save_model(tmp_path / "c", m, space)
+    loaded, _ = load_model(tmp_path / "c")  # the vectors are a buffer: the reload needs no knowledge job
+    m.eval()
+    assert torch.allclose(loaded.full_scores(torch.arange(3)), m.full_scores(torch.arange(3)), atol=1e-5)
+    with pytest.raises(Exception, match="needs item vectors"):
+        build_model(replace(space, item_vectors=None), {"name": "confrec"})
+
+
+def test_tail_metrics_judge_only_rarely_trained_items(clustered):
+    space, train, valid, test = interaction_view(clustered, config=GraphViewConfig(tail_degree=9))
+    deg = np.bincount(train.items.numpy(), minlength=space.n_items)
+    assert 0 < len(test.tail) < space.n_items - 1 and all(0 < deg[i] < 9 for i in test.tail)
+    model = _Dot(torch.randn(space.n_users, 4), torch.randn(space.n_items, 4))
+    got = BPRTask().evaluate(model, test, Trainer(TrainerConfig()))
+    tail = set(test.tail.tolist())
+    keep = [k for k, g in enumerate(test.gold) if set(g.tolist()) & tail]
+    from llmrec.data.views import RankingEval
+
+    only = RankingEval(test.users[keep], [np.array(sorted(set(test.gold[k].tolist()) & tail)) for k in keep],
+                       [test.seen[k] for k in keep])
+    want = BPRTask().evaluate(model, only, Trainer(TrainerConfig()))
+    assert got["tail_recall@20"] == pytest.approx(want["recall@20"], abs=1e-6)
+    assert got["recall@20"] != pytest.approx(got["tail_recall@20"])

@@ -2,6 +2,7 @@
 task, survives save -> load with identical predictions, and (impression families) exports to ONNX with
 parity. Plus the registry's config layering and the ``llmrec models`` listing."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,6 +85,12 @@ def test_every_registered_model_trains_saves_loads(world, sequences, graph_world
     job = small_job(name)
     family = MODELS.get(name).family
     p = prepare(job, {"sequential": sequences, "graph": graph_world}.get(family, world))
+    if name == "confrec":  # item vectors: the item's taste cluster, noisy (what its text would say)
+        rng = np.random.default_rng(0)
+        vec = np.zeros((p.context.n_items, 8), np.float32)
+        for item, idx in p.context.items.items():
+            vec[idx, int(item[1:]) // 20] = 1.0
+        p.context = replace(p.context, item_vectors=vec + 0.3 * rng.normal(size=vec.shape).astype(np.float32))
     model, result = train_prepared(job, p)
     metric = result["primary_metric"]
     if metric == "auc":

@@ -99,6 +99,7 @@ class RankingEval:
     users: torch.Tensor  # [U] long
     gold: list[np.ndarray]  # per user: item indices
     seen: list[np.ndarray] = field(default_factory=list)  # per user: item indices to exclude (may be empty)
+    tail: np.ndarray | None = None  # item indices with few training edges: metrics on them are also reported
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -142,6 +143,7 @@ class GraphViewConfig(StrictConfig):
     interactions: Literal["all", "positive"] = "positive"
     split_seed: int = 2020  # the random order (fixed across training seeds: every seed sees one split)
     negatives: Literal["uniform", "in_batch"] = "uniform"  # BPR negatives (``llmrec.train.tasks.BPRTask``)
+    tail_degree: int = Field(5, ge=0)  # items with fewer training edges are the tail (tail_* metrics); 0: off
     behaviours: list[Behaviour] = []
     train_on: Literal["target", "all"] = "target"
     graph: Literal["target", "union"] = "target"
@@ -281,11 +283,15 @@ def _graph_split(data: RecData, split: tuple[float, float, float], c: GraphViewC
                            [np.array(sorted(seen.get(u, set()) | extra_seen.get(u, set()))) for u in users])
 
     valid = evaluation(va, {})
+    if c.tail_degree:
+        deg = np.bincount(iid[tr], minlength=space.n_items)
+        valid.tail = np.flatnonzero((deg > 0) & (deg < c.tail_degree))
     va_seen: dict[int, set[int]] = {}
     for u, i in zip(uid[va], iid[va]):
         if i > 0:
             va_seen.setdefault(int(u), set()).add(int(i))
     test = evaluation(te, va_seen)
+    test.tail = valid.tail
     stats = GraphStats(users=space.n_users, items=space.n_items - 1, train_edges=len(tr), duplicate_edges=duplicates,
                        cold_item_rows=int((iid[va] == 0).sum() + (iid[te] == 0).sum()),
                        users_without_test=space.n_users - len(test), behaviour_edges_dropped=dropped)

@@ -129,9 +129,9 @@ def knowledge_inputs(knowledge: KnowledgeFeatures | None, data: RecData,
 
 def item_vector_matrix(knowledge: KnowledgeFeatures, data: RecData, space) -> np.ndarray:
     """The job's item knowledge vectors as an [n_items, d] matrix aligned with ``space``'s item ids (row 0 and
-    items without a vector are zeros). Sequential models take item vectors only."""
+    items without a vector are zeros). Sequential and graph models take item vectors only."""
     if knowledge.kinds != ["item"]:
-        raise ConfigError(f"knowledge.kinds: sequential models fuse item vectors only, set kinds: [item] "
+        raise ConfigError(f"knowledge.kinds: sequential and graph models read item vectors only, set kinds: [item] "
                           f"(got {knowledge.kinds})")
     _, tables = knowledge_inputs(knowledge, data)
     table = tables[knowledge_feature_name("item")]
@@ -168,6 +168,8 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     view = FAMILIES.get(job.family).view
     if view == "interactions":
         space, tr, va, te = interaction_view(data, job.data.split, job.graph)
+        if job.knowledge is not None:  # item vectors for content branches (ConFRec)
+            space = replace(space, item_vectors=item_vector_matrix(job.knowledge, data, space))
         return Prepared(data, space, tr, va, te)
     if view == "sequences":
         space, tr, va, te = sequence_view(data, config=job.sequence)

@@ -107,7 +107,8 @@ class BPRTask(_FullSort):
     embedding L2, RecBole's ``reg_weight``) adds it to every row.
 
     Evaluation ranks every item, the user's training items (and for test, valid items) excluded: Recall,
-    NDCG, Hit and MRR @10 and @20 (RecBole's definitions); users are scored in chunks of at most
+    NDCG, Hit and MRR @10 and @20 (RecBole's definitions), and ``tail_*`` the same over the users' gold items
+    among the rarely trained ones (``RankingEval.tail``); users are scored in chunks of at most
     ``EVAL_SCORE_BUDGET`` scores, so catalogues of 100k+ items fit in bounded memory."""
     name = "bpr"
     ks = (10, 20)
@@ -161,7 +162,7 @@ class BPRTask(_FullSort):
     @torch.no_grad()
     def evaluate(self, model, data: RankingEval, ctx, groups=None) -> dict[str, float]:
         model.eval()
-        parts = []
+        parts, tail_parts = [], []
         n_items = None
         i = 0
         while i < len(data):
@@ -178,8 +179,18 @@ class BPRTask(_FullSort):
             gold[_flat_rows(g), _flat_cols(g)] = True
             scores[_flat_rows(s), _flat_cols(s)] = -torch.inf
             parts.append(full_sort_metrics(scores, gold, self.ks))
+            if data.tail is not None and len(data.tail):  # the same ranking, judged on tail gold items only
+                mask = torch.zeros(scores.shape[1], dtype=torch.bool)
+                mask[torch.as_tensor(data.tail, dtype=torch.long)] = True
+                tail_gold = gold & mask
+                rows = tail_gold.any(1)
+                if rows.any():
+                    tail_parts.append(full_sort_metrics(scores[rows], tail_gold[rows], self.ks))
             i += len(users)
-        return self._mean(parts)
+        out = self._mean(parts)
+        if tail_parts:
+            out.update({f"tail_{k}": v for k, v in self._mean(tail_parts).items()})
+        return out
 
 
 def _member(query: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,15 @@ def spmm(a: torch.Tensor, x: torch.Tensor, at: torch.Tensor | None = None) -> to
     return _SpMM.apply(a, a if at is None else at, x)
 
 
+def layer_mean(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """LightGCN's propagation: the mean of x, Ax, ..., A^L x for a fixed symmetric ``adj``."""
+    out = [x]
+    for _ in range(n_layers):
+        x = spmm(adj, x)
+        out.append(x)
+    return torch.stack(out).mean(0)
+
+
 def transpose_csr(a: torch.Tensor) -> torch.Tensor:
     """The transpose of a CSR matrix, as CSR (built once per fixed matrix, for ``spmm``'s backward)."""
     with warnings.catch_warnings():

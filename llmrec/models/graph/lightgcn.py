@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from llmrec.data.views import ItemSpace
-from llmrec.models.graph.base import GraphScorer, graph_of, spmm
+from llmrec.models.graph.base import GraphScorer, graph_of, layer_mean
 from llmrec.models.registry import ModelConfigBase, register_model
 
 
@@ -29,18 +29,8 @@ class LightGCN(GraphScorer):
         torch.nn.init.xavier_uniform_(self.user.weight)
         torch.nn.init.xavier_uniform_(self.item.weight)
 
-    def layers(self) -> list[torch.Tensor]:
-        """E^(0), ..., E^(L) over all nodes (users first, then item ids)."""
-        x = torch.cat([self.user.weight, self.item.weight])
-        adj = self.on_device(self.adj)
-        out = [x]
-        for _ in range(self.n_layers):
-            x = spmm(adj, x)
-            out.append(x)
-        return out
-
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        final = torch.stack(self.layers()).mean(0)
+        final = layer_mean(self.on_device(self.adj), torch.cat([self.user.weight, self.item.weight]), self.n_layers)
         return final[: self.n_users], final[self.n_users:]
 
 
