@@ -6,10 +6,12 @@ sum_l alpha_u^(l) alpha_i^(l) <Q_u^(l), Q_i^(l)> (an XOR-popcount per layer and 
 multi-level codes keep what each layer knows (the final layer alone is over-smoothed); ``levels: final``
 quantizes only the mean final embedding (the paper's comparison).
 
-Training: ``anneal`` (L2Q-GCN-anl) replaces sign by tanh(E / (t alpha)) with the temperature t annealed
+Training: ``warmup_steps`` of full-precision training (the multi-level score unquantized) may come first;
+then ``anneal`` (L2Q-GCN-anl) replaces sign by tanh(E / (t alpha)) with the temperature t annealed
 geometrically from ``t_start`` to ``t_end`` over ``anneal_steps`` training steps (dividing by alpha keeps the
 temperature relative to each node's own scale); ``ste`` uses sign with a straight-through gradient inside
-|E| <= alpha. Evaluation always scores the hard codes, with scales stored in float16: what ``codes()``
+|E| <= alpha; ``none`` keeps every level in full precision (the same multi-level score unquantized, the
+reference the codes are measured against). Evaluation always scores the hard codes, with scales stored in float16: what ``codes()``
 exports and ``code_scores`` scores with XOR + popcount is exactly what is evaluated.
 
 Size: a node stores (L+1) x (d bits + a 16-bit scale), ``code_bytes``; full-precision LightGCN stores d
@@ -32,9 +34,10 @@ class L2QConfig(ModelConfigBase):
     embedding_dim: int = Field(64, ge=8)
     n_layers: int = Field(2, ge=0)
     levels: Literal["all", "final"] = "all"
-    sign: Literal["anneal", "ste"] = "anneal"
+    sign: Literal["anneal", "ste", "none"] = "anneal"  # none: full precision at every level (the reference)
     t_start: float = Field(1.0, gt=0)
     t_end: float = Field(0.01, gt=0)
+    warmup_steps: int = Field(0, ge=0)  # full-precision training steps before the codes are learned
     anneal_steps: int = Field(2000, ge=1)  # ~50 epochs of ML-100K at batch 2048
     reg_weight: float = Field(1e-5, ge=0)
 
@@ -64,7 +67,7 @@ class L2QGCN(GraphScorer):
 
     def temperature(self) -> float:
         """The annealing temperature at the current training step."""
-        frac = min(1.0, float(self.step) / self.c.anneal_steps)
+        frac = min(1.0, max(0.0, float(self.step) - self.c.warmup_steps) / self.c.anneal_steps)
         return self.c.t_start * (self.c.t_end / self.c.t_start) ** frac
 
     def levels(self) -> list[torch.Tensor]:
@@ -78,6 +81,8 @@ class L2QGCN(GraphScorer):
         return out if self.c.levels == "all" else [torch.stack(out).mean(0)]
 
     def _code(self, e: torch.Tensor) -> torch.Tensor:
+        if self.c.sign == "none" or (self.training and int(self.step) <= self.c.warmup_steps):
+            return e
         scale = e.abs().mean(1, keepdim=True)
         if not self.training:  # the stored code: signs and a float16 scale
             return torch.where(e >= 0, 1.0, -1.0) * scale.half().float()
