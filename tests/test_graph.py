@@ -289,13 +289,17 @@ def test_l2q_scores_are_the_packed_one_bit_codes(clustered):
 
 def test_l2q_annealing_and_straight_through_gradient(clustered):
     space, *_ = interaction_view(clustered)
-    m = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "anneal_steps": 10})
+    m = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "warmup_steps": 3, "anneal_steps": 10})
     m.train()
+    warm = m.representations()[0]  # warm-up: the full-precision levels themselves
+    assert torch.allclose(warm, torch.cat([e[: space.n_users] for e in m.levels()], 1))
+    for _ in range(2):
+        m.representations()
     assert m.temperature() == pytest.approx(1.0)
     for _ in range(10):
         m.representations()
-    assert int(m.step) == 10 and m.temperature() == pytest.approx(0.01)
-    ste = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "sign": "ste", "n_layers": 0})
+    assert int(m.step) == 13 and m.temperature() == pytest.approx(0.01)
+    ste = build_model(space, {"name": "l2q_gcn", "embedding_dim": 8, "sign": "ste", "n_layers": 0, "warmup_steps": 0})
     ste.train()
     u, _ = ste.representations()
     assert set(torch.unique((u / u.abs().mean(1, keepdim=True)).round()).tolist()) <= {-1.0, 1.0}

@@ -175,7 +175,7 @@ def run_seed(exp: IncrementalExperiment, space: ItemSpace, blocks: list, seed: i
             result = tests(trainer, model, t, seen)
             models[m.label], graphs[m.label] = student, new_space.graph
             row[m.label] = {"seconds": res.train_seconds + setup, "epochs": len(res.history),
-                            "best_epoch": res.best_epoch, **result}
+                            "best_epoch": res.best_epoch, "valid": res.best_valid, **result}
             print(f"seed {seed} block {t} {m.label}: {row[m.label]['seconds']:.1f} s",
                   {k: round(v.get("recall@20", float("nan")), 4) for k, v in result.items()}, flush=True)
         steps.append(row)
@@ -188,7 +188,9 @@ def summarize(exp: IncrementalExperiment, runs: list[dict]) -> dict:
     out: dict[str, Any] = {}
     for m in exp.methods:
         rows = [s[m.label] for r in runs for s in r["steps"][1:]]
-        entry: dict[str, Any] = {"seconds_mean": float(np.mean([x["seconds"] for x in rows]))}
+        entry: dict[str, Any] = {"seconds_mean": float(np.mean([x["seconds"] for x in rows])),
+                                 # the block holdouts: what weights are chosen on (never the next block)
+                                 **{f"valid_{k}_mean": float(np.mean([x["valid"][k] for x in rows])) for k in exp.metrics}}
         for part in ("next", "old"):
             for k in exp.metrics:
                 vals = [x[part][k] for x in rows if part in x]

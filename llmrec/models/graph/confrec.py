@@ -52,6 +52,7 @@ class ConFRec(GraphScorer):
         xavier_init(self)
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[LightGCN vector; content vector] of every user and item (one branch with ``branches``)."""
         users, items = [], []
         if self.branches != "content":
             e = layer_mean(self.on_device(self.adj), torch.cat([self.user.weight, self.item.weight]), self.n_layers)

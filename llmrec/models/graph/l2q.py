@@ -37,7 +37,7 @@ class L2QConfig(ModelConfigBase):
     sign: Literal["anneal", "ste", "none"] = "anneal"  # none: full precision at every level (the reference)
     t_start: float = Field(1.0, gt=0)
     t_end: float = Field(0.01, gt=0)
-    warmup_steps: int = Field(0, ge=0)  # full-precision training steps before the codes are learned
+    warmup_steps: int = Field(2000, ge=0)  # full-precision training steps before the codes are learned
     anneal_steps: int = Field(2000, ge=1)  # ~50 epochs of ML-100K at batch 2048
     reg_weight: float = Field(1e-5, ge=0)
 
@@ -91,6 +91,7 @@ class L2QGCN(GraphScorer):
         return torch.tanh(e / (self.temperature() * scale.detach().clamp(min=1e-12))) * scale
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every level's code (soft / straight-through in training, hard signs x float16 scales in eval), concatenated."""
         if self.training:
             self.step += 1
         codes = torch.cat([self._code(e) for e in self.levels()], 1)  # sum over levels = one inner product

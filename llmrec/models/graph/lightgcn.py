@@ -30,6 +30,7 @@ class LightGCN(GraphScorer):
         torch.nn.init.xavier_uniform_(self.item.weight)
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer mean of the propagated id embeddings, split into users and item ids."""
         final = layer_mean(self.on_device(self.adj), torch.cat([self.user.weight, self.item.weight]), self.n_layers)
         return final[: self.n_users], final[self.n_users:]
 

@@ -51,6 +51,7 @@ class MultiGCCF(GraphScorer):
         xavier_init(self)
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[bipartite GCN; multi-graph GCN; skip] of every user and item, as configured."""
         eu, ei = self.user.weight, self.item.weight
         hu, hi = eu, ei
         u_mean, i_mean = self.on_device(self.u_mean), self.on_device(self.i_mean)
