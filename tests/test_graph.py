@@ -486,3 +486,24 @@ def test_tail_metrics_judge_only_rarely_trained_items(clustered):
     want = BPRTask().evaluate(model, only, Trainer(TrainerConfig()))
     assert got["tail_recall@20"] == pytest.approx(want["recall@20"], abs=1e-6)
     assert got["recall@20"] != pytest.approx(got["tail_recall@20"])
+
+
+def test_peer_split_files_are_the_view_s_split(clustered, tmp_path):
+    from llmrec.experiments.harness import graph_split_files, recbole_graph_hyperparameters
+    from llmrec.experiments.jobs import TrainJobConfig
+
+    csv = tmp_path / "toy.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(
+        clustered.columns["user_id"], clustered.columns["item_id"], clustered.columns["timestamp"])))
+    job = TrainJobConfig(data={"source": "interactions", "path": str(csv)}, model={"name": "lightgcn"})
+    files = graph_split_files(job)
+    space, train, valid, test = interaction_view(clustered)
+    inv_u = {v: k for k, v in space.users.items()}
+    inv_i = {v: k for k, v in space.items.items()}
+    assert sorted(map(tuple, files["train"])) == sorted((inv_u[u], inv_i[i]) for u, i in
+                                                        zip(train.users.tolist(), train.items.tolist()))
+    for part, ev in (("valid", valid), ("test", test)):
+        want = sorted((inv_u[u], inv_i[int(i)]) for u, g in zip(ev.users.tolist(), ev.gold) for i in g)
+        assert sorted(map(tuple, files[part])) == want  # the same gold pairs RecBole will rank
+    assert recbole_graph_hyperparameters(job, "lightgcn") == {"embedding_size": 64, "n_layers": 2, "reg_weight": 1e-5,
+                                                              "require_pow": False}
