@@ -507,3 +507,27 @@ def test_peer_split_files_are_the_view_s_split(clustered, tmp_path):
         assert sorted(map(tuple, files[part])) == want  # the same gold pairs RecBole will rank
     assert recbole_graph_hyperparameters(job, "lightgcn") == {"embedding_size": 64, "n_layers": 2, "reg_weight": 1e-5,
                                                               "require_pow": False}
+
+
+@pytest.mark.slow
+def test_recommender_experiment_resumes_finished_variants(clustered, tmp_path, monkeypatch):
+    from llmrec.experiments import harness
+
+    csv = tmp_path / "toy.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(
+        clustered.columns["user_id"], clustered.columns["item_id"], clustered.columns["timestamp"])))
+    raw = {"name": "resume_test", "seeds": [1], "isolate": False,
+           "datasets": {"toy": {"data": {"source": "interactions", "path": str(csv)},
+                                "trainer": {"epochs": 2, "batch_size": 256, "embedding_l2": 0.0}}},
+           "variants": [{"model": {"name": "mf", "embedding_dim": 8}},
+                        {"model": {"name": "lightgcn", "embedding_dim": 8}}]}
+    first = harness.run_experiment(harness.ExperimentConfig.model_validate(raw), out=tmp_path / "r.json")
+    assert (tmp_path / "r.partial.json").exists()
+    trained = []
+    real = harness.run_variant
+    monkeypatch.setattr(harness, "run_variant", lambda exp, ds, v, seeds: trained.append(v.key) or real(exp, ds, v, seeds))
+    raw["variants"][1]["model"]["n_layers"] = 1  # lightgcn's settings change: only it trains again
+    again = harness.run_experiment(harness.ExperimentConfig.model_validate(raw), out=tmp_path / "r.json")
+    assert trained == ["lightgcn"]
+    a, b = first["datasets"]["toy"]["variants"], again["datasets"]["toy"]["variants"]
+    assert a["mf"]["ndcg@10_mean"] == b["mf"]["ndcg@10_mean"] and a["mf"]["runs"] == b["mf"]["runs"]

@@ -17,7 +17,8 @@ Each (data set, variant) becomes a ``TrainJobConfig`` (the same one ``llmrec tra
 per seed; with ``isolate`` each runs in its own process so its peak RSS is that model's alone. Peers (other
 libraries, in their own virtual environment) train on the identically encoded split. The result JSON has the
 command, git commit, the fully resolved config of every job, the seeds and the environment, every run and a
-mean ± std summary per variant; a bar plot of the primary metric is written beside it."""
+mean ± std summary per variant; a bar plot of the primary metric is written beside it. Every finished
+(data set, variant) and (data set, peer) is kept in ``<output>.partial.json``: a killed run resumes there."""
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
                                      train_prepared)
+from llmrec.io import load_resume, save_resume
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
 from llmrec.results import pyplot, write_result
@@ -320,8 +322,39 @@ def peer_hyperparameters(job: TrainJobConfig) -> dict:
             **{k: m[k] for k in ("cross_layers", "structure", "low_rank", "experts") if k in m}}
 
 
-def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: list[str] | None = None) -> dict:
-    """Each peer on the split of the variant it copies; with ``variants``, only the peers of those variants."""
+class ResumeCache:
+    """Finished (data set, variant) and (data set, peer) results of an experiment, kept in
+    ``<output>.partial.json`` after each one, so a killed run resumes where it stopped. An item is reused
+    only when the settings it ran with (its resolved job, the seeds, the peer) are the same now, dumped
+    without default-valued fields (``llmrec.io.settings_key``'s rule); editing or adding variants keeps the
+    others' finished runs."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+        self.done = load_resume(path, "experiment", name, "done")
+
+    def get(self, key: str, settings: Any, compute) -> dict:
+        """The cached result of ``key`` if it ran with ``settings``, else ``compute()`` (then saved)."""
+        s = json.dumps(settings, sort_keys=True, default=str)
+        hit = self.done.get(key)
+        if hit is not None and hit["settings"] == s:
+            print(f"resumed {key} from {self.path}", flush=True)
+            return hit["result"]
+        result = compute()
+        self.done[key] = {"settings": s, "result": result}
+        save_resume(self.path, "experiment", self.name, "done", self.done)
+        return result
+
+
+def _settings(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
+    return {"job": job_config(exp, dataset, variant, seeds[0]).model_dump(mode="json", exclude_defaults=True),
+            "variant": variant.model_dump(mode="json", exclude_defaults=True), "seeds": seeds}
+
+
+def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: list[str] | None = None,
+              cache: ResumeCache | None = None) -> dict:
+    """Each peer on the split of the variant it copies; with ``variants``, only the peers of those variants;
+    with ``cache``, a peer that already finished with the same settings is not run again."""
     root = repo_root() or Path.cwd()
     python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
     if not exp.peers:
@@ -330,33 +363,41 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
         print(f"peers skipped: {python} not found (run `make peers`)", flush=True)
         return {}
     by_key = {v.key: v for v in exp.variants}
-    script = root / "eval" / "peers" / "peer_ctr.py"
     out: dict[str, dict] = {}
     for peer in exp.peers:
         if variants and (peer.variant or peer.model) not in variants:
             continue
         base = by_key[peer.variant or peer.model]
-        job = job_config(exp, dataset, base, seeds[0])
-        if peer.library == "recbole":
-            run = run_recbole_graph if peer.model in RECBOLE_GRAPH else run_recbole
-            out[f"recbole:{peer.model}"] = run(python, root, exp, dataset, base, seeds, peer.model)
-            continue
-        p = prepare(job)
-        runs, rss = [], 0.0
-        with tempfile.TemporaryDirectory() as tmp:
-            export_split(p.context, p, Path(tmp), peer_hyperparameters(job))
-            for seed in seeds:
-                res = subprocess.run([str(python), str(script), f"{tmp}/split.npz", f"{tmp}/spec.json", peer.library,
-                                      str(seed), peer.model], capture_output=True, text=True)
-                if res.returncode:
-                    raise BackendError(f"peer {peer.library}:{peer.model} failed:\n{res.stderr[-3000:]}")
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                rss = max(rss, r.pop("peak_rss_mb"))
-                runs.append({"seed": seed, "test": {"auc": r.pop("auc"), "logloss": r.pop("logloss")},
-                             "train_samples_per_second": r.pop("train_samples_per_second"), **r})
-        out[f"{peer.library}:{peer.model}"] = {"runs": runs, "peak_rss_mb": rss, **summarize(runs)}
-        print(dataset, "peer", peer.library, peer.model, round(out[f"{peer.library}:{peer.model}"]["auc_mean"], 4),
-              flush=True)
+        key = f"{peer.library}:{peer.model}"
+        compute = (lambda peer=peer, base=base: run_peer(exp, dataset, peer, base, seeds, python, root))
+        settings = {**_settings(exp, dataset, base, seeds), "peer": peer.model_dump(mode="json")}
+        out[key] = cache.get(f"{dataset}/peer/{key}", settings, compute) if cache is not None else compute()
+    return out
+
+
+def run_peer(exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant, seeds: list[int], python: Path,
+             root: Path) -> dict:
+    """One peer library's model over every seed on the split of the variant ``base`` it copies."""
+    job = job_config(exp, dataset, base, seeds[0])
+    if peer.library == "recbole":
+        run = run_recbole_graph if peer.model in RECBOLE_GRAPH else run_recbole
+        return run(python, root, exp, dataset, base, seeds, peer.model)
+    script = root / "eval" / "peers" / "peer_ctr.py"
+    p = prepare(job)
+    runs, rss = [], 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        export_split(p.context, p, Path(tmp), peer_hyperparameters(job))
+        for seed in seeds:
+            res = subprocess.run([str(python), str(script), f"{tmp}/split.npz", f"{tmp}/spec.json", peer.library,
+                                  str(seed), peer.model], capture_output=True, text=True)
+            if res.returncode:
+                raise BackendError(f"peer {peer.library}:{peer.model} failed:\n{res.stderr[-3000:]}")
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            rss = max(rss, r.pop("peak_rss_mb"))
+            runs.append({"seed": seed, "test": {"auc": r.pop("auc"), "logloss": r.pop("logloss")},
+                         "train_samples_per_second": r.pop("train_samples_per_second"), **r})
+    out = {"runs": runs, "peak_rss_mb": rss, **summarize(runs)}
+    print(dataset, "peer", peer.library, peer.model, round(out["auc_mean"], 4), flush=True)
     return out
 
 
@@ -498,6 +539,8 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
     peaks = {"fp32_gflops_1024x400x400": matmul_gflops(torch.float32),
              "bf16_gflops_1024x400x400": matmul_gflops(torch.bfloat16)}
     results, jobs = {}, {}
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    cache = ResumeCache(path.with_name(path.stem + ".partial.json"), exp.name)
     for ds in datasets or list(exp.datasets):
         try:
             load_data(exp.datasets[ds].data)
@@ -512,7 +555,9 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
         for v in exp.variants:
             if variants and v.key not in variants:
                 continue
-            r = _run_isolated(exp, ds, v, seeds) if exp.isolate else run_variant(exp, ds, v, seeds)
+            r = cache.get(f"{ds}/variant/{v.key}", _settings(exp, ds, v, seeds),
+                          lambda v=v, ds=ds: _run_isolated(exp, ds, v, seeds) if exp.isolate
+                          else run_variant(exp, ds, v, seeds))
             s = summarize(r["runs"])
             peak = peaks["bf16_gflops_1024x400x400" if r["job"]["trainer"]["precision"] == "bf16"
                          else "fp32_gflops_1024x400x400"]
@@ -526,9 +571,8 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             m = r["primary_metric"]
             print(ds, v.key, f"{m} {s[f'{m}_mean']:.4f} ± {s[f'{m}_std']:.4f}",
                   f"{s['train_samples_per_second']:.0f} samples/s", flush=True)
-        res["peers"] = run_peers(exp, ds, seeds, variants)
+        res["peers"] = run_peers(exp, ds, seeds, variants, cache)
         results[ds] = res
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     if results and all(r["variants"] for r in results.values()):
         plot(results, path.with_suffix(".png"))
     write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs},
