@@ -391,7 +391,7 @@ def test_graphsail_terms_vanish_for_an_unchanged_model_and_grow_when_it_moves(cl
     batch = BPRTask(space.n_items).make_batch(train, torch.arange(32), torch.Generator().manual_seed(0))
     student.train()
     same = sail.distillation(batch)
-    assert set(same) == {"local", "global", "self"} and all(float(v.detach()) < 1e-10 for v in same.values())
+    assert set(same) == {"local", "global", "self"} and all(float(v.detach()) < 1e-7 for v in same.values())  # float32 round-off
     with torch.no_grad():
         student.user.weight.add_(0.05 * torch.randn_like(student.user.weight))
     moved = sail.distillation(batch)

@@ -113,7 +113,12 @@ class GraphScorer(nn.Module):
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
         """Scores of ``batch.items`` ([B] or [B, C]) for ``batch.users``."""
-        users, items = self._final()
+        return self.score(self._final(), batch)
+
+    def score(self, reps: tuple[torch.Tensor, torch.Tensor], batch: PairBatch) -> torch.Tensor:
+        """Scores of ``batch`` from given final (user, item) vectors (a wrapper that needs the vectors too
+        computes them once per step)."""
+        users, items = reps
         # F.embedding: its backward is ~2x cheaper than advanced indexing's on CPU
         u, v = nn.functional.embedding(batch.users, users), nn.functional.embedding(batch.items, items)
         return (u * v).sum(-1) if v.ndim == 2 else (u.unsqueeze(1) * v).sum(-1)

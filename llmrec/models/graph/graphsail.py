@@ -78,8 +78,9 @@ class GraphSAIL(nn.Module):
         return self.student.embedding_tables()
 
     def forward(self, batch: PairBatch) -> torch.Tensor:
-        """The student's scores."""
-        return self.student(batch)
+        """The student's scores; its vectors are kept for this step's distillation (one propagation a step)."""
+        self._reps = self.student._final()
+        return self.student.score(self._reps, batch)
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
         """The student's scores over every item."""
@@ -92,7 +93,8 @@ class GraphSAIL(nn.Module):
 
     def distillation(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """The three terms over the batch's unique users and items (unweighted)."""
-        su, si = self.student._final()
+        reps, self._reps = getattr(self, "_reps", None), None  # this step's vectors, used once
+        su, si = reps if reps is not None else self.student._final()
         users = torch.unique(batch.users)
         items = torch.unique(batch.items.reshape(-1))
         out = {}
