@@ -163,12 +163,11 @@ class BPRTask(_FullSort):
     def evaluate(self, model, data: RankingEval, ctx, groups=None) -> dict[str, float]:
         model.eval()
         parts, tail_parts = [], []
-        n_items = None
+        n_items = getattr(model, "n_items", None)  # graph models know it; others are asked once
+        if n_items is None and len(data):
+            n_items = model.full_scores(data.users[:1].to(ctx.device)).shape[1]
         i = 0
         while i < len(data):
-            if n_items is None:
-                probe = model.full_scores(data.users[:1].to(ctx.device))
-                n_items = probe.shape[1]
             step = max(1, min(ctx.eval_batch_size, self.EVAL_SCORE_BUDGET // n_items))
             users = data.users[i:i + step]
             with ctx.autocast():
