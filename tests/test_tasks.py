@@ -90,6 +90,20 @@ def test_next_item_task_trains_a_toy_model_and_resumes(tmp_path):
     assert fit_b.best_valid["ndcg@10"] == pytest.approx(fit.best_valid["ndcg@10"], abs=1e-6)
 
 
+def test_min_epochs_holds_off_early_stopping():
+    """A model that cannot improve (a vanishing learning rate) stops after ``patience`` bad epochs, but not
+    before ``min_epochs`` (a model that learns its real form late, as L2Q-GCN after its warm-up)."""
+    train, valid = cyclic_sequences(600), cyclic_sequences(100, seed=1)
+    cfg = TrainerConfig(progress=False, epochs=20, batch_size=128, learning_rate=1e-12, embedding_l2=0.0,
+                        patience=1, lr_decay=1.0)
+    torch.manual_seed(0)
+    plain = Trainer(cfg, NextItemTask()).fit(LastItemNext(40), train, valid)
+    torch.manual_seed(0)
+    held = Trainer(cfg.model_copy(update={"min_epochs": 5}), NextItemTask()).fit(LastItemNext(40), train, valid)
+    assert len(plain.history) == 2 and len(held.history) == 5
+    assert plain.best_epoch == held.best_epoch == 1
+
+
 def test_bpr_samples_negatives_from_the_checkpointed_generator(world):
     space, train, valid, _ = interaction_view(world)
     task = BPRTask(space.n_items)

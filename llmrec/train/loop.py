@@ -5,7 +5,7 @@ checkpoints and progress.
 BARS/FuxiCTR semantics: Adam; whole-table L2 on the model's ``embedding_tables()`` every step
 ((lambda/2)*||E||^2 added to the mean loss); gradient-norm clip 10; evaluation on validation once per epoch;
 learning rate x0.1 after every epoch that does not improve the task's primary metric (min 1e-6); early stop
-after ``patience`` such epochs; the best-on-validation weights are restored before the test set is
+after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored before the test set is
 evaluated once.
 
 Resumable: with ``checkpoint_dir`` the full state (weights, optimizer, best weights, history, RNGs) is
@@ -45,6 +45,7 @@ class TrainerConfig(StrictConfig):
     embedding_l2: float = Field(0.01, ge=0, allow_inf_nan=False)
     epochs: int = Field(20, ge=1)
     patience: int = Field(2, ge=0)
+    min_epochs: int = Field(0, ge=0)  # early stopping cannot end training before this many epochs
     min_delta: float = Field(1e-6, ge=0, allow_inf_nan=False)
     min_lr: float = Field(1e-6, ge=0, allow_inf_nan=False)
     lr_decay: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)  # lr factor after an epoch without gain (1: none)
@@ -157,7 +158,7 @@ class Trainer:
                 state, resumed = saved, saved["epoch"]
         n = len(train)
         local = c.batch_size // size
-        stop = state["bad"] >= c.patience
+        stop = state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
         for epoch in range(state["epoch"], c.epochs):
             if stop:
                 break
@@ -199,7 +200,7 @@ class Trainer:
                 state["bad"] += 1
                 for g in opt.param_groups:
                     g["lr"] = max(min(c.min_lr, g["lr"]), g["lr"] * c.lr_decay)
-                stop = state["bad"] >= c.patience
+                stop = state["bad"] >= c.patience and epoch + 1 >= c.min_epochs
             state["epoch"] = epoch + 1
             if ckpt is not None and rank == 0:
                 save_checkpoint(ckpt, model, opt, state, gen)

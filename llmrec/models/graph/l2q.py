@@ -37,7 +37,7 @@ class L2QConfig(ModelConfigBase):
     sign: Literal["anneal", "ste", "none"] = "anneal"  # none: full precision at every level (the reference)
     t_start: float = Field(1.0, gt=0)
     t_end: float = Field(0.01, gt=0)
-    warmup_steps: int = Field(2000, ge=0)  # full-precision training steps before the codes are learned
+    warmup_steps: int = Field(4000, ge=0)  # full-precision training steps before the codes are learned
     anneal_steps: int = Field(2000, ge=1)  # ~50 epochs of ML-100K at batch 2048
     reg_weight: float = Field(1e-5, ge=0)
 
