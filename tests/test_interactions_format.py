@@ -41,9 +41,20 @@ def test_parquet(tmp_path):
     assert d.columns["item_id"].tolist() == ["a", "b"] and d.columns["label"].tolist() == [1, 1]
 
 
+def test_without_a_timestamp_file_order_is_time(tmp_path):
+    p = tmp_path / "inter.csv"
+    p.write_text("user,item,behaviour\nu1,c,buy\nu1,a,view\nu2,a,buy\nu1,b,buy\n")
+    d = load_interactions(p)
+    assert d.columns["timestamp"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert d.columns["behaviour"].tolist() == ["buy", "view", "buy", "buy"]
+    space, train, valid, test = sequence_view(d, config=SequenceViewConfig(interactions="all", max_len=5))
+    inv = {v: k for k, v in space.items.items()}
+    assert inv[int(test.target[0])] == "b" and inv[int(valid.target[0])] == "a"  # u1 in file order: c a b
+
+
 @pytest.mark.parametrize("text,match", [
     ("", "empty file"),
-    ("user,item\nu1,a\n", "field 'timestamp': missing column"),
+    ("user,timestamp\nu1,1\n", "field 'item': missing column"),
     ("user,item,timestamp\n", "no interaction rows"),
     ("user,item,timestamp\nu1,a,soon\n", ":2 field 'timestamp': not a number"),
     ("user,item,timestamp\nu1,a,1\n,b,2\n", ":3 field 'user': empty id"),

@@ -1,5 +1,6 @@
-"""The plain interaction format: one row per interaction with columns ``user``, ``item``, ``timestamp`` and
-optionally ``label`` (0/1; default 1) or ``rating`` (label = rating >= ``positive_rating``), in CSV (header
+"""The plain interaction format: one row per interaction with columns ``user``, ``item``, optionally
+``timestamp`` (without it, file order is time: row n gets timestamp n, so temporal splits and sequences
+follow the file) and optionally ``label`` (0/1; default 1) or ``rating`` (label = rating >= ``positive_rating``), in CSV (header
 row, comma or tab separated) or Parquet (needs pyarrow). Every other column is kept as a categorical field.
 Errors name the file, the line and the column; an empty file is an error, never an empty data set."""
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from llmrec.data.schema import DataFormatError, RecData
 from llmrec.errors import MissingFileError
 
-REQUIRED = ("user", "item", "timestamp")
+REQUIRED = ("user", "item")
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -27,7 +28,7 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
         return cols, [list(r) for r in zip(*data)]
     text = path.read_text(encoding="utf-8")
     if not text.strip():
-        raise DataFormatError(str(path), None, None, "empty file (a header user,item,timestamp and rows expected)")
+        raise DataFormatError(str(path), None, None, "empty file (a header user,item[,timestamp] and rows expected)")
     dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
     reader = list(csv.reader(text.splitlines(), dialect=dialect))
     return [c.strip() for c in reader[0]], [r for r in reader[1:] if any(x.strip() for x in r)]
@@ -74,9 +75,10 @@ def load_interactions(path: str | Path, positive_rating: float = 4.0, name: str 
         label = (numbers("rating") >= positive_rating).astype(np.float64)
     else:
         label = np.ones(len(rows))
-    extra = [c for c in cols if c not in (*REQUIRED, "label", "rating")]
+    extra = [c for c in cols if c not in (*REQUIRED, "timestamp", "label", "rating")]
+    stamps = numbers("timestamp") if "timestamp" in at else np.arange(len(rows), dtype=np.float64)
     columns = {"user_id": np.array(column("user"), dtype=object), "item_id": np.array(column("item"), dtype=object),
-               "timestamp": numbers("timestamp"), "label": label.astype(np.float32),
+               "timestamp": stamps, "label": label.astype(np.float32),
                **({"rating": numbers("rating").astype(np.float32)} if "rating" in at else {}),
                **{c: np.array(column(c), dtype=object) for c in extra}}
     return RecData(name=name or path.stem, columns=columns,

@@ -13,7 +13,7 @@ class DataConfig(StrictConfig):
     """Which recommendation data set to load (synthetic world or MovieLens) and its chronological split."""
     source: Literal["synthetic", "synthetic_sequences", "movielens100k", "movielens1m", "interactions"] = "synthetic"
     # MovieLens: its folder (native u.data / ratings.dat files or RecBole atomic files); None: the catalog's
-    # configured copy (`llmrec data path movielens100k`). interactions: a user,item,timestamp CSV / Parquet file
+    # configured copy (`llmrec data path movielens100k`). interactions: a user,item[,timestamp] CSV / Parquet file
     path: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     sequences: SequenceWorldConfig = SequenceWorldConfig()  # source synthetic_sequences
