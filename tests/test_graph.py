@@ -281,6 +281,15 @@ def test_l2q_scores_are_the_packed_one_bit_codes(clustered):
     assert ub.dtype == np.uint8 and ub.shape == (space.n_users, 3, 2) and us.dtype == np.float16
     np.testing.assert_allclose(code_scores(ub, us, ib, is_, 16), m.full_scores(torch.arange(space.n_users)).numpy(),
                                rtol=1e-4, atol=1e-6)
+    cross = build_model(space, {"name": "l2q_gcn", "embedding_dim": 16, "score": "cross"})
+    cross.eval()
+    np.testing.assert_allclose(code_scores(*cross.codes(), 16, cross=True),
+                               cross.full_scores(torch.arange(space.n_users)).numpy(), rtol=1e-4, atol=1e-6)
+    levels = [e.detach() for e in cross.levels()]
+    coded = [torch.where(e >= 0, 1.0, -1.0) * e.abs().mean(1, keepdim=True).half().float() for e in levels]
+    u = torch.stack(coded).sum(0)  # LightGCN's score (inner product of the layer sums), each layer coded
+    np.testing.assert_allclose(cross.full_scores(torch.arange(space.n_users)).numpy(),
+                               (u[: space.n_users] @ u[space.n_users:].T).numpy(), rtol=1e-4, atol=1e-6)
     big = build_model(space, {"name": "l2q_gcn"})
     assert big.float_bytes / big.code_bytes >= 8  # 3 x (64 bits + 16-bit scale) = 30 bytes vs 256
     final = build_model(space, {"name": "l2q_gcn", "levels": "final"})

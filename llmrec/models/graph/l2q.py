@@ -4,7 +4,10 @@ LightGCN propagation E^(l+1) = D^-1/2 A D^-1/2 E^(l), l = 0..L; every layer is q
 in {-1, +1}^d with a per-node scale alpha^(l) = ||E^(l)||_1 / d; a user-item score is
 sum_l alpha_u^(l) alpha_i^(l) <Q_u^(l), Q_i^(l)> (an XOR-popcount per layer and a few multiplies). The
 multi-level codes keep what each layer knows (the final layer alone is over-smoothed); ``levels: final``
-quantizes only the mean final embedding (the paper's comparison).
+quantizes only the mean final embedding (the paper's comparison). ``score: cross`` scores every pair of
+levels, sum_l sum_m alpha_u^(l) alpha_i^(m) <Q_u^(l), Q_i^(m)> = <sum_l alpha_u^(l) Q_u^(l), sum_m alpha_i^(m) Q_i^(m)>:
+LightGCN's own score (the inner product of the layer sums) with every layer coded, at the same storage and
+(L+1)^2 instead of L+1 popcounts per pair.
 
 Training: ``warmup_steps`` of full-precision training (the multi-level score unquantized) may come first;
 then ``anneal`` (L2Q-GCN-anl) replaces sign by tanh(E / (t alpha)) with the temperature t annealed
@@ -35,6 +38,7 @@ class L2QConfig(ModelConfigBase):
     n_layers: int = Field(2, ge=0)
     levels: Literal["all", "final"] = "all"
     sign: Literal["anneal", "ste", "none"] = "anneal"  # none: full precision at every level (the reference)
+    score: Literal["levels", "cross"] = "levels"  # levels: sum_l <code_u^l, code_i^l>; cross: every pair (l, m)
     t_start: float = Field(1.0, gt=0)
     t_end: float = Field(0.01, gt=0)
     warmup_steps: int = Field(4000, ge=0)  # full-precision training steps before the codes are learned
@@ -91,10 +95,12 @@ class L2QGCN(GraphScorer):
         return torch.tanh(e / (self.temperature() * scale.detach().clamp(min=1e-12))) * scale
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every level's code (soft / straight-through in training, hard signs x float16 scales in eval), concatenated."""
+        """Every level's code (soft / straight-through in training, hard signs x float16 scales in eval),
+        concatenated (the inner product sums over levels) or, with ``score: cross``, summed (every pair)."""
         if self.training:
             self.step += 1
-        codes = torch.cat([self._code(e) for e in self.levels()], 1)  # sum over levels = one inner product
+        coded = [self._code(e) for e in self.levels()]
+        codes = torch.stack(coded).sum(0) if self.c.score == "cross" else torch.cat(coded, 1)
         return codes[: self.n_users], codes[self.n_users:]
 
     @property
@@ -124,14 +130,17 @@ _POPCOUNT = np.array([bin(n).count("1") for n in range(256)], dtype=np.int32)
 
 
 def code_scores(user_bits: np.ndarray, user_scales: np.ndarray, item_bits: np.ndarray, item_scales: np.ndarray,
-                dim: int) -> np.ndarray:
-    """Scores of users x items from packed codes: per level <Q_u, Q_i> = d - 2 popcount(Q_u xor Q_i), times
-    both scales, summed over levels (what a serving system computes with bit operations)."""
+                dim: int, cross: bool = False) -> np.ndarray:
+    """Scores of users x items from packed codes: per pair of levels <Q_u, Q_i> = d - 2 popcount(Q_u xor Q_i),
+    times both scales, summed over the same levels (``cross``: over every pair of levels), what a serving
+    system computes with bit operations."""
     out = np.zeros((len(user_bits), len(item_bits)))
-    for level in range(user_bits.shape[1]):
-        x = np.bitwise_xor(user_bits[:, None, level, :], item_bits[None, :, level, :])
-        agree = dim - 2 * _POPCOUNT[x].sum(-1)
-        out += agree * user_scales[:, level, None].astype(np.float64) * item_scales[None, :, level].astype(np.float64)
+    n = user_bits.shape[1]
+    for lu in range(n):
+        for li in range(n) if cross else (lu,):
+            x = np.bitwise_xor(user_bits[:, None, lu, :], item_bits[None, :, li, :])
+            agree = dim - 2 * _POPCOUNT[x].sum(-1)
+            out += agree * user_scales[:, lu, None].astype(np.float64) * item_scales[None, :, li].astype(np.float64)
     return out
 
 
