@@ -410,6 +410,18 @@ def test_graphsail_terms_vanish_for_an_unchanged_model_and_grow_when_it_moves(cl
     assert student.user.weight.grad.abs().sum() > 0 and teacher.user.weight.grad is None
     off = GraphSAIL(student, teacher, space.graph, GraphSAILConfig.model_validate({"global": 0.0, "self": 0.0}))
     assert set(off.distillation(batch)) == {"local"}
+    # the local term's gradient (sparse products with a stored-transpose backward) equals dense autograd's
+    student.zero_grad()
+    off.distillation(batch)["local"].backward()
+    got = student.user.weight.grad.clone()
+    student.zero_grad()
+    su, si = student.representations()
+    users, items = torch.unique(batch.users), torch.unique(batch.items.reshape(-1))
+    cu, ci = (off.u_mean.to_dense() @ si)[users], (off.i_mean.to_dense() @ su)[items]
+    lu = ((off.t_user[users] * off.t_user_centre[users]).sum(-1) - (su[users] * cu).sum(-1)).pow(2)
+    li = ((off.t_item[items] * off.t_item_centre[items]).sum(-1) - (si[items] * ci).sum(-1)).pow(2)
+    torch.cat([lu, li]).mean().backward()
+    assert got.abs().sum() > 0 and torch.allclose(got, student.user.weight.grad, atol=1e-6)
 
 
 def test_time_blocks_cover_every_edge_once_in_time_order(clustered):

@@ -24,6 +24,7 @@ from torch import nn
 from llmrec.config import StrictConfig
 from llmrec.data.graph import InteractionGraph
 from llmrec.data.views import PairBatch
+from llmrec.models.graph.base import spmm, transpose_csr
 
 
 class GraphSAILConfig(StrictConfig):
@@ -63,6 +64,7 @@ class GraphSAIL(nn.Module):
         self.register_buffer("t_user", tu.detach().clone())
         self.register_buffer("t_item", ti.detach().clone())
         self.u_mean, self.i_mean = old_graph.neighbours("user"), old_graph.neighbours("item")
+        self.u_mean_t, self.i_mean_t = transpose_csr(self.u_mean), transpose_csr(self.i_mean)  # for spmm's backward
         with torch.no_grad():
             self.register_buffer("t_user_centre", torch.sparse.mm(self.u_mean, ti))  # c_u^T
             self.register_buffer("t_item_centre", torch.sparse.mm(self.i_mean, tu))  # c_i^T
@@ -99,8 +101,8 @@ class GraphSAIL(nn.Module):
         items = torch.unique(batch.items.reshape(-1))
         out = {}
         if self.c.local > 0:
-            cu = torch.sparse.mm(self.u_mean, si)[users] if len(users) else su[:0]
-            ci = torch.sparse.mm(self.i_mean, su)[items]
+            cu = spmm(self.u_mean, si, self.u_mean_t)[users] if len(users) else su[:0]
+            ci = spmm(self.i_mean, su, self.i_mean_t)[items]
             lu = ((self.t_user[users] * self.t_user_centre[users]).sum(-1) - (su[users] * cu).sum(-1)).pow(2)
             li = ((self.t_item[items] * self.t_item_centre[items]).sum(-1) - (si[items] * ci).sum(-1)).pow(2)
             out["local"] = torch.cat([lu, li]).mean()
