@@ -1,7 +1,7 @@
 """The plain interaction format: one row per interaction with columns ``user``, ``item``, optionally
 ``timestamp`` (without it, file order is time: row n gets timestamp n, so temporal splits and sequences
-follow the file) and optionally ``label`` (0/1; default 1) or ``rating`` (label = rating >= ``positive_rating``), in CSV (header
-row, comma or tab separated) or Parquet (needs pyarrow). Every other column is kept as a categorical field.
+follow the file) and optionally ``label`` (0/1; default 1) or ``rating`` (label = rating >=
+``positive_rating``), in CSV (header row, comma or tab separated) or Parquet (needs pyarrow). Every other column is kept as a categorical field.
 Errors name the file, the line and the column; an empty file is an error, never an empty data set."""
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ checkpoints and progress.
 BARS/FuxiCTR semantics: Adam; whole-table L2 on the model's ``embedding_tables()`` every step
 ((lambda/2)*||E||^2 added to the mean loss); gradient-norm clip 10; evaluation on validation once per epoch;
 learning rate x0.1 after every epoch that does not improve the task's primary metric (min 1e-6); early stop
-after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored before the test set is
-evaluated once.
+after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored
+before the test set is evaluated once.
 
 Resumable: with ``checkpoint_dir`` the full state (weights, optimizer, best weights, history, RNGs) is
 written atomically after every epoch, and ``fit`` continues from it after a kill, giving the same result as
@@ -66,6 +66,11 @@ class FitResult:
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     resumed_from_epoch: int = 0
+
+
+def _early_stop(c: TrainerConfig, state: dict) -> bool:
+    """``patience`` epochs without gain, and at least ``min_epochs`` done."""
+    return state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
 
 
 def param_groups(model: nn.Module) -> list[dict]:
@@ -158,7 +163,7 @@ class Trainer:
                 state, resumed = saved, saved["epoch"]
         n = len(train)
         local = c.batch_size // size
-        stop = state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
+        stop = _early_stop(c, state)
         for epoch in range(state["epoch"], c.epochs):
             if stop:
                 break
@@ -200,8 +205,8 @@ class Trainer:
                 state["bad"] += 1
                 for g in opt.param_groups:
                     g["lr"] = max(min(c.min_lr, g["lr"]), g["lr"] * c.lr_decay)
-                stop = state["bad"] >= c.patience and epoch + 1 >= c.min_epochs
             state["epoch"] = epoch + 1
+            stop = _early_stop(c, state)
             if ckpt is not None and rank == 0:
                 save_checkpoint(ckpt, model, opt, state, gen)
         if state["best_state"] is not None:
