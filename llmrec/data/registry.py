@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import Literal
 
 from llmrec.config import StrictConfig
+from llmrec.data.catalog import require_dataset
+from llmrec.data.interactions import load_interactions
+from llmrec.data.movielens import load_movielens
 from llmrec.data.schema import RecData
 from llmrec.errors import ConfigError
 from llmrec.data.synthetic import SequenceWorldConfig, SyntheticConfig, generate_sequences, generate_world
@@ -27,12 +30,7 @@ def load_data(config: DataConfig) -> RecData:
     if config.source == "synthetic_sequences":
         return generate_sequences(config.sequences)
     if config.source == "interactions":
-        from llmrec.data.interactions import load_interactions
-
         if not config.path:
             raise ConfigError("data.path: the interactions source needs the file's path")
         return load_interactions(config.path)
-    from llmrec.data.catalog import require_dataset
-    from llmrec.data.movielens import load_movielens
-
     return load_movielens(config.path or require_dataset(config.source))

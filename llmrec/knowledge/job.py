@@ -20,6 +20,7 @@ from llmrec.ctr.features import FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 from llmrec.embed import Embedder, LLMHiddenEncoder, default_embedder
+from llmrec.knowledge.distributed import extract_ray
 from llmrec.knowledge.encode import encode_kind, encoder_slug, load_vectors
 from llmrec.jobs import extract
 from llmrec.knowledge.requests import PROMPTS, KnowledgeKind, build_requests, key_column
@@ -69,8 +70,6 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
         if kind in c.encode_inputs:
             inputs[kind] = {r.id: "\n".join(str(v) for v in r.variables.values()) for r in reqs}
         if c.ray and llm is None:
-            from llmrec.knowledge.distributed import extract_ray
-
             rep = extract_ray(c.llm, kind, PROMPTS[kind], reqs, out, params, workers=c.ray_workers,
                               chunk_size=min(c.chunk_size, c.llm.batch_size), address=c.ray_address,
                               progress=c.progress, max_retries=c.max_retries, min_words=c.min_words,
