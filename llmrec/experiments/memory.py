@@ -23,13 +23,14 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from llmrec.config import StrictConfig, llmrec_home
+from llmrec.config import StrictConfig, llmrec_home, repo_root
 from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo
 from llmrec.embed import default_embedder
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.llm.cache import CachedLLM
+from llmrec.llm.server import LLMServer
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
 from llmrec.memory.api import Memory, namespace
 from llmrec.memory.locomo import add_conversation
@@ -268,9 +269,6 @@ def run_memory_peers(exp: MemoryExperiment, convs: list, embedder) -> tuple[dict
     SmolLM2 and MiniLM), scored on the same questions with the same ``rank_sessions`` / ``score``."""
     import json
     import subprocess
-
-    from llmrec.config import repo_root
-    from llmrec.llm.server import LLMServer
 
     root = repo_root() or Path.cwd()
     python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python

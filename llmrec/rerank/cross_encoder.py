@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from llmrec.config import StrictConfig
+from llmrec.llm.bundled import minilm_path
 from llmrec.rerank.base import RerankerMixin
 
 
@@ -31,8 +32,6 @@ class CrossEncoderReranker(RerankerMixin):
 
         self.config = c = config or CrossEncoderConfig()
         if c.model is None:
-            from llmrec.llm.bundled import minilm_path
-
             path, self.model_id = str(minilm_path()), "all-MiniLM-L6-v2-cross"
         else:
             path, self.model_id = c.model, Path(c.model).name

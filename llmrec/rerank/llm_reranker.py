@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from llmrec.config import StrictConfig
+from llmrec.llm.bundled import ensure_smollm2_converted
 from llmrec.rerank.base import RerankerMixin
 
 TEMPLATE = "Query: {query}\nPassage: {passage}\nIs the passage relevant to the query? Answer yes or no.\nAnswer:"
@@ -36,8 +37,6 @@ class LLMReranker(RerankerMixin):
 
         self.config = c = config or LLMRerankerConfig()
         if c.model is None:
-            from llmrec.llm.bundled import ensure_smollm2_converted
-
             path = str(ensure_smollm2_converted())
         else:
             path = c.model

@@ -32,6 +32,7 @@ from llmrec.io import load_checkpoint, save_checkpoint
 from llmrec.jobs import KnowledgeRequest, extract, load_knowledge
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.metrics import minmax
+from llmrec.prompts import load_prompt
 from llmrec.rerank.base import Candidate, check_candidates
 from llmrec.io import atomic_open
 
@@ -121,8 +122,6 @@ def likelihood_rationale_scores(llm: LLM, queries: Sequence[TrainingQuery], rati
     Cached per query in ``cache_dir/rationale_likelihood.jsonl`` (appended as batches finish, keyed by a hash
     of the model, prompt, texts and candidates), so a killed run resumes and a re-run costs nothing."""
     import hashlib
-
-    from llmrec.prompts import load_prompt
 
     c = config or RADIOConfig()
     if getattr(llm, "option_scoring", None) != "sequence":
