@@ -33,6 +33,7 @@ from llmrec.llm.cache import CachedLLM
 from llmrec.llm.server import LLMServer
 from llmrec.memory import retrievers  # noqa: F401  (registers the memory retrievers)
 from llmrec.memory.api import Memory, namespace
+from llmrec.memory.memgas import MemGAS, MemGASConfig, fit_view_prior
 from llmrec.memory.locomo import add_conversation
 from llmrec.memory.units import ExtractiveDigester, SessionDigester
 from llmrec.metrics import ndcg_at, recall_all_at, recall_any_at
@@ -236,8 +237,6 @@ def fit_view_priors(exp: MemoryExperiment, embedder, digester, only: list[str] |
     """For every memgas method with ``fit_view_prior``: its view prior chosen on the DEV conversations (whatever
     the split; held-out conversations are never looked at), by ``fit_view_prior``'s coordinate search on
     recall_all@5. Returns method -> {view_prior, dev recall_all@5 before / after, questions}."""
-    from llmrec.memory.memgas import MemGAS, MemGASConfig, fit_view_prior
-
     wanted = [label for label, m in exp.methods.items() if m.fit_view_prior and (only is None or label in only)
               and (digester is not None or not m.digest)]
     if not wanted:

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from llmrec.embed import Embedder
 from llmrec.errors import ConfigError, DataError, MissingFileError
+from llmrec.store import VectorStore
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,6 @@ def build_corpus(store_dir: str | Path, source: str | Path, embedder: Embedder, 
                  progress: bool = True) -> dict:
     """Chunk, embed and upsert every document of ``source`` into ``store_dir``; returns counts."""
     from tqdm import tqdm
-
-    from llmrec.store import VectorStore
 
     docs = read_documents(source, limit)
     chunks: list[tuple[str, str, dict]] = []
