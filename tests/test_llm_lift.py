@@ -136,7 +136,7 @@ def test_adaptor_weight_decay_is_its_own_parameter_group_and_shrinks_it():
     import torch
 
     from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
-    from llmrec.train.loop import param_groups
+    from llmrec.train.optim import param_groups
 
     torch.manual_seed(0)
     model = torch.nn.ModuleDict({"head": torch.nn.Linear(4, 1), "adaptor": KnowledgeAdaptor(

@@ -29,11 +29,12 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError, DataError
 from llmrec.io import load_checkpoint, save_checkpoint
+from llmrec.train.optim import BatchL2, clip_grad_norm, make_optimizer, sparse_tables
 from llmrec.train.tasks import PointwiseTask, Task
 
 
@@ -55,6 +56,22 @@ class TrainerConfig(StrictConfig):
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast matmuls (CPU AVX-512 BF16 / GPU)
     device: str = "cpu"
     progress: bool = True
+    # sparse: id-looked-up tables (nn.Embedding / EmbeddingBag among the model's embedding_tables()) get
+    # row-sparse gradients and a row-wise optimizer (only the batch's rows and their moments are touched);
+    # dense: one Adam over everything (BARS)
+    embedding_update: Literal["dense", "sparse"] = "dense"
+    sparse_optimizer: Literal["adam", "adagrad"] = "adam"  # sparse: RowAdam (lazy, exact Adam rows) or Adagrad
+    # table: (lambda/2)||E||^2 over whole tables every step (BARS); batch: over the distinct rows the batch
+    # looked up (tables not looked up by id, e.g. numerical vectors, keep the whole-table term)
+    embedding_l2_scope: Literal["table", "batch"] = "table"
+    checkpoint_every_shards: int = Field(1, ge=1)  # streamed data: checkpoint after every N finished shards
+
+    @model_validator(mode="after")
+    def _sparse_needs_batch_l2(self) -> "TrainerConfig":
+        if self.embedding_update == "sparse" and self.embedding_l2 > 0 and self.embedding_l2_scope == "table":
+            raise ValueError("embedding_l2_scope: 'table' L2 makes every row's gradient dense; sparse "
+                             "embedding updates need 'batch' (or embedding_l2: 0)")
+        return self
 
 
 @dataclass
@@ -71,23 +88,6 @@ class FitResult:
 def _early_stop(c: TrainerConfig, state: dict) -> bool:
     """``patience`` epochs without gain, and at least ``min_epochs`` done."""
     return state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
-
-
-def param_groups(model: nn.Module) -> list[dict]:
-    """Optimizer parameter groups: submodules that set a ``weight_decay`` attribute above 0 (the knowledge
-    adaptor) get their own group with that decay; every other parameter is in the first group, without."""
-    decayed: dict[float, list[nn.Parameter]] = {}
-    seen: set[int] = set()
-    for m in model.modules():
-        wd = getattr(m, "weight_decay", 0.0)
-        if isinstance(wd, float) and wd > 0:
-            ps = [p for p in m.parameters() if id(p) not in seen]
-            seen.update(id(p) for p in ps)
-            decayed.setdefault(wd, []).extend(ps)
-    rest = [p for p in model.parameters() if id(p) not in seen]
-    groups = [{"params": rest, "weight_decay": 0.0}] + [{"params": ps, "weight_decay": wd}
-                                                       for wd, ps in decayed.items()]
-    return [g for g in groups if g["params"]]
 
 
 def seed_everything(seed: int) -> None:
@@ -148,56 +148,94 @@ class Trainer:
             raise ConfigError(f"trainer.batch_size: {c.batch_size} is not divisible by the world size {size}")
         seed_everything(c.seed)
         model.to(c.device)
-        # fused Adam: one kernel over all parameters instead of a Python loop of small ops
-        opt = torch.optim.Adam(param_groups(model), lr=c.learning_rate, fused=True)
         tables = model.embedding_tables() if hasattr(model, "embedding_tables") else []
+        lookup = sparse_tables(model, tables) if (c.embedding_update == "sparse" or
+                                                  c.embedding_l2_scope == "batch") else []
+        if c.embedding_update == "sparse" and not lookup:
+            raise ConfigError("trainer.embedding_update: 'sparse' needs a model whose embedding_tables() are "
+                              "nn.Embedding / nn.EmbeddingBag weights")
+        # fused Adam: one kernel over all parameters instead of a Python loop of small ops
+        opt = make_optimizer(model, c, lookup)
+        batch_l2 = BatchL2(lookup) if c.embedding_l2 > 0 and c.embedding_l2_scope == "batch" else None
+        whole = [t for t in tables if batch_l2 is None or all(t is not m.weight for m in lookup)]
         net = nn.parallel.DistributedDataParallel(model) if size > 1 else model
         gen = torch.Generator().manual_seed(c.seed)
         state = {"epoch": 0, "best": -float("inf"), "best_state": None, "best_epoch": -1, "bad": 0, "history": [],
-                 "train_seconds": 0.0, "seen": 0}
+                 "train_seconds": 0.0, "seen": 0, "shard": 0, "total": 0.0}
         ckpt = Path(checkpoint_dir) / "trainer_state.pt" if checkpoint_dir else None
         resumed = 0
         if ckpt is not None:
             saved = load_checkpoint(ckpt, model, opt, gen)
             if saved is not None:
-                state, resumed = saved, saved["epoch"]
+                state, resumed = {"shard": 0, "total": 0.0, **saved}, saved["epoch"]
         n = len(train)
         local = c.batch_size // size
+        streamed = hasattr(train, "shard_batches")
         stop = _early_stop(c, state)
+
+        def step(mb) -> None:
+            full = len(mb)
+            if size > 1:
+                mb = mb.slice(torch.arange(rank * local, min(full, (rank + 1) * local)))
+            mb = mb.to(c.device)
+            with self.autocast():
+                rows = task.row_loss(net, mb)
+            # sum over this rank's rows / global batch rows: DDP's gradient averaging x world restores the
+            # global mean, so every rank (and a single process) optimizes the same objective
+            loss = rows.sum() * size / full if size > 1 else rows.mean()
+            if c.embedding_l2 > 0:
+                if whole:
+                    loss = loss + (c.embedding_l2 / 2) * sum(t.pow(2).sum() for t in whole)
+                if batch_l2 is not None:
+                    loss = loss + (c.embedding_l2 / 2) * batch_l2.penalty()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                if c.embedding_update == "sparse":
+                    clip_grad_norm(list(model.parameters()), c.grad_clip)
+                else:
+                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip, foreach=True)
+            try:
+                opt.step()
+            except RuntimeError as e:
+                if "sparse" in str(e).lower():
+                    raise ConfigError(f"trainer.embedding_update: 'sparse' failed: the model reads an embedding "
+                                      f"table densely ({e})") from None
+                raise
+            state["total"] += float(loss.detach()) * len(mb)
+
         for epoch in range(state["epoch"], c.epochs):
             if stop:
                 break
             net.train()
-            perm = torch.randperm(n, generator=gen)
             t0 = time.perf_counter()
-            total = 0.0
-            for i in tqdm(range(0, n, c.batch_size), desc=f"epoch {epoch + 1}", disable=not c.progress or rank,
-                          leave=False):
-                idx = perm[i: i + c.batch_size]
-                full = len(idx)
-                mb = task.make_batch(train, idx, gen)  # sampled on the global batch: same on every rank
-                if size > 1:
-                    mb = mb.slice(torch.arange(rank * local, min(full, (rank + 1) * local)))
-                mb = mb.to(c.device)
-                with self.autocast():
-                    rows = task.row_loss(net, mb)
-                # sum over this rank's rows / global batch rows: DDP's gradient averaging x world restores the
-                # global mean, so every rank (and a single process) optimizes the same objective
-                loss = rows.sum() * size / full if size > 1 else rows.mean()
-                if c.embedding_l2 > 0 and tables:
-                    loss = loss + (c.embedding_l2 / 2) * sum(t.pow(2).sum() for t in tables)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip, foreach=True)
-                opt.step()
-                total += float(loss.detach()) * len(mb)
+            if streamed:
+                bar = tqdm(total=n, desc=f"epoch {epoch + 1}", disable=not c.progress or rank, leave=False,
+                           unit="rows", unit_scale=True)
+                for s in range(state["shard"], train.n_shards):
+                    for mb in train.shard_batches(s, c.batch_size, gen):
+                        step(mb)
+                        bar.update(len(mb))
+                    state["shard"] = s + 1
+                    if ckpt is not None and rank == 0 and state["shard"] < train.n_shards and \
+                            state["shard"] % c.checkpoint_every_shards == 0:
+                        state["train_seconds"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        save_checkpoint(ckpt, model, opt, state, gen)
+                bar.close()
+            else:
+                perm = torch.randperm(n, generator=gen)
+                for i in tqdm(range(0, n, c.batch_size), desc=f"epoch {epoch + 1}", disable=not c.progress or rank,
+                              leave=False):
+                    # sampled on the global batch: same on every rank
+                    step(task.make_batch(train, perm[i: i + c.batch_size], gen))
             state["train_seconds"] += time.perf_counter() - t0
             state["seen"] += n
             metrics = self.evaluate(model, valid)
             lr = opt.param_groups[0]["lr"]
-            state["history"].append({"epoch": epoch + 1, "train_loss": total / max(1, n // size), "lr": lr,
+            state["history"].append({"epoch": epoch + 1, "train_loss": state["total"] / max(1, n // size), "lr": lr,
                                      **{f"valid_{k}": v for k, v in metrics.items()}})
+            state["total"], state["shard"] = 0.0, 0
             if metrics[task.primary] > state["best"] + c.min_delta:
                 state.update(best=metrics[task.primary], best_epoch=epoch + 1, bad=0,
                              best_state=copy.deepcopy(model.state_dict()))
@@ -209,6 +247,8 @@ class Trainer:
             stop = _early_stop(c, state)
             if ckpt is not None and rank == 0:
                 save_checkpoint(ckpt, model, opt, state, gen)
+        if batch_l2 is not None:
+            batch_l2.remove()
         if state["best_state"] is not None:
             model.load_state_dict(state["best_state"])
         best = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])

@@ -64,20 +64,34 @@ class PointwiseTask:
         return nn.functional.binary_cross_entropy_with_logits(net(batch).float(), batch.label, reduction="none")
 
     @torch.no_grad()
+    def scored(self, model: nn.Module, data, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray | None]:
+        """(click probabilities, labels or None) for every row of ``data``: a ``Batch`` or streamed data
+        (anything with ``batches(batch_size)``, e.g. ``llmrec.ctr.ids.StreamData``), read once."""
+        model.eval()
+        bs, out, ys = ctx.eval_batch_size, [], []
+        if hasattr(data, "batches"):
+            chunks = data.batches(bs)
+        else:
+            n = len(data)
+            chunks = (data.slice(torch.arange(i, min(n, i + bs))) for i in range(0, n, bs))
+        for b in chunks:
+            with ctx.autocast():
+                out.append(torch.sigmoid(model(b.to(ctx.device)).float()).cpu())
+            ys.append(b.label)
+        p = torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        y = None if any(v is None for v in ys) else (torch.cat(ys).numpy() if ys else np.zeros(0, np.float32))
+        return p, y
+
     def predict(self, model: nn.Module, data, ctx: EvalContext) -> np.ndarray:
         """Click probabilities for every row of ``data``."""
-        model.eval()
-        n, bs, out = len(data), ctx.eval_batch_size, []
-        for i in range(0, n, bs):
-            with ctx.autocast():
-                out.append(torch.sigmoid(model(data.slice(torch.arange(i, min(n, i + bs))).to(ctx.device)).float()))
-        return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+        return self.scored(model, data, ctx)[0]
 
     def evaluate(self, model, data, ctx, groups=None) -> dict[str, float]:
-        if data.label is None:
+        if getattr(data, "label", True) is None:
             raise DataError("data.label: evaluation needs labels")
-        p = self.predict(model, data, ctx)
-        y = data.label.numpy()
+        p, y = self.scored(model, data, ctx)
+        if y is None:
+            raise DataError("data.label: evaluation needs labels")
         res = {"auc": auc(y, p), "logloss": logloss(y, p)}
         if groups is not None:
             res["gauc"] = group_auc(y, p, groups, min_groups=GAUC_MIN_GROUPS)
