@@ -9,6 +9,7 @@
 | `research`    | `ResearchExperiment`    | the research loop with vs without its private stage, judged      |
 | `judge`       | `JudgeExperiment`       | small-judge calibration on MT-RAG, held-out conversations only   |
 | `incremental` | `IncrementalExperiment` | graph model over time blocks: full retrain, fine-tune, GraphSAIL |
+| `ctr_scale`   | `ScaleExperiment`       | a CTR model streamed from parquet shards: variants, peers, RSS   |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -40,6 +41,7 @@ EXPERIMENT_KINDS.add_lazy("judge", "llmrec.experiments.judge:KIND")
 EXPERIMENT_KINDS.add_lazy("augment", "llmrec.experiments.augment:KIND")
 EXPERIMENT_KINDS.add_lazy("performance_law", "llmrec.experiments.scaling:KIND")
 EXPERIMENT_KINDS.add_lazy("incremental", "llmrec.experiments.incremental:KIND")
+EXPERIMENT_KINDS.add_lazy("ctr_scale", "llmrec.experiments.ctr_scale:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:
