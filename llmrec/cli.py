@@ -535,6 +535,49 @@ def data_fetch(
     typer.echo(str(folder))
 
 
+@data_app.command("generate")
+def data_generate(
+    kind: str = typer.Argument(..., help="criteo (the Criteo-shaped generator)"),
+    out: Path = typer.Option(..., "--out", help="shard set folder (resumes there after a kill)"),
+    days: int = typer.Option(7, min=1, help="days (time order; each its own folder of shards)"),
+    rows_per_day: int = typer.Option(500_000, min=1, help="impressions per day"),
+    shard_rows: int = typer.Option(250_000, min=1, help="rows per parquet shard"),
+    max_cardinality: int = typer.Option(10_000_000, min=2, help="ids of the largest field"),
+    seed: int = typer.Option(0, help="seed of the hidden model and the draws"),
+) -> None:
+    """Write generated impressions as parquet shards + manifest (see llmrec.data.criteo)."""
+    from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
+
+    if kind != "criteo":
+        raise typer.BadParameter(f"kind: {kind!r} is not a generator (have: criteo)")
+    s = generate_criteo(CriteoSynthConfig(days=days, rows_per_day=rows_per_day, shard_rows=shard_rows,
+                                          max_cardinality=max_cardinality, seed=seed), out)
+    typer.echo(json.dumps({"root": str(s.root), "rows": s.rows, "shards": len(s.shards),
+                           "oracle_auc": s.source["oracle_auc"]}))
+
+
+@data_app.command("convert")
+def data_convert(
+    fmt: str = typer.Argument(..., help="criteo (tab-separated label, I1..I13, C1..C26) or avazu (train.csv)"),
+    inputs: list[Path] = typer.Argument(..., help="input files, in time order (criteo: one per day unless "
+                                                  "--rows-per-day)"),
+    out: Path = typer.Option(..., "--out", help="shard set folder"),
+    rows_per_day: Optional[int] = typer.Option(None, min=1, help="criteo: cut one file into days "
+                                                                 "(Kaggle train.txt: 6548660 for 7 days)"),
+    shard_rows: int = typer.Option(1_000_000, min=1, help="rows per parquet shard"),
+) -> None:
+    """Convert the real Criteo / Avazu files into a parquet shard set (streamed; bounded memory)."""
+    from llmrec.data.criteo import convert_avazu, convert_criteo
+
+    if fmt == "criteo":
+        s = convert_criteo(inputs, out, rows_per_day=rows_per_day, shard_rows=shard_rows)
+    elif fmt == "avazu":
+        s = convert_avazu(inputs, out, shard_rows=shard_rows)
+    else:
+        raise typer.BadParameter(f"format: {fmt!r} is not criteo or avazu")
+    typer.echo(json.dumps({"root": str(s.root), "rows": s.rows, "shards": len(s.shards), "days": s.days}))
+
+
 corpus_app = typer.Typer(no_args_is_help=True, help="The public corpus the research agent reads.")
 app.add_typer(corpus_app, name="corpus")
 

@@ -234,3 +234,120 @@ def test_streamed_training_learns_and_resumes_after_the_last_shard(shards, tmp_p
     assert res.best_valid["auc"] == pytest.approx(full.best_valid["auc"], abs=1e-9)
     for (k, v), w in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
         torch.testing.assert_close(v, w, msg=k)
+
+
+def test_cli_generates_and_converts(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+
+    r = CliRunner().invoke(app, ["data", "generate", "criteo", "--out", str(tmp_path / "g"), "--days", "2",
+                                 "--rows-per-day", "500", "--shard-rows", "250", "--max-cardinality", "1000"])
+    assert r.exit_code == 0, r.output
+    assert open_shards(tmp_path / "g").rows == 1000
+    src = write_criteo_sample(tmp_path / "day_0", rows=50)
+    r = CliRunner().invoke(app, ["data", "convert", "criteo", str(src), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert open_shards(tmp_path / "c").rows == 50
+    r = CliRunner().invoke(app, ["data", "convert", "parquet", str(src), "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "not criteo or avazu" in r.output
+
+
+@pytest.mark.slow
+def test_ctr_scale_experiment_runs_variants_in_processes(shards, tmp_path):
+    import json
+
+    from llmrec.experiments.ctr_scale import ScaleExperiment, run_ctr_scale
+
+    exp = ScaleExperiment.model_validate({
+        "name": "tiny", "data": {"path": str(shards.root), "train_days": [0, 1], "valid_days": [2],
+                                 "test_days": [2], "chunk_rows": 2000},
+        "encoder": {"mode": "hash", "table_rows": 3000}, "model": {"name": "deepfm", "hidden_units": [16]},
+        "trainer": {"batch_size": 512, "epochs": 1, "progress": False}, "memory_limit_mb": 2500,
+        "variants": [{"label": "sparse", "trainer": {"embedding_update": "sparse", "embedding_l2_scope": "batch"}},
+                     {"label": "dense"}]})
+    res = run_ctr_scale(exp, tmp_path / "tiny.json")
+    saved = json.loads((tmp_path / "tiny.json").read_text())
+    assert set(saved["summary"]) == {"sparse", "dense"} and (tmp_path / "tiny.png").exists()
+    for label in ("sparse", "dense"):
+        run = saved["runs"][label][0]
+        assert run["auc"] > 0.55 and run["train_rows"] == 12000 and run["table_rows"] == 3000
+        assert 0 < run["peak_rss_mb"] < 2500  # it ran under the address-space limit
+    assert not (tmp_path / "tiny.partial.json").exists() and res["output"].endswith("tiny.json")
+    with pytest.raises(ValueError, match="peers\\[0\\].variant"):
+        ScaleExperiment.model_validate({**exp.model_dump(), "peers": [{"variant": "nope"}]})
+
+
+def test_cached_table_equals_plain_table_under_sgd_with_evictions():
+    from llmrec.ctr.cache import CacheConfig, CachedEmbedding
+
+    torch.manual_seed(0)
+    rows, dim, lr = 500, 4, 0.1
+    # 70% of lookups on 40 hot ids (many repeats in a batch), the rest anywhere: ~100 distinct per batch
+    batches = [torch.where(torch.rand(64, 3) < 0.7, torch.randint(0, 40, (64, 3)), torch.randint(0, rows, (64, 3)))
+               for _ in range(30)]
+    target = torch.randn(dim)
+    for dedup in (True, False):
+        cached = CachedEmbedding(rows, dim, CacheConfig(cache_rows=150, optimizer="sgd", dedup=dedup))
+        plain = torch.nn.Embedding(rows, dim, sparse=True)
+        with torch.no_grad():
+            plain.weight.copy_(cached.full_table())
+        opt = torch.optim.SGD(plain.parameters(), lr=lr)
+        for i, b in enumerate(batches):
+            cached.prefetch(batches[i + 1] if i + 1 < len(batches) else None)
+            ((cached(b) - target) ** 2).sum().backward()
+            cached.apply_gradients(lr)
+            opt.zero_grad()
+            ((plain(b) - target) ** 2).sum().backward()
+            opt.step()
+        torch.testing.assert_close(cached.full_table(), plain.weight.detach())
+        st = cached.stats
+        assert st["evicted_rows"] > 0  # the cache was too small: rows went back and forth
+        # VSI: a batch's distinct rows are at most half its lookups here; the cache moves fewer still
+        assert st["distinct_rows"] <= 0.5 * st["lookups"] and st["transferred_rows"] < st["distinct_rows"]
+        if dedup:
+            vsi = st["transferred_rows"]
+        else:
+            naive = st["transferred_rows"]
+    assert vsi < naive  # without dedup, repeated missing ids are each copied
+    with pytest.raises(Exception, match="outside the table"):
+        cached(torch.tensor([rows]))
+    with pytest.raises(Exception, match="cache_rows"):
+        CachedEmbedding(rows, dim, CacheConfig(cache_rows=2))(torch.tensor([1, 2, 3]))
+
+
+def test_cached_adam_in_the_trainer_equals_row_adam(shards):
+    enc = _encoder(shards, mode="hash", table_rows=3000)
+    data = enc.transform(shards.select([0]).read_all())
+    tc = dict(batch_size=500, epochs=1, embedding_l2=1e-3, embedding_l2_scope="batch", progress=False,
+              embedding_update="sparse")
+    models = {}
+    for label, table in (("row_adam", {"kind": "dense"}),
+                         ("cached", {"kind": "cached", "cache": {"cache_rows": 2000, "optimizer": "adam"}}),
+                         ("cached_int8", {"kind": "cached", "cache": {"cache_rows": 2000, "host_dtype": "int8"}})):
+        torch.manual_seed(0)
+        model = build_model(enc, {"name": "deepfm", "hidden_units": [16], "dropout": 0.0, "embedding_table": table})
+        if label == "row_adam":
+            init = {k: v.clone() for k, v in model.state_dict().items()}
+        else:  # the same initial values everywhere (the tables' host copies included)
+            own = model.state_dict()
+            model.load_state_dict({k: init.get(k, v) for k, v in own.items()})
+            with torch.no_grad():
+                for name in ("embedding", "linear.emb"):
+                    cached_table = model.get_submodule(name).table
+                    w = init[f"{name}.table.weight"]
+                    if label == "cached":
+                        cached_table.host.copy_(w)
+                    else:
+                        cached_table._write_host(torch.arange(len(w)), w)
+        Trainer(TrainerConfig(**tc)).fit(model, data, data)
+        models[label] = model
+    a, b = models["row_adam"], models["cached"]
+    torch.testing.assert_close(b.embedding.table.full_table(), a.embedding.table.weight.detach(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b.linear.emb.table.full_table(), a.linear.emb.table.weight.detach(), rtol=1e-4,
+                               atol=1e-6)
+    assert b.embedding.table.stats["evicted_rows"] > 0
+    with pytest.raises(Exception, match="embedding_l2_scope"):
+        Trainer(TrainerConfig(batch_size=500, epochs=1, progress=False)).fit(models["cached"], data, data)
+    mem = models["cached_int8"].embedding.table.memory_bytes()
+    assert mem["host_table"] == 3000 * 10 + 4 * 3000  # int8 codes + one fp32 scale per row: 35% of fp32

@@ -1,10 +1,14 @@
 """Shared layers every CTR model is composed from: field embeddings, FM interaction, MLP."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
+from llmrec.config import StrictConfig
 from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
+from llmrec.ctr.cache import CacheConfig, CachedEmbedding
 from llmrec.ctr.features import Batch, FeatureEncoder
 
 
@@ -33,6 +37,22 @@ class AutoDis(nn.Module):
         return torch.einsum("bfh,fhd->bfd", self.assignments(x), self.meta)
 
 
+class TableConfig(StrictConfig):
+    """Which kind of table holds the categorical embeddings (any CTR model): ``dense`` (one
+    ``nn.Embedding``) or ``cached`` (full table in host memory, hot rows in a cache: ``llmrec.ctr.cache``)."""
+    kind: Literal["dense", "cached"] = "dense"
+    cache: CacheConfig = CacheConfig()
+
+
+def make_table(rows: int, dim: int, config: TableConfig | None, init_std: float = 1e-4) -> nn.Module:
+    """The categorical table a ``TableConfig`` names (``forward(ids) -> ids.shape + (dim,)``)."""
+    if config is None or config.kind == "dense":
+        table = nn.Embedding(rows, dim)
+        nn.init.normal_(table.weight, std=init_std)
+        return table
+    return CachedEmbedding(rows, dim, config.cache, init_std=init_std)
+
+
 class FieldEmbedding(nn.Module):
     """Turns a ``Batch`` into per-field vectors ``[B, F, dim]``.
 
@@ -45,12 +65,13 @@ class FieldEmbedding(nn.Module):
 
     def __init__(self, encoder: FeatureEncoder, dim: int, init_std: float = 1e-4, numeric: str = "scalar",
                  autodis_buckets: int = 20, autodis_temperature: float = 1.0,
-                 adaptor: AdaptorConfig | None = None, exclude_dense: frozenset[str] = frozenset()) -> None:
+                 adaptor: AdaptorConfig | None = None, exclude_dense: frozenset[str] = frozenset(),
+                 table: TableConfig | None = None) -> None:
         super().__init__()
         if numeric not in ("scalar", "bucket", "autodis"):
             raise ValueError(f"numeric_embedding: {numeric!r} is not one of scalar, bucket, autodis")
         self.dim, self.numeric = dim, numeric
-        self.table = nn.Embedding(max(1, encoder.n_categorical_rows()), dim)
+        self.table = make_table(max(1, encoder.n_categorical_rows()), dim, table, init_std)
         n_num = len(encoder.numerical)
         self.num_vectors = nn.Parameter(torch.empty(n_num if numeric == "scalar" else 0, dim))
         sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []
@@ -66,17 +87,23 @@ class FieldEmbedding(nn.Module):
         dense = {s.name: s.dim for s in encoder.dense if s.name not in exclude_dense}
         self.dense_adaptor = KnowledgeAdaptor(dense, dim, adaptor) if dense else None
         self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(dense)
-        for p in self.embedding_tables():
+        for p in self.embedding_tables()[1:]:  # the categorical table initialized itself
             nn.init.normal_(p, std=init_std)
 
     def embedding_tables(self) -> list[torch.Tensor]:
-        """The parameters the trainer's embedding regularizer applies to."""
-        tables = [self.table.weight, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
+        """The parameters the trainer's embedding regularizer applies to (the categorical table first)."""
+        cat = self.table.cache.weight if isinstance(self.table, CachedEmbedding) else self.table.weight
+        tables = [cat, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
         if self.bucket_table is not None:
             tables.append(self.bucket_table.weight)
         if self.autodis is not None:
             tables.append(self.autodis.meta)
         return tables
+
+    def prefetch_batch(self, batch: Batch | None) -> None:
+        """Announce the next training batch to a table that prefetches (the cached table)."""
+        if isinstance(self.table, CachedEmbedding):
+            self.table.prefetch(None if batch is None else batch.cat)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         parts = []

@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 from llmrec.config import StrictConfig
 from llmrec.errors import ConfigError, DataError
 from llmrec.io import load_checkpoint, save_checkpoint
-from llmrec.train.optim import BatchL2, clip_grad_norm, make_optimizer, sparse_tables
+from llmrec.train.optim import BatchL2, clip_grad_norm, make_optimizer, self_updating, sparse_tables
 from llmrec.train.tasks import PointwiseTask, Task
 
 
@@ -83,6 +83,20 @@ class FitResult:
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     resumed_from_epoch: int = 0
+
+
+def _lookahead(batches, on: bool):
+    """(batch, next batch or None) pairs; without ``on``, next is always None and nothing is read ahead."""
+    if not on:
+        for b in batches:
+            yield b, None
+        return
+    it = iter(batches)
+    cur = next(it, None)
+    while cur is not None:
+        nxt = next(it, None)
+        yield cur, nxt
+        cur = nxt
 
 
 def _early_stop(c: TrainerConfig, state: dict) -> bool:
@@ -151,11 +165,17 @@ class Trainer:
         tables = model.embedding_tables() if hasattr(model, "embedding_tables") else []
         lookup = sparse_tables(model, tables) if (c.embedding_update == "sparse" or
                                                   c.embedding_l2_scope == "batch") else []
-        if c.embedding_update == "sparse" and not lookup:
+        owners = self_updating(model)
+        owned = {id(p) for m in owners for p in m.parameters()}
+        if c.embedding_update == "sparse" and not lookup and not owners:
             raise ConfigError("trainer.embedding_update: 'sparse' needs a model whose embedding_tables() are "
                               "nn.Embedding / nn.EmbeddingBag weights")
+        if owners and c.embedding_l2 > 0 and c.embedding_l2_scope == "table":
+            raise ConfigError("trainer.embedding_l2_scope: a self-updating table (the cached table) holds only "
+                              "its hot rows; use 'batch' (or embedding_l2: 0)")
+        prefetchers = [m for m in model.modules() if hasattr(m, "prefetch_batch")]
         # fused Adam: one kernel over all parameters instead of a Python loop of small ops
-        opt = make_optimizer(model, c, lookup)
+        opt = make_optimizer(model, c, lookup, owned)
         batch_l2 = BatchL2(lookup) if c.embedding_l2 > 0 and c.embedding_l2_scope == "batch" else None
         whole = [t for t in tables if batch_l2 is None or all(t is not m.weight for m in lookup)]
         net = nn.parallel.DistributedDataParallel(model) if size > 1 else model
@@ -173,11 +193,14 @@ class Trainer:
         streamed = hasattr(train, "shard_batches")
         stop = _early_stop(c, state)
 
-        def step(mb) -> None:
+        def local_slice(mb):
+            return mb.slice(torch.arange(rank * local, min(len(mb), (rank + 1) * local))) if size > 1 else mb
+
+        def step(mb, nxt=None) -> None:
             full = len(mb)
-            if size > 1:
-                mb = mb.slice(torch.arange(rank * local, min(full, (rank + 1) * local)))
-            mb = mb.to(c.device)
+            mb = local_slice(mb).to(c.device)
+            for m in prefetchers:
+                m.prefetch_batch(None if nxt is None else local_slice(nxt))
             with self.autocast():
                 rows = task.row_loss(net, mb)
             # sum over this rank's rows / global batch rows: DDP's gradient averaging x world restores the
@@ -191,7 +214,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
-                if c.embedding_update == "sparse":
+                if c.embedding_update == "sparse" or owners:
                     clip_grad_norm(list(model.parameters()), c.grad_clip)
                 else:
                     nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip, foreach=True)
@@ -202,6 +225,8 @@ class Trainer:
                     raise ConfigError(f"trainer.embedding_update: 'sparse' failed: the model reads an embedding "
                                       f"table densely ({e})") from None
                 raise
+            for m in owners:
+                m.apply_gradients(opt.param_groups[0]["lr"] if opt.param_groups else c.learning_rate)
             state["total"] += float(loss.detach()) * len(mb)
 
         for epoch in range(state["epoch"], c.epochs):
@@ -213,8 +238,8 @@ class Trainer:
                 bar = tqdm(total=n, desc=f"epoch {epoch + 1}", disable=not c.progress or rank, leave=False,
                            unit="rows", unit_scale=True)
                 for s in range(state["shard"], train.n_shards):
-                    for mb in train.shard_batches(s, c.batch_size, gen):
-                        step(mb)
+                    for mb, nxt in _lookahead(train.shard_batches(s, c.batch_size, gen), bool(prefetchers)):
+                        step(mb, nxt)
                         bar.update(len(mb))
                     state["shard"] = s + 1
                     if ckpt is not None and rank == 0 and state["shard"] < train.n_shards and \
@@ -225,10 +250,12 @@ class Trainer:
                 bar.close()
             else:
                 perm = torch.randperm(n, generator=gen)
-                for i in tqdm(range(0, n, c.batch_size), desc=f"epoch {epoch + 1}", disable=not c.progress or rank,
-                              leave=False):
-                    # sampled on the global batch: same on every rank
-                    step(task.make_batch(train, perm[i: i + c.batch_size], gen))
+                starts = tqdm(range(0, n, c.batch_size), desc=f"epoch {epoch + 1}", disable=not c.progress or rank,
+                              leave=False)
+                # sampled on the global batch: same on every rank
+                batches = (task.make_batch(train, perm[i: i + c.batch_size], gen) for i in starts)
+                for mb, nxt in _lookahead(batches, bool(prefetchers)):
+                    step(mb, nxt)
             state["train_seconds"] += time.perf_counter() - t0
             state["seen"] += n
             metrics = self.evaluate(model, valid)

@@ -113,19 +113,28 @@ def sparse_tables(model: nn.Module, tables: list[torch.Tensor]) -> list[nn.Modul
     return [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and id(m.weight) in ids]
 
 
-def make_optimizer(model: nn.Module, c: TrainerConfig, lookup: list[nn.Module]):
+def self_updating(model: nn.Module) -> list[nn.Module]:
+    """Modules that update their own parameters (``apply_gradients(lr)``, e.g. the cached table): the
+    trainer calls them after backward instead of giving their parameters to an optimizer."""
+    return [m for m in model.modules() if m is not model and hasattr(m, "apply_gradients")]
+
+
+def make_optimizer(model: nn.Module, c: TrainerConfig, lookup: list[nn.Module], exclude: set[int] = frozenset()):
     """Fused Adam over the model (BARS); with sparse embedding updates the looked-up tables emit sparse
-    gradients and get their own row-wise optimizer."""
-    if c.embedding_update == "dense":
-        return torch.optim.Adam(param_groups(model), lr=c.learning_rate, fused=True)
-    sparse = {id(m.weight) for m in lookup}
+    gradients and get their own row-wise optimizer. Parameters in ``exclude`` (ids; self-updating tables)
+    go to no optimizer."""
+    lookup = [m for m in lookup if id(m.weight) not in exclude]
+    sparse = {id(m.weight) for m in lookup} if c.embedding_update == "sparse" else set()
     for m in lookup:
-        m.sparse = True
+        if c.embedding_update == "sparse":
+            m.sparse = True
     groups = []
     for g in param_groups(model):
-        ps = [p for p in g["params"] if id(p) not in sparse]
+        ps = [p for p in g["params"] if id(p) not in sparse and id(p) not in exclude]
         if ps:
             groups.append({**g, "params": ps})
+    if c.embedding_update == "dense" or not lookup:
+        return torch.optim.Adam(groups, lr=c.learning_rate, fused=True)
     rows = [m.weight for m in lookup]
     row_opt = (RowAdam(rows, lr=c.learning_rate) if c.sparse_optimizer == "adam"
                else torch.optim.Adagrad(rows, lr=c.learning_rate))

@@ -14,7 +14,7 @@ from torch import nn
 
 from llmrec.ctr.adaptor import AdaptorConfig
 from llmrec.ctr.features import Batch, FeatureEncoder
-from llmrec.ctr.layers import MLP, FieldEmbedding, FMInteraction
+from llmrec.ctr.layers import MLP, FieldEmbedding, FMInteraction, TableConfig
 from llmrec.models.registry import ModelConfigBase
 
 
@@ -25,6 +25,7 @@ class CTRConfig(ModelConfigBase):
     autodis_buckets: int = 20
     autodis_temperature: float = 1.0
     knowledge_adaptor: AdaptorConfig = AdaptorConfig()  # how dense (LLM knowledge) features become fields
+    embedding_table: TableConfig = TableConfig()  # dense nn.Embedding, or host table + hot-row cache
 
 
 class DeepCTRConfig(CTRConfig):
@@ -39,15 +40,15 @@ def field_embedding(encoder: FeatureEncoder, c: CTRConfig, exclude_dense: frozen
     excluded)."""
     return FieldEmbedding(encoder, c.embedding_dim, numeric=c.numeric_embedding, autodis_buckets=c.autodis_buckets,
                           autodis_temperature=c.autodis_temperature, adaptor=c.knowledge_adaptor,
-                          exclude_dense=exclude_dense)
+                          exclude_dense=exclude_dense, table=c.embedding_table)
 
 
 class LinearTerm(nn.Module):
     """First-order term: a 1-d embedding per field value, summed, plus a bias."""
 
-    def __init__(self, encoder: FeatureEncoder, numeric: str) -> None:
+    def __init__(self, encoder: FeatureEncoder, numeric: str, table: TableConfig | None = None) -> None:
         super().__init__()
-        self.emb = FieldEmbedding(encoder, 1, numeric="scalar" if numeric == "autodis" else numeric)
+        self.emb = FieldEmbedding(encoder, 1, numeric="scalar" if numeric == "autodis" else numeric, table=table)
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -62,7 +63,7 @@ class FieldNet(nn.Module):
     def __init__(self, encoder: FeatureEncoder, c: CTRConfig, linear: bool = False, fm: bool = False,
                  deep: bool = True, product=None, generator=None) -> None:
         super().__init__()
-        self.linear = LinearTerm(encoder, c.numeric_embedding) if linear else None
+        self.linear = LinearTerm(encoder, c.numeric_embedding, c.embedding_table) if linear else None
         self.embedding = self.fm = self.product = self.generator = self.deep = None
         if not (fm or deep):
             return
