@@ -351,3 +351,82 @@ def test_cached_adam_in_the_trainer_equals_row_adam(shards):
         Trainer(TrainerConfig(batch_size=500, epochs=1, progress=False)).fit(models["cached"], data, data)
     mem = models["cached_int8"].embedding.table.memory_bytes()
     assert mem["host_table"] == 3000 * 10 + 4 * 3000  # int8 codes + one fp32 scale per row: 35% of fp32
+
+
+def test_incctr_feature_module_extends_vocab_and_grows_tables(shards):
+    from llmrec.ctr.layers import FieldEmbedding
+
+    enc = _encoder(shards, mode="vocab", min_count=2)
+    day2 = shards.select([2]).read_all()
+    before = {f: enc.table_rows(f, day2[f]) for f in shards.categorical}
+    n0 = enc.n_categorical_rows()
+    torch.manual_seed(0)
+    model = build_model(enc, {"name": "deepfm", "hidden_units": [8]})
+    previous = enc.extend(shards.select([2]))
+    assert len(previous) == enc.n_categorical_rows() - n0 > 0
+    u, k = np.unique(day2["C3"], return_counts=True)
+    new_c3 = [i for i in u[k >= 2] if before["C3"][day2["C3"] == i][0] < enc.offsets()["C3"] + 1]
+    after = enc.table_rows("C3", np.array(new_c3))
+    assert (after >= n0).all() and len(np.unique(after)) == len(new_c3)  # each new id has its own new row
+    for f in shards.categorical:  # old ids keep their rows
+        old = before[f] >= enc.offsets()[f] + enc.config.oov_rows
+        assert np.array_equal(enc.table_rows(f, day2[f])[old], before[f][old])
+    old_w = model.embedding.table.weight.detach().clone()
+    for m in model.modules():
+        if isinstance(m, FieldEmbedding):
+            m.grow(torch.from_numpy(previous))
+    w = model.embedding.table.weight.detach()
+    assert w.shape[0] == enc.n_categorical_rows()
+    torch.testing.assert_close(w[:n0], old_w)
+    torch.testing.assert_close(w[n0:], old_w[torch.from_numpy(previous)])  # new rows start from their OOV row
+    b = enc.transform(day2)
+    assert int(b.cat.max()) < enc.n_categorical_rows()
+    model(b)  # the grown model reads the extended encoding
+    with pytest.raises(Exception, match="extend needs 'vocab'"):
+        _encoder(shards, mode="hash", table_rows=100).extend(shards.select([2]))
+
+
+def test_distill_task_and_reservoir(shards):
+    from llmrec.experiments.ctr_incremental import Reservoir
+    from llmrec.train.tasks import DistillTask
+
+    enc = _encoder(shards, mode="hash", table_rows=2000)
+    b = enc.transform(shards.select([2]).read_all()).slice(torch.arange(300))
+    torch.manual_seed(0)
+    teacher = build_model(enc, {"name": "deepfm", "hidden_units": [8]}).eval()
+    student = build_model(enc, {"name": "deepfm", "hidden_units": [8]}).eval()
+    plain = DistillTask(teacher, 0.0).row_loss(student, b)
+    kd = DistillTask(teacher, 0.5).row_loss(student, b)
+    with torch.no_grad():
+        target = torch.sigmoid(teacher(b))
+        expect = plain + 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(student(b), target,
+                                                                                     reduction="none")
+    torch.testing.assert_close(kd, expect)
+    res = Reservoir(1000, seed=0)
+    for d in range(4):
+        res.add({"label": np.full(5000, d), "x": np.arange(5000)})
+    share = np.bincount(res.rows["label"], minlength=4) / 1000
+    assert len(res.rows["label"]) == 1000 and np.all(np.abs(share - 0.25) < 0.06)  # uniform over the days
+
+
+@pytest.mark.slow
+def test_ctr_incremental_experiment_runs(tmp_path, monkeypatch):
+    import json
+
+    from llmrec.experiments.ctr_incremental import IncrementalCTRExperiment, run_ctr_incremental
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    exp = IncrementalCTRExperiment.model_validate({
+        "name": "inc", "seeds": [1],
+        "data": {"generate": {"days": 5, "rows_per_day": 4000, "shard_rows": 4000, "max_cardinality": 20000}},
+        "test_days": [3, 4], "window": 2, "encoder": {"mode": "vocab", "min_count": 2},
+        "model": {"name": "deepfm", "hidden_units": [16]}, "trainer": {"batch_size": 512, "epochs": 1,
+                                                                       "progress": False}})
+    run_ctr_incremental(exp, tmp_path / "inc.json")
+    saved = json.loads((tmp_path / "inc.json").read_text())
+    for m in ("batch", "finetune", "incctr"):
+        assert [r["day"] for r in saved["runs"][0][m]] == [3, 4]
+        assert saved["summary"][m]["auc_mean"] > 0.55
+    assert saved["summary"]["batch"]["time_vs_batch"] == 1.0
+    with pytest.raises(ValueError, match="window"):
+        IncrementalCTRExperiment.model_validate({**exp.model_dump(), "window": 4})

@@ -115,7 +115,7 @@ class CachedEmbedding(nn.Module):
         host = (self.host_codes.numel() + 4 * self.host_scale.numel() if self.config.host_dtype == "int8"
                 else 4 * self.host.numel())
         return {"host_table": host, "host_optimizer_state": 4 * self.host_state.numel(),
-                "cache": 4 * self.cache.weight.numel() + 4 * self.cache_state.numel()}
+                "cache": 4 * self.cache.weight.numel(), "cache_optimizer_state": 4 * self.cache_state.numel()}
 
     # --- the batch's rows into the cache --------------------------------------------------------------
     def prefetch(self, ids: torch.Tensor | None) -> None:

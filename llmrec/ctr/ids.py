@@ -66,6 +66,9 @@ class IdEncoder:
         self.multi_hot: list[FeatureSpec] = []
         self.dense: list[FeatureSpec] = []
         self.kept: dict[str, np.ndarray] = {}  # vocab: sorted kept ids per field
+        # vocab, after ``extend``: ids given rows later (sorted) and their rows, appended after every field
+        self.added: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.extra_rows = 0
         self.rows: dict[str, int] = {}  # table rows per field
         self.distinct: dict[str, int] = {}
         self.stats: dict[str, tuple[float, float]] = {}
@@ -75,8 +78,8 @@ class IdEncoder:
 
     # --- what models read ----------------------------------------------------------------------------
     def n_categorical_rows(self) -> int:
-        """Rows of the shared categorical table."""
-        return sum(self.rows.values())
+        """Rows of the shared categorical table (rows added by ``extend`` included)."""
+        return sum(self.rows.values()) + self.extra_rows
 
     def offsets(self) -> dict[str, int]:
         """First row of each field in the shared table."""
@@ -171,6 +174,50 @@ class IdEncoder:
         oov = (mix64(ids.view(np.uint64)) % np.uint64(c.oov_rows)).astype(np.int64)
         return np.where(hit, c.oov_rows + pos_c, oov)
 
+    def table_rows(self, field: str, ids: np.ndarray) -> np.ndarray:
+        """Rows of ``field``'s ids in the shared table (offset included; rows added by ``extend`` win)."""
+        rows = self.encode_ids(field, ids) + self.offsets()[field]
+        if field in self.added:
+            new_ids, new_rows = self.added[field]
+            pos = np.minimum(np.searchsorted(new_ids, ids), len(new_ids) - 1)
+            hit = new_ids[pos] == ids
+            rows = np.where(hit, new_rows[pos], rows)
+        return rows
+
+    def extend(self, shards: ShardSet, min_count: int | None = None, progress: bool = False) -> np.ndarray:
+        """IncCTR's feature module (vocab mode): ids of ``shards`` seen at least ``min_count`` times (default:
+        the encoder's) that have no row yet get new rows after every existing row; old ids keep theirs.
+        Returns, for each new row in order, the row its id used before (its OOV row), so a model can start
+        the new row from what it knew about the id."""
+        if self.config.mode != "vocab":
+            raise ConfigError(f"encoder.mode: extend needs 'vocab', not {self.config.mode!r}")
+        need = min_count or self.config.min_count
+        cat = [s.name for s in self.categorical]
+        counts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {f: [] for f in cat}
+        for shard in tqdm(shards.shards, desc="extend id encoder", disable=not progress):
+            for cols in shards.read(shard, cat, self.config.batch_rows):
+                for f in cat:
+                    counts[f].append(np.unique(cols[f], return_counts=True))
+        previous = []
+        for f in cat:
+            if not counts[f]:
+                continue
+            ids, k = _merge_counts(counts[f])
+            cand = ids[k >= need]
+            known = self.table_rows(f, cand) >= self.offsets()[f] + self.config.oov_rows
+            new = cand[~known]
+            if not len(new):
+                continue
+            previous.append(self.table_rows(f, new))
+            start = self.n_categorical_rows()
+            rows = np.arange(start, start + len(new), dtype=np.int64)
+            old_ids, old_rows = self.added.get(f, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            merged = np.concatenate([old_ids, new])
+            order = np.argsort(merged, kind="stable")
+            self.added[f] = (merged[order], np.concatenate([old_rows, rows])[order])
+            self.extra_rows += len(new)
+        return np.concatenate(previous) if previous else np.zeros(0, np.int64)
+
     def transform(self, cols: dict[str, np.ndarray], with_label: bool = True) -> Batch:
         """A ``Batch`` of encoded rows; a missing column is a ``DataError`` naming it; NaN numbers become 0
         (counted in ``nan_counts``); a NaN or non-0/1 label is a ``DataError``."""
@@ -181,10 +228,9 @@ class IdEncoder:
         if missing:
             raise DataError(f"{missing[0]}: column missing from the batch")
         n = len(cols[need[0]]) if need else 0
-        offsets = self.offsets()
         cat = np.empty((n, len(self.categorical)), np.int64)
         for j, s in enumerate(self.categorical):
-            cat[:, j] = self.encode_ids(s.name, cols[s.name]) + offsets[s.name]
+            cat[:, j] = self.table_rows(s.name, cols[s.name])
         num = np.zeros((n, len(self.numerical)), np.float32)
         bucket = np.zeros((n, len(self.numerical)), np.int64)
         for j, s in enumerate(self.numerical):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from llmrec.config import StrictConfig
+from llmrec.errors import ConfigError
 from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
 from llmrec.ctr.cache import CacheConfig, CachedEmbedding
 from llmrec.ctr.features import Batch, FeatureEncoder
@@ -99,6 +100,23 @@ class FieldEmbedding(nn.Module):
         if self.autodis is not None:
             tables.append(self.autodis.meta)
         return tables
+
+    @torch.no_grad()
+    def grow(self, previous_rows: torch.Tensor, init: str = "oov", init_std: float = 1e-4) -> None:
+        """Append rows to the categorical table (IncCTR's new features): ``oov`` starts new row k from row
+        ``previous_rows[k]`` (the OOV row its id used until now, so predictions do not jump), ``random`` from
+        N(0, init_std)."""
+        if not isinstance(self.table, nn.Embedding):
+            raise ConfigError("embedding_table: only a dense table can grow (not a cached one)")
+        if init not in ("oov", "random"):
+            raise ConfigError(f"init: {init!r} is not 'oov' or 'random'")
+        old = self.table.weight
+        extra = (old[previous_rows] if init == "oov"
+                 else torch.randn(len(previous_rows), old.shape[1], device=old.device) * init_std)
+        table = nn.Embedding(old.shape[0] + len(previous_rows), old.shape[1], sparse=self.table.sparse,
+                             device=old.device)
+        table.weight.copy_(torch.cat([old, extra]))
+        self.table = table
 
     def prefetch_batch(self, batch: Batch | None) -> None:
         """Announce the next training batch to a table that prefetches (the cached table)."""

@@ -33,6 +33,7 @@ import torch
 from pydantic import Field, model_validator
 
 from llmrec.config import StrictConfig, deep_merge, llmrec_home, repo_root
+from llmrec.ctr.cache import CachedEmbedding
 from llmrec.ctr.ids import IdEncoder, IdEncoderConfig, StreamData
 from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
 from llmrec.data.shards import ShardSet, open_shards
@@ -45,20 +46,24 @@ from llmrec.results import pyplot, write_result
 from llmrec.train import Trainer, TrainerConfig
 
 
-class ScaleData(StrictConfig):
-    """Which shard set, and its days for training / validation / test."""
+class ShardSource(StrictConfig):
+    """Which shard set: generated (``generate``: its settings) or on disk (``path``)."""
     generate: CriteoSynthConfig | None = None
     path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ShardSource":
+        if (self.generate is None) == (self.path is None):
+            raise ValueError("data: give exactly one of 'generate' (settings) or 'path' (a shard set)")
+        return self
+
+
+class ScaleData(ShardSource):
+    """A shard set and its days for training / validation / test."""
     train_days: list[int]
     valid_days: list[int]
     test_days: list[int]
     chunk_rows: int = Field(262_144, ge=1)  # rows decoded at a time while streaming
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ScaleData":
-        if (self.generate is None) == (self.path is None):
-            raise ValueError("data: give exactly one of 'generate' (settings) or 'path' (a shard set)")
-        return self
 
 
 class ScaleVariant(StrictConfig):
@@ -107,7 +112,7 @@ class ScaleExperiment(StrictConfig):
         return deep_merge(self.model, v.model), t
 
 
-def shard_set(d: ScaleData, progress: bool = True) -> ShardSet:
+def shard_set(d: ShardSource, progress: bool = True) -> ShardSet:
     """The experiment's shard set: generated (cached by its settings) or opened."""
     if d.path is not None:
         return open_shards(d.path)
@@ -158,6 +163,10 @@ def train_variant(args: dict) -> dict:
         fit = trainer.fit(model, StreamData(train, enc, chunk), StreamData(valid, enc, chunk, shuffle=False))
         metrics = trainer.evaluate(model, StreamData(test, enc, chunk, shuffle=False))
         table = sum(p.numel() * p.element_size() for p in model.embedding_tables())
+        caches = [m for m in model.modules() if isinstance(m, CachedEmbedding)]
+        cache_stats = {k: sum(c.stats[k] for c in caches) for k in caches[0].stats} if caches else None
+        if caches:
+            table = sum(c.memory_bytes()["host_table"] + c.memory_bytes()["cache"] for c in caches)
     finally:
         stop.set()
     return {"auc": metrics["auc"], "logloss": metrics["logloss"], "train_samples_per_second": fit.samples_per_second,
@@ -165,7 +174,7 @@ def train_variant(args: dict) -> dict:
             "valid_auc": fit.best_valid["auc"], "table_rows": enc.n_categorical_rows(),
             "embedding_table_mb": table / 2 ** 20,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_mb": series,
-            "train_rows": train.rows, "nan_counts": enc.nan_counts}
+            "train_rows": train.rows, "nan_counts": enc.nan_counts, "cache": cache_stats}
 
 
 def _spawned(args: dict) -> dict:
@@ -273,27 +282,36 @@ def plot(summary: dict, runs: dict[str, list[dict]], path: Path, limit_mb: int |
     plt.close(fig)
 
 
+RESUME_FORMAT = "ctr_scale/2"
+
+
 def run_ctr_scale(exp: ScaleExperiment, out: str | Path | None = None) -> dict:
     """Every (variant, seed) and peer; writes the result JSON and plot."""
     path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     s = shard_set(exp.data)
     partial = path.with_name(path.name.replace(".json", ".partial.json"))
-    key = settings_key(exp, exclude=("output", "name"))
-    done = load_resume(partial, "settings", key, "runs")
+    # each finished (variant, seed) / peer is kept with the settings it ran with, and reused only with the same
+    done = load_resume(partial, "format", RESUME_FORMAT, "runs")
+    data_key = settings_key(exp.data)
     runs: dict[str, list[dict]] = {}
+
+    def cached(item: str, settings: dict, compute) -> dict:
+        key = json.dumps({**settings, "data": data_key}, sort_keys=True, default=str)
+        if done.get(item, {}).get("settings") != key:
+            done[item] = {"settings": key, "result": compute()}
+            save_resume(partial, "format", RESUME_FORMAT, "runs", done)
+        return done[item]["result"]
+
     for v in exp.variants:
         for seed in exp.seeds:
-            item = f"{v.label}/{seed}"
-            if item not in done:
-                m, t = exp.resolved(v, seed)
-                args = {"root": str(s.root), "encoder": exp.encoder.model_dump(), "model": m,
-                        "trainer": t.model_dump(), "threads": exp.threads, "rss_interval": exp.rss_interval,
-                        "memory_limit_mb": exp.memory_limit_mb, "chunk_rows": exp.data.chunk_rows,
-                        **{k: getattr(exp.data, k) for k in ("train_days", "valid_days", "test_days")}}
-                done[item] = {"variant": v.label, "seed": seed, **_spawned(args)}
-                save_resume(partial, "settings", key, "runs", done)
-            r = done[item]
+            m, t = exp.resolved(v, seed)
+            args = {"root": str(s.root), "encoder": exp.encoder.model_dump(), "model": m,
+                    "trainer": t.model_dump(), "threads": exp.threads, "rss_interval": exp.rss_interval,
+                    "memory_limit_mb": exp.memory_limit_mb, "chunk_rows": exp.data.chunk_rows,
+                    **{k: getattr(exp.data, k) for k in ("train_days", "valid_days", "test_days")}}
+            r = cached(f"{v.label}/{seed}", {k: a for k, a in args.items() if k != "root"},
+                       lambda args=args, v=v, seed=seed: {"variant": v.label, "seed": seed, **_spawned(args)})
             print(f"{v.label} seed {seed}: AUC {r['auc']:.4f}, {r['train_samples_per_second']:,.0f} samples/s, "
                   f"peak RSS {r['peak_rss_mb']:,.0f} MiB", flush=True)
             runs.setdefault(v.label, []).append(r)
@@ -303,18 +321,20 @@ def run_ctr_scale(exp: ScaleExperiment, out: str | Path | None = None) -> dict:
             for peer in exp.peers:
                 label = f"{peer.library}:{peer.model}"
                 for seed in exp.seeds:
-                    item = f"peer/{label}/{seed}"
-                    if item not in done:
-                        v = next(v for v in exp.variants if v.label == peer.variant)
-                        bucket = build_model_config(exp.resolved(v, seed)[0]).get("numeric_embedding") == "bucket"
+                    v = next(v for v in exp.variants if v.label == peer.variant)
+                    m, t = exp.resolved(v, seed)
+
+                    def compute(peer=peer, m=m, seed=seed, label=label) -> dict:
+                        bucket = build_model_config(m).get("numeric_embedding") == "bucket"
                         if bucket not in exported:
                             exported.clear()
                             exported[bucket] = export_encoded(s, exp, Path(tmp), bucket)
-                        features = exported[bucket]
-                        done[item] = {"variant": label, "seed": seed, **run_peer(exp, s, peer, seed, Path(tmp),
-                                                                               features)}
-                        save_resume(partial, "settings", key, "runs", done)
-                    r = done[item]
+                        return {"variant": label, "seed": seed,
+                                **run_peer(exp, s, peer, seed, Path(tmp), exported[bucket])}
+
+                    r = cached(f"peer/{label}/{seed}", {"peer": peer.model_dump(), "model": m,
+                                                        "trainer": t.model_dump(), "threads": exp.threads,
+                                                        "encoder": exp.encoder.model_dump()}, compute)
                     print(f"{label} seed {seed}: AUC {r['auc']:.4f}, {r['train_samples_per_second']:,.0f} samples/s, "
                           f"peak RSS {r['peak_rss_mb']:,.0f} MiB", flush=True)
                     runs.setdefault(label, []).append(r)

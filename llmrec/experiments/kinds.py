@@ -10,6 +10,7 @@
 | `judge`       | `JudgeExperiment`       | small-judge calibration on MT-RAG, held-out conversations only   |
 | `incremental` | `IncrementalExperiment` | graph model over time blocks: full retrain, fine-tune, GraphSAIL |
 | `ctr_scale`   | `ScaleExperiment`       | a CTR model streamed from parquet shards: variants, peers, RSS   |
+| `ctr_incremental` | `IncrementalCTRExperiment` | CTR day by day: batch retrain, fine-tune, IncCTR           |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -42,6 +43,7 @@ EXPERIMENT_KINDS.add_lazy("augment", "llmrec.experiments.augment:KIND")
 EXPERIMENT_KINDS.add_lazy("performance_law", "llmrec.experiments.scaling:KIND")
 EXPERIMENT_KINDS.add_lazy("incremental", "llmrec.experiments.incremental:KIND")
 EXPERIMENT_KINDS.add_lazy("ctr_scale", "llmrec.experiments.ctr_scale:KIND")
+EXPERIMENT_KINDS.add_lazy("ctr_incremental", "llmrec.experiments.ctr_incremental:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:

@@ -13,6 +13,7 @@ early stopping and model selection follow (``primary``, higher is better).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -96,6 +97,32 @@ class PointwiseTask:
         if groups is not None:
             res["gauc"] = group_auc(y, p, groups, min_groups=GAUC_MIN_GROUPS)
         return res
+
+
+class DistillTask(PointwiseTask):
+    """IncCTR's model module: pointwise BCE on the labels plus ``weight`` x BCE against the previous model's
+    click probabilities (L = CE(y, p) + lambda CE(p_teacher, p)), so a warm-started model learning a new day
+    keeps what it knew. The teacher's table may be smaller than the student's (rows added for new ids):
+    ``teacher_rows`` maps every student row to the teacher row that id used (its OOV row for new ids)."""
+    name = "pointwise_distill"
+
+    def __init__(self, teacher: nn.Module, weight: float = 0.5, teacher_rows: torch.Tensor | None = None) -> None:
+        if weight < 0:
+            raise ValueError(f"weight: {weight} must be >= 0")
+        self.teacher = teacher.eval()
+        self.weight = weight
+        self.teacher_rows = teacher_rows
+
+    def row_loss(self, net, batch) -> torch.Tensor:
+        logit = net(batch).float()
+        loss = nn.functional.binary_cross_entropy_with_logits(logit, batch.label, reduction="none")
+        if self.weight:
+            with torch.no_grad():
+                tb = batch if self.teacher_rows is None else dataclasses.replace(
+                    batch, cat=self.teacher_rows.to(batch.cat.device)[batch.cat])
+                target = torch.sigmoid(self.teacher(tb).float())
+            loss = loss + self.weight * nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none")
+        return loss
 
 
 GAUC_MIN_GROUPS = 10  # fewer users with both labels: gAUC is reported undefined (NaN -> "n/a")
