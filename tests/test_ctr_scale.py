@@ -430,3 +430,68 @@ def test_ctr_incremental_experiment_runs(tmp_path, monkeypatch):
     assert saved["summary"]["batch"]["time_vs_batch"] == 1.0
     with pytest.raises(ValueError, match="window"):
         IncrementalCTRExperiment.model_validate({**exp.model_dump(), "window": 4})
+
+
+def test_quantized_table_rounding_range_and_memory():
+    from llmrec.ctr.quant import QuantConfig, QuantEmbedding
+
+    torch.manual_seed(0)
+    q = QuantEmbedding(100, 8, QuantConfig(bits=2, init_range=0.1), groups=torch.arange(100) // 50)
+    assert q.step.shape == (2,) and q.codes.dtype == torch.int8
+    assert int(q.codes.min()) >= -2 and int(q.codes.max()) <= 1
+    ids = torch.tensor([[3, 70]])
+    torch.testing.assert_close(q(ids)[0, 1], q.codes[70].float() * q.step[1])
+    assert q.memory_bytes()["codes_packed"] == 100 * 8 * 2 // 8
+    # stochastic rounding is unbiased: E[SR(x)] = x
+    x = torch.full((200_000,), 0.3)
+    assert abs(float(q._round(x.clone()).mean()) - 0.3) < 0.01
+    det = QuantEmbedding(10, 4, QuantConfig(bits=2, rounding="deterministic"))
+    assert float(det._round(torch.full((5,), 0.3)).abs().sum()) == 0.0
+
+
+def _quant_step(cfg, grad_scale, steps=20):
+    from llmrec.ctr.quant import QuantEmbedding
+
+    torch.manual_seed(0)
+    q = QuantEmbedding(4, 8, cfg)
+    q.train()
+    codes0 = q.codes.clone()
+    for _ in range(steps):
+        out = q(torch.tensor([0, 1]))
+        (out.sum() * grad_scale).backward()
+        q.apply_gradients(1e-3)
+    return q, codes0
+
+
+def test_lpt_deterministic_rounding_loses_small_updates_alpt_learns_its_step():
+    from llmrec.ctr.quant import QuantConfig
+
+    # Adam moves a weight ~1e-3 per step; with Delta = 0.05 / 1 (2-bit) deterministic rounding undoes it
+    det, c0 = _quant_step(QuantConfig(bits=2, rounding="deterministic", learn_step=False), 1.0)
+    assert torch.equal(det.codes, c0)
+    sto, c0 = _quant_step(QuantConfig(bits=2, learn_step=False), 1.0, steps=60)
+    assert not torch.equal(sto.codes[:2], c0[:2])  # stochastic rounding keeps them in expectation
+    # weights pushed far outside the range: ALPT's step size grows (the clip-bound gradient), LPT's does not
+    alpt, _ = _quant_step(QuantConfig(bits=2, init_range=1e-3, step_lr=0.05), -1.0, steps=50)
+    lpt, _ = _quant_step(QuantConfig(bits=2, init_range=1e-3, learn_step=False), -1.0, steps=50)
+    assert float(alpt.step[:2].min()) > 2 * float(lpt.step[0])
+    assert torch.equal(alpt.step[2:], lpt.step[2:])  # rows not in any batch keep their step
+
+
+def test_quantized_deepfm_trains_in_the_trainer(shards):
+    enc = _encoder(shards, mode="vocab", min_count=2)
+    train = enc.transform(shards.select([0, 1]).read_all())
+    test = enc.transform(shards.select([2]).read_all())
+    res = {}
+    for label, table in (("fp32", {"kind": "dense"}),
+                         ("alpt8", {"kind": "quantized", "quant": {"bits": 8}})):
+        torch.manual_seed(0)
+        model = build_model(enc, {"name": "deepfm", "hidden_units": [32], "embedding_table": table})
+        tc = TrainerConfig(batch_size=512, epochs=2, embedding_update="sparse", embedding_l2_scope="batch",
+                           embedding_l2=1e-4, progress=False, learning_rate=3e-3)
+        trainer = Trainer(tc)
+        trainer.fit(model, train, test)
+        res[label] = trainer.evaluate(model, test)["auc"]
+    assert res["alpt8"] > 0.6 and abs(res["alpt8"] - res["fp32"]) < 0.03
+    with pytest.raises(Exception, match="only a dense table can grow"):
+        model.embedding.grow(torch.tensor([0]))

@@ -11,6 +11,7 @@ from llmrec.errors import ConfigError
 from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
 from llmrec.ctr.cache import CacheConfig, CachedEmbedding
 from llmrec.ctr.features import Batch, FeatureEncoder
+from llmrec.ctr.quant import QuantConfig, QuantEmbedding
 
 
 class AutoDis(nn.Module):
@@ -40,17 +41,30 @@ class AutoDis(nn.Module):
 
 class TableConfig(StrictConfig):
     """Which kind of table holds the categorical embeddings (any CTR model): ``dense`` (one
-    ``nn.Embedding``) or ``cached`` (full table in host memory, hot rows in a cache: ``llmrec.ctr.cache``)."""
-    kind: Literal["dense", "cached"] = "dense"
+    ``nn.Embedding``), ``cached`` (full table in host memory, hot rows in a cache: ``llmrec.ctr.cache``) or
+    ``quantized`` (b-bit codes with step sizes, LPT / ALPT: ``llmrec.ctr.quant``)."""
+    kind: Literal["dense", "cached", "quantized"] = "dense"
     cache: CacheConfig = CacheConfig()
+    quant: QuantConfig = QuantConfig()
 
 
-def make_table(rows: int, dim: int, config: TableConfig | None, init_std: float = 1e-4) -> nn.Module:
-    """The categorical table a ``TableConfig`` names (``forward(ids) -> ids.shape + (dim,)``)."""
+def row_fields(encoder: FeatureEncoder) -> torch.Tensor:
+    """The categorical field of every row of the shared table (rows after the last field's start: its)."""
+    starts = torch.tensor(sorted(encoder.offsets().values()), dtype=torch.long)
+    rows = torch.arange(max(1, encoder.n_categorical_rows()))
+    return (torch.searchsorted(starts, rows, right=True) - 1).clamp_(min=0) if len(starts) else rows * 0
+
+
+def make_table(rows: int, dim: int, config: TableConfig | None, init_std: float = 1e-4,
+               groups: torch.Tensor | None = None) -> nn.Module:
+    """The categorical table a ``TableConfig`` names (``forward(ids) -> ids.shape + (dim,)``); ``groups``:
+    the field of every row (a quantized table's per-field step sizes)."""
     if config is None or config.kind == "dense":
         table = nn.Embedding(rows, dim)
         nn.init.normal_(table.weight, std=init_std)
         return table
+    if config.kind == "quantized":
+        return QuantEmbedding(rows, dim, config.quant, groups=groups, init_std=init_std)
     return CachedEmbedding(rows, dim, config.cache, init_std=init_std)
 
 
@@ -72,7 +86,8 @@ class FieldEmbedding(nn.Module):
         if numeric not in ("scalar", "bucket", "autodis"):
             raise ValueError(f"numeric_embedding: {numeric!r} is not one of scalar, bucket, autodis")
         self.dim, self.numeric = dim, numeric
-        self.table = make_table(max(1, encoder.n_categorical_rows()), dim, table, init_std)
+        self.table = make_table(max(1, encoder.n_categorical_rows()), dim, table, init_std,
+                                groups=row_fields(encoder) if table is not None and table.kind == "quantized" else None)
         n_num = len(encoder.numerical)
         self.num_vectors = nn.Parameter(torch.empty(n_num if numeric == "scalar" else 0, dim))
         sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []
@@ -88,13 +103,20 @@ class FieldEmbedding(nn.Module):
         dense = {s.name: s.dim for s in encoder.dense if s.name not in exclude_dense}
         self.dense_adaptor = KnowledgeAdaptor(dense, dim, adaptor) if dense else None
         self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(dense)
-        for p in self.embedding_tables()[1:]:  # the categorical table initialized itself
-            nn.init.normal_(p, std=init_std)
+        for p in self.embedding_tables():
+            if p is not self._categorical_weight():  # the categorical table initialized itself
+                nn.init.normal_(p, std=init_std)
+
+    def _categorical_weight(self) -> torch.Tensor | None:
+        if isinstance(self.table, CachedEmbedding):
+            return self.table.cache.weight
+        return None if isinstance(self.table, QuantEmbedding) else self.table.weight
 
     def embedding_tables(self) -> list[torch.Tensor]:
-        """The parameters the trainer's embedding regularizer applies to (the categorical table first)."""
-        cat = self.table.cache.weight if isinstance(self.table, CachedEmbedding) else self.table.weight
-        tables = [cat, self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
+        """The parameters the trainer's embedding regularizer applies to (a quantized table has none: it
+        regularizes its batch rows itself)."""
+        cat = self._categorical_weight()
+        tables = ([cat] if cat is not None else []) + [self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
         if self.bucket_table is not None:
             tables.append(self.bucket_table.weight)
         if self.autodis is not None:

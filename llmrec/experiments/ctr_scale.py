@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 from llmrec.config import StrictConfig, deep_merge, llmrec_home, repo_root
 from llmrec.ctr.cache import CachedEmbedding
 from llmrec.ctr.ids import IdEncoder, IdEncoderConfig, StreamData
+from llmrec.ctr.quant import QuantEmbedding
 from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
 from llmrec.data.shards import ShardSet, open_shards
 from llmrec.errors import BackendError, ConfigError
@@ -162,11 +163,9 @@ def train_variant(args: dict) -> dict:
         trainer = Trainer(tc)
         fit = trainer.fit(model, StreamData(train, enc, chunk), StreamData(valid, enc, chunk, shuffle=False))
         metrics = trainer.evaluate(model, StreamData(test, enc, chunk, shuffle=False))
-        table = sum(p.numel() * p.element_size() for p in model.embedding_tables())
+        table = embedding_bytes(model)
         caches = [m for m in model.modules() if isinstance(m, CachedEmbedding)]
         cache_stats = {k: sum(c.stats[k] for c in caches) for k in caches[0].stats} if caches else None
-        if caches:
-            table = sum(c.memory_bytes()["host_table"] + c.memory_bytes()["cache"] for c in caches)
     finally:
         stop.set()
     return {"auc": metrics["auc"], "logloss": metrics["logloss"], "train_samples_per_second": fit.samples_per_second,
@@ -175,6 +174,22 @@ def train_variant(args: dict) -> dict:
             "embedding_table_mb": table / 2 ** 20,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_mb": series,
             "train_rows": train.rows, "nan_counts": enc.nan_counts, "cache": cache_stats}
+
+
+def embedding_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's embedding weights (optimizer state not counted): dense tables as stored, a cached
+    table's host table plus its cache, a quantized table's codes packed at their bit width plus step sizes."""
+    total, owned = 0, set()
+    for m in model.modules():
+        if isinstance(m, CachedEmbedding):
+            b = m.memory_bytes()
+            total += b["host_table"] + b["cache"]
+            owned.update(id(p) for p in m.parameters())
+        elif isinstance(m, QuantEmbedding):
+            b = m.memory_bytes()
+            total += b["codes_packed"] + b["steps"]
+    tables = model.embedding_tables() if hasattr(model, "embedding_tables") else []
+    return total + sum(p.numel() * p.element_size() for p in tables if id(p) not in owned)
 
 
 def _spawned(args: dict) -> dict:

@@ -211,6 +211,10 @@ class Trainer:
                     loss = loss + (c.embedding_l2 / 2) * sum(t.pow(2).sum() for t in whole)
                 if batch_l2 is not None:
                     loss = loss + (c.embedding_l2 / 2) * batch_l2.penalty()
+                if c.embedding_l2_scope == "batch":  # self-updating tables that regularize their batch rows
+                    for m in owners:
+                        if hasattr(m, "regularization"):
+                            loss = loss + (c.embedding_l2 / 2) * m.regularization()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
