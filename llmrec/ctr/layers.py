@@ -148,6 +148,11 @@ class FieldEmbedding(nn.Module):
         table.weight.copy_(torch.cat([old, extra]))
         self.table = table
 
+    @property
+    def prefetches(self) -> bool:
+        """Whether the table reads ahead (the trainer then announces each next batch)."""
+        return isinstance(self.table, CachedEmbedding)
+
     def prefetch_batch(self, batch: Batch | None) -> None:
         """Announce the next training batch to a table that prefetches (the cached table)."""
         if isinstance(self.table, CachedEmbedding):

@@ -179,7 +179,7 @@ class Trainer:
         if owners and c.embedding_l2 > 0 and c.embedding_l2_scope == "table":
             raise ConfigError("trainer.embedding_l2_scope: a self-updating table (the cached table) holds only "
                               "its hot rows; use 'batch' (or embedding_l2: 0)")
-        prefetchers = [m for m in model.modules() if hasattr(m, "prefetch_batch")]
+        prefetchers = [m for m in model.modules() if hasattr(m, "prefetch_batch") and getattr(m, "prefetches", True)]
         # fused Adam: one kernel over all parameters instead of a Python loop of small ops
         opt = make_optimizer(model, c, lookup, owned)
         batch_l2 = BatchL2(lookup) if c.embedding_l2 > 0 and c.embedding_l2_scope == "batch" else None
