@@ -495,3 +495,10 @@ def test_quantized_deepfm_trains_in_the_trainer(shards):
     assert res["alpt8"] > 0.6 and abs(res["alpt8"] - res["fp32"]) < 0.03
     with pytest.raises(Exception, match="only a dense table can grow"):
         model.embedding.grow(torch.tensor([0]))
+
+
+def test_encoder_fit_rows_bounds_the_counting_pass(shards):
+    full = _encoder(shards, mode="vocab", min_count=1)
+    part = _encoder(shards, mode="vocab", min_count=1, fit_rows=1000)
+    first = shards.select([0]).read_all()
+    assert part.distinct["C3"] == len(np.unique(first["C3"][:1000])) < full.distinct["C3"]

@@ -48,6 +48,9 @@ class IdEncoderConfig(StrictConfig):
     buckets: int = Field(20, ge=2)
     bucket_sample: int = Field(1_000_000, ge=100)
     batch_rows: int = Field(262_144, ge=1)  # rows decoded at a time while fitting
+    # fit on the first N rows only (None: all): bounds the counting pass's memory on data larger than RAM
+    # (hash mode then shares the table by the distinct ids of that sample)
+    fit_rows: int | None = Field(None, ge=1)
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -102,9 +105,16 @@ class IdEncoder:
         uniq: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {f: [] for f in cat}
         sums = {f: np.zeros(3) for f in num}  # n, sum, sum of squares of the finite transformed values
         sample: dict[str, list[np.ndarray]] = {f: [] for f in num}
-        sampled = 0
+        sampled, seen = 0, 0
         for shard in tqdm(shards.shards, desc="fit id encoder", disable=not progress):
+            if c.fit_rows is not None and seen >= c.fit_rows:
+                break
             for cols in shards.read(shard, [*cat, *num], c.batch_rows):
+                if c.fit_rows is not None:
+                    if seen >= c.fit_rows:
+                        break
+                    cols = {k: v[: c.fit_rows - seen] for k, v in cols.items()}
+                seen += len(next(iter(cols.values()))) if cols else 0
                 if c.mode != "identity":
                     for f in cat:
                         u, k = np.unique(cols[f], return_counts=True)
