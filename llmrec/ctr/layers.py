@@ -62,9 +62,7 @@ def make_table(rows: int, dim: int, config: TableConfig | None, init_std: float 
     """The categorical table a ``TableConfig`` names (``forward(ids) -> ids.shape + (dim,)``); ``groups``:
     the field of every row (a quantized table's per-field step sizes)."""
     if config is None or config.kind == "dense":
-        table = nn.Embedding(rows, dim)
-        nn.init.normal_(table.weight, std=init_std)
-        return table
+        return nn.Embedding(rows, dim)  # FieldEmbedding initializes it with its other tables (same RNG order as v1)
     if config.kind == "quantized":
         return QuantEmbedding(rows, dim, config.quant, groups=groups, init_std=init_std)
     if config.kind == "torchrec":
@@ -109,7 +107,8 @@ class FieldEmbedding(nn.Module):
         dense = {s.name: s.dim for s in encoder.dense if s.name not in exclude_dense}
         self.dense_adaptor = KnowledgeAdaptor(dense, dim, adaptor) if dense else None
         self.n_fields = len(encoder.categorical) + len(encoder.numerical) + len(encoder.multi_hot) + len(dense)
-        own = {id(p) for p in self._categorical_weights()}  # the categorical table initialized itself
+        # a dense table is initialized here with the others; cached / quantized / torchrec tables did it themselves
+        own = set() if isinstance(self.table, nn.Embedding) else {id(p) for p in self._categorical_weights()}
         for p in self.embedding_tables():
             if id(p) not in own:
                 nn.init.normal_(p, std=init_std)
