@@ -195,18 +195,20 @@ def embedding_bytes(model: torch.nn.Module) -> int:
 def _spawned(args: dict) -> dict:
     ctx = mp.get_context("spawn")
     # under an address-space cap, glibc's per-thread malloc arenas (64 MiB of address space each) would use
-    # it up before any data: the child starts with two
-    old = os.environ.get("MALLOC_ARENA_MAX")
-    if args.get("memory_limit_mb"):
-        os.environ["MALLOC_ARENA_MAX"] = "2"
+    # it up before any data: the child starts with two, and Arrow allocates through malloc (its jemalloc /
+    # mimalloc pools reserve address space in large runs)
+    env = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"} if args.get("memory_limit_mb") else {}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         with ctx.Pool(1, maxtasksperchild=1) as pool:
             return pool.apply(train_variant, (args,))
     finally:
-        if old is None:
-            os.environ.pop("MALLOC_ARENA_MAX", None)
-        else:
-            os.environ["MALLOC_ARENA_MAX"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def export_encoded(s: ShardSet, exp: ScaleExperiment, folder: Path, bucket_numbers: bool) -> dict:
