@@ -263,7 +263,7 @@ def test_ctr_scale_experiment_runs_variants_in_processes(shards, tmp_path):
         "name": "tiny", "data": {"path": str(shards.root), "train_days": [0, 1], "valid_days": [2],
                                  "test_days": [2], "chunk_rows": 2000},
         "encoder": {"mode": "hash", "table_rows": 3000}, "model": {"name": "deepfm", "hidden_units": [16]},
-        "trainer": {"batch_size": 512, "epochs": 1, "progress": False}, "memory_limit_mb": 2500,
+        "trainer": {"batch_size": 512, "epochs": 1, "progress": False}, "memory_limit_mb": 3000,
         "variants": [{"label": "sparse", "trainer": {"embedding_update": "sparse", "embedding_l2_scope": "batch"}},
                      {"label": "dense"}]})
     res = run_ctr_scale(exp, tmp_path / "tiny.json")
@@ -272,7 +272,7 @@ def test_ctr_scale_experiment_runs_variants_in_processes(shards, tmp_path):
     for label in ("sparse", "dense"):
         run = saved["runs"][label][0]
         assert run["auc"] > 0.55 and run["train_rows"] == 12000 and run["table_rows"] == 3000
-        assert 0 < run["peak_rss_mb"] < 2500  # it ran under the address-space limit
+        assert 0 < run["peak_rss_mb"] < 3000  # it ran under the address-space limit
     assert not (tmp_path / "tiny.partial.json").exists() and res["output"].endswith("tiny.json")
     with pytest.raises(ValueError, match="peers\\[0\\].variant"):
         ScaleExperiment.model_validate({**exp.model_dump(), "peers": [{"variant": "nope"}]})
