@@ -160,8 +160,10 @@ def run_seed(exp: IncrementalCTRExperiment, s: ShardSet, seed: int) -> dict[str,
         for method in ("finetune", "incctr"):
             if method not in exp.methods:
                 continue
-            if t == first:  # the base model: trained like batch on the window before the first update
-                state[method] = fresh(list(range(max(0, first - 1 - exp.window), first - 1)))[:2]
+            if t == first:  # the base model (one for both methods): trained like batch on the window before
+                if "base" not in state:  # the first update
+                    state["base"] = fresh(list(range(max(0, first - 1 - exp.window), first - 1)))[:2]
+                state[method] = (copy.deepcopy(state["base"][0]), copy.deepcopy(state["base"][1]))
             model, enc = state[method]
             t0 = time.perf_counter()
             task = None
