@@ -196,8 +196,10 @@ def _spawned(args: dict) -> dict:
     ctx = mp.get_context("spawn")
     # under an address-space cap, glibc's per-thread malloc arenas (64 MiB of address space each) would use
     # it up before any data: the child starts with two, and Arrow allocates through malloc (its jemalloc /
-    # mimalloc pools reserve address space in large runs)
-    env = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"} if args.get("memory_limit_mb") else {}
+    # mimalloc pools reserve address space in large runs); a fixed mmap threshold keeps glibc from serving
+    # large blocks from the heap once some were freed (the heap then fragments and grows over a long stream)
+    env = ({"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_MMAP_THRESHOLD_": "1048576"}
+           if args.get("memory_limit_mb") else {})
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
