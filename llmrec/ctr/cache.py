@@ -29,9 +29,9 @@ from pydantic import Field
 from torch import nn
 
 from llmrec.config import StrictConfig
+from llmrec.ctr.rowopt import STATE_SLOTS, row_step
 from llmrec.errors import ConfigError
 
-_STATE = {"sgd": 0, "adagrad": 1, "adam": 2}  # optimizer state tensors per row
 
 
 class CacheConfig(StrictConfig):
@@ -58,7 +58,7 @@ class CachedEmbedding(nn.Module):
         dev = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.rows, self.dim, self.device_name = rows, dim, dev
         init = torch.randn(rows, dim) * init_std
-        n_state = _STATE[c.optimizer]
+        n_state = STATE_SLOTS[c.optimizer]
         try:
             if c.host_dtype == "int8":
                 scale = init.abs().amax(1).clamp_min(1e-12) / 127
@@ -129,12 +129,17 @@ class CachedEmbedding(nn.Module):
         out["ids"], out["rows"] = missing, self._host_rows(missing)
         out["state"] = self.host_state[:, missing] if self.host_state.shape[0] else None
 
-    def _ensure(self, ids: torch.Tensor) -> torch.Tensor:
-        """Cache slots of ``ids`` (loading the missing rows); returns the slot of every id."""
+    def _flat(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` flattened on the CPU; an id outside the table is a named error."""
         flat = ids.reshape(-1).to("cpu", dtype=torch.long)
         if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.rows):
             bad = flat[(flat < 0) | (flat >= self.rows)][0]
             raise ConfigError(f"cache: row id {int(bad)} outside the table [0, {self.rows})")
+        return flat
+
+    def _ensure(self, ids: torch.Tensor) -> torch.Tensor:
+        """Cache slots of ``ids`` (loading the missing rows); returns the slot of every id."""
+        flat = self._flat(ids)
         self.stats["lookups"] += flat.numel()
         pre = None
         if self._pending is not None:
@@ -206,10 +211,7 @@ class CachedEmbedding(nn.Module):
     def read(self, ids: torch.Tensor) -> torch.Tensor:
         """Current rows of ``ids`` without changing what is cached (evaluation, serving): cached rows from
         the cache, the rest from the host table; any batch size."""
-        flat = ids.reshape(-1).to("cpu", dtype=torch.long)
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.rows):
-            bad = flat[(flat < 0) | (flat >= self.rows)][0]
-            raise ConfigError(f"cache: row id {int(bad)} outside the table [0, {self.rows})")
+        flat = self._flat(ids)
         out = self._host_rows(flat).to(self.cache.weight.device)
         slot = self.slot_of[flat]
         hot = slot >= 0
@@ -226,20 +228,7 @@ class CachedEmbedding(nn.Module):
         self.cache.weight.grad = None
         g = g.coalesce() if g.is_sparse else g.to_sparse()
         rows, vals = g._indices()[0], g._values()
-        w, c = self.cache.weight, self.config
+        c = self.config
         self.step_count += 1
-        if c.optimizer == "sgd":
-            w.index_add_(0, rows, vals, alpha=-lr)
-        elif c.optimizer == "adagrad":
-            acc = self.cache_state[0].index_select(0, rows).addcmul_(vals, vals)
-            self.cache_state[0].index_copy_(0, rows, acc)
-            w.index_add_(0, rows, vals / (acc.sqrt() + 1e-10), alpha=-lr)
-        else:
-            b1, b2 = c.betas
-            t = int(self.step_count)
-            m = self.cache_state[0].index_select(0, rows).mul_(b1).add_(vals, alpha=1 - b1)
-            v = self.cache_state[1].index_select(0, rows).mul_(b2).addcmul_(vals, vals, value=1 - b2)
-            self.cache_state[0].index_copy_(0, rows, m)
-            self.cache_state[1].index_copy_(0, rows, v)
-            upd = (m / (1 - b1 ** t)).div_(v.div(1 - b2 ** t).sqrt_().add_(c.eps))
-            w.index_add_(0, rows, upd, alpha=-lr)
+        u = row_step(self.cache_state, rows, vals, c.optimizer, int(self.step_count), c.betas, c.eps)
+        self.cache.weight.index_add_(0, rows, u, alpha=-lr)

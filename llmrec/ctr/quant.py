@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from llmrec.config import StrictConfig
+from llmrec.ctr.rowopt import STATE_SLOTS, row_step
 
 
 class QuantConfig(StrictConfig):
@@ -63,7 +64,7 @@ class QuantEmbedding(nn.Module):
         self.register_buffer("step", torch.full((n_steps,), c.init_range / self.qp))
         init = torch.randn(rows, dim) * init_std
         self.register_buffer("codes", self._round(init / self.step[self.groups][:, None]).to(torch.int8))
-        n_state = {"sgd": 0, "adagrad": 1, "adam": 2}[c.optimizer]
+        n_state = STATE_SLOTS[c.optimizer]
         self.register_buffer("state", torch.zeros(n_state, rows, dim))
         self.register_buffer("step_state", torch.zeros(2, n_steps))
         self.register_buffer("t", torch.zeros((), dtype=torch.long))
@@ -111,19 +112,7 @@ class QuantEmbedding(nn.Module):
         c = self.config
         self.t += 1
         t = int(self.t)
-        if c.optimizer == "sgd":
-            u = g
-        elif c.optimizer == "adagrad":
-            acc = self.state[0].index_select(0, rows).addcmul_(g, g)
-            self.state[0].index_copy_(0, rows, acc)
-            u = g / (acc.sqrt() + 1e-10)
-        else:
-            b1, b2 = c.betas
-            m = self.state[0].index_select(0, rows).mul_(b1).add_(g, alpha=1 - b1)
-            v = self.state[1].index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
-            self.state[0].index_copy_(0, rows, m)
-            self.state[1].index_copy_(0, rows, v)
-            u = (m / (1 - b1 ** t)).div_(v.div(1 - b2 ** t).sqrt_().add_(c.eps))
+        u = row_step(self.state, rows, g, c.optimizer, t, c.betas, c.eps)
         grp = self.groups[rows]
         delta = self.step[grp][:, None]
         x = (w.detach() - lr * u) / delta

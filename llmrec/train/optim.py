@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from llmrec.ctr.rowopt import row_step
+
 if TYPE_CHECKING:
     from llmrec.train.loop import TrainerConfig
 
@@ -40,19 +42,11 @@ class RowAdam(torch.optim.Optimizer):
                 st = self.state[p]
                 if not st:
                     st["step"] = 0
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
+                    st["moments"] = torch.zeros(2, *p.shape, dtype=p.dtype, device=p.device)
                 st["step"] += 1
                 g = g.coalesce()
-                rows, vals = g._indices()[0], g._values()
-                m = st["exp_avg"].index_select(0, rows).mul_(b1).add_(vals, alpha=1 - b1)
-                v = st["exp_avg_sq"].index_select(0, rows).mul_(b2).addcmul_(vals, vals, value=1 - b2)
-                st["exp_avg"].index_copy_(0, rows, m)
-                st["exp_avg_sq"].index_copy_(0, rows, v)
-                bc1 = 1 - b1 ** st["step"]
-                bc2 = 1 - b2 ** st["step"]
-                upd = (m / bc1).div_(v.div(bc2).sqrt_().add_(group["eps"]))
-                p.index_add_(0, rows, upd, alpha=-group["lr"])
+                u = row_step(st["moments"], g._indices()[0], g._values(), "adam", st["step"], (b1, b2), group["eps"])
+                p.index_add_(0, g._indices()[0], u, alpha=-group["lr"])
         return None
 
 
