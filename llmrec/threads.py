@@ -8,6 +8,7 @@ which honours taskset / cgroup CPU sets). On a shared machine, give each job its
 from __future__ import annotations
 
 import os
+import resource
 import sys
 
 from llmrec.errors import ConfigError
@@ -52,3 +53,24 @@ def configure_threads(threads: int | None = None) -> int:
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
     return n
+
+
+def rss_mb() -> float:
+    """This process's resident set size now, in MiB (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size, in MiB: ``VmHWM`` of ``/proc/self/status``, which belongs to
+    the process's own address space. ``getrusage(...).ru_maxrss`` is not used: Linux carries it across
+    fork + exec, so a child spawned by a 3 GiB parent reports >= 3 GiB however little it used itself.
+    Falls back to ``ru_maxrss`` where ``/proc`` is absent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

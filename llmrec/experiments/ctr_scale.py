@@ -44,6 +44,7 @@ from llmrec.io import load_resume, save_resume, settings_key
 from llmrec.models import build_model
 from llmrec.models.registry import resolve_model_config
 from llmrec.results import pyplot, write_result
+from llmrec.threads import peak_rss_mb, rss_mb
 from llmrec.train import Trainer, TrainerConfig
 
 
@@ -130,14 +131,9 @@ def _complete(root: Path, c: CriteoSynthConfig) -> bool:
     return path.exists() and json.loads(path.read_text()).get("source", {}).get("config") == c.model_dump()
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
-
-
 def _sampler(series: list, interval: float, stop: threading.Event, t0: float) -> None:
     while not stop.wait(interval):
-        series.append((round(time.perf_counter() - t0, 2), round(_rss_mb(), 1)))
+        series.append((round(time.perf_counter() - t0, 2), round(rss_mb(), 1)))
 
 
 def train_variant(args: dict) -> dict:
@@ -172,7 +168,7 @@ def train_variant(args: dict) -> dict:
             "train_seconds": fit.train_seconds, "epochs": len(fit.history), "best_epoch": fit.best_epoch,
             "valid_auc": fit.best_valid["auc"], "table_rows": enc.n_categorical_rows(),
             "embedding_table_mb": table / 2 ** 20,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_mb": series,
+            "peak_rss_mb": peak_rss_mb(), "rss_mb": series,
             "train_rows": train.rows, "nan_counts": enc.nan_counts, "cache": cache_stats}
 
 

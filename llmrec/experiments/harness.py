@@ -22,7 +22,6 @@ mean ± std summary per variant; a bar plot of the primary metric is written bes
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from llmrec.io import load_resume, save_resume
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
 from llmrec.results import pyplot, write_result
+from llmrec.threads import peak_rss_mb
 from llmrec.train import TrainerConfig
 
 
@@ -239,7 +239,7 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def summarize(runs: list[dict]) -> dict:
