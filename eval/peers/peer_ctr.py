@@ -13,14 +13,17 @@ import copy
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # llmrec.threads only: stdlib, no llmrec deps
+from llmrec.threads import peak_rss_mb  # noqa: E402
 
 
 def load(split_path: str):
@@ -185,19 +188,6 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
     return p, epochs, len(parts["train"]["label"]) * epochs / train_time
 
 
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process's own address space (VmHWM); ru_maxrss would include the parent's RSS at
-    the fork that started this process."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> None:
     split, spec_path, lib, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     model_name = sys.argv[5] if len(sys.argv) > 5 else "deepfm"
@@ -211,7 +201,7 @@ def main() -> None:
     print(json.dumps({"library": lib, "model": model_name, "seed": seed, "auc": float(roc_auc_score(y, p)),
                       "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "epochs": epochs,
                       "train_samples_per_second": sps,
-                      "peak_rss_mb": _peak_rss_mb()}))
+                      "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":
