@@ -12,6 +12,7 @@ from llmrec.cli import app
 from llmrec.errors import ConfigError
 from llmrec.experiments.augment import AugmentExperiment
 from llmrec.experiments.ctr_incremental import IncrementalCTRExperiment
+from llmrec.experiments.ctr_assign import AssignExperiment
 from llmrec.experiments.ctr_scale import ScaleExperiment
 from llmrec.experiments.incremental import IncrementalExperiment
 from llmrec.experiments.scaling import PerformanceLawExperiment
@@ -26,7 +27,8 @@ from llmrec.experiments.research import ResearchExperiment
 KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "rerank": RerankExperiment,
                 "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment,
                 "performance_law": PerformanceLawExperiment, "incremental": IncrementalExperiment,
-                "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment}
+                "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment,
+                "ctr_assign": AssignExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

@@ -16,7 +16,10 @@ theta), ``v`` are k-dim latent vectors on ``interaction_pairs`` random field pai
 log count of numerical field k; a few fields (``noise_fields``) carry no signal. Every per-id quantity is
 a hash of (seed, field, id), so nothing of size ``max_cardinality`` is ever stored. A share
 ``new_id_rate`` of each day's draws goes to ids born in the last three days (new-id handling for
-incremental training). The bias is set on a pilot sample so the click rate is ``ctr``; the manifest records
+incremental training). With ``popularity_effect`` > 0 (default 0), each signal field also adds
+``popularity_effect * sigma_f * (2 p - 1)``, p = 1 - log(1 + popularity rank) / log(1 + cardinality)
+(1: the most popular id; a new id's rank is its rank among the newborns x 10): rarer ids click less, as in
+real logs, so what an unseen id should start from is learnable (AutoAssign+'s shared rows). The bias is set on a pilot sample so the click rate is ``ctr``; the manifest records
 it and the Bayes-optimal AUC of that sample (``oracle_auc``: what a perfect model would reach).
 
 Real formats (files not provided here; ``llmrec data convert``):
@@ -30,7 +33,6 @@ Real formats (files not provided here; ``llmrec data convert``):
 A missing categorical value becomes id -1 (its own value); a missing number stays NaN."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Iterable
@@ -42,7 +44,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from llmrec.config import StrictConfig
-from llmrec.data.shards import Shard, ShardSet, complete_rows, shard_schema, write_shard
+from llmrec.data.shards import Shard, ShardSet, complete_rows, hash_strings, shard_schema, write_shard
 from llmrec.errors import DataError, MissingFileError
 from llmrec.metrics import auc
 
@@ -102,7 +104,13 @@ class CriteoSynthConfig(StrictConfig):
     new_id_rate: float = Field(0.05, ge=0, le=1)
     missing_rate: float = Field(0.3, ge=0, le=1)  # numerical fields are missing at rates in [0, this]
     ctr: float = Field(0.25, gt=0, lt=1)
+    popularity_effect: float = Field(0.0, ge=0)  # rare ids click less (module docstring); 0: independent
     seed: int = 0
+
+    def settings(self) -> dict:
+        """The settings that identify a generated set (manifest, cache key); ``popularity_effect`` only when
+        set, so sets generated before it existed keep their identity."""
+        return self.model_dump(exclude={"popularity_effect"} if self.popularity_effect == 0 else None)
 
     def cardinalities(self) -> list[int]:
         """Id universe per categorical field: Criteo's shape scaled to ``max_cardinality``."""
@@ -150,6 +158,7 @@ def _draw(c: CriteoSynthConfig, h: _Hidden, day: int, shard: int, n: int) -> tup
     in_pair = {f for p in h.pairs for f in p}
     for f, name in enumerate(CATEGORICAL):
         ranks = _ranks(rng.random(n), cards[f], c.zipf)
+        pop_rank = ranks.astype(np.float64)
         ids = (_salted(ranks, c.seed, f, 7) >> np.uint64(24)).astype(np.int64)
         new = rng.random(n) < c.new_id_rate
         if new.any():
@@ -157,11 +166,15 @@ def _draw(c: CriteoSynthConfig, h: _Hidden, day: int, shard: int, n: int) -> tup
             r_new = _ranks(rng.random(int(new.sum())), max(2, cards[f] // 10), c.zipf)
             key = (born.astype(np.uint64) << np.uint64(40)) | r_new.astype(np.uint64)
             ids[new] = (_salted(key, c.seed, f, 1000) >> np.uint64(24)).astype(np.int64)
+            pop_rank[new] = r_new * 10.0
         cols[name] = ids
         if h.sigma[f] > 0:
             a = hashed_normal(ids, c.seed, f, 11)
             b = hashed_normal(ids, c.seed, f, 12)
             logit += h.sigma[f] * (a * np.cos(theta) + b * np.sin(theta))
+            if c.popularity_effect:
+                p = 1.0 - np.log1p(pop_rank) / np.log1p(cards[f])
+                logit += c.popularity_effect * h.sigma[f] * (2.0 * p - 1.0)
         if f in in_pair:
             latent[f] = np.stack([hashed_normal(ids, c.seed, f, 100 + k) for k in range(c.latent_dim)], 1)
     for i, j in h.pairs:
@@ -198,10 +211,10 @@ def generate_criteo(config: CriteoSynthConfig, root: str | Path, progress: bool 
     root = Path(root)
     c, h = config, _Hidden(config)
     manifest = root / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("source", {}).get("config") != c.model_dump():
+    if manifest.exists() and json.loads(manifest.read_text()).get("source", {}).get("config") != c.settings():
         raise DataError(f"{root}: holds shards generated with other settings; use another folder")
     bias, oracle = _calibrate(c, h)
-    source = {"generator": "criteo_synth", "config": c.model_dump(), "bias": bias, "oracle_auc": oracle,
+    source = {"generator": "criteo_synth", "config": c.settings(), "bias": bias, "oracle_auc": oracle,
               "cardinalities": dict(zip(CATEGORICAL, c.cardinalities()))}
     schema = shard_schema("label", CATEGORICAL, NUMERICAL)
     shards = []
@@ -222,29 +235,6 @@ def generate_criteo(config: CriteoSynthConfig, root: str | Path, progress: bool 
 
 
 # --- real formats --------------------------------------------------------------------------------------
-
-def _hash_strings(values: pa.Array, hex_ids: bool) -> np.ndarray:
-    """int64 ids of a string column: hex digits parsed (Criteo) or a 56-bit BLAKE2b hash (Avazu); empty or
-    null -> -1. Each distinct value of the batch is converted once."""
-    enc = values.dictionary_encode()
-    uniq = enc.dictionary.to_pylist()
-    table = np.empty(len(uniq) + 1, np.int64)
-    for i, s in enumerate(uniq):
-        if not s:
-            table[i] = -1
-        elif hex_ids:
-            try:
-                table[i] = int(s, 16)
-            except ValueError:
-                raise DataError(f"categorical value {s!r} is not a hex id") from None
-        else:
-            table[i] = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=7).digest(), "little")
-    table[-1] = -1
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    if enc.indices.null_count:
-        idx = np.where(np.asarray(enc.indices.is_null()), len(uniq), idx)
-    return table[idx.astype(np.int64)]
-
 
 class _ShardWriter:
     """Accumulates converted rows and writes fixed-size shards per day."""
@@ -316,7 +306,7 @@ def convert_criteo(inputs: Iterable[str | Path], root: str | Path, rows_per_day:
             for c in NUMERICAL:
                 cols[c] = rb.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
             for c in CATEGORICAL:
-                cols[c] = _hash_strings(rb.column(c), hex_ids=True)
+                cols[c] = hash_strings(rb.column(c), hex_ids=True)
             if rows_per_day is None:
                 w.add(file_day, cols)
             else:
@@ -355,7 +345,7 @@ def convert_avazu(inputs: Iterable[str | Path], root: str | Path, shard_rows: in
             cols = {"label": rb.column("click").to_numpy(zero_copy_only=False).astype(np.int8),
                     "hour_of_day": (hour % 100).astype(np.int64)}
             for c in AVAZU_FIELDS:
-                cols[c] = _hash_strings(rb.column(c), hex_ids=False)
+                cols[c] = hash_strings(rb.column(c), hex_ids=False)
             for d in np.unique(day):
                 m = day == d
                 w.add(int(d) - first_day, {k: v[m] for k, v in cols.items()})

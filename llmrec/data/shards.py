@@ -17,6 +17,7 @@ and resume. Reading checks each shard against the manifest's schema: a missing c
 (corrupt / truncated) file is a ``DataError`` naming the file and the column."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llmrec.data.schema import RecData
 from llmrec.errors import DataError, NotFoundError
 from llmrec.io import write_text_atomic
 
@@ -165,3 +167,52 @@ def complete_rows(path: Path) -> int | None:
         return pq.ParquetFile(path).metadata.num_rows
     except (pa.ArrowException, OSError):
         return None
+
+
+def hash_strings(values: pa.Array, hex_ids: bool) -> np.ndarray:
+    """int64 ids of a string column: hex digits parsed (Criteo) or a 56-bit BLAKE2b hash (Avazu, any
+    string); empty or null -> -1. Each distinct value of the batch is converted once."""
+    enc = values.dictionary_encode()
+    uniq = enc.dictionary.to_pylist()
+    table = np.empty(len(uniq) + 1, np.int64)
+    for i, s in enumerate(uniq):
+        if not s:
+            table[i] = -1
+        elif hex_ids:
+            try:
+                table[i] = int(s, 16)
+            except ValueError:
+                raise DataError(f"categorical value {s!r} is not a hex id") from None
+        else:
+            table[i] = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=7).digest(), "little")
+    table[-1] = -1
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    if enc.indices.null_count:
+        idx = np.where(np.asarray(enc.indices.is_null()), len(uniq), idx)
+    return table[idx.astype(np.int64)]
+
+
+def write_recdata_shards(data: RecData, root: str | Path, chunks: int, source: dict | None = None) -> ShardSet:
+    """A ``RecData`` (e.g. MovieLens) as a shard set whose days are ``chunks`` equal, time-ordered chunks
+    (ties in time broken by row order), one shard per chunk: categorical fields as BLAKE2b-hashed ids of
+    their string values, numerical ones as float32, the label 0/1. Multi-hot fields have no shard column
+    and are left out. Shards already complete are kept (resume)."""
+    if not 1 <= chunks <= len(data):
+        raise DataError(f"chunks: must be in [1, {len(data)}] for {data.name}, got {chunks}")
+    root = Path(root)
+    cat = [f for f, t in data.fields.items() if t == "categorical"]
+    num = [f for f, t in data.fields.items() if t == "numerical"]
+    order = np.argsort(data.columns[data.time], kind="stable")
+    schema = shard_schema("label", cat, num)
+    shards = []
+    for day, rows in enumerate(np.array_split(order, chunks)):
+        rel = f"day={day:03d}/part-00000.parquet"
+        if complete_rows(root / rel) != len(rows):
+            cols = {f: hash_strings(pa.array(data.columns[f][rows].astype(str)), hex_ids=False) for f in cat}
+            cols.update({f: data.columns[f][rows].astype(np.float32) for f in num})
+            cols["label"] = data.columns[data.label][rows].astype(np.int8)
+            write_shard(root / rel, cols, schema)
+        shards.append(Shard(rel, day, len(rows)))
+    out = ShardSet(root, "label", cat, num, shards, {"recdata": data.name, "chunks": chunks, **(source or {})})
+    out.write_manifest()
+    return out

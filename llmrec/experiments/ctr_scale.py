@@ -37,7 +37,8 @@ from llmrec.ctr.cache import CachedEmbedding
 from llmrec.ctr.ids import IdEncoder, IdEncoderConfig, StreamData
 from llmrec.ctr.quant import QuantEmbedding
 from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
-from llmrec.data.shards import ShardSet, open_shards
+from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.shards import ShardSet, open_shards, write_recdata_shards
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.io import load_resume, save_resume, settings_key
@@ -48,15 +49,24 @@ from llmrec.threads import peak_rss_mb, rss_mb
 from llmrec.train import Trainer, TrainerConfig
 
 
+class RecDataChunks(StrictConfig):
+    """A recommendation data set (e.g. MovieLens) cut into ``chunks`` time-ordered days of a shard set."""
+    data: DataConfig
+    chunks: int = Field(10, ge=1)
+
+
 class ShardSource(StrictConfig):
-    """Which shard set: generated (``generate``: its settings) or on disk (``path``)."""
+    """Which shard set: generated (``generate``: its settings), a recommendation data set in time-ordered
+    chunks (``recdata``) or on disk (``path``)."""
     generate: CriteoSynthConfig | None = None
+    recdata: RecDataChunks | None = None
     path: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "ShardSource":
-        if (self.generate is None) == (self.path is None):
-            raise ValueError("data: give exactly one of 'generate' (settings) or 'path' (a shard set)")
+        if sum(x is not None for x in (self.generate, self.recdata, self.path)) != 1:
+            raise ValueError("data: give exactly one of 'generate' (settings), 'recdata' (a data set in "
+                             "chunks) or 'path' (a shard set)")
         return self
 
 
@@ -118,7 +128,14 @@ def shard_set(d: ShardSource, progress: bool = True) -> ShardSet:
     """The experiment's shard set: generated (cached by its settings) or opened."""
     if d.path is not None:
         return open_shards(d.path)
-    key = hashlib.sha256(json.dumps(d.generate.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+    if d.recdata is not None:
+        settings = d.recdata.model_dump(mode="json")
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        root = llmrec_home() / "data" / "recdata_chunks" / key
+        if (root / "manifest.json").exists() and open_shards(root).source.get("settings") == settings:
+            return open_shards(root)
+        return write_recdata_shards(load_data(d.recdata.data), root, d.recdata.chunks, {"settings": settings})
+    key = hashlib.sha256(json.dumps(d.generate.settings(), sort_keys=True).encode()).hexdigest()[:12]
     root = llmrec_home() / "data" / "criteo_synth" / key
     try:
         return open_shards(root) if _complete(root, d.generate) else generate_criteo(d.generate, root, progress)
@@ -128,7 +145,7 @@ def shard_set(d: ShardSource, progress: bool = True) -> ShardSet:
 
 def _complete(root: Path, c: CriteoSynthConfig) -> bool:
     path = root / "manifest.json"
-    return path.exists() and json.loads(path.read_text()).get("source", {}).get("config") == c.model_dump()
+    return path.exists() and json.loads(path.read_text()).get("source", {}).get("config") == c.settings()
 
 
 def _sampler(series: list, interval: float, stop: threading.Event, t0: float) -> None:

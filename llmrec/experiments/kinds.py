@@ -11,6 +11,7 @@
 | `incremental` | `IncrementalExperiment` | graph model over time blocks: full retrain, fine-tune, GraphSAIL |
 | `ctr_scale`   | `ScaleExperiment`       | a CTR model streamed from parquet shards: variants, peers, RSS   |
 | `ctr_incremental` | `IncrementalCTRExperiment` | CTR day by day: batch retrain, fine-tune, IncCTR           |
+| `ctr_assign`  | `AssignExperiment`      | streaming id assignment: AutoAssign+ vs own-row-per-id         |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -44,6 +45,7 @@ EXPERIMENT_KINDS.add_lazy("performance_law", "llmrec.experiments.scaling:KIND")
 EXPERIMENT_KINDS.add_lazy("incremental", "llmrec.experiments.incremental:KIND")
 EXPERIMENT_KINDS.add_lazy("ctr_scale", "llmrec.experiments.ctr_scale:KIND")
 EXPERIMENT_KINDS.add_lazy("ctr_incremental", "llmrec.experiments.ctr_incremental:KIND")
+EXPERIMENT_KINDS.add_lazy("ctr_assign", "llmrec.experiments.ctr_assign:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:
