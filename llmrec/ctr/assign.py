@@ -114,7 +114,8 @@ class IdAssigner:
         self.opt_c = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.pending: dict | None = None  # last chunk's decisions, waiting for their reward
-        self.threshold = 0.0  # the memory budget's multiplier, in the critic's units
+        self.threshold = 0.0  # the memory budget's multiplier (a quantile of the critic's values)
+        self.last_scored: dict | None = None  # the last scored decisions: field, id, counterfactual value
 
     # --- encoder interface -----------------------------------------------------------------------------
     def n_categorical_rows(self) -> int:
@@ -281,6 +282,7 @@ class IdAssigner:
             shared = np.bincount(inv, weights=~has, minlength=len(u)) > 0
             ok = hit & shared[pos]
             slot_r[sel[ok]] = -loss_id[pos[ok]]
+        self.last_scored = {"field": p["field"], "ids": p["ids"], "value": value}  # for inspection and tests
         s, slots, keeps = p["states"], p["slots"], p["keeps"]
         stats: dict[str, float] = {"keep_rate": float(keeps.mean())}
         has_v = torch.from_numpy(~np.isnan(value))
