@@ -497,6 +497,22 @@ def test_quantized_deepfm_trains_in_the_trainer(shards):
         model.embedding.grow(torch.tensor([0]))
 
 
+def test_quantized_kind_also_quantizes_numeric_bucket_rows(shards):
+    from llmrec.ctr.quant import QuantEmbedding
+    from llmrec.experiments.ctr_scale import embedding_bytes
+
+    enc = _encoder(shards, mode="vocab", min_count=2)
+    spec = {"name": "deepfm", "hidden_units": [8], "numeric_embedding": "bucket"}
+    fp32 = build_model(enc, spec)
+    q8 = build_model(enc, {**spec, "embedding_table": {"kind": "quantized", "quant": {"bits": 8}}})
+    assert all(isinstance(m.bucket_table, QuantEmbedding) for m in q8.modules() if hasattr(m, "bucket_table"))
+    # every embedding row now stored at 8 bits: a quarter of fp32, plus one step size per field
+    steps = sum(m.step.numel() * 4 for m in q8.modules() if isinstance(m, QuantEmbedding))
+    assert embedding_bytes(q8) - steps == embedding_bytes(fp32) // 4
+    batch = enc.transform(shards.select([2]).read_all()).slice(torch.arange(64))
+    assert q8(batch).shape == (64,)
+
+
 def test_encoder_fit_rows_bounds_the_counting_pass(shards):
     full = _encoder(shards, mode="vocab", min_count=1)
     part = _encoder(shards, mode="vocab", min_count=1, fit_rows=1000)

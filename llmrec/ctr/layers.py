@@ -97,7 +97,12 @@ class FieldEmbedding(nn.Module):
         sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []
         self.register_buffer("bucket_offsets", torch.tensor([sum(sizes[:i]) for i in range(len(sizes))],
                                                             dtype=torch.long), persistent=False)
-        self.bucket_table = nn.Embedding(max(1, sum(sizes)), dim) if numeric == "bucket" else None
+        # with a quantized categorical table the bucket rows are quantized too (their own step per field)
+        quant = table is not None and table.kind == "quantized"
+        self.bucket_table = ((make_table(max(1, sum(sizes)), dim, table, init_std,
+                                         groups=torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)))
+                              if quant and sizes else nn.Embedding(max(1, sum(sizes)), dim))
+                             if numeric == "bucket" else None)
         self.autodis = (AutoDis(n_num, dim, autodis_buckets, autodis_temperature, init_std=init_std)
                         if numeric == "autodis" and n_num else None)
         self.seq_tables = nn.ModuleDict({
@@ -124,7 +129,7 @@ class FieldEmbedding(nn.Module):
         """The parameters the trainer's embedding regularizer applies to (a quantized table has none: it
         regularizes its batch rows itself)."""
         tables = [*self._categorical_weights(), self.num_vectors, *[t.weight for t in self.seq_tables.values()]]
-        if self.bucket_table is not None:
+        if isinstance(self.bucket_table, nn.Embedding):
             tables.append(self.bucket_table.weight)
         if self.autodis is not None:
             tables.append(self.autodis.meta)
