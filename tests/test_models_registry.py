@@ -11,7 +11,7 @@ import torch
 from llmrec.data import SyntheticConfig, generate_world
 from llmrec.data.schema import RecData
 from llmrec.data.synthetic import SequenceWorldConfig, generate_sequences
-from llmrec.data.views import SeqBatch
+from llmrec.data.views import SeqBatch, add_history
 from llmrec.errors import ConfigError, LLMRecError
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.models import MODELS, describe_models, model_defaults, resolve_model_config
@@ -84,7 +84,8 @@ def predictions(model, p, trainer):
 def test_every_registered_model_trains_saves_loads(world, sequences, graph_world, name, tmp_path):
     job = small_job(name)
     family = MODELS.get(name).family
-    p = prepare(job, {"sequential": sequences, "graph": graph_world}.get(family, world))
+    data = {"sequential": sequences, "graph": graph_world}.get(family, world)
+    p = prepare(job, add_history(data, 10) if name == "din" else data)  # DIN reads a behaviour sequence
     if name == "confrec":  # item vectors: the item's taste cluster, noisy (what its text would say)
         rng = np.random.default_rng(0)
         vec = np.zeros((p.context.n_items, 8), np.float32)

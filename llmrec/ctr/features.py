@@ -21,11 +21,14 @@ from llmrec.errors import ConfigError, NotFoundError
 
 
 class FeatureSpec(StrictConfig):
-    """One input feature: its column name and type (categorical, numerical, multi-hot or a dense vector)."""
+    """One input feature: its column name and type (categorical, numerical, multi-hot, a behaviour sequence
+    or a dense vector)."""
     name: str
-    type: Literal["categorical", "numerical", "multi_hot", "dense"]
+    type: Literal["categorical", "numerical", "multi_hot", "behavior", "dense"]
     min_count: int = 1  # categorical / multi_hot: rarer values map to OOV
-    max_len: int = 16  # multi_hot: cap on tokens per row
+    max_len: int = 16  # multi_hot: cap on tokens per row; behavior: the most recent max_len are kept (counted)
+    # behavior: the categorical feature whose values the sequence holds (its embedding rows are shared)
+    target: str | None = None
     buckets: int = 20  # numerical: equal-frequency buckets (for bucketized numerical embeddings)
     key: str | None = None  # dense: the column whose value selects the vector
     dim: int | None = None  # dense: vector dimension
@@ -38,7 +41,8 @@ class Batch:
     cat: torch.Tensor  # [N, n_cat] long, already offset into one shared table
     num: torch.Tensor  # [N, n_num] float
     num_bucket: torch.Tensor  # [N, n_num] long, bucket id per numerical field (last bucket = NaN)
-    seq: dict[str, torch.Tensor]  # name -> [N, L] long (0 = padding)
+    # name -> [N, L] long, 0 = padding: multi-hot token ids; behavior: 1 + row in the shared categorical table
+    seq: dict[str, torch.Tensor]
     dense: dict[str, torch.Tensor]  # name -> [N, dim] float
     label: torch.Tensor | None = None  # [N] float
 
@@ -78,10 +82,14 @@ class FeatureEncoder:
         for s in specs:
             if s.type == "dense" and (not s.key or not s.dim):
                 raise ValueError(f"specs.{s.name}: a dense feature needs 'key' and 'dim'")
+            if s.type == "behavior" and not any(t.name == s.target and t.type == "categorical" for t in specs):
+                raise ValueError(f"specs.{s.name}.target: a behaviour sequence needs the categorical feature "
+                                 f"whose values it holds, got {s.target!r}")
         self.specs = specs
         self.vocab: dict[str, dict[str, int]] = {}
         self.stats: dict[str, tuple[float, float]] = {}
         self.edges: dict[str, list[float]] = {}
+        self.truncated: dict[str, int] = {}  # behavior: rows whose sequence was longer than max_len (cut)
         self.fitted = False
 
     def of_type(self, kind: str) -> list[FeatureSpec]:
@@ -91,6 +99,7 @@ class FeatureEncoder:
     categorical = property(lambda self: self.of_type("categorical"))
     numerical = property(lambda self: self.of_type("numerical"))
     multi_hot = property(lambda self: self.of_type("multi_hot"))
+    behavior = property(lambda self: self.of_type("behavior"))
     dense = property(lambda self: self.of_type("dense"))
 
     def cardinalities(self) -> dict[str, int]:
@@ -162,6 +171,17 @@ class FeatureEncoder:
             for r, toks in enumerate(rows):
                 ids = [vocab.get(str(t), 1) for t in list(toks)[: s.max_len]]
                 mat[r, : len(ids)] = ids
+            seq[s.name] = torch.from_numpy(mat)
+        for s in self.behavior:  # 1 + the target field's row in the shared table (0 = padding), oldest first
+            vocab, off = self.vocab[s.target], offsets[s.target] + 1
+            mat = np.zeros((n, s.max_len), np.int64)
+            cut = 0
+            for r, toks in enumerate(self._column(columns, s.name)):
+                toks = list(toks)
+                if len(toks) > s.max_len:
+                    toks, cut = toks[-s.max_len:], cut + 1
+                mat[r, : len(toks)] = [vocab.get(str(t), 0) + off for t in toks]
+            self.truncated[s.name] = self.truncated.get(s.name, 0) + cut
             seq[s.name] = torch.from_numpy(mat)
         dense = {}
         for s in self.dense:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from llmrec.config import StrictConfig
 from llmrec.data.catalog import require_dataset
 from llmrec.data.interactions import load_interactions
 from llmrec.data.movielens import load_movielens
 from llmrec.data.schema import RecData
+from llmrec.data.views import add_history
 from llmrec.errors import ConfigError
 from llmrec.data.synthetic import SequenceWorldConfig, SyntheticConfig, generate_sequences, generate_world
 
@@ -21,10 +24,20 @@ class DataConfig(StrictConfig):
     synthetic: SyntheticConfig = SyntheticConfig()
     sequences: SequenceWorldConfig = SequenceWorldConfig()  # source synthetic_sequences
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # a behaviour column "history" (each row: the user's earlier items, the most recent N; DIN's input)
+    history: int | None = Field(None, ge=1)
+    history_positive_only: bool = False  # history of positively labelled rows only
 
 
 def load_data(config: DataConfig) -> RecData:
-    """The ``RecData`` a ``DataConfig`` names (MovieLens from its configured path or the catalog's copy)."""
+    """The ``RecData`` a ``DataConfig`` names (MovieLens from its configured path or the catalog's copy),
+    with a behaviour history column when ``history`` is set."""
+    data = _load(config)
+    return data if config.history is None else add_history(data, config.history,
+                                                           positive_only=config.history_positive_only)
+
+
+def _load(config: DataConfig) -> RecData:
     if config.source == "synthetic":
         return generate_world(config.synthetic)
     if config.source == "synthetic_sequences":

@@ -8,7 +8,7 @@ import numpy as np
 
 from llmrec.errors import DataError
 
-FieldType = Literal["categorical", "numerical", "multi_hot"]
+FieldType = Literal["categorical", "numerical", "multi_hot", "behavior"]
 
 
 class DataFormatError(DataError):

@@ -440,3 +440,25 @@ def user_sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dic
 def sequence_stats(data: RecData, config: SequenceViewConfig | None = None) -> SequenceStats:
     """Users, items and interactions ``sequence_view`` keeps, what it drops and how many timestamps tie."""
     return user_sequences(data, config or SequenceViewConfig())[2]
+
+
+def add_history(data: RecData, max_len: int, name: str = "history", positive_only: bool = False) -> RecData:
+    """``data`` with a behaviour column ``name`` (field type ``behavior``, DIN's input): on every row, the
+    items of the same user's earlier rows (time order, ties in file order), oldest first, the most recent
+    ``max_len`` of them; ``positive_only``: earlier rows with a positive label only. Only earlier rows: an
+    impression never sees itself or anything after it."""
+    if max_len < 1:
+        raise DataError(f"history: max_len must be >= 1, got {max_len}")
+    if name in data.columns:
+        raise DataError(f"history: the data already has a column {name!r}")
+    users, items = data.columns[data.user_col], data.columns[data.item_col]
+    label = data.columns[data.label]
+    order = np.argsort(data.columns[data.time], kind="stable")
+    hist = np.empty(len(data), dtype=object)
+    seen: dict = {}
+    for r in order.tolist():
+        past = seen.setdefault(users[r], [])
+        hist[r] = tuple(past[-max_len:])
+        if not positive_only or label[r] > 0:
+            past.append(items[r])
+    return replace(data, columns={**data.columns, name: hist}, fields={**data.fields, name: "behavior"})

@@ -101,7 +101,8 @@ def load_job_config(path: str | Path, overrides: list[str] | None = None) -> Tra
 def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[FeatureSpec]:
     """The job's features, or every typed field of the data set when none are given; unknown columns are errors."""
     if features is None:
-        return [FeatureSpec(name=n, type=t) for n, t in data.fields.items()]
+        return [FeatureSpec(name=n, type=t, target=data.item_col if t == "behavior" else None)
+                for n, t in data.fields.items()]
     for f in features:
         if f.type != "dense" and f.name not in data.columns:
             raise ConfigError(f"features.{f.name}: not a column of {data.name} (have {sorted(data.fields)})")
