@@ -2,6 +2,8 @@
 (shared target rows, truncation counted), masking, and DIN learning what only the history tells."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,24 @@ def test_din_learns_what_only_the_history_tells_and_masks_padding():
     assert not torch.allclose(din(changed), base)
     with pytest.raises(ConfigError, match="behaviour sequence"):
         build_model(FeatureEncoder(specs[:2]).fit(d.columns), {"name": "din"})
+
+
+def test_peer_export_writes_histories_as_target_field_ids(tmp_path):
+    from types import SimpleNamespace
+
+    from llmrec.experiments.harness import export_split
+
+    d = add_history(_toy(), max_len=3)
+    specs = [FeatureSpec(name="user_id", type="categorical"), FeatureSpec(name="item_id", type="categorical"),
+             FeatureSpec(name="history", type="behavior", target="item_id", max_len=3)]
+    enc = FeatureEncoder(specs).fit(d.columns)
+    b = enc.transform(d.columns)
+    export_split(enc, SimpleNamespace(train=b, valid=b, test=b), tmp_path, {})
+    z = np.load(tmp_path / "split.npz")
+    items, hist = z["train/item_id"], z["train/history"]
+    # row 3 (user a at t9) saw i3, i1, i6: their item ids + 1 (0 = padding), oldest first
+    expect = [int(items[r]) + 1 for r in (2, 0, 5)]
+    assert hist[3].tolist() == expect and hist[1].tolist() == [0, 0, 0]
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    assert {"name": "history", "type": "behavior", "target": "item_id", "vocab": enc.cardinalities()["item_id"] + 1,
+            "max_len": 3} in spec["features"]

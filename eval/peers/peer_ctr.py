@@ -1,6 +1,6 @@
 """DeepFM (and FuxiCTR's DCNv2) from the peer libraries on an exported llmrec split (run with the peers' Python).
 
-    python eval/peers/peer_ctr.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED [deepfm|dcnv2]
+    python eval/peers/peer_ctr.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED [deepfm|dcnv2|din]
 
 SPLIT.npz holds the encoded train/valid/test arrays (identical ids for every library), SPEC.json the
 feature list and hyperparameters. Prints one JSON line: test AUC/logloss, training samples/s, epochs.
@@ -38,16 +38,30 @@ def run_fuxictr(parts, spec, seed, model_name="deepfm"):
     from collections import OrderedDict
 
     from fuxictr.features import FeatureMap
-    from fuxictr.pytorch.layers import CrossNetV2, FactorizationMachine, FeatureEmbedding, MLP_Block
+    from fuxictr.pytorch.layers import CrossNetV2, DIN_Attention, FactorizationMachine, FeatureEmbedding, MLP_Block
     from fuxictr.pytorch.models import BaseModel
     from fuxictr.utils import set_logger  # noqa: F401  (imported for parity with the zoo scripts)
 
     logging.disable(logging.INFO)
     fmap = FeatureMap("llmrec_bench", tempfile.mkdtemp())
     fmap.features = OrderedDict()
+    behaviors = [f for f in spec["features"] if f["type"] == "behavior"] if model_name == "din" else []
+    shifted = {f["target"] for f in behaviors}  # their ids + 1: index 0 is the sequences' padding
+    for name in shifted:
+        for part in parts.values():
+            part[name] = part[name] + 1
     for f in spec["features"]:
-        if f["type"] == "categorical":
+        if f["type"] == "behavior":
+            if f in behaviors:  # FuxiCTR's DIN: a sequence feature sharing its target's embedding table
+                fmap.features[f["name"]] = {"type": "sequence", "source": "", "share_embedding": f["target"],
+                                            "vocab_size": f["vocab"], "padding_idx": 0, "max_len": f["max_len"]}
+            else:  # models without attention do not read behaviour sequences (as llmrec's)
+                for part in parts.values():
+                    part.pop(f["name"], None)
+        elif f["type"] == "categorical":
             fmap.features[f["name"]] = {"type": "categorical", "source": "", "vocab_size": f["vocab"]}
+            if f["name"] in shifted:
+                fmap.features[f["name"]].update(vocab_size=f["vocab"] + 1, padding_idx=0)
         elif f["type"] == "numerical":
             fmap.features[f["name"]] = {"type": "numeric", "source": ""}
         else:
@@ -108,6 +122,30 @@ def run_fuxictr(parts, spec, seed, model_name="deepfm"):
             y = self.fc(torch.cat([self.crossnet(x0), self.parallel_dnn(x0)], dim=-1))
             return {"y_pred": self.output_activation(y)}
 
+    class DIN(ZooModel):
+        """The zoo's DIN from the wheel's layers: DIN_Attention pools each behaviour sequence against its
+        target's embedding; the pooled vector takes the sequence's place among the fields; an MLP on top."""
+
+        def __init__(self, feature_map):
+            super().__init__(feature_map, "DIN")
+            act = "Dice" if hp.get("activation", "dice") == "dice" else "ReLU"
+            self.attention = torch.nn.ModuleList(
+                DIN_Attention(hp["embedding_dim"], attention_units=hp.get("attention_units", [80, 40]),
+                              hidden_activations=act, use_softmax=hp.get("attention_softmax", False))
+                for _ in behaviors)
+            self.dnn = MLP_Block(input_dim=feature_map.sum_emb_out_dim(), output_dim=1,
+                                 hidden_units=hp["hidden_units"], hidden_activations=act, output_activation=None,
+                                 dropout_rates=hp["dropout"], batch_norm=False)
+            self.finish()
+
+        def forward(self, inputs):
+            X = self.get_inputs(inputs)
+            emb = self.embedding_layer.embedding_layer(X)
+            for f, att in zip(behaviors, self.attention):
+                emb[f["name"]] = att(emb[f["target"]], emb[f["name"]], X[f["name"]].long() != 0)
+            y = self.dnn(self.embedding_layer.embedding_layer.dict2tensor(emb, flatten_emb=True))
+            return {"y_pred": self.output_activation(y)}
+
     class Loader:
         def __init__(self, data, bs, shuffle):
             self.data, self.bs, self.shuffle = data, bs, shuffle
@@ -125,7 +163,7 @@ def run_fuxictr(parts, spec, seed, model_name="deepfm"):
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = (DCNv2 if model_name == "dcnv2" else DeepFM)(fmap)
+    model = {"dcnv2": DCNv2, "din": DIN}.get(model_name, DeepFM)(fmap)
     eval_time = [0.0]
     orig_eval = model.eval_step
 
@@ -151,7 +189,8 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
 
     hp = spec["hp"]
     cols = []
-    for f in spec["features"]:
+    features = [f for f in spec["features"] if f["type"] != "behavior"]  # DeepFM does not read sequences
+    for f in features:
         if f["type"] == "categorical":
             cols.append(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]))
         elif f["type"] == "numerical":
@@ -159,7 +198,7 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
         else:
             cols.append(VarLenSparseFeat(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]),
                                          maxlen=f["max_len"], combiner="mean"))
-    names = [f["name"] for f in spec["features"]]
+    names = [f["name"] for f in features]
     torch.manual_seed(seed)
     model = DeepFM(cols, cols, dnn_hidden_units=tuple(hp["hidden_units"]), l2_reg_linear=hp["embedding_l2"] / 2,
                    l2_reg_embedding=hp["embedding_l2"] / 2, l2_reg_dnn=0, init_std=1e-4, seed=seed,

@@ -92,7 +92,7 @@ class Variant(StrictConfig):
         return self.label or str(self.model.get("name"))
 
 
-PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2"), "deepctr": ("deepfm", "dcnv2"),
+PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "dcnv2"),
                "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf")}
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 
@@ -100,7 +100,7 @@ RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBol
 class Peer(StrictConfig):
     """A peer library's model run on the same split with the settings of the variant it copies."""
     library: Literal["fuxictr", "deepctr", "recbole"]
-    model: Literal["deepfm", "dcnv2", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"] = "deepfm"
+    model: Literal["deepfm", "dcnv2", "din", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
 
     @model_validator(mode="after")
@@ -301,13 +301,18 @@ def export_split(enc: FeatureEncoder, p: Prepared, path: Path, hp: dict) -> Path
             arrays[f"{part}/{s.name}"] = b.num[:, k].numpy().astype(np.float32)
         for s in enc.multi_hot:
             arrays[f"{part}/{s.name}"] = b.seq[s.name].numpy().astype(np.int64)
+        for s in enc.behavior:  # ids within the target field + 1, 0 = padding
+            v = b.seq[s.name].numpy().astype(np.int64)
+            arrays[f"{part}/{s.name}"] = np.where(v > 0, v - offsets[s.target], 0)
         arrays[f"{part}/label"] = b.label.numpy().astype(np.float32)
     np.savez(path / "split.npz", **arrays)
     card = enc.cardinalities()
     feats = ([{"name": s.name, "type": "categorical", "vocab": card[s.name]} for s in enc.categorical]
              + [{"name": s.name, "type": "numerical"} for s in enc.numerical]
              + [{"name": s.name, "type": "multi_hot", "vocab": card[s.name], "max_len": s.max_len}
-                for s in enc.multi_hot])
+                for s in enc.multi_hot]
+             + [{"name": s.name, "type": "behavior", "target": s.target, "vocab": card[s.target] + 1,
+                 "max_len": s.max_len} for s in enc.behavior])
     (path / "spec.json").write_text(json.dumps({"features": feats, "hp": hp}))
     return path
 
@@ -319,7 +324,8 @@ def peer_hyperparameters(job: TrainJobConfig) -> dict:
     return {"embedding_dim": m["embedding_dim"], "hidden_units": m["hidden_units"], "dropout": m["dropout"],
             "batch_size": t.batch_size, "learning_rate": t.learning_rate, "embedding_l2": t.embedding_l2,
             "epochs": t.epochs, "patience": t.patience,
-            **{k: m[k] for k in ("cross_layers", "structure", "low_rank", "experts") if k in m}}
+            **{k: m[k] for k in ("cross_layers", "structure", "low_rank", "experts", "attention_units", "activation",
+                                 "attention_softmax") if k in m}}
 
 
 class ResumeCache:

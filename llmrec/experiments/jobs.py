@@ -101,7 +101,9 @@ def load_job_config(path: str | Path, overrides: list[str] | None = None) -> Tra
 def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[FeatureSpec]:
     """The job's features, or every typed field of the data set when none are given; unknown columns are errors."""
     if features is None:
-        return [FeatureSpec(name=n, type=t, target=data.item_col if t == "behavior" else None)
+        return [FeatureSpec(name=n, type=t) if t != "behavior" else  # a history: its longest sequence
+                FeatureSpec(name=n, type=t, target=data.item_col,
+                            max_len=max(1, max((len(h) for h in data.columns[n]), default=1)))
                 for n, t in data.fields.items()]
     for f in features:
         if f.type != "dense" and f.name not in data.columns:
