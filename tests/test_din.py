@@ -65,6 +65,7 @@ def _category_world(n: int = 6000, seed: int = 0) -> RecData:
                    {"user_id": "categorical", "item_id": "categorical", "history": "behavior"})
 
 
+@pytest.mark.slow
 def test_din_learns_what_only_the_history_tells_and_masks_padding():
     d = _category_world()
     specs = [FeatureSpec(name="user_id", type="categorical"), FeatureSpec(name="item_id", type="categorical"),
