@@ -39,7 +39,7 @@ def test_min_count_rule_shares_first_then_starts_an_own_row_from_the_slot(shards
     day0 = shards.select([0]).read_all()
     torch.manual_seed(0)
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
-    _grow(model, a, a.decide(day0, 0, None), "slot")
+    _grow(model, a, a.decide(day0, 0), "slot")
     ids, counts = np.unique(day0["C3"], return_counts=True)
     j = a.fields.index("C3")
     # an id seen twice or more owns a row; a once-seen id shares its field's slot
@@ -53,7 +53,7 @@ def test_min_count_rule_shares_first_then_starts_an_own_row_from_the_slot(shards
     w = model.embedding.table.weight.detach().clone()
     again = {k: v[:1].copy() for k, v in day0.items()}
     again["C3"] = np.array([once])
-    starts = a.decide(again, 1, None)
+    starts = a.decide(again, 1)
     _grow(model, a, starts, "slot")
     own = a.own[j][once]
     torch.testing.assert_close(model.embedding.table.weight[own], w[j * 4 + a.slot[j][once]])
@@ -62,7 +62,7 @@ def test_min_count_rule_shares_first_then_starts_an_own_row_from_the_slot(shards
 def test_keep_all_gives_every_id_its_own_row(shards):
     a = _assigner(shards, policy="keep_all")
     day0 = shards.select([0]).read_all()
-    a.decide(day0, 0, None)
+    a.decide(day0, 0)
     assert a.exclusive_rows() == sum(len(np.unique(day0[f])) for f in a.fields) == a.ids_seen()
     assert a.memory_rows() == a.exclusive_rows()  # the unused shared rows are not counted for the baseline
 
@@ -73,7 +73,7 @@ def test_learned_policy_scores_rows_counterfactually_and_evicts_only_stale_rows(
     torch.manual_seed(0)
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
     day0, day1 = (shards.select([d]).read_all() for d in (0, 1))
-    _grow(model, a, a.decide(day0, 0, None), "slot")
+    _grow(model, a, a.decide(day0, 0), "slot")
     train = a.transform(day0, 0)
     Trainer(cfg).fit(model, train, train.slice(torch.arange(500)))
     predict = lambda b: PointwiseTask().predict(model, b, Trainer(cfg))  # noqa: E731
@@ -104,7 +104,7 @@ def test_learned_policy_scores_rows_counterfactually_and_evicts_only_stale_rows(
         a.actor.keep.bias.fill_(-20.0)
     a.config = a.config.model_copy(update={"explore": 0.0})
     before = dict(a.own[j])
-    a.decide(day1, 1, None)
+    a.decide(day1, 1)
     active = set(day1["C3"].tolist())
     assert all(i in a.own[j] for i in before if i in active)
     assert not any(i in a.own[j] for i in before if i not in active)
@@ -117,7 +117,7 @@ def test_memory_budget_raises_the_keep_threshold_when_over_budget(shards):
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
     day0, day1 = (shards.select([d]).read_all() for d in (0, 1))
     a.config = a.config.model_copy(update={"min_count": 1})  # warm-up rule: every id a row -> over budget
-    _grow(model, a, a.decide(day0, 0, None), "slot")
+    _grow(model, a, a.decide(day0, 0), "slot")
     stats = a.learn(day1, lambda b: PointwiseTask().predict(model, b, Trainer(cfg)), 1)
     assert stats["rows_fraction"] > 0.9 and stats["threshold"] == pytest.approx(0.5 * (stats["rows_fraction"] - 0.2))
 

@@ -56,8 +56,8 @@ class AssignConfig(StrictConfig):
     entropy: float = Field(0.01, ge=0)
     updates: int = Field(50, ge=1)  # gradient steps of actor and critic per chunk
     # memory budget: exclusive + shared rows as a fraction of the ids seen so far (every id its own row);
-    # the keep threshold (a Lagrange multiplier, in the critic's units) moves by
-    # ``budget_step`` x (fraction - budget) per chunk, floored at 0
+    # when over it, ids whose critic value ranks below a threshold quantile (a Lagrange multiplier in
+    # [0, 1]) are not kept; the threshold moves by ``budget_step`` x (fraction - budget) per chunk
     budget: float = Field(0.75, gt=0)
     budget_step: float = Field(0.5, ge=0)
     row_cost: float = Field(0.01, ge=0)  # what a row must save (critic units: signed log1p of summed log loss)
@@ -163,11 +163,11 @@ class IdAssigner:
         return int(logits.argmax(-1))
 
     @torch.no_grad()
-    def decide(self, cols: dict[str, np.ndarray], chunk: int, table: torch.Tensor | None) -> list[tuple[int, int]]:
+    def decide(self, cols: dict[str, np.ndarray], chunk: int) -> list[tuple[int, int]]:
         """Assignment decisions for every id of a training chunk and, under the learned policy, every id
         holding a row (absent from the chunk: count 0 in it, so stale rows can be evicted); returns (new row,
-        source row) pairs: the exclusive rows to (re)start from their slot's embedding (rows beyond
-        ``table`` are to be appended)."""
+        source row) pairs: the exclusive rows to (re)start from their slot's embedding (rows beyond the
+        model's table are to be appended: ``ctr_assign._grow``)."""
         S = self.config.shared
         starts: list[tuple[int, int]] = []
         record = {"states": [], "slots": [], "keeps": [], "field": [], "ids": []}

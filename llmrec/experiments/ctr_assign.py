@@ -106,7 +106,7 @@ def run_variant(exp: AssignExperiment, s, v: AssignVariant, seed: int) -> list[d
     out = []
     for t, (day, nxt) in enumerate(zip(exp.chunks[:-1], exp.chunks[1:])):
         cols = s.select([day]).read_all()
-        starts = assigner.decide(cols, t, None)
+        starts = assigner.decide(cols, t)
         _grow(model, assigner, starts, cfg.init)
         train = assigner.transform(cols, t)
         Trainer(tc).fit(model, train, train.slice(torch.arange(min(len(train), 5000))))
