@@ -92,6 +92,10 @@ class FieldEmbedding(nn.Module):
         self.table = make_table(max(1, encoder.n_categorical_rows()), dim, table, init_std,
                                 groups=row_fields(encoder) if table is not None and table.kind in ("quantized", "torchrec")
                                 else None)
+        # where each categorical field's rows start, then the row count (Helen groups rows by field)
+        self.register_buffer("field_starts", torch.tensor(
+            [*sorted(encoder.offsets().values()), max(1, encoder.n_categorical_rows())], dtype=torch.long),
+            persistent=False)
         n_num = len(encoder.numerical)
         self.num_vectors = nn.Parameter(torch.empty(n_num if numeric == "scalar" else 0, dim))
         sizes = [s.buckets + 1 for s in encoder.numerical] if numeric == "bucket" else []

@@ -36,6 +36,7 @@ from llmrec.ctr.torchrec_table import is_sharded
 from llmrec.errors import ConfigError, DataError
 from llmrec.io import load_checkpoint, save_checkpoint
 from llmrec.train.optim import BatchL2, clip_grad_norm, make_optimizer, self_updating, sparse_tables
+from llmrec.train.sam import SAMConfig, SharpnessStep
 from llmrec.train.tasks import PointwiseTask, Task
 
 
@@ -66,9 +67,14 @@ class TrainerConfig(StrictConfig):
     # looked up (tables not looked up by id, e.g. numerical vectors, keep the whole-table term)
     embedding_l2_scope: Literal["table", "batch"] = "table"
     checkpoint_every_shards: int = Field(1, ge=1)  # streamed data: checkpoint after every N finished shards
+    # SAM / Helen (llmrec.train.sam): two passes per step, the second gradient at w + e drives Adam
+    sharpness: SAMConfig | None = None
 
     @model_validator(mode="after")
     def _sparse_needs_batch_l2(self) -> "TrainerConfig":
+        if self.sharpness is not None and self.embedding_update == "sparse":
+            raise ValueError("sharpness: SAM / Helen perturb by whole-table gradient norms; use "
+                             "embedding_update: dense")
         if self.embedding_update == "sparse" and self.embedding_l2 > 0 and self.embedding_l2_scope == "table":
             raise ValueError("embedding_l2_scope: 'table' L2 makes every row's gradient dense; sparse "
                              "embedding updates need 'batch' (or embedding_l2: 0)")
@@ -179,6 +185,10 @@ class Trainer:
         if owners and c.embedding_l2 > 0 and c.embedding_l2_scope == "table":
             raise ConfigError("trainer.embedding_l2_scope: a self-updating table (the cached table) holds only "
                               "its hot rows; use 'batch' (or embedding_l2: 0)")
+        if c.sharpness is not None and (owners or sharded):
+            raise ConfigError("trainer.sharpness: SAM / Helen need the model's tables as plain parameters "
+                              "(not a cached, quantized or TorchRec-sharded table)")
+        sharp = SharpnessStep(inner, c.sharpness) if c.sharpness is not None else None
         prefetchers = [m for m in model.modules() if hasattr(m, "prefetch_batch") and getattr(m, "prefetches", True)]
         # fused Adam: one kernel over all parameters instead of a Python loop of small ops
         opt = make_optimizer(model, c, lookup, owned)
@@ -207,22 +217,31 @@ class Trainer:
             mb = local_slice(mb).to(c.device)
             for m in prefetchers:
                 m.prefetch_batch(None if nxt is None else local_slice(nxt))
-            with self.autocast():
-                rows = task.row_loss(net, mb)
-            # sum over this rank's rows / global batch rows: DDP's gradient averaging x world restores the
-            # global mean, so every rank (and a single process) optimizes the same objective
-            loss = rows.sum() * size / full if size > 1 else rows.mean()
-            if c.embedding_l2 > 0:
-                if whole:
-                    loss = loss + (c.embedding_l2 / 2) * sum(t.pow(2).sum() for t in whole)
-                if batch_l2 is not None:
-                    loss = loss + (c.embedding_l2 / 2) * batch_l2.penalty()
-                if c.embedding_l2_scope == "batch":  # self-updating tables that regularize their batch rows
-                    for m in owners:
-                        if hasattr(m, "regularization"):
-                            loss = loss + (c.embedding_l2 / 2) * m.regularization()
+            def objective() -> torch.Tensor:
+                with self.autocast():
+                    rows = task.row_loss(net, mb)
+                # sum over this rank's rows / global batch rows: DDP's gradient averaging x world restores the
+                # global mean, so every rank (and a single process) optimizes the same objective
+                loss = rows.sum() * size / full if size > 1 else rows.mean()
+                if c.embedding_l2 > 0:
+                    if whole:
+                        loss = loss + (c.embedding_l2 / 2) * sum(t.pow(2).sum() for t in whole)
+                    if batch_l2 is not None:
+                        loss = loss + (c.embedding_l2 / 2) * batch_l2.penalty()
+                    if c.embedding_l2_scope == "batch":  # self-updating tables that regularize their batch rows
+                        for m in owners:
+                            if hasattr(m, "regularization"):
+                                loss = loss + (c.embedding_l2 / 2) * m.regularization()
+                return loss
+
+            loss = objective()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if sharp is not None:  # second pass at w + e; Adam then steps with that gradient from w
+                moved = sharp.ascend(mb)
+                opt.zero_grad(set_to_none=True)
+                objective().backward()
+                sharp.restore(moved)
             if c.grad_clip:
                 if c.embedding_update == "sparse" or owners:
                     clip_grad_norm(list(model.parameters()), c.grad_clip)
