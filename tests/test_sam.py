@@ -21,17 +21,18 @@ def _data(n: int = 3000, seed: int = 0):
     return enc.fit(cols), cols
 
 
-def _grads(model, batch):
-    model.zero_grad()
+def _with_grads(name: str):
+    """(encoder, model, batch) with the model's gradients on the batch in ``.grad``."""
+    enc, cols = _data()
+    torch.manual_seed(0)
+    model = build_model(enc, {"name": name, "hidden_units": [8], "embedding_dim": 4})
+    batch = enc.transform(cols).slice(torch.arange(256))
     torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch.label).backward()
+    return enc, model, batch
 
 
 def test_sam_moves_the_whole_gradient_by_rho_and_restores_exactly():
-    enc, cols = _data()
-    torch.manual_seed(0)
-    model = build_model(enc, {"name": "deepfm", "hidden_units": [8], "embedding_dim": 4})
-    b = enc.transform(cols).slice(torch.arange(256))
-    _grads(model, b)
+    _, model, b = _with_grads("deepfm")
     before = [p.detach().clone() for p in model.parameters()]
     step = SharpnessStep(model, SAMConfig(kind="sam", rho=0.05))
     moved = step.ascend(b)
@@ -42,11 +43,7 @@ def test_sam_moves_the_whole_gradient_by_rho_and_restores_exactly():
 
 
 def test_helen_scales_each_row_by_its_batch_frequency_within_its_field():
-    enc, cols = _data()
-    torch.manual_seed(0)
-    model = build_model(enc, {"name": "dnn", "hidden_units": [8], "embedding_dim": 4})
-    b = enc.transform(cols).slice(torch.arange(256))
-    _grads(model, b)
+    enc, model, b = _with_grads("dnn")
     w = model.embedding.table.weight
     g = w.grad.clone()
     before = w.detach().clone()
