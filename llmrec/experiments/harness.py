@@ -46,7 +46,8 @@ from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
 from llmrec.results import pyplot, write_result
 from llmrec.threads import peak_rss_mb
-from llmrec.train import TrainerConfig
+from llmrec.train import PointwiseTask, TrainerConfig
+from llmrec.train.sam import frequent_feature_eigenvalue
 
 
 class DatasetSpec(StrictConfig):
@@ -129,6 +130,9 @@ class ExperimentConfig(StrictConfig):
     knowledge: KnowledgeExtraction | None = None
     peer_python: str = ".venv-peers/bin/python"  # relative to the checkout
     isolate: bool = True  # one process per (data set, variant)
+    # CTR: after training, the top Hessian eigenvalue w.r.t. the most frequent feature value's embedding
+    # on 4,096 training rows (Helen's diagnostic, ``llmrec.train.sam.frequent_feature_eigenvalue``)
+    sharpness_diagnostic: bool = False
 
 
 def load_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -236,6 +240,9 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
                      "train_samples_per_second": r["train_samples_per_second"], "model": r["model"],
                      **({"train_pairs_per_second": r["train_pairs_per_second"]} if r.get("train_pairs_per_second") else {}),
                      **({"epoch_seconds": r["epoch_seconds"]} if r.get("epoch_seconds") else {})})
+        if exp.sharpness_diagnostic:
+            sample = p.train.slice(torch.arange(min(len(p.train), 4096)))
+            runs[-1]["sharpness"] = frequent_feature_eigenvalue(model, PointwiseTask().row_loss, sample)
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
@@ -253,6 +260,9 @@ def summarize(runs: list[dict]) -> dict:
         out["train_pairs_per_second"] = float(np.median([r["train_pairs_per_second"] for r in runs]))
     if all(r.get("epoch_seconds") for r in runs):  # training seconds per epoch (validation excluded)
         out["epoch_seconds"] = float(np.median([r["epoch_seconds"] for r in runs]))
+    if all(r.get("sharpness") for r in runs):
+        v = np.array([r["sharpness"]["top_eigenvalue"] for r in runs])
+        out["top_eigenvalue_mean"], out["top_eigenvalue_std"] = float(v.mean()), float(v.std())
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}

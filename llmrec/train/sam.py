@@ -105,3 +105,22 @@ def top_eigenvalue(loss_fn: Callable[[], torch.Tensor], param: nn.Parameter, row
             return 0.0
         v = hv / norm
     return lam
+
+
+def frequent_feature_eigenvalue(model: nn.Module, row_loss: Callable[[nn.Module, Batch], torch.Tensor],
+                                batch: Batch, iters: int = 30) -> dict[str, float | int]:
+    """Helen's diagnostic: the top Hessian eigenvalue of the mean loss on ``batch`` (dropout off) with
+    respect to the embedding row of the batch's most frequent categorical value, in the model's main
+    field embedding (``model.embedding``)."""
+    emb = getattr(model, "embedding", None)
+    if not isinstance(emb, FieldEmbedding) or not isinstance(emb.table, nn.Embedding) or not batch.cat.numel():
+        raise ValueError("frequent_feature_eigenvalue: the model has no dense categorical field embedding")
+    counts = torch.bincount(batch.cat.reshape(-1))
+    row = int(counts.argmax())
+    was = model.training
+    model.eval()
+    try:
+        lam = top_eigenvalue(lambda: row_loss(model, batch).mean(), emb.table.weight, torch.tensor([row]), iters)
+    finally:
+        model.train(was)
+    return {"top_eigenvalue": lam, "row": row, "row_share": float(counts[row]) / len(batch)}
