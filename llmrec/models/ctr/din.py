@@ -46,8 +46,9 @@ class Dice(nn.Module):
             z = self.bn(x.reshape(-1, self.dim)).reshape(x.shape)
         else:  # the running statistics, broadcast over the last axis (what BatchNorm does at evaluation)
             z = (x - self.bn.running_mean) / torch.sqrt(self.bn.running_var + self.bn.eps)
-        p = torch.sigmoid(z)
-        return p * x + (1 - p) * self.alpha * x
+        # p x + (1 - p) alpha x = x (alpha + p (1 - alpha)): two elementwise ops instead of five, forward
+        # and backward (elementwise products were half of DIN's step time, over batch x history positions)
+        return x * torch.addcmul(self.alpha, torch.sigmoid(z), 1 - self.alpha)
 
 
 def _tower(in_dim: int, hidden: list[int], activation: str, dropout: float) -> tuple[nn.Sequential, int]:
