@@ -16,14 +16,15 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # llmrec.threads only: stdlib, no llmrec deps
-from llmrec.threads import peak_rss_mb  # noqa: E402
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM; ru_maxrss would carry the parent's RSS across fork + exec)."""
+    return int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def load(split_path: str):
