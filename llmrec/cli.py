@@ -334,6 +334,28 @@ def experiment(
 
 
 @app.command()
+def select(
+    config: Path = typer.Option(..., "--config", help="a ctr_select experiment YAML (configs/experiments/) or its name"),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted.key=value over the config"),
+    out: Optional[Path] = typer.Option(None, help="result JSON (default: the config's output)"),
+) -> None:
+    """Rank a CTR data set's fields with every configured selector (ERASE), retrain on each ranking's top k
+    fields and write the rankings, the AUC-vs-k curves and AUKC (JSON + plot)."""
+    from llmrec.experiments.ctr_select import run_ctr_select
+    from llmrec.experiments.kinds import load_kind
+
+    res = run_ctr_select(load_kind(config, "ctr_select", overrides), out)
+    table = Table(title="field selection (AUKC = mean test AUC over k kept fields)")
+    for col in ("data", "selector", "AUKC", "ranking (seed 1)"):
+        table.add_column(col)
+    for dname, s in res["summary"].items():
+        for name, v in sorted(s["selectors"].items(), key=lambda kv: -kv[1]["aukc"]["mean"]):
+            table.add_row(dname, name, f"{v['aukc']['mean']:.4f} ± {v['aukc']['std']:.4f}", " > ".join(v["rankings"][0]))
+    stdout.print(table)
+    console.print(f"wrote {res['output']}")
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind"), port: int = typer.Option(8000, help="port"),
     max_batch: int = typer.Option(16, min=1, help="requests decoded together"),

@@ -13,6 +13,7 @@ from llmrec.errors import ConfigError
 from llmrec.experiments.augment import AugmentExperiment
 from llmrec.experiments.ctr_incremental import IncrementalCTRExperiment
 from llmrec.experiments.ctr_assign import AssignExperiment
+from llmrec.experiments.ctr_select import SelectExperiment
 from llmrec.experiments.ctr_scale import ScaleExperiment
 from llmrec.experiments.incremental import IncrementalExperiment
 from llmrec.experiments.scaling import PerformanceLawExperiment
@@ -28,7 +29,7 @@ KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "re
                 "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment,
                 "performance_law": PerformanceLawExperiment, "incremental": IncrementalExperiment,
                 "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment,
-                "ctr_assign": AssignExperiment}
+                "ctr_assign": AssignExperiment, "ctr_select": SelectExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

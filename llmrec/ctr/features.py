@@ -102,6 +102,12 @@ class FeatureEncoder:
     behavior = property(lambda self: self.of_type("behavior"))
     dense = property(lambda self: self.of_type("dense"))
 
+    @property
+    def embedded_fields(self) -> list[str]:
+        """Field names in the order ``FieldEmbedding`` stacks them (categorical, numerical, multi-hot, dense);
+        behaviour sequences are read by the models that attend over them, not stacked."""
+        return [s.name for kind in ("categorical", "numerical", "multi_hot", "dense") for s in self.of_type(kind)]
+
     def cardinalities(self) -> dict[str, int]:
         """Vocabulary size of each categorical / multi-hot field (out-of-vocabulary id included)."""
         return {s.name: len(self.vocab[s.name]) + (2 if s.type == "multi_hot" else 1)

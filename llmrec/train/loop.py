@@ -6,7 +6,8 @@ BARS/FuxiCTR semantics: Adam; whole-table L2 on the model's ``embedding_tables()
 ((lambda/2)*||E||^2 added to the mean loss); gradient-norm clip 10; evaluation on validation once per epoch;
 learning rate x0.1 after every epoch that does not improve the task's primary metric (min 1e-6); early stop
 after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored
-before the test set is evaluated once.
+before the test set is evaluated once. A module of the model with an ``auxiliary_loss()`` method (a field gate's
+penalty, an auxiliary self-supervised loss) has it added to every step's loss, after its forward.
 
 Resumable: with ``checkpoint_dir`` the full state (weights, optimizer, best weights, history, RNGs) is
 written atomically after every epoch, and ``fit`` continues from it after a kill, giving the same result as
@@ -190,6 +191,7 @@ class Trainer:
                               "(not a cached, quantized or TorchRec-sharded table)")
         sharp = SharpnessStep(inner, c.sharpness) if c.sharpness is not None else None
         prefetchers = [m for m in model.modules() if hasattr(m, "prefetch_batch") and getattr(m, "prefetches", True)]
+        auxiliary = [m for m in model.modules() if hasattr(m, "auxiliary_loss")]
         # fused Adam: one kernel over all parameters instead of a Python loop of small ops
         opt = make_optimizer(model, c, lookup, owned)
         batch_l2 = BatchL2(lookup) if c.embedding_l2 > 0 and c.embedding_l2_scope == "batch" else None
@@ -232,6 +234,8 @@ class Trainer:
                         for m in owners:
                             if hasattr(m, "regularization"):
                                 loss = loss + (c.embedding_l2 / 2) * m.regularization()
+                for m in auxiliary:  # modules with a loss of their own from this forward (gates, MISS)
+                    loss = loss + m.auxiliary_loss()
                 return loss
 
             loss = objective()
