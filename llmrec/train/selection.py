@@ -163,7 +163,7 @@ def _target_encoding(ids: np.ndarray, y: np.ndarray, folds: np.ndarray, n_folds:
         valid = ids_fit.ravel() > 0 if ids.ndim > 1 else np.ones(ids_fit.size, bool)
         s = np.bincount(ids_fit.ravel()[valid], weights=y_fit[valid], minlength=size)
         c = np.bincount(ids_fit.ravel()[valid], minlength=size)
-        enc = (s + m * prior) / (c + m)
+        enc = np.where(c > 0, (s + m * prior) / np.maximum(c + m, 1e-12), prior)  # unseen in the fit folds: prior
         held = flat[hold]
         if ids.ndim > 1:  # mean over a row's tokens (padding excluded; a row without tokens gets the prior)
             mask = held > 0
@@ -333,17 +333,20 @@ class AutoFieldGate(FieldGate):
 
 
 class AdaFSGate(FieldGate):
-    """A controller MLP over the row's field embeddings: softmax weights over fields, times F (mean 1)."""
+    """A controller MLP over the row's field embeddings: softmax weights over fields, times F (mean 1). Its
+    output layer starts at zero, so every field starts at weight 1 (a field weighted near 0 from the start
+    would get no gradient and could never prove useful)."""
 
-    def __init__(self, n_fields: int, dim: int, scale: float, hidden: int = 64) -> None:
+    def __init__(self, n_fields: int, dim: int, hidden: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(n_fields * dim), nn.Linear(n_fields * dim, hidden), nn.ReLU(),
                                  nn.Linear(hidden, n_fields))
-        self.scale = scale
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
         self.tick()
-        return torch.softmax(self.net(emb.flatten(1)) * self.scale, -1) * emb.shape[1]
+        return torch.softmax(self.net(emb.flatten(1)), -1) * emb.shape[1]
 
 
 class OptFSGate(FieldGate):
@@ -419,7 +422,7 @@ def autofield(data: SelectionInput, config: SelectorConfig) -> np.ndarray:
 @SELECTORS.register("adafs")
 def adafs(data: SelectionInput, config: SelectorConfig) -> np.ndarray:
     """Mean controller weight per field on the validation rows."""
-    model = _gated(data, AdaFSGate(len(data.fields), _dim(data), config.gate_scale))
+    model = _gated(data, AdaFSGate(len(data.fields), _dim(data)))
     return model.mean_weights(data.valid)
 
 
