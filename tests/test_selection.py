@@ -51,6 +51,7 @@ def planted() -> SelectionInput:
     return SelectionInput(enc, train, valid, build, trainer, seed=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SELECTORS.names() if n not in ("random", "sfs")])
 def test_every_selector_ranks_the_planted_signal_field_first(planted, name):
     out = select(name, planted)
@@ -106,6 +107,7 @@ def test_target_encoding_is_out_of_fold_and_smoothed():
     assert enc[2] == pytest.approx(0.5) and enc[0] == pytest.approx(0.0)  # fold 1 holds token 1 with labels 0, 0
 
 
+@pytest.mark.slow
 def test_trainer_adds_a_modules_auxiliary_loss(planted):
     def fitted(weight: float) -> LPFSGate:
         gate = LPFSGate(len(planted.fields), scale=10.0, penalty=weight, anneal=50)
@@ -132,6 +134,7 @@ def _experiment(tmp_path, selectors=("lasso", "random"), ks=(1, 9)) -> SelectExp
                           "trainer": {"batch_size": 256, "epochs": 3, "patience": 1, "progress": False}}})
 
 
+@pytest.mark.slow
 def test_ctr_select_retrains_on_top_k_and_reports_aukc(tmp_path):
     res = run_ctr_select(_experiment(tmp_path))
     s = res["summary"]["syn"]
@@ -150,6 +153,7 @@ def test_ctr_select_retrains_on_top_k_and_reports_aukc(tmp_path):
     assert (tmp_path / "sel.png").stat().st_size > 0 and not (tmp_path / "sel.partial.json").exists()
 
 
+@pytest.mark.slow
 def test_ctr_select_resumes_and_names_bad_config(tmp_path, monkeypatch):
     exp = _experiment(tmp_path, selectors=("random",), ks=(2,))
     calls = []
@@ -173,6 +177,7 @@ def test_ctr_select_resumes_and_names_bad_config(tmp_path, monkeypatch):
         _experiment(tmp_path, selectors=("lasso", "nope"))
 
 
+@pytest.mark.slow
 def test_llmrec_select_cli_prints_rankings(tmp_path):
     cfg = tmp_path / "sel.yaml"
     exp = _experiment(tmp_path, selectors=("random",), ks=(9,)).model_dump(mode="json")

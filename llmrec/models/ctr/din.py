@@ -7,7 +7,8 @@ an MLP over every field embedding plus the pooled vectors, with Dice activations
 data-adaptive PReLU) by default.
 
 Behaviours use the rows of their target field in the shared categorical table (one embedding per item,
-whether it is the candidate or in a history); padding positions are masked out."""
+whether it is the candidate or in a history); padding positions are masked out. With ``miss`` set, MISS's
+multi-interest contrastive loss (``llmrec.ctr.miss``) trains the behaviour embeddings alongside."""
 from __future__ import annotations
 
 from typing import Literal
@@ -18,6 +19,7 @@ from torch import nn
 
 from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.ctr.layers import FastDropout
+from llmrec.ctr.miss import MISS, MISSConfig
 from llmrec.errors import ConfigError
 from llmrec.models.ctr.base import DeepCTRConfig, field_embedding
 from llmrec.models.registry import register_model
@@ -29,6 +31,7 @@ class DINConfig(DeepCTRConfig):
     attention_units: list[int] = Field(default_factory=lambda: [80, 40])
     activation: Literal["dice", "relu"] = "dice"
     attention_softmax: bool = False  # normalize the weights over the sequence (the paper does not)
+    miss: MISSConfig | None = None  # MISS's multi-interest contrastive loss on the behaviour embeddings
 
 
 class Dice(nn.Module):
@@ -104,6 +107,7 @@ class DIN(nn.Module):
         self.deep, out = _tower((self.embedding.n_fields + len(self.behaviors)) * d, c.hidden_units,
                                 c.activation, c.dropout)
         self.head = nn.Linear(out, 1)
+        self.miss = MISS(d, c.miss) if c.miss is not None else None
 
     def embedding_tables(self) -> list[torch.Tensor]:
         """The embedding tables the trainer's embedding L2 applies to."""
@@ -116,6 +120,8 @@ class DIN(nn.Module):
             ids = batch.seq[name]
             mask = ids > 0
             hist = self.embedding.table((ids - 1).clamp(min=0))
+            if self.miss is not None:
+                self.miss.observe(hist, mask)
             parts.append(att(e[:, j], hist, mask))
         return self.head(self.deep(torch.cat(parts, dim=1))).squeeze(-1)
 
