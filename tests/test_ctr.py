@@ -130,3 +130,17 @@ def test_multi_hot_and_dense_features():
     with pytest.raises(KeyError, match="vec: no vector for key='zzz'"):
         enc.transform({"tags": tags[:1], "key": np.array(["zzz"], dtype=object), "label": y[:1]},
                       dense_tables={"vec": vecs})
+
+
+def test_missing_numbers_are_the_mean_and_their_own_bucket_and_counted():
+    """NaN and inf in a numerical field are missing values: left out of the statistics, transformed to 0 (the
+    mean) and the field's last bucket, and counted per field in ``nan_counts``."""
+    cols = {"x": np.array([1.0, 2.0, np.nan, 3.0, np.inf, -np.inf]), "label": np.zeros(6, np.float32)}
+    enc = FeatureEncoder([FeatureSpec(name="x", type="numerical", buckets=2)]).fit(cols)
+    assert enc.stats["x"] == pytest.approx((2.0, np.std([1.0, 2.0, 3.0])))
+    b = enc.transform(cols)
+    assert torch.isfinite(b.num).all() and b.num[[2, 4, 5], 0].tolist() == [0.0, 0.0, 0.0]
+    assert b.num_bucket[[2, 4, 5], 0].tolist() == [2, 2, 2] and b.num_bucket[:2, 0].max() < 2
+    assert enc.nan_counts == {"x": 3}
+    enc.transform(cols)
+    assert enc.nan_counts == {"x": 6}  # counted over every transform

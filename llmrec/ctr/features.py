@@ -90,6 +90,7 @@ class FeatureEncoder:
         self.stats: dict[str, tuple[float, float]] = {}
         self.edges: dict[str, list[float]] = {}
         self.truncated: dict[str, int] = {}  # behavior: rows whose sequence was longer than max_len (cut)
+        self.nan_counts: dict[str, int] = {}  # numerical: NaN / inf values transformed (as missing)
         self.fitted = False
 
     def of_type(self, kind: str) -> list[FeatureSpec]:
@@ -135,9 +136,10 @@ class FeatureEncoder:
                     x = np.asarray(col, dtype=np.float64)
                 except (TypeError, ValueError):
                     raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
-                mean, std = float(np.nanmean(x)), float(np.nanstd(x))
+                x = x[np.isfinite(x)]  # NaN / inf are missing values: not in the statistics
+                mean, std = (float(x.mean()), float(x.std())) if len(x) else (0.0, 1.0)
                 self.stats[s.name] = (mean, std if std > 1e-12 else 1.0)
-                qs = np.nanquantile(x, np.linspace(0, 1, s.buckets + 1)[1:-1]) if s.buckets > 1 else []
+                qs = np.quantile(x, np.linspace(0, 1, s.buckets + 1)[1:-1]) if s.buckets > 1 and len(x) else []
                 self.edges[s.name] = sorted(set(float(q) for q in qs))
         self.fitted = True
         return self
@@ -163,9 +165,11 @@ class FeatureEncoder:
             except (TypeError, ValueError):
                 raise TypeError(f"{s.name}: numerical feature has non-numeric values") from None
             mean, std = self.stats[s.name]
-            nums.append(np.nan_to_num((x - mean) / std))
-            b = np.searchsorted(np.asarray(self.edges[s.name]), x, side="right")
-            buckets.append(np.where(np.isnan(x), s.buckets, b))
+            missing = ~np.isfinite(x)  # NaN / inf: value 0 (the mean) and the field's own last bucket, counted
+            self.nan_counts[s.name] = self.nan_counts.get(s.name, 0) + int(missing.sum())
+            nums.append(np.where(missing, 0.0, (x - mean) / std))
+            b = np.searchsorted(np.asarray(self.edges[s.name]), np.where(missing, 0.0, x), side="right")
+            buckets.append(np.where(missing, s.buckets, b))
         num = torch.from_numpy(np.stack(nums, 1).astype(np.float32)) if nums else torch.zeros((n, 0))
         num_bucket = (torch.from_numpy(np.stack(buckets, 1).astype(np.int64)) if buckets
                       else torch.zeros((n, 0), dtype=torch.long))
