@@ -39,11 +39,12 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
-from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, prepare,
+from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
 from llmrec.io import load_resume, save_resume
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
+from llmrec.metrics import auc
 from llmrec.results import pyplot, write_result
 from llmrec.threads import peak_rss_mb
 from llmrec.train import PointwiseTask, TrainerConfig
@@ -133,6 +134,8 @@ class ExperimentConfig(StrictConfig):
     # CTR: after training, the top Hessian eigenvalue w.r.t. the most frequent feature value's embedding
     # on 4,096 training rows (Helen's diagnostic, ``llmrec.train.sam.frequent_feature_eigenvalue``)
     sharpness_diagnostic: bool = False
+    # CTR: test AUC apart for rows whose user had <= N training rows ("sparse") and the others ("dense")
+    user_activity: int | None = Field(None, ge=0)
 
 
 def load_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -243,10 +246,24 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
         if exp.sharpness_diagnostic:
             sample = p.train.slice(torch.arange(min(len(p.train), 4096)))
             runs[-1]["sharpness"] = frequent_feature_eigenvalue(model, PointwiseTask().row_loss, sample)
+        if exp.user_activity is not None:
+            runs[-1]["test_by_user_activity"] = user_activity_auc(job, p, model, exp.user_activity)
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
             "peak_rss_mb": peak_rss_mb()}
+
+
+def user_activity_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, at_most: int) -> dict:
+    """Test AUC and row count for rows whose user had <= ``at_most`` training rows ("sparse") and the rest
+    ("dense"); users absent from training count as 0 rows."""
+    tr, _, _ = p.data.chronological_split(job.data.split)
+    users, counts = np.unique(p.data.columns[p.data.user_col][tr], return_counts=True)
+    seen = dict(zip(users.tolist(), counts.tolist()))
+    n = np.array([seen.get(u, 0) for u in p.test_groups.tolist()])
+    pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
+    return {name: {"auc": auc(y[m], pred[m]), "rows": int(m.sum())}
+            for name, m in (("sparse", n <= at_most), ("dense", n > at_most))}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -263,6 +280,10 @@ def summarize(runs: list[dict]) -> dict:
     if all(r.get("sharpness") for r in runs):
         v = np.array([r["sharpness"]["top_eigenvalue"] for r in runs])
         out["top_eigenvalue_mean"], out["top_eigenvalue_std"] = float(v.mean()), float(v.std())
+    if runs[0].get("test_by_user_activity"):
+        for g in runs[0]["test_by_user_activity"]:
+            v = np.array([r["test_by_user_activity"][g]["auc"] for r in runs])
+            out[f"{g}_users_auc_mean"], out[f"{g}_users_auc_std"] = float(v.mean()), float(v.std())
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}

@@ -1,0 +1,247 @@
+"""DG-ENN (Guo et al., KDD 2021; papers.md §18): Dual Graph enhanced Embedding Neural Network. Two graphs refine
+the user and item id embeddings before a CTR head (DeepFM here: linear + FM + MLP over every field).
+
+- **Attribute graph** (feature sparsity): users linked to the values of their attribute fields (categorical
+  fields constant per user over the training rows, e.g. gender, occupation), items to theirs (e.g. release
+  year). With ``divide_and_conquer`` each field is its own bipartite graph with its own propagation, and a
+  learned softmax over the fields aggregates them; without, one graph holds every attribute field.
+- **Collaborative graph** (behaviour sparsity): training user-item interactions (``edges: positive``: the
+  clicked rows) plus each user's and each item's ``neighbors`` most cosine-similar users / items (over those
+  interactions). With ``curriculum`` the first ``curriculum_epochs`` epochs propagate over the similarity
+  edges only, then over all of them (the paper's organized learning: the easy, dense relations first).
+
+Propagation is LightGCN's (mean of the layers 0..``layers`` over the symmetric-normalized adjacency) and runs
+on the rows of the model's own categorical table, so attribute values, users and items share the embeddings
+the head reads; a user's (item's) field embedding becomes the mean of its attribute-graph and
+collaborative-graph vectors. The graphs are built from the training rows by the registry's ``prepare`` hook
+and saved with the model (edge lists as buffers). Layer details are our reading of the paper (no public
+code)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from pydantic import Field, PrivateAttr
+from torch import nn
+
+from llmrec.ctr.features import Batch, FeatureEncoder
+from llmrec.data.graph import normalized
+from llmrec.errors import ConfigError, DataError
+from llmrec.models.ctr.base import DeepCTRConfig, FieldNet
+from llmrec.models.graph.base import layer_mean
+from llmrec.models.registry import register_model
+
+
+@dataclass
+class DGGraph:
+    """Edges between rows of the shared categorical table: attribute edges (field index, entity row, value
+    row) for users and items, interactions (user row, item row), similarity edges (row, row)."""
+    user_attr: np.ndarray = field(default_factory=lambda: np.zeros((3, 0), np.int64))
+    item_attr: np.ndarray = field(default_factory=lambda: np.zeros((3, 0), np.int64))
+    interactions: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+    similar: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+    user_fields: list[str] = field(default_factory=list)
+    item_fields: list[str] = field(default_factory=list)
+
+
+class DGENNConfig(DeepCTRConfig):
+    """DG-ENN: which fields are the user and the item, propagation depth, similarity neighbours, the switches."""
+    user_field: str = "user_id"
+    item_field: str = "item_id"
+    layers: int = Field(2, ge=1)
+    neighbors: int = Field(10, ge=0)  # similarity edges per user and per item
+    edges: Literal["positive", "all"] = "positive"  # which training rows are interaction edges
+    divide_and_conquer: bool = True
+    curriculum: bool = True
+    curriculum_epochs: int = Field(2, ge=0)
+    # replace: the id embedding becomes the graphs' mean vector; residual: the id embedding plus it
+    combine: Literal["replace", "residual"] = "residual"
+    steps_per_epoch: int | None = None  # set by the prepare hook (training rows / batch size)
+    _graph: DGGraph | None = PrivateAttr(None)
+
+
+def _top_cosine(x: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of each row's k most cosine-similar other rows of ``x`` (positive similarity only)."""
+    if k == 0 or x.shape[0] < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
+    norm[norm == 0] = 1.0
+    xn = sp.diags(1.0 / norm) @ x
+    sim = (xn @ xn.T).tocsr()
+    sim.setdiag(0)
+    sim.eliminate_zeros()
+    rows, cols = [], []
+    for r in range(sim.shape[0]):
+        lo, hi = sim.indptr[r], sim.indptr[r + 1]
+        if hi == lo:
+            continue
+        data, idx = sim.data[lo:hi], sim.indices[lo:hi]
+        top = idx[np.argsort(-data, kind="stable")[:k]]
+        rows.append(np.full(len(top), r))
+        cols.append(top)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def build_graph(encoder: FeatureEncoder, train: Batch, c: DGENNConfig) -> DGGraph:
+    """The attribute and collaborative graphs of the training rows (see the module docstring)."""
+    names = [s.name for s in encoder.categorical]
+    for f in ("user_field", "item_field"):
+        if getattr(c, f) not in names:
+            raise ConfigError(f"model.{f}: {getattr(c, f)!r} is not a categorical feature (have {names})")
+    if train.label is None:
+        raise DataError("train.label: DG-ENN's interaction graph needs labels")
+    cat = train.cat.numpy()
+    ju, ji = names.index(c.user_field), names.index(c.item_field)
+    users, items = cat[:, ju], cat[:, ji]
+    g = DGGraph()
+    for owner, col, attr, fields in (("user", users, [], g.user_fields), ("item", items, [], g.item_fields)):
+        n_owner = len(np.unique(col))
+        for j, name in enumerate(names):
+            if j in (ju, ji) or name in g.user_fields:
+                continue
+            pairs = np.unique(np.stack([col, cat[:, j]]), axis=1)
+            if pairs.shape[1] == n_owner:  # one value per user (item): an attribute of it
+                fields.append(name)
+                attr.append(np.vstack([np.full(pairs.shape[1], len(fields) - 1), pairs]))
+        if attr:
+            setattr(g, f"{owner}_attr", np.concatenate(attr, 1).astype(np.int64))
+    keep = train.label.numpy() > 0.5 if c.edges == "positive" else np.ones(len(users), bool)
+    inter = np.unique(np.stack([users[keep], items[keep]]), axis=1)
+    g.interactions = inter.astype(np.int64)
+    if inter.shape[1]:
+        u_ids, u_loc = np.unique(inter[0], return_inverse=True)
+        i_ids, i_loc = np.unique(inter[1], return_inverse=True)
+        x = sp.csr_matrix((np.ones(inter.shape[1]), (u_loc, i_loc)), shape=(len(u_ids), len(i_ids)))
+        ur, uc = _top_cosine(x, c.neighbors)
+        ir, ic = _top_cosine(x.T.tocsr(), c.neighbors)
+        g.similar = np.concatenate([np.stack([u_ids[ur], u_ids[uc]]), np.stack([i_ids[ir], i_ids[ic]])], 1
+                                   ).astype(np.int64)
+    return g
+
+
+def _symmetric(edges: np.ndarray, n: int) -> torch.Tensor:
+    """The symmetric-normalized [n, n] adjacency of undirected ``edges`` [2, E] (duplicates merged)."""
+    both = np.unique(np.concatenate([edges, edges[::-1]], 1), axis=1) if edges.shape[1] else edges
+    return normalized(both[0], both[1], n, "sym")
+
+
+class DGENN(nn.Module):
+    """DeepFM whose user / item field embeddings are refined by the attribute and collaborative graphs."""
+
+    def __init__(self, encoder: FeatureEncoder, c: DGENNConfig, graph: DGGraph | None) -> None:
+        super().__init__()
+        if c.embedding_table.kind != "dense":
+            raise ConfigError(f"embedding_table.kind: dgenn propagates over a dense table, not {c.embedding_table.kind!r}")
+        names = [s.name for s in encoder.categorical]
+        for f in ("user_field", "item_field"):
+            if getattr(c, f) not in names:
+                raise ConfigError(f"model.{f}: {getattr(c, f)!r} is not a categorical feature (have {names})")
+        self.c = c
+        self.net = FieldNet(encoder, c, linear=True, fm=True)
+        self.cols = (names.index(c.user_field), names.index(c.item_field))
+        self.n_rows = self.net.embedding.table.weight.shape[0]
+        g = graph or DGGraph()
+        for name in ("user_attr", "item_attr", "interactions", "similar"):
+            self.register_buffer(name, torch.from_numpy(getattr(g, name)).long())
+        # field-wise aggregation of the divided attribute graphs (one weight per attribute field)
+        self.user_field_logits = nn.Parameter(torch.zeros(max(1, len(g.user_fields))))
+        self.item_field_logits = nn.Parameter(torch.zeros(max(1, len(g.item_fields))))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._adj: dict[str, list[torch.Tensor]] | None = None
+        self._cache: torch.Tensor | None = None
+        starts, sizes = encoder.offsets(), encoder.cardinalities()
+        self.ranges = {"user": (starts[c.user_field], starts[c.user_field] + sizes[c.user_field]),
+                       "item": (starts[c.item_field], starts[c.item_field] + sizes[c.item_field])}
+        self.net.embedding.register_forward_hook(self._enhance)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in ("user_attr", "item_attr", "interactions", "similar"):  # the saved graph's sizes
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        for name in ("user_field_logits", "item_field_logits"):
+            if prefix + name in state_dict:
+                setattr(self, name, nn.Parameter(torch.empty_like(state_dict[prefix + name])))
+        self._adj = self._cache = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def adjacencies(self) -> dict[str, list[torch.Tensor]]:
+        """The normalized adjacencies (built once from the edge buffers): per-field or joint attribute graphs
+        of users and items, the similarity-only and the full collaborative graph."""
+        if self._adj is None:
+            n, adj = self.n_rows, {}
+            for owner in ("user", "item"):
+                e = getattr(self, f"{owner}_attr").cpu().numpy()
+                if self.c.divide_and_conquer:
+                    adj[owner] = [_symmetric(e[1:, e[0] == f], n) for f in range(int(e[0].max()) + 1)] if e.size else []
+                else:
+                    adj[owner] = [_symmetric(e[1:], n)] if e.size else []
+            sim, inter = self.similar.cpu().numpy(), self.interactions.cpu().numpy()
+            adj["similar"] = [_symmetric(sim, n)]
+            adj["full"] = [_symmetric(np.concatenate([sim, inter], 1), n)]
+            device = self.net.embedding.table.weight.device
+            self._adj = {k: [a.to(device) for a in v] for k, v in adj.items()}
+        return self._adj
+
+    def enhanced(self) -> torch.Tensor:
+        """Every table row after propagation: the user and item fields' rows get the mean of their
+        attribute-graph vector (layer 0 alone when the entity has no attribute field) and their
+        collaborative-graph vector; other rows are returned unchanged. Cached between training steps."""
+        if not self.training and self._cache is not None:
+            return self._cache
+        w = self.net.embedding.table.weight
+        adj, c = self.adjacencies(), self.c
+        phase = ("similar" if c.curriculum and c.steps_per_epoch and
+                 int(self.steps) < c.curriculum_epochs * c.steps_per_epoch else "full")
+        collab = layer_mean(adj[phase][0], w, c.layers)
+        out = w
+        for owner, logits in (("user", self.user_field_logits), ("item", self.item_field_logits)):
+            lo, hi = self.ranges[owner]
+            attr = w
+            if adj[owner]:
+                props = torch.stack([layer_mean(a, w, c.layers) for a in adj[owner]])  # [graphs, R, d]
+                wts = torch.softmax(logits[: len(props)], 0)
+                attr = (wts.view(-1, 1, 1) * props).sum(0)
+            graphs = 0.5 * (attr[lo:hi] + collab[lo:hi])
+            out = torch.cat([out[:lo], graphs + w[lo:hi] if c.combine == "residual" else graphs, out[hi:]])
+        self._cache = None if self.training else out.detach()
+        return out
+
+    def _enhance(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.steps += 1
+            self._cache = None
+        table = self.enhanced()
+        batch: Batch = inputs[0]
+        out = output.clone()
+        for j in self.cols:
+            out[:, j] = table[batch.cat[:, j]]
+        return out
+
+    def embedding_tables(self) -> list[torch.Tensor]:
+        """The head's embedding tables (the trainer's L2 applies to them)."""
+        return self.net.embedding_tables()
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.net(batch)
+
+
+def dgenn_graphs(encoder: FeatureEncoder, config: DGENNConfig, train: Batch, valid: Batch, trainer) -> DGENNConfig:
+    """The registry's ``prepare`` hook: the graphs from the training rows and the steps per epoch (for the
+    curriculum); returns the config to build with."""
+    out = config.model_copy(update={"steps_per_epoch": math.ceil(len(train) / trainer.batch_size)})
+    out._graph = build_graph(encoder, train, config)
+    return out
+
+
+@register_model("dgenn", family="ctr", config=DGENNConfig, prepare=dgenn_graphs, onnx=False)
+def build_dgenn(encoder: FeatureEncoder, config: DGENNConfig) -> DGENN:
+    """DG-ENN: attribute + collaborative graphs refine user / item embeddings, DeepFM head."""
+    model = DGENN(encoder, config, config._graph)
+    model.config = type(config).model_validate(config.model_dump())  # what a reload rebuilds (graph: buffers)
+    return model
