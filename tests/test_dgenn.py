@@ -79,62 +79,79 @@ def _model(enc, b, **kw):
 
 def test_curriculum_uses_similarity_edges_first_then_all():
     enc, b = _toy()
-    model, cfg = _model(enc, b, curriculum_epochs=1, divide_and_conquer=False)
+    model, cfg = _model(enc, b, curriculum_epochs=1, combine="residual")
     assert cfg.steps_per_epoch == 2  # 7 rows, batch 4
     w = model.net.embedding.table.weight
     adj = model.adjacencies()
-    lo, hi = model.ranges["user"]
-    attr = layer_mean(adj["user"][0], w, cfg.layers)
+    ju, jg = 0, 2  # user_id, gender columns
+    x = w[b.cat[:, ju]]
 
-    def expect(phase):
-        collab = layer_mean(adj[phase][0], w, cfg.layers)
-        return w[lo:hi] + 0.5 * (attr[lo:hi] + collab[lo:hi])
+    def expect(phase):  # one user attribute field (gender): its graph read at the row's gender value
+        attr = layer_mean(adj["user"][0], w, cfg.layers)[b.cat[:, jg]]
+        collab = layer_mean(adj[phase][0], w, cfg.layers)[b.cat[:, ju]]
+        return x + 0.5 * (attr + collab)
 
     model.train()
-    torch.testing.assert_close(model.enhanced()[lo:hi], expect("similar"))
+    torch.testing.assert_close(model.entity_vectors(b, "user", x), expect("similar"))
     model.steps.fill_(2)  # one epoch done
-    torch.testing.assert_close(model.enhanced()[lo:hi], expect("full"))
+    torch.testing.assert_close(model.entity_vectors(b, "user", x), expect("full"))
     assert not torch.allclose(expect("similar"), expect("full"))
-    flat, _ = _model(enc, b, curriculum=False)
+    flat, _ = _model(enc, b, curriculum=False, combine="residual")
     flat.train()
-    lo_i, hi_i = flat.ranges["item"]
-    full = layer_mean(flat.adjacencies()["full"][0], flat.net.embedding.table.weight, 2)
-    assert flat.c.curriculum is False and torch.isfinite(flat.enhanced()).all()
-    assert not torch.allclose(full[lo_i:hi_i], flat.net.embedding.table.weight[lo_i:hi_i])
+    fw = flat.net.embedding.table.weight
+    xf = fw[b.cat[:, ju]]
+    full = layer_mean(flat.adjacencies()["full"][0], fw, 2)[b.cat[:, ju]]
+    attr = layer_mean(flat.adjacencies()["user"][0], fw, 2)[b.cat[:, jg]]
+    torch.testing.assert_close(flat.entity_vectors(b, "user", xf), xf + 0.5 * (attr + full))
 
 
-def test_divide_and_conquer_weights_one_graph_per_attribute_field():
+def _two_user_fields():
     specs = [FeatureSpec(name=n, type="categorical") for n in ("user_id", "item_id", "gender", "age", "genre")]
     raw = {"user_id": np.array(["u0", "u1", "u2", "u0"], dtype=object),
            "item_id": np.array(["i0", "i0", "i1", "i1"], dtype=object),
            "gender": np.array(["f", "m", "f", "f"], dtype=object), "age": np.array(["y", "y", "o", "y"], dtype=object),
            "genre": np.array(["a", "a", "b", "b"], dtype=object), "label": np.ones(4, np.float32)}
     enc = FeatureEncoder(specs).fit(raw)
-    b = enc.transform(raw)
-    divided, _ = _model(enc, b)
-    joint, _ = _model(enc, b, divide_and_conquer=False)
+    return enc, enc.transform(raw)
+
+
+def test_divide_and_conquer_weights_one_graph_per_attribute_field():
+    enc, b = _two_user_fields()
+    divided, _ = _model(enc, b, combine="replace")
+    joint, _ = _model(enc, b, combine="replace", divide_and_conquer=False)
     assert len(divided.adjacencies()["user"]) == 2 and len(joint.adjacencies()["user"]) == 1
-    assert divided.user_field_logits.shape == (2,)
-    lo, hi = divided.ranges["user"]
-    w = divided.net.embedding.table.weight
-    props = [layer_mean(a, w, 2) for a in divided.adjacencies()["user"]]
-    divided.eval()
-    collab = layer_mean(divided.adjacencies()["similar"][0], w, 2)  # step 0: the curriculum's first phase
-    torch.testing.assert_close(divided.enhanced()[lo:hi],
-                               w[lo:hi] + 0.5 * (0.5 * (props[0] + props[1])[lo:hi] + collab[lo:hi]))
+    assert divided.user_field_logits.shape == (2,) and divided.user_attr_cols.tolist() == [2, 3]
+    for model in (divided, joint):
+        model.eval()
+        w = model.net.embedding.table.weight
+        adj = model.adjacencies()
+        collab = layer_mean(adj["similar"][0], w, 2)[b.cat[:, 0]]  # step 0: the curriculum's first phase
+        graphs = [layer_mean(a, w, 2) for a in adj["user"]]
+        if model is divided:  # each field's own graph at its value, equal weights at the start
+            attr = 0.5 * (graphs[0][b.cat[:, 2]] + graphs[1][b.cat[:, 3]])
+        else:  # the joint graph at both values
+            attr = 0.5 * (graphs[0][b.cat[:, 2]] + graphs[0][b.cat[:, 3]])
+        torch.testing.assert_close(model.entity_vectors(b, "user", w[b.cat[:, 0]]), 0.5 * (attr + collab))
+    assert not torch.allclose(divided.entity_vectors(b, "user", divided.net.embedding.table.weight[b.cat[:, 0]]),
+                              joint.entity_vectors(b, "user", joint.net.embedding.table.weight[b.cat[:, 0]]))
 
 
-def test_replace_mode_and_named_errors():
+def test_an_unseen_user_still_gets_its_attribute_vector_and_gated_starts_as_the_id():
     enc, b = _toy()
     model, _ = _model(enc, b, combine="replace", curriculum=False)
     model.eval()
+    new = enc.transform({"user_id": np.array(["new"], dtype=object), "item_id": np.array(["i0"], dtype=object),
+                         "gender": np.array(["f"], dtype=object), "genre": np.array(["a"], dtype=object),
+                         "hour": np.array(["1"], dtype=object), "label": np.ones(1, np.float32)})
     w = model.net.embedding.table.weight
-    lo, hi = model.ranges["item"]
-    adj = model.adjacencies()
-    expect = 0.5 * (layer_mean(adj["item"][0], w, 2) + layer_mean(adj["full"][0], w, 2))
-    torch.testing.assert_close(model.enhanced()[lo:hi], expect[lo:hi])
-    g0 = enc.offsets()["gender"]  # rows of the other fields are untouched
-    torch.testing.assert_close(model.enhanced()[g0:g0 + 2], w[g0:g0 + 2])
+    assert int(new.cat[0, 0]) == enc.offsets()["user_id"]  # the out-of-vocabulary row
+    attr = layer_mean(model.adjacencies()["user"][0], w, 2)[new.cat[:, 2]]
+    assert float(attr.detach().norm()) > 0
+    collab = layer_mean(model.adjacencies()["full"][0], w, 2)[new.cat[:, 0]]
+    torch.testing.assert_close(model.entity_vectors(new, "user", w[new.cat[:, 0]]), 0.5 * (attr + collab))
+    gated, _ = _model(enc, b)  # the default: gated, the gate at 0
+    x = gated.net.embedding.table.weight[b.cat[:, 1]]
+    torch.testing.assert_close(gated.entity_vectors(b, "item", x), x)
     with pytest.raises(ConfigError, match="model.user_field: 'uid' is not a categorical feature"):
         build_graph(enc, b, resolve_model_config({"name": "dgenn", "user_field": "uid"}))
     with pytest.raises(ConfigError, match="embedding_table.kind"):

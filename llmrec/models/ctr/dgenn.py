@@ -12,9 +12,11 @@ the user and item id embeddings before a CTR head (DeepFM here: linear + FM + ML
 
 Propagation is LightGCN's (mean of the layers 0..``layers`` over the symmetric-normalized adjacency) and runs
 on the rows of the model's own categorical table, so attribute values, users and items share the embeddings
-the head reads; a user's (item's) field embedding becomes the mean of its attribute-graph and
-collaborative-graph vectors. The graphs are built from the training rows by the registry's ``prepare`` hook
-and saved with the model (edge lists as buffers). Layer details are our reading of the paper (no public
+the head reads. On each row, the user's (item's) attribute-graph vector is read at the row's attribute
+values (so a user unseen in training, on most MovieLens test rows, still gets one), its collaborative-graph
+vector at its id row; their mean is combined with the id embedding (``combine``: added, added times a learned
+scalar starting at 0, or instead of it). The graphs are built from the training rows by the registry's
+``prepare`` hook and saved with the model (edge lists as buffers). Layer details are our reading of the paper (no public
 code)."""
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ class DGENNConfig(DeepCTRConfig):
     divide_and_conquer: bool = True
     curriculum: bool = True
     curriculum_epochs: int = Field(2, ge=0)
-    # replace: the id embedding becomes the graphs' mean vector; residual: the id embedding plus it
-    combine: Literal["replace", "residual"] = "residual"
+    # replace: the id embedding becomes the graphs' mean vector; residual: the id embedding plus it; gated:
+    # the id embedding plus it times a learned scalar per entity (starting at 0: the head starts as DeepFM)
+    combine: Literal["replace", "residual", "gated"] = "gated"
     steps_per_epoch: int | None = None  # set by the prepare hook (training rows / batch size)
     _graph: DGGraph | None = PrivateAttr(None)
 
@@ -149,19 +152,21 @@ class DGENN(nn.Module):
         g = graph or DGGraph()
         for name in ("user_attr", "item_attr", "interactions", "similar"):
             self.register_buffer(name, torch.from_numpy(getattr(g, name)).long())
+        for owner in ("user", "item"):  # batch columns of each entity's attribute fields
+            self.register_buffer(f"{owner}_attr_cols", torch.tensor(
+                [names.index(f) for f in getattr(g, f"{owner}_fields")], dtype=torch.long))
         # field-wise aggregation of the divided attribute graphs (one weight per attribute field)
         self.user_field_logits = nn.Parameter(torch.zeros(max(1, len(g.user_fields))))
         self.item_field_logits = nn.Parameter(torch.zeros(max(1, len(g.item_fields))))
+        self.gates = nn.Parameter(torch.zeros(2))  # combine: gated (user, item)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._adj: dict[str, list[torch.Tensor]] | None = None
-        self._cache: torch.Tensor | None = None
-        starts, sizes = encoder.offsets(), encoder.cardinalities()
-        self.ranges = {"user": (starts[c.user_field], starts[c.user_field] + sizes[c.user_field]),
-                       "item": (starts[c.item_field], starts[c.item_field] + sizes[c.item_field])}
+        self._cache: dict[str, list[torch.Tensor]] | None = None
         self.net.embedding.register_forward_hook(self._enhance)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        for name in ("user_attr", "item_attr", "interactions", "similar"):  # the saved graph's sizes
+        for name in ("user_attr", "item_attr", "interactions", "similar", "user_attr_cols", "item_attr_cols"):
+            # the saved graph's sizes
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         for name in ("user_field_logits", "item_field_logits"):
@@ -188,39 +193,51 @@ class DGENN(nn.Module):
             self._adj = {k: [a.to(device) for a in v] for k, v in adj.items()}
         return self._adj
 
-    def enhanced(self) -> torch.Tensor:
-        """Every table row after propagation: the user and item fields' rows get the mean of their
-        attribute-graph vector (layer 0 alone when the entity has no attribute field) and their
-        collaborative-graph vector; other rows are returned unchanged. Cached between training steps."""
+    def propagated(self) -> dict[str, list[torch.Tensor]]:
+        """The table after each graph's propagation (LightGCN layer means): ``collab`` (the curriculum's phase
+        picks the similarity-only or the full graph) and, per entity, one table per attribute graph.
+        Cached in evaluation (recomputed every training step)."""
         if not self.training and self._cache is not None:
             return self._cache
         w = self.net.embedding.table.weight
         adj, c = self.adjacencies(), self.c
         phase = ("similar" if c.curriculum and c.steps_per_epoch and
                  int(self.steps) < c.curriculum_epochs * c.steps_per_epoch else "full")
-        collab = layer_mean(adj[phase][0], w, c.layers)
-        out = w
-        for owner, logits in (("user", self.user_field_logits), ("item", self.item_field_logits)):
-            lo, hi = self.ranges[owner]
-            attr = w
-            if adj[owner]:
-                props = torch.stack([layer_mean(a, w, c.layers) for a in adj[owner]])  # [graphs, R, d]
-                wts = torch.softmax(logits[: len(props)], 0)
-                attr = (wts.view(-1, 1, 1) * props).sum(0)
-            graphs = 0.5 * (attr[lo:hi] + collab[lo:hi])
-            out = torch.cat([out[:lo], graphs + w[lo:hi] if c.combine == "residual" else graphs, out[hi:]])
-        self._cache = None if self.training else out.detach()
+        out = {"collab": [layer_mean(adj[phase][0], w, c.layers)],
+               **{owner: [layer_mean(a, w, c.layers) for a in adj[owner]] for owner in ("user", "item")}}
+        self._cache = None if self.training else {k: [t.detach() for t in v] for k, v in out.items()}
         return out
+
+    def entity_vectors(self, batch: Batch, owner: str, x: torch.Tensor) -> torch.Tensor:
+        """The user's (item's) field vector of each row: its id embedding ``x`` [B, d] combined with the mean of
+        its attribute-graph vector and its collaborative-graph vector. The attribute-graph vector is read at
+        the row's attribute values (a weighted sum over fields with divide-and-conquer, a mean over them in
+        the joint graph), so a user unseen in training still gets one; without attribute fields it is ``x``."""
+        tabs, c = self.propagated(), self.c
+        j = self.cols[0 if owner == "user" else 1]
+        collab = tabs["collab"][0][batch.cat[:, j]]
+        cols = getattr(self, f"{owner}_attr_cols")
+        attr = x
+        if len(cols):
+            logits = self.user_field_logits if owner == "user" else self.item_field_logits
+            if c.divide_and_conquer:  # one graph per field, a learned softmax over the fields
+                wts, graphs = torch.softmax(logits, 0), tabs[owner]
+            else:  # one joint graph, read at each field's value
+                wts, graphs = x.new_full((len(cols),), 1.0 / len(cols)), [tabs[owner][0]] * len(cols)
+            attr = sum(wts[f] * graphs[f][batch.cat[:, col]] for f, col in enumerate(cols.tolist()))
+        mixed = 0.5 * (attr + collab)
+        if c.combine == "gated":
+            return x + self.gates[0 if owner == "user" else 1] * mixed
+        return x + mixed if c.combine == "residual" else mixed
 
     def _enhance(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.steps += 1
             self._cache = None
-        table = self.enhanced()
         batch: Batch = inputs[0]
         out = output.clone()
-        for j in self.cols:
-            out[:, j] = table[batch.cat[:, j]]
+        for owner, j in zip(("user", "item"), self.cols):
+            out[:, j] = self.entity_vectors(batch, owner, output[:, j])
         return out
 
     def embedding_tables(self) -> list[torch.Tensor]:
