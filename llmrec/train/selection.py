@@ -375,6 +375,7 @@ class OptFSGate(FieldGate):
         return self.last
 
     def penalty(self) -> torch.Tensor:
+        """L1 on the gates of the last training batch (mean over rows of their sum over fields)."""
         return self.weight * self.last.sum(1).mean() if self.training and self.last is not None else torch.zeros(())
 
 
@@ -399,6 +400,7 @@ class LPFSGate(FieldGate):
         return self.last
 
     def penalty(self) -> torch.Tensor:
+        """L1 on the field gates of the last training forward."""
         return self.weight * self.last.sum() if self.training and self.last is not None else torch.zeros(())
 
 
