@@ -147,6 +147,7 @@ def test_ctr_select_retrains_on_top_k_and_reports_aukc(tmp_path):
         assert curve[0]["fields"] == [v["rankings"][0][0]]
         assert v["aukc"]["mean"] == pytest.approx(np.mean([c["auc"] for c in curve]))
         assert v["all_fields_gap"] == 0.0  # keeping every field retrains exactly the unselected model
+        assert v["top3_has_user_and_item"] == [{"user_id", "item_id"} <= set(v["rankings"][0][:3])]
     assert s["best"]["selector"] == "lasso"
     assert s["best"]["over_random"] == pytest.approx(s["selectors"]["lasso"]["aukc"]["mean"] -
                                                      s["selectors"]["random"]["aukc"]["mean"])

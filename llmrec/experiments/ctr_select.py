@@ -144,6 +144,8 @@ def summarize(runs: dict) -> dict:
             "rankings": [r["ranking"] for r in runs["rankings"][name]],
             "seconds": float(np.mean([r["seconds"] for r in runs["rankings"][name]])),
         }
+    for v in out["selectors"].values():  # papers.md's check: the top 3 hold the user and the item field
+        v["top3_has_user_and_item"] = [{"user_id", "item_id"} <= set(r[:3]) for r in v["rankings"]]
     sel = {n: s for n, s in out["selectors"].items() if n != "random"}
     if sel and "random" in out["selectors"]:
         best = max(sel, key=lambda n: sel[n]["aukc"]["mean"])
