@@ -262,7 +262,7 @@ def user_activity_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, 
     seen = dict(zip(users.tolist(), counts.tolist()))
     n = np.array([seen.get(u, 0) for u in p.test_groups.tolist()])
     pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
-    return {name: {"auc": auc(y[m], pred[m]), "rows": int(m.sum())}
+    return {name: {"auc": auc(y[m], pred[m]) if m.any() else None, "rows": int(m.sum())}  # None: no such rows
             for name, m in (("sparse", n <= at_most), ("dense", n > at_most))}
 
 
@@ -282,8 +282,10 @@ def summarize(runs: list[dict]) -> dict:
         out["top_eigenvalue_mean"], out["top_eigenvalue_std"] = float(v.mean()), float(v.std())
     if runs[0].get("test_by_user_activity"):
         for g in runs[0]["test_by_user_activity"]:
-            v = np.array([r["test_by_user_activity"][g]["auc"] for r in runs])
-            out[f"{g}_users_auc_mean"], out[f"{g}_users_auc_std"] = float(v.mean()), float(v.std())
+            v = np.array([r["test_by_user_activity"][g]["auc"] for r in runs
+                          if r["test_by_user_activity"][g]["auc"] is not None])
+            out[f"{g}_users_auc_mean"], out[f"{g}_users_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
+                                                                     else (None, None))
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}
