@@ -2,8 +2,9 @@
 
 Several torch processes on one machine each spinning every core oversubscribe it (measured: the demo's
 extraction fell from ~140 to 4 tokens/s on a busy 2-core machine). ``configure_threads`` sets the count once:
-the argument, else ``$LLMREC_THREADS``, else the cores this process may run on (``os.sched_getaffinity``,
-which honours taskset / cgroup CPU sets). On a shared machine, give each job its share:
+the argument, else ``$LLMREC_THREADS``, else ``$OMP_NUM_THREADS`` (before it was read, runs started
+with ``OMP_NUM_THREADS=1`` still gave torch 2 threads each, and four benchmarks on 2 cores crawled), else the
+cores this process may run on (``os.sched_getaffinity``, which honours taskset / cgroup CPU sets). On a shared machine, give each job its share:
 ``LLMREC_THREADS=1 llmrec ...`` for N jobs on N cores."""
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def available_cores() -> int:
 
 
 def resolve_threads(threads: int | None = None) -> int:
-    """The thread count: the argument, else ``$LLMREC_THREADS``, else the available cores."""
+    """The thread count: the argument, else ``$LLMREC_THREADS``, else ``$OMP_NUM_THREADS``, else the available
+    cores."""
     if threads is None:
         env = os.environ.get("LLMREC_THREADS")
         if env:
@@ -33,8 +35,9 @@ def resolve_threads(threads: int | None = None) -> int:
                 threads = int(env)
             except ValueError:
                 raise ConfigError(f"LLMREC_THREADS: expected a positive integer, got {env!r}") from None
-    if threads is None:
-        return available_cores()
+    if threads is None:  # an OMP_NUM_THREADS the user set is honoured (torch would otherwise get every core)
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        return int(omp) if omp.isdigit() and int(omp) >= 1 else available_cores()
     if threads < 1:
         raise ConfigError(f"threads: must be >= 1, got {threads}")
     return threads

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmrec.errors import ConfigError
-from llmrec.threads import peak_rss_mb, resolve_threads, rss_mb
+from llmrec.threads import available_cores, peak_rss_mb, resolve_threads, rss_mb
 
 
 def test_child_peak_rss_is_its_own_not_the_parents():
@@ -20,9 +20,14 @@ def test_child_peak_rss_is_its_own_not_the_parents():
 
 
 def test_thread_count_resolution(monkeypatch):
-    """An explicit count wins, else $LLMREC_THREADS; a bad value names the variable."""
+    """An explicit count wins, else $LLMREC_THREADS, else $OMP_NUM_THREADS; a bad value names the variable."""
     monkeypatch.setenv("LLMREC_THREADS", "3")
     assert resolve_threads(2) == 2 and resolve_threads() == 3
+    monkeypatch.delenv("LLMREC_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's OpenMP setting, before the core count
+    assert resolve_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert resolve_threads() == available_cores()
     monkeypatch.setenv("LLMREC_THREADS", "many")
     with pytest.raises(ConfigError, match="LLMREC_THREADS"):
         resolve_threads()
