@@ -267,6 +267,15 @@ class FieldGate(nn.Module):
         return torch.zeros(())
 
 
+def field_layers(model: nn.Module) -> list[FieldEmbedding]:
+    """The model's stacked field-embedding layers of width > 1 (a first-order term's width-1 layer left out);
+    a model without one is a named error."""
+    layers = [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.dim > 1]
+    if not layers:
+        raise ConfigError("backbone: the model has no field-embedding layer")
+    return layers
+
+
 class GatedModel(nn.Module):
     """A backbone whose field embeddings (layers of width > 1) are multiplied by a gate's weights; the trainer
     adds the gate's penalty (``auxiliary_loss``)."""
@@ -274,11 +283,8 @@ class GatedModel(nn.Module):
     def __init__(self, backbone: nn.Module, gate: FieldGate) -> None:
         super().__init__()
         self.backbone, self.gate = backbone, gate
-        layers = [m for m in backbone.modules() if isinstance(m, FieldEmbedding) and m.dim > 1]
-        if not layers:
-            raise ConfigError("backbone: the model has no field-embedding layer to gate")
         self.record: list[torch.Tensor] | None = None  # set to a list to collect the weights of eval forwards
-        for m in layers:
+        for m in field_layers(backbone):
             m.register_forward_hook(self._gate_hook)
 
     def _gate_hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -411,7 +417,7 @@ def _gated(data: SelectionInput, gate: FieldGate) -> GatedModel:
 
 
 def _dim(data: SelectionInput) -> int:
-    return next(m.dim for m in data.build().modules() if isinstance(m, FieldEmbedding) and m.dim > 1)
+    return field_layers(data.build())[0].dim
 
 
 @SELECTORS.register("autofield")
@@ -465,10 +471,7 @@ class _Capture:
 
     def __init__(self, model: nn.Module, mask: torch.Tensor | None = None) -> None:
         self.mask, self.out = mask, []
-        self.handles = [m.register_forward_hook(self) for m in model.modules()
-                        if isinstance(m, FieldEmbedding) and m.dim > 1]
-        if not self.handles:
-            raise ConfigError("backbone: the model has no field-embedding layer")
+        self.handles = [m.register_forward_hook(self) for m in field_layers(model)]
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if self.mask is not None:

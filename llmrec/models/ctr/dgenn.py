@@ -91,16 +91,22 @@ def _top_cosine(x: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows), np.concatenate(cols)
 
 
-def build_graph(encoder: FeatureEncoder, train: Batch, c: DGENNConfig) -> DGGraph:
-    """The attribute and collaborative graphs of the training rows (see the module docstring)."""
+def entity_columns(encoder: FeatureEncoder, c: DGENNConfig) -> tuple[list[str], int, int]:
+    """(categorical field names, the user field's column, the item field's column); a field that is not a
+    categorical feature is a named error."""
     names = [s.name for s in encoder.categorical]
     for f in ("user_field", "item_field"):
         if getattr(c, f) not in names:
             raise ConfigError(f"model.{f}: {getattr(c, f)!r} is not a categorical feature (have {names})")
+    return names, names.index(c.user_field), names.index(c.item_field)
+
+
+def build_graph(encoder: FeatureEncoder, train: Batch, c: DGENNConfig) -> DGGraph:
+    """The attribute and collaborative graphs of the training rows (see the module docstring)."""
+    names, ju, ji = entity_columns(encoder, c)
     if train.label is None:
         raise DataError("train.label: DG-ENN's interaction graph needs labels")
     cat = train.cat.numpy()
-    ju, ji = names.index(c.user_field), names.index(c.item_field)
     users, items = cat[:, ju], cat[:, ji]
     g = DGGraph()
     for owner, col, attr, fields in (("user", users, [], g.user_fields), ("item", items, [], g.item_fields)):
@@ -141,13 +147,10 @@ class DGENN(nn.Module):
         super().__init__()
         if c.embedding_table.kind != "dense":
             raise ConfigError(f"embedding_table.kind: dgenn propagates over a dense table, not {c.embedding_table.kind!r}")
-        names = [s.name for s in encoder.categorical]
-        for f in ("user_field", "item_field"):
-            if getattr(c, f) not in names:
-                raise ConfigError(f"model.{f}: {getattr(c, f)!r} is not a categorical feature (have {names})")
+        names, ju, ji = entity_columns(encoder, c)
         self.c = c
         self.net = FieldNet(encoder, c, linear=True, fm=True)
-        self.cols = (names.index(c.user_field), names.index(c.item_field))
+        self.cols = (ju, ji)
         self.n_rows = self.net.embedding.table.weight.shape[0]
         g = graph or DGGraph()
         for name in ("user_attr", "item_attr", "interactions", "similar"):
