@@ -45,6 +45,10 @@ class Batch:
     seq: dict[str, torch.Tensor]
     dense: dict[str, torch.Tensor]  # name -> [N, dim] float
     label: torch.Tensor | None = None  # [N] float
+    # multi-label view: [N, T] float labels and [N, T] int8 codes (llmrec.data.multilabel: 0 unknown,
+    # 1 reported, 2 attributed)
+    labels: torch.Tensor | None = None
+    observed: torch.Tensor | None = None
 
     def __len__(self) -> int:
         for t in (self.cat, self.num, *self.seq.values(), *self.dense.values(), self.label):
@@ -57,6 +61,8 @@ class Batch:
         return Batch(
             cat=self.cat[idx], num=self.num[idx], num_bucket=self.num_bucket[idx], seq={k: v[idx] for k, v in self.seq.items()},
             dense={k: v[idx] for k, v in self.dense.items()}, label=None if self.label is None else self.label[idx],
+            labels=None if self.labels is None else self.labels[idx],
+            observed=None if self.observed is None else self.observed[idx],
         )
 
     def to(self, device: str | torch.device) -> "Batch":
@@ -65,6 +71,8 @@ class Batch:
             cat=self.cat.to(device), num=self.num.to(device), num_bucket=self.num_bucket.to(device), seq={k: v.to(device) for k, v in self.seq.items()},
             dense={k: v.to(device) for k, v in self.dense.items()},
             label=None if self.label is None else self.label.to(device),
+            labels=None if self.labels is None else self.labels.to(device),
+            observed=None if self.observed is None else self.observed.to(device),
         )
 
 

@@ -9,6 +9,8 @@ from llmrec.config import StrictConfig
 from llmrec.data.catalog import require_dataset
 from llmrec.data.interactions import load_interactions
 from llmrec.data.movielens import load_movielens
+from llmrec.data.multilabel import (MOVIELENS_TASKS, SYNTHETIC_TASKS, MultiLabelConfig, movielens_labels,
+                                    multi_label_view)
 from llmrec.data.schema import RecData
 from llmrec.data.views import add_history
 from llmrec.errors import ConfigError
@@ -27,19 +29,38 @@ class DataConfig(StrictConfig):
     # a behaviour column "history" (each row: the user's earlier items, the most recent N; DIN's input)
     history: int | None = Field(None, ge=1)
     history_positive_only: bool = False  # history of positively labelled rows only
+    # several funnel labels with simulated missingness (KAML): synthetic click / cart / purchase, MovieLens
+    # rated / liked / loved (``llmrec.data.multilabel``)
+    multi_label: MultiLabelConfig | None = None
 
 
 def load_data(config: DataConfig) -> RecData:
     """The ``RecData`` a ``DataConfig`` names (MovieLens from its configured path or the catalog's copy),
     with a behaviour history column when ``history`` is set."""
     data = _load(config)
+    if config.multi_label is not None:
+        data = _multi_label(data, config)
     return data if config.history is None else add_history(data, config.history,
                                                            positive_only=config.history_positive_only)
 
 
+def _multi_label(data: RecData, config: DataConfig) -> RecData:
+    c = config.multi_label
+    assert c is not None
+    if config.source == "synthetic":
+        return multi_label_view(data, SYNTHETIC_TASKS, c)
+    if config.source in ("movielens100k", "movielens1m"):
+        return multi_label_view(movielens_labels(data, c.negatives, c.seed), MOVIELENS_TASKS, c)
+    raise ConfigError(f"data.multi_label: the simulated funnel exists for the synthetic world and MovieLens, not "
+                      f"{config.source!r}")
+
+
 def _load(config: DataConfig) -> RecData:
     if config.source == "synthetic":
-        return generate_world(config.synthetic)
+        s = config.synthetic
+        if config.multi_label is not None and not s.funnel:
+            s = s.model_copy(update={"funnel": True})
+        return generate_world(s)
     if config.source == "synthetic_sequences":
         return generate_sequences(config.sequences)
     if config.source == "interactions":

@@ -35,12 +35,14 @@ class RecData:
     domain: str = "items"  # what the items are, in words (prompts use it)
     item_info: dict[str, dict[str, str]] = field(default_factory=dict)  # item id -> title/category/description
     user_info: dict[str, dict[str, str]] = field(default_factory=dict)  # user id -> profile text fields
+    # multi-label view: the label columns of several tasks, shallow to deep (``llmrec.data.multilabel``)
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = {len(v) for v in self.columns.values()}
         if len(n) > 1:
             raise ValueError(f"columns: unequal lengths {sorted(n)}")
-        for f in [*self.fields, self.label, self.time]:
+        for f in [*self.fields, self.label, self.time, *self.tasks]:
             if f not in self.columns:
                 raise ValueError(f"fields: column {f!r} is missing")
         y = np.asarray(self.columns[self.label], dtype=np.float64)

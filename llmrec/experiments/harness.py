@@ -49,6 +49,7 @@ from llmrec.results import pyplot, write_result
 from llmrec.threads import peak_rss_mb
 from llmrec.train import PointwiseTask, TrainerConfig
 from llmrec.train.sam import frequent_feature_eigenvalue
+from llmrec.train.tasks import MultiLabelTaskConfig
 
 
 class DatasetSpec(StrictConfig):
@@ -58,6 +59,7 @@ class DatasetSpec(StrictConfig):
     trainer: TrainerConfig = TrainerConfig()
     sequence: SequenceViewConfig = SequenceViewConfig()
     graph: GraphViewConfig = GraphViewConfig()
+    multilabel: MultiLabelTaskConfig = MultiLabelTaskConfig()
 
 
 class KnowledgeGate(StrictConfig):
@@ -79,6 +81,7 @@ class Variant(StrictConfig):
     trainer: dict[str, Any] = {}  # overrides of the data set's trainer
     sequence: dict[str, Any] = {}  # overrides of the data set's sequence view (e.g. ``train: prefixes``)
     graph: dict[str, Any] = {}  # overrides of the data set's graph view (e.g. ``negatives: in_batch``)
+    multilabel: dict[str, Any] = {}  # overrides of the multilabel task (e.g. ``masking: attribution``)
     knowledge: KnowledgeFeatures | None = None
     gate: KnowledgeGate | None = None  # validation gate over the knowledge kinds (needs ``knowledge``)
 
@@ -170,6 +173,7 @@ def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int)
             "data": ds.data.model_dump(), "features": None if ds.features is None else [f.model_dump() for f in ds.features],
             "knowledge": knowledge, "sequence": deep_merge(ds.sequence.model_dump(), variant.sequence),
             "graph": deep_merge(ds.graph.model_dump(), variant.graph),
+            "multilabel": deep_merge(ds.multilabel.model_dump(), variant.multilabel),
             "model": variant.model, "trainer": trainer, "output_dir": f"runs/{exp.name}/{dataset}/{variant.key}"})
     except ValidationError as e:
         raise ConfigError(f"experiment {exp.name}: datasets.{dataset} x variant {variant.key}: "
@@ -469,6 +473,43 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel(f"test {metrics[0]} (mean ± std over seeds; axis starts at {lo:.2f}, not 0)" if lo > 0
                       else f"test {metrics[0]} (mean ± std over seeds)")
         ax.set_title(f"{ds}: test primary metric (blue: llmrec, grey: peers)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    tasks = task_aucs(results)
+    if tasks:
+        plot_tasks(results, tasks, path.with_name(path.stem + "_tasks.png"))
+
+
+def task_aucs(results: dict) -> list[str]:
+    """The tasks of a multi-label run (summaries with ``auc_<task>_mean``), in the order the runs report them."""
+    for res in results.values():
+        for v in res["variants"].values():
+            names = [k[len("auc_"):-len("_mean")] for k in v if k.startswith("auc_") and k.endswith("_mean")
+                     and k != "auc_mean"]
+            if names:
+                return names
+    return []
+
+
+def plot_tasks(results: dict, tasks: list[str], path: Path) -> None:
+    """Multi-label runs: test AUC per task, grouped bars (one group per variant), one panel per data set."""
+    plt = pyplot()
+    rows = max(len(r["variants"]) for r in results.values())
+    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 0.3 * rows * len(tasks) + 2), squeeze=False)
+    for ax, (ds, res) in zip(axes[0], results.items()):
+        names = list(res["variants"])
+        ds_tasks = task_aucs({ds: res})
+        h = 0.8 / max(1, len(ds_tasks))
+        for j, t in enumerate(ds_tasks):
+            ax.barh([i + j * h for i in range(len(names))], [res["variants"][n][f"auc_{t}_mean"] for n in names],
+                    height=h, xerr=[res["variants"][n][f"auc_{t}_std"] for n in names], label=t)
+        ax.set_yticks([i + 0.4 - h / 2 for i in range(len(names))], names)
+        vals = [res["variants"][n][f"auc_{t}_mean"] for n in names for t in ds_tasks]
+        lo = max(0.0, min(vals) - 0.02)
+        ax.set_xlim(lo, max(vals) + 0.01)
+        ax.set_xlabel(f"test AUC per task (mean ± std over seeds; axis starts at {lo:.2f})")
+        ax.set_title(f"{ds}: AUC per label")
+        ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

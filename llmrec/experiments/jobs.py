@@ -9,7 +9,8 @@ A job config is YAML::
     knowledge: {kinds: [item, user]}     # ctr / multitask: LLM knowledge vectors as dense features
     model: {name: deepfm, dropout: 0.1}  # any registered model; fields layered over its defaults file
     trainer: {batch_size: 1024, epochs: 20}
-    task: null                           # null = the family's task
+    task: null                           # null = the model's task (its family's unless it names one)
+    multilabel: {masking: attribution}   # multilabel task: which incomplete labels train (KAML)
     output_dir: runs/deepfm
 
 Unknown keys anywhere are errors naming the field. ``--set model.dropout=0.1`` style overrides (the CLI)
@@ -38,7 +39,9 @@ from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowle
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec
+from llmrec.data.multilabel import check_reported, label_matrix
 from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
+from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
 
 
@@ -77,7 +80,8 @@ class TrainJobConfig(StrictConfig):
     knowledge: KnowledgeFeatures | None = None
     model: ModelSpec = Field({"name": "deepfm"}, validate_default=True)  # validated into the model's own config
     trainer: TrainerConfig = TrainerConfig()
-    task: str | None = None  # None: the model family's task
+    task: str | None = None  # None: the model's task (its family's unless the model names its own)
+    multilabel: MultiLabelTaskConfig = MultiLabelTaskConfig()  # the multilabel task's masking and RLU
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
     output_dir: str = "runs/ctr"
@@ -183,13 +187,21 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     extra_specs, tables = knowledge_inputs(job.knowledge, data, tr)
     enc = FeatureEncoder(feature_specs(data, job.features) + extra_specs).fit(data.take(tr))
     batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
+    if data.tasks:  # multi-label view: train / valid know what the advertisers report, test has every label
+        for b, rows, complete in zip(batches, (tr, va, te), (False, False, True)):
+            labels, codes = label_matrix(data, rows, complete=complete)
+            b.labels, b.observed = torch.from_numpy(labels), torch.from_numpy(codes)
+        check_reported(data.tasks, batches[0].observed.numpy())
     return Prepared(data, enc, *batches, test_groups=data.columns[data.user_col][te],
                     test_scenarios=data.columns[data.scenario_col][te] if data.scenario_col else None)
 
 
 def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
     """The ``Trainer`` of a prepared job (its task, checkpoint folder and trainer config)."""
-    task = TASKS.get(job.task or FAMILIES.get(job.family).task)()
+    task = TASKS.get(job.task or MODELS.get(job.model.name).default_task)()
+    if isinstance(task, MultiLabelTask):
+        task.config = job.multilabel
+        task.names = list(prepared.data.tasks) or [prepared.data.label]
     if isinstance(task, BPRTask):
         task.n_items = prepared.context.n_items
         task.negatives = job.graph.negatives
@@ -250,5 +262,8 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
         _, _, te = p.data.chronological_split(job.data.split)
         p.test = context.transform(p.data.take(te), label=p.data.label,
                                    dense_tables=knowledge_inputs(job.knowledge, p.data)[1])
+        if p.data.tasks:
+            labels, codes = label_matrix(p.data, te, complete=True)
+            p.test.labels, p.test.observed = torch.from_numpy(labels), torch.from_numpy(codes)
     metrics = make_trainer(job, p).evaluate(model, p.test, groups=p.test_groups)
     return {"model_dir": str(model_dir), "data": p.data.name, "test": metrics}

@@ -1,8 +1,9 @@
 """The model registry: every recommender model registered by name, with its family and typed config.
 
 A **family** is a data view + a batch type + a training task (``llmrec.train.tasks``): ``ctr`` (impressions
-with typed fields -> ``Batch`` -> pointwise BCE), ``multitask`` (impressions with a scenario/task field ->
-``Batch`` -> pointwise BCE per row), ``graph`` (user-item interactions -> ``PairBatch`` -> BPR with full-sort
+with typed fields -> ``Batch`` -> pointwise BCE), ``multitask`` (impressions with several labels, some
+missing -> ``Batch`` with ``labels`` / ``observed`` -> masked BCE per label; a multi-scenario model with one
+label, STAR, names ``pointwise`` as its own task), ``graph`` (user-item interactions -> ``PairBatch`` -> BPR with full-sort
 Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE with full-sort HR/NDCG).
 
 A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
@@ -56,6 +57,12 @@ class ModelEntry:
     # optional stage run before training that returns the config to train with (OptInter's search)
     prepare: Callable[..., ModelConfigBase] | None = None
     onnx: bool = True  # the family's ONNX export works for this model
+    task: str | None = None  # the model's own training task, when not its family's (STAR: one label)
+
+    @property
+    def default_task(self) -> str:
+        """The task the model trains on unless a job names one: its own, else its family's."""
+        return self.task or FAMILIES.get(self.family).task
 
 
 FAMILIES: Registry[Family] = Registry("model family")
@@ -63,7 +70,7 @@ MODELS: Registry[ModelEntry] = Registry("model")
 
 for _f in (
     Family("ctr", "impressions", "Batch", "pointwise", "click-through rate over typed fields"),
-    Family("multitask", "impressions", "Batch", "pointwise", "several scenarios or tasks sharing one model"),
+    Family("multitask", "impressions", "Batch", "multilabel", "several scenarios or tasks sharing one model"),
     Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
     Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
 ):
@@ -71,13 +78,15 @@ for _f in (
 
 
 def register_model(name: str, family: str, config: type[ModelConfigBase],
-                   prepare: Callable[..., ModelConfigBase] | None = None, onnx: bool = True):
+                   prepare: Callable[..., ModelConfigBase] | None = None, onnx: bool = True,
+                   task: str | None = None):
     """Decorator for a builder ``(context, config) -> nn.Module``; its docstring is the model's description."""
     FAMILIES.get(family)  # fail at import time on a typo
 
     def deco(build: Callable[[Any, Any], nn.Module]):
         MODELS.add(name, ModelEntry(name=name, family=family, config=config, build=build,
-                                    doc=(build.__doc__ or "").strip().split("\n")[0], prepare=prepare, onnx=onnx))
+                                    doc=(build.__doc__ or "").strip().split("\n")[0], prepare=prepare, onnx=onnx,
+                                    task=task))
         return build
 
     return deco
@@ -157,7 +166,7 @@ def describe_models(family: str | None = None) -> list[dict]:
             continue
         cfg = resolve_model_config({"name": name})
         fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "name"}
-        out.append({"name": name, "family": e.family, "task": FAMILIES.get(e.family).task, "doc": e.doc,
+        out.append({"name": name, "family": e.family, "task": e.default_task, "doc": e.doc,
                     "config_class": e.config.__name__, "defaults": fields,
                     "types": {k: _type_name(f.annotation) for k, f in e.config.model_fields.items() if k != "name"},
                     "search_stage": e.prepare is not None, "onnx": e.onnx})

@@ -9,19 +9,24 @@ early stopping and model selection follow (``primary``, higher is better).
 |-------------|---------------|------------------------------|------------------------------------------|
 | pointwise   | ``Batch``     | BCE with logits              | AUC (primary), logloss, gAUC with groups  |
 | bpr         | ``PairBatch`` | -log sigmoid(s_pos - s_neg)  | full-sort Recall/NDCG/Hit@10,20, seen excl.  |
-| next_item   | ``SeqBatch``  | softmax CE over every item   | full-sort HR/NDCG@k                       |"""
+| next_item   | ``SeqBatch``  | softmax CE over every item   | full-sort HR/NDCG@k                       |
+| multilabel  | ``Batch`` + labels [N, T] | masked BCE per task (+ RLU ranking) | AUC per task, mean AUC (primary) |"""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from pydantic import Field
+
+from llmrec.config import StrictConfig
+from llmrec.data.multilabel import ATTRIBUTED, REPORTED
 from llmrec.data.views import PairBatch, RankingEval, SeqBatch
-from llmrec.errors import DataError
+from llmrec.errors import ConfigError, DataError
 from llmrec.metrics import auc, full_sort_metrics, group_auc, logloss
 from llmrec.registry import Registry
 
@@ -317,6 +322,98 @@ class NextItemTask(_FullSort):
         return out
 
 
+class MultiLabelTaskConfig(StrictConfig):
+    """How the multi-label task uses incomplete labels (KAML, papers.md §16): which cells train (``strict``:
+    reported labels only; ``attribution``: also labels implied by attribution, ADM), the weight of the
+    ranking loss over the cells left unlabeled (RLU; 0 = off) and per-task loss weights."""
+    masking: Literal["strict", "attribution"] = "strict"
+    ranking_weight: float = Field(0.0, ge=0.0)
+    task_weights: list[float] | None = None  # None: 1 per task
+
+
+class MultiLabelTask:
+    """Several labels per row, some unknown (``Batch.labels`` / ``Batch.observed``; a single-label ``Batch``
+    is one task). Loss: per task, BCE averaged over the cells that train under ``masking`` (a task without
+    such a cell in the batch adds nothing), weighted; with ``ranking_weight`` (RLU), the cells left out of
+    the BCE (unlabeled) still order the scores: a positive's expected label (1) is above an unlabeled cell's,
+    which is above a negative's (0), so per task the mean of softplus(s_lo - s_hi) over the (positive,
+    unlabeled) pairs of the batch is added to the positive's row and over the (unlabeled, negative) pairs to
+    the unlabeled cell's row, times ``ranking_weight`` (pairing within one advertiser only was tried and
+    was worse; under strict masking no advertiser has both kinds of cell). Evaluation: AUC and logloss per
+    task on the cells whose label is reported (the test split's are complete), and their mean AUC (primary)."""
+    name, primary = "multilabel", "auc"
+
+    def __init__(self, config: MultiLabelTaskConfig | None = None, names: Sequence[str] = ()) -> None:
+        self.config = config or MultiLabelTaskConfig()
+        self.names = list(names)
+
+    @staticmethod
+    def targets(batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels [N, T], codes [N, T]) of a batch; a single-label batch is one reported task."""
+        if batch.labels is not None:
+            return batch.labels, batch.observed
+        return batch.label.unsqueeze(1), torch.full((len(batch), 1), REPORTED, dtype=torch.int8,
+                                                     device=batch.label.device)
+
+    def make_batch(self, data, idx, generator):
+        return data.slice(idx)
+
+    def row_loss(self, net, batch) -> torch.Tensor:
+        logits = net(batch).float()
+        y, code = self.targets(batch)
+        logits = logits.reshape(len(y), -1)
+        if logits.shape[1] != y.shape[1]:
+            raise ConfigError(f"model: predicts {logits.shape[1]} tasks, the data has {y.shape[1]}")
+        c = self.config
+        w = c.task_weights or [1.0] * y.shape[1]
+        if len(w) != y.shape[1]:
+            raise ConfigError(f"multilabel.task_weights: {len(w)} weights for {y.shape[1]} tasks")
+        train = (code == REPORTED) | ((code == ATTRIBUTED) if c.masking == "attribution" else False)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        n = len(y)
+        rows = torch.zeros(n, device=logits.device)
+        for t in range(y.shape[1]):
+            m = train[:, t]
+            k = int(m.sum())
+            if k:
+                rows = rows + w[t] * n / k * torch.where(m, bce[:, t], torch.zeros_like(bce[:, t]))
+            if c.ranking_weight > 0:  # RLU: positive > unlabeled > negative, in expectation of the label
+                s = logits[:, t]
+                pos, neg, unl = m & (y[:, t] > 0), m & (y[:, t] == 0), ~m
+                for hi, lo in ((pos, unl), (unl, neg)):
+                    if hi.any() and lo.any():
+                        pair = nn.functional.softplus(s[lo].unsqueeze(0) - s[hi].unsqueeze(1)).mean(1)
+                        rows = rows.index_add(0, hi.nonzero().squeeze(1), c.ranking_weight * n / int(hi.sum()) * pair)
+        return rows
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, data, ctx: EvalContext) -> np.ndarray:
+        """Probabilities [N, T] for every row of ``data``."""
+        model.eval()
+        bs, out = ctx.eval_batch_size, []
+        for i in range(0, len(data), bs):
+            b = data.slice(torch.arange(i, min(len(data), i + bs))).to(ctx.device)
+            with ctx.autocast():
+                out.append(torch.sigmoid(model(b).float()).reshape(len(b), -1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)
+
+    def evaluate(self, model, data, ctx, groups=None) -> dict[str, float]:
+        if data.label is None and data.labels is None:
+            raise DataError("data.labels: evaluation needs labels")
+        p = self.predict(model, data, ctx)
+        y, code = (x.numpy() for x in self.targets(data))
+        names = self.names or [f"task{t}" for t in range(y.shape[1])]
+        res: dict[str, float] = {}
+        for t, name in enumerate(names):
+            m = code[:, t] == REPORTED
+            res[f"auc_{name}"] = auc(y[m, t], p[m, t])
+            res[f"logloss_{name}"] = logloss(y[m, t], p[m, t])
+        aucs = [res[f"auc_{n}"] for n in names]
+        res["auc"] = float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
+        return res
+
+
 TASKS.add("pointwise", PointwiseTask)
+TASKS.add("multilabel", MultiLabelTask)
 TASKS.add("bpr", BPRTask)
 TASKS.add("next_item", NextItemTask)

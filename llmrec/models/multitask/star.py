@@ -127,7 +127,7 @@ class MultiScenarioModel(nn.Module):
         return self.out(z).squeeze(-1) + self.scen_bias(s).squeeze(-1)
 
 
-@register_model("star", family="multitask", config=StarConfig)
+@register_model("star", family="multitask", config=StarConfig, task="pointwise")
 def build_star(encoder: FeatureEncoder, config: StarConfig) -> MultiScenarioModel:
     """STAR multi-scenario backbone; ``meta.enabled`` adds LLM4MSR's knowledge-generated meta layers."""
     return MultiScenarioModel(encoder, config)
