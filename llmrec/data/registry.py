@@ -12,7 +12,7 @@ from llmrec.data.movielens import load_movielens
 from llmrec.data.multilabel import (MOVIELENS_TASKS, SYNTHETIC_TASKS, MultiLabelConfig, movielens_labels,
                                     multi_label_view)
 from llmrec.data.schema import RecData
-from llmrec.data.views import add_history
+from llmrec.data.views import add_history, add_search_history
 from llmrec.errors import ConfigError
 from llmrec.data.synthetic import SequenceWorldConfig, SyntheticConfig, generate_sequences, generate_world
 
@@ -32,6 +32,8 @@ class DataConfig(StrictConfig):
     # several funnel labels with simulated missingness (KAML): synthetic click / cart / purchase, MovieLens
     # rated / liked / loved (``llmrec.data.multilabel``)
     multi_label: MultiLabelConfig | None = None
+    # columns queries / query_key / searched: each row's N most recent earlier searches (QueryRec's input)
+    search_history: int | None = Field(None, ge=1)
 
 
 def load_data(config: DataConfig) -> RecData:
@@ -40,6 +42,8 @@ def load_data(config: DataConfig) -> RecData:
     data = _load(config)
     if config.multi_label is not None:
         data = _multi_label(data, config)
+    if config.search_history is not None:
+        data = add_search_history(data, config.search_history)
     return data if config.history is None else add_history(data, config.history,
                                                            positive_only=config.history_positive_only)
 

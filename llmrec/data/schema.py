@@ -37,6 +37,8 @@ class RecData:
     user_info: dict[str, dict[str, str]] = field(default_factory=dict)  # user id -> profile text fields
     # multi-label view: the label columns of several tasks, shallow to deep (``llmrec.data.multilabel``)
     tasks: tuple[str, ...] = ()
+    # a search log of the same users (QueryRec): columns user_id, timestamp, query (text); empty: none
+    searches: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = {len(v) for v in self.columns.values()}

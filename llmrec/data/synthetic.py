@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pydantic import Field
+
 from llmrec.config import StrictConfig
 from llmrec.data.schema import RecData
 
@@ -46,6 +48,15 @@ class SyntheticConfig(StrictConfig):
     # add post-click conversion columns "cart" and "purchase" (the multi-label view's funnel; see
     # ``funnel_labels``); drawn from their own random stream, so every other column is unchanged
     funnel: bool = False
+    # a search log (``search_log``): this many queries per searching user, ``search_users`` of the users
+    # search at all; 0: no log. Its own random stream: every other column is unchanged
+    searches_per_user: int = Field(0, ge=0)
+    search_users: float = Field(0.6, ge=0.0, le=1.0)
+    # interest shift: each user's timeline is cut into this many spans, each with a current intent theme
+    # that adds ``intent_weight`` to the click logit of items of that theme (and that the user's queries
+    # mostly name); 0: no intents (the world is unchanged)
+    intents: int = Field(0, ge=0)
+    intent_weight: float = 1.5
 
 
 def generate_world(config: SyntheticConfig | None = None) -> RecData:
@@ -100,6 +111,9 @@ def generate_world(config: SyntheticConfig | None = None) -> RecData:
         + sc_cat[scen, item_cat[items]]
         + rng.normal(0, c.noise, n)
     )
+    intent = current_intents(c, theme_pref) if c.intents else None
+    if intent is not None:  # the same uniform draws below: only the intent term changes the labels
+        logit = logit + c.intent_weight * (item_theme[items] == intent(users, ts))
     label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
     columns = {
         "user_id": users.astype(str).astype(object),
@@ -124,12 +138,73 @@ def generate_world(config: SyntheticConfig | None = None) -> RecData:
         "category": "categorical", "gender": "categorical", "region": "categorical",
         "age": "numerical", "price": "numerical", "quality": "numerical",
     }
+    searches = search_log(c, theme_pref, cat_pref, intent) if c.searches_per_user else {}
     return RecData(
         name=f"synthetic-world-s{c.seed}-{c.n_users}x{c.n_items}x{c.impressions_per_user}",
         columns=columns, fields=fields, scenario_col="scenario",
         domain="products (" + ", ".join(CATEGORIES) + ")",
-        item_info=item_info, user_info=user_info,
+        item_info=item_info, user_info=user_info, searches=searches,
     )
+
+
+QUERY_EXTRAS = ["", "", "", "best", "cheap", "gift", "for home", "new", "top rated", "sale"]
+
+
+def current_intents(c: SyntheticConfig, theme_pref: np.ndarray):
+    """Interest shift: each user's [0, 1e6) timeline is cut at ``intents - 1`` uniform points; each span's
+    intent theme is drawn by the user's taste (softmax of the preference) half of the time, uniformly
+    otherwise (a new interest). Returns ``(users, times) -> intent theme index``. Stream ``(seed, 5)``."""
+    rng = np.random.default_rng([c.seed, 5])
+    n_users, n_theme = theme_pref.shape
+    cuts = np.sort(rng.uniform(0, 1e6, (n_users, max(0, c.intents - 1))), axis=1)
+    p = np.exp(theme_pref)
+    p /= p.sum(1, keepdims=True)
+    by_taste = np.array([[rng.choice(n_theme, p=p[u]) for _ in range(c.intents)] for u in range(n_users)])
+    uniform = rng.integers(0, n_theme, (n_users, c.intents))
+    theme = np.where(rng.random((n_users, c.intents)) < 0.5, by_taste, uniform)
+
+    def at(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+        span = (times[:, None] > cuts[users]).sum(1)
+        return theme[users, span]
+
+    return at
+
+
+def search_log(c: SyntheticConfig, theme_pref: np.ndarray, cat_pref: np.ndarray, intent=None
+               ) -> dict[str, np.ndarray]:
+    """The synthetic world's search log: a fraction ``search_users`` of the users issue ``searches_per_user``
+    queries each, at uniform times over the impressions' span. A query carries the user's intent: its theme
+    word (one of the theme's title adjectives or the theme's name, e.g. "snug" or "cozy") is drawn by the
+    user's theme taste (softmax of 1.5 x preference) and its product noun by the category taste (softmax of
+    the preference); one query in five explores (theme and category uniform). An extra word ("cheap",
+    "gift", ...) is added at random. With ``intents`` (interest shift), 70% of the non-exploring queries
+    name the user's current intent theme instead. The theme taste is otherwise visible only in item texts and
+    the current intent nowhere, so queries tell a CTR model something about a user that ids learn slowly or
+    not at all. Stream ``(seed, 4)``."""
+    rng = np.random.default_rng([c.seed, 4])
+    cats, themes = list(CATEGORIES), list(THEMES)
+    searchers = np.flatnonzero(rng.random(c.n_users) < c.search_users)
+    users, stamps, texts = [], [], []
+    for u in searchers.tolist():
+        pt = np.exp(1.5 * theme_pref[u])
+        pc = np.exp(cat_pref[u])
+        for _ in range(c.searches_per_user):
+            when = rng.uniform(0, 1e6)
+            explore = rng.random() < 0.2
+            if intent is not None and not explore and rng.random() < 0.7:  # the current intent, mostly
+                th = int(intent(np.array([u]), np.array([when]))[0])
+            else:
+                th = int(rng.integers(len(themes))) if explore else int(rng.choice(len(themes), p=pt / pt.sum()))
+            ca = int(rng.integers(len(cats))) if explore else int(rng.choice(len(cats), p=pc / pc.sum()))
+            words = [*THEMES[themes[th]][0], themes[th]]
+            adj = words[int(rng.integers(len(words)))].lower().replace("'s", "")
+            noun = CATEGORIES[cats[ca]][int(rng.integers(5))]
+            extra = QUERY_EXTRAS[int(rng.integers(len(QUERY_EXTRAS)))]
+            texts.append(" ".join(w for w in (extra, adj, noun) if w))
+            users.append(str(u))
+            stamps.append(when)
+    return {"user_id": np.array(users, dtype=object), "timestamp": np.array(stamps, np.float64),
+            "query": np.array(texts, dtype=object)}
 
 
 def funnel_labels(seed: int, click: np.ndarray, theme: np.ndarray, category: np.ndarray, quality: np.ndarray,

@@ -13,6 +13,7 @@ Ids are dense: users 0..U-1, items 1..I (0 is padding / unknown), fixed by ``Ite
 training rows."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -462,3 +463,35 @@ def add_history(data: RecData, max_len: int, name: str = "history", positive_onl
         if not positive_only or label[r] > 0:
             past.append(items[r])
     return replace(data, columns={**data.columns, name: hist}, fields={**data.fields, name: "behavior"})
+
+
+def add_search_history(data: RecData, max_len: int) -> RecData:
+    """``data`` with the user's earlier searches on every row (QueryRec's input; ``RecData.searches``):
+    ``queries`` (the texts of the user's queries strictly before the row's time, the most recent
+    ``max_len``, oldest first), ``query_key`` (those texts joined by newlines: one key per search state,
+    "" for none), ``query_item_key`` (the state and the row's item, tab-separated) and ``searched`` ("yes"
+    when there is at least one). None of them is a feature field."""
+    if max_len < 1:
+        raise DataError(f"search_history: max_len must be >= 1, got {max_len}")
+    if not data.searches:
+        raise DataError(f"search_history: {data.name} has no search log (RecData.searches)")
+    missing = [k for k in ("user_id", "timestamp", "query") if k not in data.searches]
+    if missing:
+        raise DataError(f"searches: the search log lacks columns {missing}")
+    by_user: dict = {}
+    s = data.searches
+    for r in np.argsort(s["timestamp"], kind="stable").tolist():
+        times, texts = by_user.setdefault(str(s["user_id"][r]), ([], []))
+        times.append(float(s["timestamp"][r]))
+        texts.append(str(s["query"][r]))
+    users, stamps = data.columns[data.user_col], data.columns[data.time]
+    queries = np.empty(len(data), dtype=object)
+    for r in range(len(data)):
+        times, texts = by_user.get(str(users[r]), ((), ()))
+        k = bisect.bisect_left(times, float(stamps[r]))
+        queries[r] = tuple(texts[max(0, k - max_len): k])
+    keys = np.array(["\n".join(q) for q in queries], dtype=object)
+    pair = np.array([f"{k}\t{i}" for k, i in zip(keys.tolist(), data.columns[data.item_col].tolist())], dtype=object)
+    searched = np.where([len(q) > 0 for q in queries], "yes", "no").astype(object)
+    return replace(data, columns={**data.columns, "queries": queries, "query_key": keys, "query_item_key": pair,
+                                  "searched": searched})

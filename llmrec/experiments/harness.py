@@ -139,6 +139,9 @@ class ExperimentConfig(StrictConfig):
     sharpness_diagnostic: bool = False
     # CTR: test AUC apart for rows whose user had <= N training rows ("sparse") and the others ("dense")
     user_activity: int | None = Field(None, ge=0)
+    # CTR: test AUC apart for each value of this data column (e.g. ``searched``: users with / without an
+    # earlier search, QueryRec)
+    test_by: str | None = None
 
 
 def load_experiment(path_or_name: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -252,6 +255,8 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
             runs[-1]["sharpness"] = frequent_feature_eigenvalue(model, PointwiseTask().row_loss, sample)
         if exp.user_activity is not None:
             runs[-1]["test_by_user_activity"] = user_activity_auc(job, p, model, exp.user_activity)
+        if exp.test_by is not None:
+            runs[-1]["test_by_column"] = column_auc(job, p, model, exp.test_by)
     return {"runs": runs, "job": first.model_dump(mode="json"), "primary_metric": r["primary_metric"],
             "parameters": int(sum(q.numel() for q in model.parameters())),
             "train_flops_per_sample": train_flops_per_sample(model),
@@ -268,6 +273,21 @@ def user_activity_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, 
     pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
     return {name: {"auc": auc(y[m], pred[m]) if m.any() else None, "rows": int(m.sum())}  # None: no such rows
             for name, m in (("sparse", n <= at_most), ("dense", n > at_most))}
+
+
+def column_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, column: str) -> dict:
+    """Test AUC and row count per value of a data column (None where a group has one class only)."""
+    if column not in p.data.columns:
+        raise ConfigError(f"test_by: {column!r} is not a column of {p.data.name}")
+    _, _, te = p.data.chronological_split(job.data.split)
+    values = np.asarray(p.data.columns[column][te]).astype(str)
+    pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
+    out = {}
+    for v in sorted(set(values.tolist())):
+        m = values == v
+        a = auc(y[m], pred[m])
+        out[v] = {"auc": None if np.isnan(a) else a, "rows": int(m.sum())}
+    return {"column": column, "groups": out}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -290,6 +310,14 @@ def summarize(runs: list[dict]) -> dict:
                           if r["test_by_user_activity"][g]["auc"] is not None])
             out[f"{g}_users_auc_mean"], out[f"{g}_users_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
                                                                      else (None, None))
+    if runs[0].get("test_by_column"):
+        col = runs[0]["test_by_column"]["column"]
+        for g in runs[0]["test_by_column"]["groups"]:
+            v = np.array([r["test_by_column"]["groups"][g]["auc"] for r in runs
+                          if r["test_by_column"]["groups"].get(g, {}).get("auc") is not None])
+            out[f"{col}_{g}_auc_mean"], out[f"{col}_{g}_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
+                                                                     else (None, None))
+            out[f"{col}_{g}_rows"] = runs[0]["test_by_column"]["groups"][g]["rows"]
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}

@@ -24,6 +24,11 @@ def key_column(data: RecData, kind: str) -> str:
         return data.item_col
     if kind in ("user", "user_scenario"):
         return data.user_col
+    if kind in ("query", "query_match"):  # QueryRec: per search state, per (search state, item)
+        col = "query_key" if kind == "query" else "query_item_key"
+        if col not in data.columns:
+            raise ValueError(f"kinds: {data.name} has no search history column (data.search_history: N)")
+        return col
     if kind == "scenario":
         if not data.scenario_col:
             raise ValueError(f"kinds: {data.name} has no scenario column, so no 'scenario' knowledge")
@@ -64,6 +69,11 @@ def build_requests(data: RecData, train_rows: np.ndarray, kind: str, history_ite
     clicks = _clicks_by_time(data, train_rows)
     sc = data.scenario_col
     scenarios = sorted(str(s) for s in set(data.columns[sc]))
+    if kind in ("query", "query_match"):  # QueryRec: per search state, per (search state, item)
+        col = "query_key" if kind == "query" else "query_item_key"
+        if col not in data.columns:
+            raise ValueError(f"kinds: {data.name} has no search history column (data.search_history: N)")
+        return col
     if kind == "scenario":
         labels, scen_all = data.columns[data.label][train_rows], data.columns[sc][train_rows]
         reqs = []
