@@ -54,5 +54,6 @@ def test_embedders_and_rerankers_by_name(embedder):
 
 
 def test_tasks_by_name():
-    assert TASKS.names() == ["bpr", "next_item", "pointwise"]
+    assert TASKS.names() == ["bpr", "multilabel", "next_item", "pointwise"]
     assert TASKS.get("pointwise")().primary == "auc" and TASKS.get("bpr")().primary == "ndcg@10"
+    assert TASKS.get("multilabel")().primary == "auc"

@@ -15,6 +15,7 @@ from llmrec.errors import ConfigError, DataError
 from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 from llmrec.metrics import auc
 from llmrec.models import build_model
+from llmrec.models.multitask.mmoe import mmoe_tasks
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
 
 
@@ -194,7 +195,6 @@ def test_hke_shifts_only_attributed_cells_in_training():
     job = TrainJobConfig(data={"source": "synthetic", "synthetic": {"n_users": 60, "n_items": 40},
                                "multi_label": {}}, model={"name": "mmoe", "hke": True})
     p = prepare(job)
-    from llmrec.models.multitask.mmoe import mmoe_tasks
     model = build_model(p.context, mmoe_tasks(p.context, job.model, p.train, p.valid, job.trainer))
     for d in model.discrepancy:
         torch.nn.init.constant_(d.net[-1].bias, 3.0)
