@@ -221,3 +221,19 @@ def test_kaml_trains_end_to_end_and_learns_every_label():
     bad = TrainJobConfig(data=data, model={"name": "mmoe", "tasks": 2}, trainer={"epochs": 1, "progress": False})
     with pytest.raises(ConfigError, match="model.tasks: 2, but the data has 3 labels"):
         train_prepared(bad, prepare(bad))
+
+
+def test_breakdown_plots_per_label_and_per_group(tmp_path):
+    from llmrec.experiments.harness import group_aucs, plot, task_aucs
+
+    def variant(extra):
+        return {"auc_mean": 0.7, "auc_std": 0.01, "primary_metric": "auc", **extra}
+
+    labels = {"a": variant({"auc_click_mean": 0.6, "auc_click_std": 0.0, "auc_buy_mean": 0.8, "auc_buy_std": 0.0}),
+              "b": variant({"auc_click_mean": 0.62, "auc_click_std": 0.0, "auc_buy_mean": 0.79, "auc_buy_std": 0.0})}
+    groups = {"a": variant({"searched_yes_auc_mean": 0.7, "searched_yes_auc_std": 0.0,
+                            "searched_no_auc_mean": 0.6, "searched_no_auc_std": 0.0})}
+    results = {"one": {"variants": labels, "peers": {}}, "two": {"variants": groups, "peers": {}}}
+    assert task_aucs(results) == ["click", "buy"] and group_aucs(results) == ["searched_yes", "searched_no"]
+    plot(results, tmp_path / "r.png")
+    assert all((tmp_path / f).stat().st_size > 0 for f in ("r.png", "r_tasks.png", "r_groups.png"))

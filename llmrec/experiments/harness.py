@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -503,9 +503,12 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(f"{ds}: test primary metric (blue: llmrec, grey: peers)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    tasks = task_aucs(results)
-    if tasks:
-        plot_tasks(results, tasks, path.with_name(path.stem + "_tasks.png"))
+    if task_aucs(results):
+        plot_breakdown(results, lambda res: [(t, f"auc_{t}") for t in task_aucs({"": res})], "AUC per label",
+                       path.with_name(path.stem + "_tasks.png"))
+    if group_aucs(results):
+        plot_breakdown(results, lambda res: [(g, f"{g}_auc") for g in group_aucs({"": res})],
+                       "AUC per group of test rows", path.with_name(path.stem + "_groups.png"))
 
 
 def task_aucs(results: dict) -> list[str]:
@@ -519,24 +522,38 @@ def task_aucs(results: dict) -> list[str]:
     return []
 
 
-def plot_tasks(results: dict, tasks: list[str], path: Path) -> None:
-    """Multi-label runs: test AUC per task, grouped bars (one group per variant), one panel per data set."""
+def group_aucs(results: dict) -> list[str]:
+    """The ``test_by`` groups of a run (summaries with ``<column>_<value>_auc_mean``), e.g. ``searched_yes``."""
+    for res in results.values():
+        for v in res["variants"].values():
+            names = [k[: -len("_auc_mean")] for k in v if k.endswith("_auc_mean") and not k.startswith(("sparse_", "dense_"))
+                     and v.get(k) is not None]
+            if names:
+                return names
+    return []
+
+
+def plot_breakdown(results: dict, series: Callable[[dict], list[tuple[str, str]]], title: str, path: Path) -> None:
+    """Grouped horizontal bars of several AUCs per variant, one panel per data set (``series(its result)``:
+    legend label, summary key without ``_mean`` / ``_std``)."""
     plt = pyplot()
     rows = max(len(r["variants"]) for r in results.values())
-    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 0.3 * rows * len(tasks) + 2), squeeze=False)
+    width = max(len(series(r)) for r in results.values())
+    fig, axes = plt.subplots(1, len(results), figsize=(8 * len(results), 0.3 * rows * width + 2), squeeze=False)
     for ax, (ds, res) in zip(axes[0], results.items()):
         names = list(res["variants"])
-        ds_tasks = task_aucs({ds: res})
-        h = 0.8 / max(1, len(ds_tasks))
-        for j, t in enumerate(ds_tasks):
-            ax.barh([i + j * h for i in range(len(names))], [res["variants"][n][f"auc_{t}_mean"] for n in names],
-                    height=h, xerr=[res["variants"][n][f"auc_{t}_std"] for n in names], label=t)
+        have = [(lab, key) for lab, key in series(res) if all(res["variants"][n].get(f"{key}_mean") is not None
+                                                         for n in names)]
+        h = 0.8 / max(1, len(have))
+        for j, (lab, key) in enumerate(have):
+            ax.barh([i + j * h for i in range(len(names))], [res["variants"][n][f"{key}_mean"] for n in names],
+                    height=h, xerr=[res["variants"][n][f"{key}_std"] for n in names], label=lab)
         ax.set_yticks([i + 0.4 - h / 2 for i in range(len(names))], names)
-        vals = [res["variants"][n][f"auc_{t}_mean"] for n in names for t in ds_tasks]
+        vals = [res["variants"][n][f"{key}_mean"] for n in names for _, key in have] or [0.5]
         lo = max(0.0, min(vals) - 0.02)
         ax.set_xlim(lo, max(vals) + 0.01)
-        ax.set_xlabel(f"test AUC per task (mean ± std over seeds; axis starts at {lo:.2f})")
-        ax.set_title(f"{ds}: AUC per label")
+        ax.set_xlabel(f"test AUC (mean ± std over seeds; axis starts at {lo:.2f})")
+        ax.set_title(f"{ds}: {title}")
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
