@@ -554,7 +554,8 @@ def plot_breakdown(results: dict, series: Callable[[dict], list[tuple[str, str]]
         ax.set_xlim(lo, max(vals) + 0.01)
         ax.set_xlabel(f"test AUC (mean ± std over seeds; axis starts at {lo:.2f})")
         ax.set_title(f"{ds}: {title}")
-        ax.legend(loc="lower right")
+        if have:
+            ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
