@@ -270,24 +270,37 @@ def user_activity_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, 
     users, counts = np.unique(p.data.columns[p.data.user_col][tr], return_counts=True)
     seen = dict(zip(users.tolist(), counts.tolist()))
     n = np.array([seen.get(u, 0) for u in p.test_groups.tolist()])
-    pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
-    return {name: {"auc": auc(y[m], pred[m]) if m.any() else None, "rows": int(m.sum())}  # None: no such rows
-            for name, m in (("sparse", n <= at_most), ("dense", n > at_most))}
+    return _group_auc(job, p, model, {"sparse": n <= at_most, "dense": n > at_most})
 
 
 def column_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, column: str) -> dict:
-    """Test AUC and row count per value of a data column (None where a group has one class only)."""
+    """Test AUC and row count per value of a data column."""
     if column not in p.data.columns:
         raise ConfigError(f"test_by: {column!r} is not a column of {p.data.name}")
     _, _, te = p.data.chronological_split(job.data.split)
     values = np.asarray(p.data.columns[column][te]).astype(str)
+    return {"column": column, "groups": _group_auc(job, p, model, {v: values == v for v in sorted(set(values.tolist()))})}
+
+
+def _group_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, groups: dict[str, np.ndarray]) -> dict:
+    """Test AUC and row count of each group of test rows (a mask each); AUC None for an empty or one-class group."""
     pred, y = make_trainer(job, p).predict(model, p.test), p.test.label.numpy()
     out = {}
-    for v in sorted(set(values.tolist())):
-        m = values == v
-        a = auc(y[m], pred[m])
-        out[v] = {"auc": None if np.isnan(a) else a, "rows": int(m.sum())}
-    return {"column": column, "groups": out}
+    for name, m in groups.items():
+        a = auc(y[m], pred[m]) if m.any() else float("nan")
+        out[name] = {"auc": None if np.isnan(a) else a, "rows": int(m.sum())}
+    return out
+
+
+def _summarize_groups(runs: list[dict], groups_of: Callable[[dict], dict], prefix: Callable[[str], str],
+                      out: dict) -> None:
+    """Mean / std over seeds of each group's AUC (seeds where it is None left out) into ``out``, keys
+    ``<prefix(group)>_auc_mean`` / ``_std`` and ``_rows``."""
+    for g, first in groups_of(runs[0]).items():
+        v = np.array([groups_of(r)[g]["auc"] for r in runs if groups_of(r).get(g, {}).get("auc") is not None])
+        out[f"{prefix(g)}_auc_mean"], out[f"{prefix(g)}_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
+                                                                   else (None, None))
+        out[f"{prefix(g)}_rows"] = first["rows"]
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -305,19 +318,10 @@ def summarize(runs: list[dict]) -> dict:
         v = np.array([r["sharpness"]["top_eigenvalue"] for r in runs])
         out["top_eigenvalue_mean"], out["top_eigenvalue_std"] = float(v.mean()), float(v.std())
     if runs[0].get("test_by_user_activity"):
-        for g in runs[0]["test_by_user_activity"]:
-            v = np.array([r["test_by_user_activity"][g]["auc"] for r in runs
-                          if r["test_by_user_activity"][g]["auc"] is not None])
-            out[f"{g}_users_auc_mean"], out[f"{g}_users_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
-                                                                     else (None, None))
+        _summarize_groups(runs, lambda r: r["test_by_user_activity"], lambda g: f"{g}_users", out)
     if runs[0].get("test_by_column"):
         col = runs[0]["test_by_column"]["column"]
-        for g in runs[0]["test_by_column"]["groups"]:
-            v = np.array([r["test_by_column"]["groups"][g]["auc"] for r in runs
-                          if r["test_by_column"]["groups"].get(g, {}).get("auc") is not None])
-            out[f"{col}_{g}_auc_mean"], out[f"{col}_{g}_auc_std"] = ((float(v.mean()), float(v.std())) if len(v)
-                                                                     else (None, None))
-            out[f"{col}_{g}_rows"] = runs[0]["test_by_column"]["groups"][g]["rows"]
+        _summarize_groups(runs, lambda r: r["test_by_column"]["groups"], lambda g: f"{col}_{g}", out)
     if runs[0].get("test_by_scenario"):
         out["by_scenario_mean"] = {s: {k: float(np.mean([r["test_by_scenario"][s][k] for r in runs])) for k in m}
                                    for s, m in runs[0]["test_by_scenario"].items()}

@@ -27,7 +27,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from llmrec.config import StrictConfig, validation_message
 from llmrec.configfiles import find_config, read_config_file
-from llmrec.ctr.features import FeatureEncoder, FeatureSpec
+from llmrec.ctr.features import Batch, FeatureEncoder, FeatureSpec
+from llmrec.data.multilabel import check_reported, label_matrix
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, interaction_view, sequence_view
@@ -39,7 +40,6 @@ from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowle
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec
-from llmrec.data.multilabel import check_reported, label_matrix
 from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
 from llmrec.train.queryrec import QueryRecConfig, query_features
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
@@ -204,11 +204,16 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
     if data.tasks:  # multi-label view: train / valid know what the advertisers report, test has every label
         for b, rows, complete in zip(batches, (tr, va, te), (False, False, True)):
-            labels, codes = label_matrix(data, rows, complete=complete)
-            b.labels, b.observed = torch.from_numpy(labels), torch.from_numpy(codes)
+            attach_labels(b, data, rows, complete)
         check_reported(data.tasks, batches[0].observed.numpy())
     return Prepared(data, enc, *batches, test_groups=data.columns[data.user_col][te],
                     test_scenarios=data.columns[data.scenario_col][te] if data.scenario_col else None)
+
+
+def attach_labels(batch: Batch, data: RecData, rows: np.ndarray, complete: bool) -> None:
+    """A multi-label data set's labels and their codes on ``batch`` (``llmrec.data.multilabel.label_matrix``)."""
+    labels, codes = label_matrix(data, rows, complete=complete)
+    batch.labels, batch.observed = torch.from_numpy(labels), torch.from_numpy(codes)
 
 
 def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
@@ -278,7 +283,6 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
         p.test = context.transform(p.data.take(te), label=p.data.label,
                                    dense_tables=knowledge_inputs(job.knowledge, p.data, split=job.data.split)[1])
         if p.data.tasks:
-            labels, codes = label_matrix(p.data, te, complete=True)
-            p.test.labels, p.test.observed = torch.from_numpy(labels), torch.from_numpy(codes)
+            attach_labels(p.test, p.data, te, complete=True)
     metrics = make_trainer(job, p).evaluate(model, p.test, groups=p.test_groups)
     return {"model_dir": str(model_dir), "data": p.data.name, "test": metrics}
