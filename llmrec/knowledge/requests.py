@@ -19,7 +19,8 @@ PROMPTS: dict[str, str] = {"item": "item_knowledge", "user": "user_preference",
 
 
 def key_column(data: RecData, kind: str) -> str:
-    """The column whose values key a knowledge kind's rows (item, user or scenario)."""
+    """The column whose values key a knowledge kind's rows (item, user, scenario, or QueryRec's search state
+    and (search state, item))."""
     if kind == "item":
         return data.item_col
     if kind in ("user", "user_scenario"):
@@ -69,11 +70,6 @@ def build_requests(data: RecData, train_rows: np.ndarray, kind: str, history_ite
     clicks = _clicks_by_time(data, train_rows)
     sc = data.scenario_col
     scenarios = sorted(str(s) for s in set(data.columns[sc]))
-    if kind in ("query", "query_match"):  # QueryRec: per search state, per (search state, item)
-        col = "query_key" if kind == "query" else "query_item_key"
-        if col not in data.columns:
-            raise ValueError(f"kinds: {data.name} has no search history column (data.search_history: N)")
-        return col
     if kind == "scenario":
         labels, scen_all = data.columns[data.label][train_rows], data.columns[sc][train_rows]
         reqs = []

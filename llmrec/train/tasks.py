@@ -386,16 +386,9 @@ class MultiLabelTask:
                         rows = rows.index_add(0, hi.nonzero().squeeze(1), c.ranking_weight * n / int(hi.sum()) * pair)
         return rows
 
-    @torch.no_grad()
     def predict(self, model: nn.Module, data, ctx: EvalContext) -> np.ndarray:
         """Probabilities [N, T] for every row of ``data``."""
-        model.eval()
-        bs, out = ctx.eval_batch_size, []
-        for i in range(0, len(data), bs):
-            b = data.slice(torch.arange(i, min(len(data), i + bs))).to(ctx.device)
-            with ctx.autocast():
-                out.append(torch.sigmoid(model(b).float()).reshape(len(b), -1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)
+        return PointwiseTask().scored(model, data, ctx)[0].reshape(len(data), -1)
 
     def evaluate(self, model, data, ctx, groups=None) -> dict[str, float]:
         if data.label is None and data.labels is None:
