@@ -260,14 +260,16 @@ def query_features(data: RecData, train_rows: np.ndarray, valid_rows: np.ndarray
     item_ids = {v: i + 1 for i, v in enumerate(sorted(set(items[train_rows].tolist())))}
     label = data.columns[data.label]
 
-    def pairs(rows: np.ndarray) -> QueryPairs:
-        keep = [r for r in rows.tolist() if label[r] > 0 and data.columns["queries"][r] and items[r] in item_ids]
+    def clicked(rows: np.ndarray) -> list[int]:  # clicks after a search, on items the encoder has
+        return [r for r in rows.tolist() if label[r] > 0 and data.columns["queries"][r] and items[r] in item_ids]
+
+    def pairs(keep: list[int]) -> QueryPairs:
         q = torch.tensor([ids(tuple(data.columns["queries"][r])) for r in keep], dtype=torch.long).reshape(-1, max_len)
         return QueryPairs(q, torch.tensor([item_ids[items[r]] for r in keep], dtype=torch.long))
 
-    train_keys = [str(data.columns["query_key"][r]) for r in train_rows.tolist()
-                  if label[r] > 0 and data.columns["queries"][r] and items[r] in item_ids]
-    train, valid = pairs(train_rows), pairs(valid_rows)
+    train_clicks = clicked(train_rows)
+    train_keys = [str(data.columns["query_key"][r]) for r in train_clicks]
+    train, valid = pairs(train_clicks), pairs(clicked(valid_rows))
     if len(train) < 2 or len(valid) < 1:
         raise DataError(f"{data.name}: too few clicks after a search to train QueryRec ({len(train)} training, "
                         f"{len(valid)} validation pairs)")
