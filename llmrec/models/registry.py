@@ -4,7 +4,9 @@ A **family** is a data view + a batch type + a training task (``llmrec.train.tas
 with typed fields -> ``Batch`` -> pointwise BCE), ``multitask`` (impressions with several labels, some
 missing -> ``Batch`` with ``labels`` / ``observed`` -> masked BCE per label; a multi-scenario model with one
 label, STAR, names ``pointwise`` as its own task), ``graph`` (user-item interactions -> ``PairBatch`` -> BPR with full-sort
-Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE with full-sort HR/NDCG).
+Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE with full-sort HR/NDCG). Families whose task
+is ``fit`` have no trainer: their builder returns an object with ``fit`` and a family-specific scoring call
+(``push``: ``fit(weights)`` / ``score_users(seed_items)``, ``llmrec.models.push.base``).
 
 A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
 model's hyperparameters) and a builder registered with ``@register_model``. Its defaults file
@@ -52,7 +54,7 @@ class ModelEntry:
     name: str
     family: str
     config: type[ModelConfigBase]
-    build: Callable[[Any, Any], nn.Module]  # (family context, config) -> model
+    build: Callable[[Any, Any], Any]  # (family context, config) -> model (an nn.Module unless the task is fit)
     doc: str
     # optional stage run before training that returns the config to train with (OptInter's search)
     prepare: Callable[..., ModelConfigBase] | None = None
@@ -73,6 +75,7 @@ for _f in (
     Family("multitask", "impressions", "Batch", "multilabel", "several scenarios or tasks sharing one model"),
     Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
     Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
+    Family("push", "push campaigns", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
 ):
     FAMILIES.add(_f.name, _f)
 
