@@ -23,6 +23,7 @@ from llmrec.configfiles import config_dirs
 from llmrec.experiments.kinds import EXPERIMENT_KINDS, load_any
 from llmrec.experiments.memory import MemoryExperiment, load_memory_experiment
 from llmrec.experiments.push import PushExperiment
+from llmrec.experiments.session import SessionExperiment
 from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
 
@@ -30,7 +31,8 @@ KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "re
                 "research": ResearchExperiment, "judge": JudgeExperiment, "augment": AugmentExperiment,
                 "performance_law": PerformanceLawExperiment, "incremental": IncrementalExperiment,
                 "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment,
-                "ctr_assign": AssignExperiment, "ctr_select": SelectExperiment, "push": PushExperiment}
+                "ctr_assign": AssignExperiment, "ctr_select": SelectExperiment, "push": PushExperiment,
+                "session": SessionExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

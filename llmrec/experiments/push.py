@@ -11,19 +11,19 @@ exact solve of the same config (``iterations: None``): Spearman's rho over the c
 ``iterations_sweep`` draws rho against T."""
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 from scipy.stats import spearmanr
 
 from llmrec.config import StrictConfig
 from llmrec.data.push import PushConfig, PushData, push_view
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model, resolve_model_config
 from llmrec.results import pyplot, write_result
 
@@ -34,13 +34,6 @@ class PushDataset(StrictConfig):
     push: PushConfig = PushConfig()
 
 
-class PushMethod(StrictConfig):
-    """A push model, its label, and the values of its config fields to choose among on validation."""
-    label: str
-    model: dict[str, Any]
-    grid: dict[str, list[Any]] = {}
-
-
 class PushExperiment(StrictConfig):
     """Data sets, methods, k, seeds, the T sweep of the approximate walk."""
     name: str
@@ -48,22 +41,10 @@ class PushExperiment(StrictConfig):
     seeds: list[int] = [0, 1, 2]
     k: int = Field(100, ge=1)
     datasets: dict[str, PushDataset]
-    methods: list[PushMethod]
+    methods: list[GridMethod]
     iterations_sweep: list[int] = [1, 2, 3, 5, 10, 20, 50]
 
-    @model_validator(mode="after")
-    def _check(self) -> "PushExperiment":
-        labels = [m.label for m in self.methods]
-        if len(set(labels)) != len(labels) or not labels:
-            raise ValueError(f"methods: need distinct labels, got {labels}")
-        for m in self.methods:
-            resolve_model_config(m.model, f"methods.{m.label}.model")
-            for key, values in m.grid.items():
-                if not values:
-                    raise ValueError(f"methods.{m.label}.grid.{key}: needs at least one value")
-                for v in values:
-                    resolve_model_config({**m.model, key: v}, f"methods.{m.label}.grid.{key}")
-        return self
+    _labels = field_validator("methods")(distinct_labels)
 
 
 def precision_at(scores: np.ndarray, candidates: np.ndarray, targets: np.ndarray, k: int) -> float:
@@ -71,12 +52,6 @@ def precision_at(scores: np.ndarray, candidates: np.ndarray, targets: np.ndarray
     s = scores[candidates]
     top = candidates[np.lexsort((candidates, -s))[:k]]
     return float(np.isin(top, targets).sum() / min(k, len(candidates)))
-
-
-def grid_points(method: PushMethod) -> list[dict[str, Any]]:
-    """Every combination of the grid's values (one empty point when the grid is empty)."""
-    keys = sorted(method.grid)
-    return [dict(zip(keys, vals)) for vals in itertools.product(*(method.grid[k] for k in keys))]
 
 
 def user_scores(view: PushData, model_spec: dict, exp: PushExperiment, n_seeds: int) -> dict:
@@ -119,7 +94,7 @@ def run_dataset(exp: PushExperiment, name: str, d: PushDataset) -> dict:
                     for c in view.campaign_items},
         "methods": {}}
     for m in exp.methods:
-        runs = {_key(p): (p, user_scores(view, {**m.model, **p}, exp, n)) for p in grid_points(m)}
+        runs = {setting_key(p): (p, user_scores(view, {**m.model, **p}, exp, n)) for p in m.points()}
         valid = {k: precisions(view, r["scores"], "valid", exp, n)["mean"] for k, (_, r) in runs.items()}
         tests = {k: precisions(view, r["scores"], "test", exp, n) for k, (_, r) in runs.items()}
         best = max(valid, key=valid.get)
@@ -149,10 +124,6 @@ def run_dataset(exp: PushExperiment, name: str, d: PushDataset) -> dict:
             row["iterations_sweep"] = sweep
         out["methods"][m.label] = row
     return out
-
-
-def _key(point: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(point.items())) or "default"
 
 
 def plot(results: dict, path: Path) -> None:

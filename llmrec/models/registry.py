@@ -6,7 +6,9 @@ missing -> ``Batch`` with ``labels`` / ``observed`` -> masked BCE per label; a m
 label, STAR, names ``pointwise`` as its own task), ``graph`` (user-item interactions -> ``PairBatch`` -> BPR with full-sort
 Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE with full-sort HR/NDCG). Families whose task
 is ``fit`` have no trainer: their builder returns an object with ``fit`` and a family-specific scoring call
-(``push``: ``fit(weights)`` / ``score_users(seed_items)``, ``llmrec.models.push.base``).
+(``push``: ``fit(weights)`` / ``score_users(seed_items)``, ``llmrec.models.push.base``; ``session``:
+``fit(sessions, starts, n_items)`` / ``scores(session)`` / ``recommend(session, k)``,
+``llmrec.models.session.base``).
 
 A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
 model's hyperparameters) and a builder registered with ``@register_model``. Its defaults file
@@ -75,6 +77,7 @@ for _f in (
     Family("multitask", "impressions", "Batch", "multilabel", "several scenarios or tasks sharing one model"),
     Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
     Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
+    Family("session", "sessions", "item-index sessions", "fit", "next click in an anonymous session (no trainer)"),
     Family("push", "push campaigns", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
 ):
     FAMILIES.add(_f.name, _f)

@@ -1,0 +1,143 @@
+"""Session-based recommendation benchmark (kind ``session``; ``llmrec experiment session_knn``): AHC-KNN's
+protocol (papers.md §31) over the session family.
+
+For every data set (``llmrec.data.sessions``), every method is fitted on the training sessions once per grid
+point (no trainer, nothing random: one run), predicts the next click after every prefix of the validation and
+test sessions, and is scored by **HR@k** (the next click is in the top k) and **MRR@k** (its reciprocal rank,
+0 beyond k). The grid point with the best validation HR@k is the method's test result; every grid point's
+test metrics are reported too (papers.md's "at the best lambda" reads them), and ``sweep`` names a method and
+a field whose test curve is drawn."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field, field_validator
+from tqdm import tqdm
+
+from llmrec.config import StrictConfig
+from llmrec.data.sessions import SessionConfig, Sessions, load_sessions
+from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
+from llmrec.models import build_model
+from llmrec.results import pyplot, write_result
+
+
+class SessionDataset(StrictConfig):
+    """One data set of sessions."""
+    sessions: SessionConfig = SessionConfig()
+
+
+class SessionSweep(StrictConfig):
+    """The method and grid field whose test metrics are plotted against the field's values."""
+    method: str
+    field: str
+
+
+class SessionExperiment(StrictConfig):
+    """Data sets, methods (with validation grids), the cutoff k and the plotted sweep."""
+    name: str
+    output: str | None = None
+    cutoff: int = Field(20, ge=1)
+    datasets: dict[str, SessionDataset]
+    methods: list[GridMethod]
+    sweep: SessionSweep | None = None
+    progress: bool = True
+
+    _labels = field_validator("methods")(distinct_labels)
+
+
+def next_click_metrics(model, sessions: Sessions, split: str, k: int, progress: bool = False) -> dict:
+    """HR@k and MRR@k of ``model`` over every prefix of the split's sessions."""
+    prefixes, nxt = sessions.prefixes(split)
+    ranks = np.full(len(nxt), np.inf)
+    for n, (p, y) in enumerate(tqdm(list(zip(prefixes, nxt)), desc=split, disable=not progress, leave=False)):
+        top = model.recommend(p, k)
+        hit = np.flatnonzero(top == y)
+        if len(hit):
+            ranks[n] = hit[0] + 1
+    return {f"hr@{k}": float(np.isfinite(ranks).mean()), f"mrr@{k}": float((1.0 / ranks).mean()),
+            "predictions": int(len(nxt))}
+
+
+def run_dataset(exp: SessionExperiment, d: SessionDataset) -> dict:
+    """Every method and grid point on one data set."""
+    s = load_sessions(d.sessions)
+    out = {"items": s.n_items, "sessions": {p: len(getattr(s, p)) for p in ("train", "valid", "test")},
+           "dropped": s.dropped, "methods": {}}
+    hr = f"hr@{exp.cutoff}"
+    for m in exp.methods:
+        settings = {}
+        for point in m.points():
+            t0 = time.perf_counter()
+            model = build_model(None, {**m.model, **point}).fit(s.train, s.train_start, s.n_items)
+            valid = next_click_metrics(model, s, "valid", exp.cutoff, exp.progress)
+            test = next_click_metrics(model, s, "test", exp.cutoff, exp.progress)
+            settings[setting_key(point)] = {"point": point, "valid": valid, "test": test,
+                                            "ms_per_prediction": 1000 * (time.perf_counter() - t0)
+                                            / max(1, valid["predictions"] + test["predictions"])}
+        best = max(settings, key=lambda key: settings[key]["valid"][hr])
+        out["methods"][m.label] = {"chosen": settings[best]["point"], "test": settings[best]["test"],
+                                   "valid": settings[best]["valid"], "settings": settings}
+    return out
+
+
+def compare(results: dict, hr: str, mrr: str) -> dict:
+    """Each method's test HR / MRR relative to every other method's (validation-chosen settings)."""
+    out = {}
+    for a, ra in results["methods"].items():
+        for b, rb in results["methods"].items():
+            if a != b:
+                out[f"{a} vs {b}"] = {m: ra["test"][m] / rb["test"][m] - 1 if rb["test"][m] else None
+                                      for m in (hr, mrr)}
+    return out
+
+
+def plot(results: dict, exp: SessionExperiment, path: Path) -> None:
+    """Per data set: test HR@k and MRR@k of the validation-chosen methods, and the sweep's test curve."""
+    plt = pyplot()
+    hr, mrr = f"hr@{exp.cutoff}", f"mrr@{exp.cutoff}"
+    fig, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 7.5), squeeze=False)
+    for j, (dname, r) in enumerate(results.items()):
+        labels = list(r["methods"])
+        for row, metric in enumerate((hr, mrr)):
+            ax = axes[row][j]
+            if exp.sweep is not None and exp.sweep.method in r["methods"]:
+                sw = r["methods"][exp.sweep.method]["settings"]
+                others = {k: v for k, v in r["methods"][exp.sweep.method]["chosen"].items() if k != exp.sweep.field}
+                pts = sorted((v["point"][exp.sweep.field], v["test"][metric]) for v in sw.values()
+                             if all(v["point"].get(k) == x for k, x in others.items()))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color="black",
+                        label=f"{exp.sweep.method} over {exp.sweep.field} ({others or 'as chosen'})")
+            for n, label in enumerate(labels):
+                ax.axhline(r["methods"][label]["test"][metric], color=f"C{n}", ls="--", lw=1.2,
+                           label=f"{label}: {r['methods'][label]['test'][metric]:.4f}")
+            ax.set_xlabel(exp.sweep.field if exp.sweep else "")
+            ax.set_ylabel(f"test {metric}")
+            ax.set_title(f"{dname}: {metric} (settings chosen on validation)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def run_session(exp: SessionExperiment, out: str | Path | None = None) -> dict:
+    """Every data set; writes the result JSON and the plot."""
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hr, mrr = f"hr@{exp.cutoff}", f"mrr@{exp.cutoff}"
+    results = {name: run_dataset(exp, d) for name, d in exp.datasets.items()}
+    summary = {name: {"test": {label: {hr: m["test"][hr], mrr: m["test"][mrr], "chosen": m["chosen"]}
+                               for label, m in r["methods"].items()},
+                      "relative": compare(r, hr, mrr)} for name, r in results.items()}
+    write_result(path, {"summary": summary, "results": results}, exp)
+    plot(results, exp, path.with_suffix(".png"))
+    return {"output": str(path), "summary": summary}
+
+
+def _load(raw: dict, path: Path) -> SessionExperiment:
+    return validate(SessionExperiment, raw, path)
+
+
+KIND = ExperimentKind(load=_load, run=run_session)
