@@ -76,6 +76,14 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path) -> None:
+    """Lay out ``fig``, save it to ``path`` (PNG, 110 dpi, tight) and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.clf()
+    pyplot().close(fig)
+
+
 def grouped_bars(ax, categories: list[str], series: dict[str, list[float]], legend_size: int = 8,
                  ylabel: str = "score") -> None:
     """Bars grouped by category, one bar per series in each group; the value axis starts at zero and is

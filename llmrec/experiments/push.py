@@ -25,7 +25,7 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model, resolve_model_config
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot, save_figure, write_result
 
 
 class PushDataset(StrictConfig):
@@ -154,9 +154,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("Spearman rho with exact PARW")
         ax.set_title(f"{dname}: approximate vs exact walk")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_push(exp: PushExperiment, out: str | Path | None = None) -> dict:

@@ -21,7 +21,7 @@ from llmrec.data.sessions import SessionConfig, Sessions, load_sessions
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot, save_figure, write_result
 
 
 class SessionDataset(StrictConfig):
@@ -117,9 +117,7 @@ def plot(results: dict, exp: SessionExperiment, path: Path) -> None:
             ax.set_ylabel(f"test {metric}")
             ax.set_title(f"{dname}: {metric} (settings chosen on validation)")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_session(exp: SessionExperiment, out: str | Path | None = None) -> dict:
