@@ -15,6 +15,7 @@
 | `ctr_select`  | `SelectExperiment`      | field selectors (ERASE): rankings, retrain on top k, AUKC        |
 | `push`        | `PushExperiment`        | push audiences (PSP): A-PARW vs exact PARW vs PPR, precision@k   |
 | `session`     | `SessionExperiment`     | next click in anonymous sessions (AHC-KNN vs SKNN, V-SKNN)       |
+| `rl`          | `RLExperiment`          | DRR variants trained by DDPG vs PMF / popularity, precision@10   |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -52,6 +53,7 @@ EXPERIMENT_KINDS.add_lazy("ctr_assign", "llmrec.experiments.ctr_assign:KIND")
 EXPERIMENT_KINDS.add_lazy("ctr_select", "llmrec.experiments.ctr_select:KIND")
 EXPERIMENT_KINDS.add_lazy("push", "llmrec.experiments.push:KIND")
 EXPERIMENT_KINDS.add_lazy("session", "llmrec.experiments.session:KIND")
+EXPERIMENT_KINDS.add_lazy("rl", "llmrec.experiments.rl:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:

@@ -78,6 +78,8 @@ for _f in (
     Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
     Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
     Family("session", "sessions", "item-index sessions", "fit", "next click in an anonymous session (no trainer)"),
+    Family("rl", "ratings + user simulator", "transitions", "actor_critic",
+           "recommendation as sequential decisions, DDPG against a simulator"),
     Family("push", "push campaigns", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
 ):
     FAMILIES.add(_f.name, _f)

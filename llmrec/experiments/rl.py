@@ -1,0 +1,147 @@
+"""Reinforcement-learning recommendation benchmark (kind ``rl``; ``llmrec experiment rl_drr``): DRR's offline
+protocol (papers.md §32).
+
+MovieLens ratings split per user by time (``split``: train / validation / test). PMF (``llmrec.train.pmf``)
+is fitted on the training ratings; its vectors (item: [v_i; b_i], user: [u; 1], so a . e_i can carry PMF's
+item bias) are DRR's frozen embeddings, and its predictions the simulator's fallback. Each DRR variant (a
+state module) is trained by DDPG (``llmrec.train.actor_critic``) once per seed; the actor with the best
+validation precision is tested. Baselines rank the same candidate sets once: **PMF** (predicted rating) and
+**popularity** (training ratings per item). Reported: precision@k with logged feedback (the sequential
+protocol) and of the first static ranking, per variant (mean ± std over seeds), and the training curves
+(mean episode reward, validation precision) drawn per variant."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from llmrec.config import StrictConfig
+from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.simulator import RatingLog, RatingSimulator, rating_log, split_by_user
+from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.models import build_model, resolve_model_config
+from llmrec.results import pyplot, save_figure, write_result
+from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, train_ddpg
+from llmrec.train.pmf import PMF, PMFConfig, fit_pmf
+
+
+class RLVariant(StrictConfig):
+    """One DRR variant: its label and model config."""
+    label: str
+    model: dict[str, Any]
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: dict) -> dict:
+        resolve_model_config(v, "variants.model")
+        return v
+
+
+class RLExperiment(StrictConfig):
+    """Data, split, PMF, DDPG settings, variants and seeds."""
+    name: str
+    output: str | None = None
+    data: DataConfig = DataConfig(source="movielens100k")
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    pmf: PMFConfig = PMFConfig()
+    ddpg: DDPGConfig = DDPGConfig()
+    variants: list[RLVariant]
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    filler: int = Field(20, ge=1)  # popular positives that pad a short state window
+
+
+def static_precision(score: Any, past: RatingLog, split: RatingLog, k: int, positive: float) -> float:
+    """precision@k of one ranking of each eligible user's split items by ``score(user, items)``."""
+    out = []
+    for u, rows in enumerate(split.by_user()):
+        if len(rows) >= k:
+            sc = score(u, split.item[rows])
+            out.append(float((split.rating[rows][np.argsort(-sc, kind="stable")[:k]] >= positive).mean()))
+    return float(np.mean(out)) if out else 0.0
+
+
+def embeddings(pmf: PMF) -> tuple[np.ndarray, np.ndarray]:
+    """DRR's frozen vectors from PMF: users [u; 1], items [v; b_i]."""
+    return (np.hstack([pmf.U, np.ones((len(pmf.U), 1))]).astype(np.float32),
+            np.hstack([pmf.V, pmf.bi[:, None]]).astype(np.float32))
+
+
+def _mean_std(xs: list[float]) -> dict:
+    return {"mean": float(np.mean(xs)), "std": float(np.std(xs)), "per_seed": xs}
+
+
+def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
+    """Baselines and every variant over the seeds; writes the result JSON and the curves plot."""
+    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = rating_log(load_data(exp.data))
+    train, valid, test = split_by_user(log, exp.split)
+    pmf = fit_pmf(train, exp.pmf, valid)
+    sim = RatingSimulator(train, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
+    c, k = exp.ddpg, exp.ddpg.k
+    counts = np.bincount(train.item[train.rating >= c.positive], minlength=train.n_items)
+    filler = np.argsort(-counts, kind="stable")[: exp.filler]
+    past = UserHistory.of(train, valid)
+    popularity = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
+    baselines = {
+        "PMF": static_precision(lambda u, it: pmf.predict(np.full(len(it), u), it), train, test, k, c.positive),
+        "popularity": static_precision(lambda u, it: popularity[it], train, test, k, c.positive),
+        "random order (base rate)": float(np.mean([(test.rating[r] >= c.positive).mean()
+                                                   for r in test.by_user() if len(r) >= k])),
+    }
+    users, items = embeddings(pmf)
+    variants, curves = {}, {}
+    for v in exp.variants:
+        runs = []
+        for seed in exp.seeds:
+            model = build_model((users, items), v.model)
+            trained = train_ddpg(model, sim, train, valid, filler, c.model_copy(update={"seed": seed}))
+            res = evaluate(trained.model, past, test, filler, c)
+            runs.append({"seed": seed, "test": res, "best_episode": trained.best_episode,
+                         "seconds": trained.seconds, "curve": trained.curve})
+        variants[v.label] = {
+            f"precision@{k}": _mean_std([r["test"][f"precision@{k}"] for r in runs]),
+            f"static_precision@{k}": _mean_std([r["test"][f"static_precision@{k}"] for r in runs]),
+            "users": runs[0]["test"]["users"], "runs": runs}
+        curves[v.label] = runs
+    summary = {"baselines": baselines,
+               "variants": {lab: {m: r[m]["mean"] for m in (f"precision@{k}", f"static_precision@{k}")}
+                            for lab, r in variants.items()}}
+    write_result(path, {"summary": summary, "pmf_rmse": pmf.rmse, "ratings": {"train": len(train.user),
+                        "valid": len(valid.user), "test": len(test.user)}, "baselines": baselines,
+                        "variants": variants}, exp, exp.seeds)
+    plot(curves, baselines, k, path.with_suffix(".png"))
+    return {"output": str(path), "summary": summary}
+
+
+def plot(curves: dict, baselines: dict, k: int, path: Path) -> None:
+    """Per variant: mean episode reward and validation precision against episodes (one line per seed)."""
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for n, (label, runs) in enumerate(curves.items()):
+        for j, r in enumerate(runs):
+            ep = [p["episode"] for p in r["curve"]]
+            ax1.plot(ep, [p["mean_reward"] for p in r["curve"]], color=f"C{n}", alpha=0.8,
+                     label=label if j == 0 else None)
+            ax2.plot(ep, [p[f"valid_precision@{k}"] for p in r["curve"]], color=f"C{n}", alpha=0.8,
+                     label=label if j == 0 else None)
+    ax1.set_xlabel("episode")
+    ax1.set_ylabel("mean episode reward (training users)")
+    ax2.set_xlabel("episode")
+    ax2.set_ylabel(f"validation precision@{k}")
+    ax2.axhline(baselines["random order (base rate)"], color="grey", ls=":", lw=1, label="test base rate")
+    ax2.axhline(baselines["PMF"], color="black", ls="--", lw=1, label="PMF (test)")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7)
+    ax1.set_title("DDPG training curves (one line per seed)")
+    ax2.set_title("validation precision while training")
+    save_figure(fig, path)
+
+
+def _load(raw: dict, path: Path) -> RLExperiment:
+    return validate(RLExperiment, raw, path)
+
+
+KIND = ExperimentKind(load=_load, run=run_rl)

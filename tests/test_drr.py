@@ -1,0 +1,143 @@
+"""The rl family (DRR, papers.md §32): the per-user split, the simulator (logged ratings first, PMF elsewhere,
+named errors), PMF by alternating least squares, the four state modules against hand computations, unit
+actions, the offline evaluation against a hand-made policy, and DDPG end to end on a small world."""
+import numpy as np
+import pytest
+import torch
+
+from llmrec.data.schema import DataError, RecData
+from llmrec.data.simulator import RatingLog, RatingSimulator, SimulatorError, rating_log, reward_of, split_by_user
+from llmrec.experiments.rl import RLExperiment, embeddings, run_rl
+from llmrec.models import build_model, describe_models
+from llmrec.models.rl.drr import StateModule
+from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, initial_window, train_ddpg
+from llmrec.train.pmf import PMFConfig, fit_pmf
+
+
+def low_rank_log(n_users=60, n_items=40, per_user=25, seed=0) -> RatingLog:
+    """Ratings from a rank-2 taste model with item quality, rounded to 1..5."""
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    quality = rng.normal(0, 1, n_items)
+    rows = []
+    for u in range(n_users):
+        for t, i in enumerate(rng.choice(n_items, per_user, replace=False)):
+            r = np.clip(np.round(3 + 0.8 * U[u] @ V[i] + 0.8 * quality[i]), 1, 5)
+            rows.append((u, i, r, t))
+    u, i, r, t = map(np.array, zip(*rows))
+    return RatingLog(u.astype(np.int64), i.astype(np.int64), r.astype(float), t.astype(float),
+                     np.array([f"u{k}" for k in range(n_users)]), np.array([f"i{k}" for k in range(n_items)]))
+
+
+def test_split_by_user_cuts_each_history_in_time_order():
+    log = low_rank_log()
+    tr, va, te = split_by_user(log, (0.6, 0.2, 0.2))
+    assert len(tr.user) + len(va.user) + len(te.user) == len(log.user)
+    for u in range(log.n_users):
+        a, b, c = tr.time[tr.user == u], va.time[va.user == u], te.time[te.user == u]
+        assert (len(a), len(b), len(c)) == (15, 5, 5) and a.max() < b.min() and b.max() < c.min()
+    with pytest.raises(DataError, match="split"):
+        split_by_user(log, (0.5, 0.5, 0.0))
+
+
+def test_rating_log_needs_ratings():
+    d = RecData(name="clicks", columns={"user_id": np.array(["a"], dtype=object), "item_id": np.array(["x"], dtype=object),
+                                       "label": np.ones(1, np.float32), "timestamp": np.zeros(1)}, fields={})
+    with pytest.raises(DataError, match="rating"):
+        rating_log(d)
+
+
+def test_pmf_recovers_held_out_ratings_and_the_simulator_prefers_the_log():
+    log = low_rank_log(n_users=120, per_user=30)
+    tr, va, _ = split_by_user(log, (0.8, 0.1, 0.1))
+    pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0), va)
+    base = float(np.sqrt(np.mean((tr.rating.mean() - va.rating) ** 2)))
+    assert pmf.rmse["valid"] < 0.8 * base  # clearly better than the global mean
+    again = fit_pmf(tr, PMFConfig(dim=4, l2=1.0), va)
+    assert np.array_equal(again.U, pmf.U)  # deterministic
+    sim = RatingSimulator(tr, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
+    u, i, r = int(tr.user[0]), int(tr.item[0]), float(tr.rating[0])
+    assert sim.rating(u, i) == r and sim.reward(u, i) == pytest.approx((r - 3) / 2)
+    unseen = int(va.item[va.user == u][0])
+    assert sim.rating(u, unseen) == pytest.approx(float(np.clip(pmf.predict(np.array([u]), np.array([unseen]))[0], 1, 5)))
+    assert reward_of(5.0) == 1.0 and reward_of(1.0) == -1.0
+    with pytest.raises(SimulatorError, match="user: the simulator has no user 'stranger'"):
+        sim.index_of("stranger")
+    with pytest.raises(SimulatorError, match="user: index"):
+        sim.predicted(10_000, np.array([0]))
+
+
+def test_state_modules_by_hand():
+    torch.manual_seed(0)
+    user, items = torch.randn(2, 3), torch.randn(2, 4, 3)
+    w = torch.tensor([0.5, 1.0, 2.0, -1.0])
+    out = {}
+    for kind in ("n", "p", "u", "ave"):
+        m = StateModule(kind, 4, 3)
+        m.w.data = w.clone()
+        out[kind] = m(user, items)
+        assert out[kind].shape == (2, m.out_dim)
+    we = w[None, :, None] * items
+    assert torch.allclose(out["n"], items.reshape(2, -1))
+    pooled = we.mean(1)
+    assert torch.allclose(out["ave"], torch.cat([user, user * pooled, pooled], 1))
+    pairs = torch.cat([we[:, a] * we[:, b] for a in range(4) for b in range(a + 1, 4)], 1)
+    assert torch.allclose(out["p"], torch.cat([items.reshape(2, -1), pairs], 1))
+    assert torch.allclose(out["u"], torch.cat([(user[:, None] * we).reshape(2, -1), pairs], 1))
+
+
+def test_initial_window_pads_with_popular_positives():
+    got = initial_window(np.array([7, 8, 9]), np.array([5.0, 2.0, 4.0]), 4, 4.0, np.array([7, 1, 2]))
+    assert got.tolist() == [1, 2, 7, 9]
+
+
+def test_evaluation_with_the_pmf_direction_equals_pmf_ranking():
+    log = low_rank_log(n_users=80, per_user=30)
+    tr, va, te = split_by_user(log, (0.6, 0.1, 0.3))
+    pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
+    users, items = embeddings(pmf)
+    model = build_model((users, items), {"name": "drr"})
+    model.action = lambda u, recent: model.users[u]  # a policy that always answers PMF's ranking vector
+    c = DDPGConfig(k=5)
+    res = evaluate(model, UserHistory.of(tr, va), te, np.arange(10), c)
+    ref = []
+    for u, rows in enumerate(te.by_user()):
+        order = np.argsort(-pmf.predict(np.full(len(rows), u), te.item[rows]), kind="stable")[:5]
+        ref.append((te.rating[rows][order] >= 4).mean())
+    assert res["static_precision@5"] == pytest.approx(np.mean(ref)) == pytest.approx(res["precision@5"])
+    assert res["users"] == 80
+
+
+def test_ddpg_runs_keeps_the_best_actor_and_its_actions_are_unit_vectors():
+    log = low_rank_log(n_users=50, per_user=30)
+    tr, va, te = split_by_user(log, (0.6, 0.2, 0.2))
+    pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
+    sim = RatingSimulator(tr, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
+    model = build_model(embeddings(pmf), {"name": "drr", "state": "ave", "window": 3, "hidden": 32})
+    c = DDPGConfig(episodes=40, episode_length=5, eval_every=20, batch_size=16, k=5, progress=False)
+    out = train_ddpg(model, sim, tr, va, np.arange(5), c)
+    assert [p["episode"] for p in out.curve] == [20, 40]
+    best = max(out.curve, key=lambda p: p["valid_precision@5"])
+    assert out.best_episode == best["episode"]
+    assert evaluate(out.model, UserHistory.of(tr), va, np.arange(5), c)["precision@5"] == pytest.approx(
+        best["valid_precision@5"])
+    a = out.model.action(torch.arange(4), torch.zeros(4, 3, dtype=torch.long))
+    assert torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert {r["name"] for r in describe_models("rl")} == {"drr"}
+
+
+def test_rl_experiment_end_to_end(tmp_path, monkeypatch):
+    log = low_rank_log(n_users=40, per_user=30)
+    data = RecData(name="lowrank", columns={
+        "user_id": log.user_ids[log.user].astype(object), "item_id": log.item_ids[log.item].astype(object),
+        "rating": log.rating.astype(np.float32), "timestamp": log.time,
+        "label": (log.rating >= 4).astype(np.float32)}, fields={})
+    monkeypatch.setattr("llmrec.experiments.rl.load_data", lambda config: data)
+    exp = RLExperiment.model_validate({
+        "name": "t", "seeds": [0], "pmf": {"dim": 4, "l2": 1.0},
+        "ddpg": {"episodes": 20, "episode_length": 5, "eval_every": 10, "batch_size": 16, "k": 5, "progress": False},
+        "variants": [{"label": "ave", "model": {"name": "drr", "state": "ave", "hidden": 16}},
+                     {"label": "n", "model": {"name": "drr", "state": "n", "hidden": 16}}]})
+    out = run_rl(exp, tmp_path / "r.json")
+    assert set(out["summary"]["variants"]) == {"ave", "n"} and out["summary"]["baselines"]["PMF"] > 0
+    assert (tmp_path / "r.png").exists()
