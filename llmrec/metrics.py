@@ -115,3 +115,39 @@ def full_sort_metrics(scores: torch.Tensor, gold: torch.Tensor, ks: Sequence[int
         first = torch.where(h.any(1), h.argmax(1).float() + 1, torch.full_like(n_gold, float("inf")))
         out[f"mrr@{k}"] = 1.0 / first
     return out
+
+
+def alpha_dcg_gains(ranking: Sequence[int], judgments: np.ndarray, alpha: float) -> np.ndarray:
+    """The alpha-DCG gain of each position (before the log discount): sum over subtopics s of
+    J(d, s) * (1 - alpha) ** (times s was covered above). ``judgments``: docs x subtopics, 0/1."""
+    seen = np.zeros(judgments.shape[1])
+    out = np.zeros(len(ranking))
+    for k, d in enumerate(ranking):
+        j = judgments[d]
+        out[k] = float((j * (1 - alpha) ** seen).sum())
+        seen += j
+    return out
+
+
+def alpha_ndcg_at(ranking: Sequence[int], judgments: np.ndarray, k: int, alpha: float = 0.5) -> float:
+    """alpha-NDCG@k (Clarke et al., SIGIR 2008): alpha-DCG@k of ``ranking`` over that of the greedy ideal
+    ranking (the usual approximation of the NP-hard ideal); 0 when no document covers a subtopic."""
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    got = float((alpha_dcg_gains(list(ranking)[:k], judgments, alpha) * disc[: min(k, len(ranking))]).sum())
+    ideal = float((alpha_dcg_gains(greedy_ideal(judgments, k, alpha), judgments, alpha) * disc[:k]).sum()) \
+        if judgments.any() else 0.0
+    return got / ideal if ideal > 0 else 0.0
+
+
+def greedy_ideal(judgments: np.ndarray, k: int, alpha: float = 0.5) -> list[int]:
+    """The greedy ideal ranking for alpha-DCG: at each rank the document with the largest marginal gain."""
+    seen = np.zeros(judgments.shape[1])
+    left = list(range(len(judgments)))
+    out = []
+    for _ in range(min(k, len(left))):
+        gains = (judgments[left] * (1 - alpha) ** seen).sum(1)
+        best = left[int(np.argmax(gains))]
+        out.append(best)
+        seen += judgments[best]
+        left.remove(best)
+    return out

@@ -24,6 +24,7 @@ from llmrec.experiments.kinds import EXPERIMENT_KINDS, load_any
 from llmrec.experiments.memory import MemoryExperiment, load_memory_experiment
 from llmrec.experiments.push import PushExperiment
 from llmrec.experiments.session import SessionExperiment
+from llmrec.experiments.diversify import DiversifyExperiment
 from llmrec.experiments.rl import RLExperiment
 from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
@@ -33,7 +34,8 @@ KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "re
                 "performance_law": PerformanceLawExperiment, "incremental": IncrementalExperiment,
                 "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment,
                 "ctr_assign": AssignExperiment, "ctr_select": SelectExperiment, "push": PushExperiment,
-                "session": SessionExperiment, "rl": RLExperiment}
+                "session": SessionExperiment, "rl": RLExperiment,
+                "diversify": DiversifyExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

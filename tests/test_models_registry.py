@@ -15,6 +15,7 @@ from llmrec.data.views import SeqBatch, add_history
 from llmrec.errors import ConfigError, LLMRecError
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.models import MODELS, describe_models, model_defaults, resolve_model_config
+from llmrec.train.tasks import TASKS
 from llmrec.train.export import export_onnx, load_model, save_model
 
 # smaller than the defaults so every model trains in seconds on 2 cores
@@ -80,7 +81,8 @@ def predictions(model, p, trainer):
     return torch.from_numpy(trainer.predict(model, p.test))
 
 
-TRAINED = [n for n in MODELS.names() if MODELS.get(n).default_task != "fit"]  # fit families: their own tests
+# models trained by the one loop's tasks; the fit / actor-critic / policy-gradient families have their own tests
+TRAINED = [n for n in MODELS.names() if MODELS.get(n).default_task in TASKS.names()]
 
 
 @pytest.mark.parametrize("name", TRAINED)

@@ -16,6 +16,7 @@
 | `push`        | `PushExperiment`        | push audiences (PSP): A-PARW vs exact PARW vs PPR, precision@k   |
 | `session`     | `SessionExperiment`     | next click in anonymous sessions (AHC-KNN vs SKNN, V-SKNN)       |
 | `rl`          | `RLExperiment`          | DRR variants trained by DDPG vs PMF / popularity, precision@10   |
+| `diversify`   | `DiversifyExperiment`   | MDP-DIV (+ kNN, + NTN) vs MMR, alpha-NDCG@10, episodes to 95%    |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -54,6 +55,7 @@ EXPERIMENT_KINDS.add_lazy("ctr_select", "llmrec.experiments.ctr_select:KIND")
 EXPERIMENT_KINDS.add_lazy("push", "llmrec.experiments.push:KIND")
 EXPERIMENT_KINDS.add_lazy("session", "llmrec.experiments.session:KIND")
 EXPERIMENT_KINDS.add_lazy("rl", "llmrec.experiments.rl:KIND")
+EXPERIMENT_KINDS.add_lazy("diversify", "llmrec.experiments.diversify:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:
