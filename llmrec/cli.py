@@ -291,7 +291,7 @@ def evaluate(
 
 @app.command()
 def models(
-    family: Optional[str] = typer.Option(None, help="only this family (ctr, multitask, graph, sequential)"),
+    family: Optional[str] = typer.Option(None, help="only this family (ctr, multitask, graph, sequential, session, push, rl, diversify)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON: every model with family, config and defaults"),
 ) -> None:
     """List the registered models, their families and config fields with defaults."""
