@@ -66,6 +66,7 @@ def test_knn_pruning_removes_the_nearest_candidates():
     assert not set(nearest) & set(ranking[1:])
 
 
+@pytest.mark.slow
 def test_mmr_and_reinforce_learn_the_planted_task():
     rng = np.random.default_rng(1)
     train = [planted_query(rng, f"tr{i}") for i in range(12)]

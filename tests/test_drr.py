@@ -108,6 +108,7 @@ def test_evaluation_with_the_pmf_direction_equals_pmf_ranking():
     assert res["users"] == 80
 
 
+@pytest.mark.slow
 def test_ddpg_runs_keeps_the_best_actor_and_its_actions_are_unit_vectors():
     log = low_rank_log(n_users=50, per_user=30)
     tr, va, te = split_by_user(log, (0.6, 0.2, 0.2))
@@ -126,6 +127,7 @@ def test_ddpg_runs_keeps_the_best_actor_and_its_actions_are_unit_vectors():
     assert {r["name"] for r in describe_models("rl")} == {"drr"}
 
 
+@pytest.mark.slow
 def test_rl_experiment_end_to_end(tmp_path, monkeypatch):
     log = low_rank_log(n_users=40, per_user=30)
     data = RecData(name="lowrank", columns={

@@ -152,6 +152,7 @@ def test_push_models_are_listed_by_family():
     assert MODELS.get("parw").family == "push"
 
 
+@pytest.mark.slow
 def test_push_experiment_end_to_end(tmp_path):
     exp = PushExperiment.model_validate({
         "name": "t", "seeds": [0, 1], "k": 20, "iterations_sweep": [1, 10],

@@ -141,6 +141,7 @@ def test_session_models_are_listed_by_family():
     assert set(rows) == {"ahc_knn", "sknn", "vsknn"} and {r["task"] for r in rows.values()} == {"fit"}
 
 
+@pytest.mark.slow
 def test_session_experiment_end_to_end(tmp_path):
     exp = SessionExperiment.model_validate({
         "name": "t", "cutoff": 10, "progress": False,
