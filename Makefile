@@ -30,7 +30,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/llmrec quickstart
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25
 
 # the fast lane for the inner loop (CI runs everything through `make test`)
 test-fast: $(STAMP)
