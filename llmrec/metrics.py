@@ -129,14 +129,17 @@ def alpha_dcg_gains(ranking: Sequence[int], judgments: np.ndarray, alpha: float)
     return out
 
 
+def alpha_dcg_at(ranking: Sequence[int], judgments: np.ndarray, k: int, alpha: float = 0.5) -> float:
+    """alpha-DCG@k: the gains of the first k positions over log2(position + 1)."""
+    gains = alpha_dcg_gains(list(ranking)[:k], judgments, alpha)
+    return float((gains / np.log2(np.arange(2, len(gains) + 2))).sum())
+
+
 def alpha_ndcg_at(ranking: Sequence[int], judgments: np.ndarray, k: int, alpha: float = 0.5) -> float:
     """alpha-NDCG@k (Clarke et al., SIGIR 2008): alpha-DCG@k of ``ranking`` over that of the greedy ideal
     ranking (the usual approximation of the NP-hard ideal); 0 when no document covers a subtopic."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    got = float((alpha_dcg_gains(list(ranking)[:k], judgments, alpha) * disc[: min(k, len(ranking))]).sum())
-    ideal = float((alpha_dcg_gains(greedy_ideal(judgments, k, alpha), judgments, alpha) * disc[:k]).sum()) \
-        if judgments.any() else 0.0
-    return got / ideal if ideal > 0 else 0.0
+    ideal = alpha_dcg_at(greedy_ideal(judgments, k, alpha), judgments, k, alpha) if judgments.any() else 0.0
+    return alpha_dcg_at(ranking, judgments, k, alpha) / ideal if ideal > 0 else 0.0
 
 
 def greedy_ideal(judgments: np.ndarray, k: int, alpha: float = 0.5) -> list[int]:

@@ -66,6 +66,14 @@ def write_result(path: str | Path, payload: dict[str, Any], config: Any = None,
     return write_json_atomic(path, {**provenance(config, seeds), **payload})
 
 
+def result_path(name: str, output: str | None, out: str | Path | None) -> Path:
+    """Where an experiment writes its JSON: ``out`` (CLI), else the config's ``output``, else
+    ``eval/results/<name>.json``; its folder is created."""
+    path = Path(out or output or f"eval/results/{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (benchmarks run headless), imported on first use."""
     import matplotlib

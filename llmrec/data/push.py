@@ -129,12 +129,13 @@ def push_view(data: RecData, c: PushConfig) -> PushData:
     period[rows] = _periods(t[rows], user[rows] if c.split_by == "user" else None, c.split, c.horizon)
 
     g = rows[period[rows] == 0]
+    g = g[np.argsort(t[g], kind="stable")]
+    _, last = np.unique(np.char.add(np.char.add(user[g], "\x1f"), item[g])[::-1], return_index=True)
+    g = g[len(g) - 1 - last]  # a repeated (user, item) pair is one edge, at its latest weight
     users, uidx = np.unique(user[g], return_inverse=True)
     items, iidx = np.unique(item[g], return_inverse=True)
     w = np.asarray(cols["rating"], np.float64)[g] if c.weight == "rating" else np.ones(len(g))
     weights = sp.csr_matrix((w, (uidx, iidx)), shape=(len(users), len(items)))
-    weights.sum_duplicates()
-    weights.data[:] = np.minimum(weights.data, w.max())  # a repeated pair counts once, at its weight
     isolated = {"users": int(len(np.setdiff1d(np.unique(user), users))),
                 "items": int(len(np.setdiff1d(np.unique(item), items)))}
 

@@ -20,9 +20,10 @@ from llmrec.data.simulator import rating_log
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import MODELS, build_model
-from llmrec.results import pyplot, save_figure, write_result
+from llmrec.results import pyplot, result_path, save_figure, write_result
 from llmrec.train.pmf import PMFConfig, fit_pmf
-from llmrec.train.policy_gradient import PolicyGradientConfig, episodes_to, evaluate_policy, train_reinforce
+from llmrec.train.policy_gradient import (PolicyGradientConfig, episodes_to, evaluate_policy, moving_average,
+                                          train_reinforce)
 
 
 class DiversifyExperiment(StrictConfig):
@@ -60,8 +61,7 @@ def run_method(exp: DiversifyExperiment, m: GridMethod, ds, dim: int) -> dict:
                              "test": evaluate_policy(best, ds.test, c.k, c.alpha), "seconds": t.seconds,
                              "episodes_to_95": episodes_to(t.rewards, 0.95, c.smooth),
                              "final_reward": float(np.mean(t.rewards[-c.smooth:])),
-                             "curve": [float(x) for x in np.convolve(t.rewards, np.ones(min(c.smooth, len(t.rewards)))
-                                                                     / min(c.smooth, len(t.rewards)), "valid")][::10],
+                             "curve": [float(x) for x in moving_average(t.rewards, c.smooth)][::10],
                              "valid_curve": t.valid})
             else:
                 model.fit(ds.train)
@@ -81,8 +81,7 @@ def run_method(exp: DiversifyExperiment, m: GridMethod, ds, dim: int) -> dict:
 
 def run_diversify(exp: DiversifyExperiment, out: str | Path | None = None) -> dict:
     """Build the diversity set, run every method; writes the result JSON and the curves plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = result_path(exp.name, exp.output, out)
     data = load_data(exp.data)
     log = rating_log(data)
     pmf = fit_pmf(log, exp.pmf)

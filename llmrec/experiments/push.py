@@ -25,7 +25,7 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model, resolve_model_config
-from llmrec.results import pyplot, save_figure, write_result
+from llmrec.results import pyplot, result_path, save_figure, write_result
 
 
 class PushDataset(StrictConfig):
@@ -81,7 +81,7 @@ def spearman(a: np.ndarray, b: np.ndarray, candidates: np.ndarray) -> float:
     return float(rho) if np.isfinite(rho) else 0.0
 
 
-def run_dataset(exp: PushExperiment, name: str, d: PushDataset) -> dict:
+def run_dataset(exp: PushExperiment, d: PushDataset) -> dict:
     """Every method on one data set: validation choice, test precision, Spearman against the exact walk."""
     view = push_view(load_data(d.data), d.push)
     n = d.push.seed_items
@@ -159,9 +159,8 @@ def plot(results: dict, path: Path) -> None:
 
 def run_push(exp: PushExperiment, out: str | Path | None = None) -> dict:
     """Every data set; writes the result JSON and the plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    results = {name: run_dataset(exp, name, d) for name, d in exp.datasets.items()}
+    path = result_path(exp.name, exp.output, out)
+    results = {name: run_dataset(exp, d) for name, d in exp.datasets.items()}
     summary = {name: {label: {"test_mean": m["test_mean"], "chosen": m["chosen"],
                               **({"spearman_with_exact": m["spearman_with_exact"]} if "spearman_with_exact" in m else {})}
                       for label, m in r["methods"].items()} for name, r in results.items()}

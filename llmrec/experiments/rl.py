@@ -22,7 +22,7 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.simulator import RatingLog, RatingSimulator, rating_log, split_by_user
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.models import build_model, resolve_model_config
-from llmrec.results import pyplot, save_figure, write_result
+from llmrec.results import pyplot, result_path, save_figure, write_result
 from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, train_ddpg
 from llmrec.train.pmf import PMF, PMFConfig, fit_pmf
 
@@ -52,7 +52,7 @@ class RLExperiment(StrictConfig):
     filler: int = Field(20, ge=1)  # popular positives that pad a short state window
 
 
-def static_precision(score: Any, past: RatingLog, split: RatingLog, k: int, positive: float) -> float:
+def static_precision(score: Any, split: RatingLog, k: int, positive: float) -> float:
     """precision@k of one ranking of each eligible user's split items by ``score(user, items)``."""
     out = []
     for u, rows in enumerate(split.by_user()):
@@ -74,8 +74,7 @@ def _mean_std(xs: list[float]) -> dict:
 
 def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     """Baselines and every variant over the seeds; writes the result JSON and the curves plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = result_path(exp.name, exp.output, out)
     log = rating_log(load_data(exp.data))
     train, valid, test = split_by_user(log, exp.split)
     pmf = fit_pmf(train, exp.pmf, valid)
@@ -86,13 +85,13 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     past = UserHistory.of(train, valid)
     popularity = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
     baselines = {
-        "PMF": static_precision(lambda u, it: pmf.predict(np.full(len(it), u), it), train, test, k, c.positive),
-        "popularity": static_precision(lambda u, it: popularity[it], train, test, k, c.positive),
+        "PMF": static_precision(lambda u, it: pmf.predict(np.full(len(it), u), it), test, k, c.positive),
+        "popularity": static_precision(lambda u, it: popularity[it], test, k, c.positive),
         "random order (base rate)": float(np.mean([(test.rating[r] >= c.positive).mean()
                                                    for r in test.by_user() if len(r) >= k])),
     }
     users, items = embeddings(pmf)
-    variants, curves = {}, {}
+    variants = {}
     for v in exp.variants:
         runs = []
         for seed in exp.seeds:
@@ -105,14 +104,13 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
             f"precision@{k}": _mean_std([r["test"][f"precision@{k}"] for r in runs]),
             f"static_precision@{k}": _mean_std([r["test"][f"static_precision@{k}"] for r in runs]),
             "users": runs[0]["test"]["users"], "runs": runs}
-        curves[v.label] = runs
     summary = {"baselines": baselines,
                "variants": {lab: {m: r[m]["mean"] for m in (f"precision@{k}", f"static_precision@{k}")}
                             for lab, r in variants.items()}}
     write_result(path, {"summary": summary, "pmf_rmse": pmf.rmse, "ratings": {"train": len(train.user),
                         "valid": len(valid.user), "test": len(test.user)}, "baselines": baselines,
                         "variants": variants}, exp, exp.seeds)
-    plot(curves, baselines, k, path.with_suffix(".png"))
+    plot({lab: r["runs"] for lab, r in variants.items()}, baselines, k, path.with_suffix(".png"))
     return {"output": str(path), "summary": summary}
 
 

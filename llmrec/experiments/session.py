@@ -21,7 +21,7 @@ from llmrec.data.sessions import SessionConfig, Sessions, load_sessions
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model
-from llmrec.results import pyplot, save_figure, write_result
+from llmrec.results import pyplot, result_path, save_figure, write_result
 
 
 class SessionDataset(StrictConfig):
@@ -122,8 +122,7 @@ def plot(results: dict, exp: SessionExperiment, path: Path) -> None:
 
 def run_session(exp: SessionExperiment, out: str | Path | None = None) -> dict:
     """Every data set; writes the result JSON and the plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = result_path(exp.name, exp.output, out)
     hr, mrr = f"hr@{exp.cutoff}", f"mrr@{exp.cutoff}"
     results = {name: run_dataset(exp, d) for name, d in exp.datasets.items()}
     summary = {name: {"test": {label: {hr: m["test"][hr], mrr: m["test"][mrr], "chosen": m["chosen"]}

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from llmrec.config import StrictConfig
 from llmrec.data.diversity import DiversityQuery
-from llmrec.metrics import alpha_dcg_gains, alpha_ndcg_at, greedy_ideal
+from llmrec.metrics import alpha_dcg_at, alpha_dcg_gains, alpha_ndcg_at, greedy_ideal
 from llmrec.models.diversify.mdp_div import MDPDiv
 
 
@@ -43,8 +43,13 @@ class PolicyGradientConfig(StrictConfig):
 
 def ideal_dcg(q: DiversityQuery, k: int, alpha: float) -> float:
     """alpha-DCG@k of the greedy ideal ranking."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    return float((alpha_dcg_gains(greedy_ideal(q.judgments, k, alpha), q.judgments, alpha) * disc[:k]).sum())
+    return alpha_dcg_at(greedy_ideal(q.judgments, k, alpha), q.judgments, k, alpha)
+
+
+def moving_average(curve: list[float], smooth: int) -> np.ndarray:
+    """Means over windows of ``smooth`` consecutive episodes (the whole curve when it is shorter)."""
+    w = min(smooth, len(curve))
+    return np.convolve(np.asarray(curve, np.float64), np.ones(w) / w, mode="valid")
 
 
 def evaluate_policy(policy, queries: list[DiversityQuery], k: int, alpha: float) -> float:
@@ -60,14 +65,11 @@ def evaluate_policy(policy, queries: list[DiversityQuery], k: int, alpha: float)
 def episodes_to(curve: list[float], share: float, smooth: int) -> int:
     """First episode (1-based) whose moving average over ``smooth`` episodes reaches ``share`` of the final one
     (the mean of the last ``smooth`` episodes)."""
-    r = np.asarray(curve, np.float64)
-    if not len(r):
+    if not len(curve):
         return 0
-    w = min(smooth, len(r))
-    avg = np.convolve(r, np.ones(w) / w, mode="valid")
-    final = avg[-1]
-    hit = np.flatnonzero(avg >= share * final)
-    return int(hit[0] + w) if len(hit) else len(r)
+    avg = moving_average(curve, smooth)
+    hit = np.flatnonzero(avg >= share * avg[-1])
+    return int(hit[0] + min(smooth, len(curve))) if len(hit) else len(curve)
 
 
 def pretrain_ntn(policy: MDPDiv, queries: list[DiversityQuery], c: PolicyGradientConfig) -> list[float]:
