@@ -395,6 +395,8 @@ def research(
     question: str = typer.Option(..., help="the research question"),
     memory_dir: Optional[Path] = typer.Option(None, help="the user's memory store (default: memory/ or LLMREC_HOME)"),
     corpus_dir: Optional[Path] = typer.Option(None, help="a VectorStore whose 'public' namespace is the public corpus"),
+    graph: Optional[Path] = typer.Option(None, help="a JSONL knowledge graph (`llmrec corpus graph`) read as a "
+                                                    "public source by plain graph RAG"),
     max_iterations: int = typer.Option(3, min=1, help="research rounds at most"),
     token_budget: int = typer.Option(8000, min=100, help="LLM tokens (prompt + completion) at most"),
     max_new_tokens: int = typer.Option(64, min=4, help="tokens per LLM call"),
@@ -415,6 +417,14 @@ def research(
     emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
     private = [] if no_private else [MemorySource(Memory(VectorStore(memory_dir or default_memory_dir()), emb))]
     public = [StoreSource(VectorStore(corpus_dir), emb)] if corpus_dir else []
+    if graph:
+        from llmrec.data.textgraph import build_graph, read_triples
+        from llmrec.models import build_model
+        from llmrec.models.graphrag.retriever import GraphIndex
+        from llmrec.research import GraphSource
+
+        facts, lone = read_triples(graph)
+        public.append(GraphSource(build_model(None, {"name": "graph_rag"}).fit(GraphIndex(build_graph(facts, lone), emb))))
     def progress(entry: dict) -> None:
         detail = entry.get("kind") or entry.get("reason") or ""
         console.print(f"[dim]research {entry['t']:7.1f}s {entry['step']} {detail}[/]")
@@ -621,6 +631,34 @@ def corpus_build(
     rep = build_corpus(name, source, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")),
                        chunk_size=chunk_words, overlap=overlap, limit=limit)
     typer.echo(json.dumps(rep))
+
+
+@corpus_app.command("graph")
+def corpus_graph(
+    out: Path = typer.Option(..., "--out", help="the JSONL knowledge graph to write (pass it to research --graph)"),
+    source: Path = typer.Option(..., "--from", help="a folder of .txt/.md files or a JSONL file of "
+                                                    "{id, text, title} lines"),
+    limit: Optional[int] = typer.Option(None, min=1, help="only the first N documents"),
+    max_new_tokens: int = typer.Option(48, min=8, help="tokens of facts per sentence"),
+    backend: str = BackendOpt, model: Optional[str] = ModelOpt, base_url: Optional[str] = BaseUrlOpt,
+    dtype: str = DtypeOpt,
+) -> None:
+    """Extract a knowledge graph (subject | relation | object facts, one LLM call per sentence, cached, so a
+    rerun resumes) from documents; prints what was kept and dropped."""
+    from llmrec.config import llmrec_home
+    from llmrec.data.textgraph import build_graph, write_triples
+    from llmrec.knowledge.graph import extract_triples
+    from llmrec.llm import make_llm
+    from llmrec.llm.cache import CachedLLM
+    from llmrec.research.corpus import read_documents
+
+    docs = read_documents(source, limit)
+    llm = CachedLLM(make_llm(_llm_config(backend, model, base_url, dtype)), llmrec_home() / "generations.sqlite")
+    triples, stats = extract_triples(llm, {d.id: d.text for d in docs}, max_new_tokens=max_new_tokens)
+    graph = build_graph(triples)
+    write_triples(out, triples)
+    typer.echo(json.dumps({"out": str(out), "nodes": graph.n_nodes, "facts": graph.n_edges, **stats.as_dict(),
+                           **graph.report}))
 
 
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")

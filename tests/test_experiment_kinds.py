@@ -25,6 +25,7 @@ from llmrec.experiments.memory import MemoryExperiment, load_memory_experiment
 from llmrec.experiments.push import PushExperiment
 from llmrec.experiments.session import SessionExperiment
 from llmrec.experiments.diversify import DiversifyExperiment
+from llmrec.experiments.graphrag import GraphRAGExperiment
 from llmrec.experiments.rl import RLExperiment
 from llmrec.experiments.rerank import RerankExperiment
 from llmrec.experiments.research import ResearchExperiment
@@ -35,7 +36,7 @@ KIND_CLASSES = {"recommender": ExperimentConfig, "memory": MemoryExperiment, "re
                 "ctr_scale": ScaleExperiment, "ctr_incremental": IncrementalCTRExperiment,
                 "ctr_assign": AssignExperiment, "ctr_select": SelectExperiment, "push": PushExperiment,
                 "session": SessionExperiment, "rl": RLExperiment,
-                "diversify": DiversifyExperiment}
+                "diversify": DiversifyExperiment, "graphrag": GraphRAGExperiment}
 
 
 def test_every_shipped_experiment_loads_into_its_kinds_config():

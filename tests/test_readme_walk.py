@@ -52,7 +52,7 @@ def test_readme_lists_only_walked_commands():
     shown = {" ".join(x for x in m.groups() if x) for m in re.finditer(r"llmrec(?:\.cli)? (\w+)(?: (\w+))?", block)}
     walked = {"setup", "data list", "data use", "data fetch", "data path", "quickstart", "models", "train",
               "evaluate", "experiment ctr_benchmark", "experiment memory_locomo", "extract", "rerank train",
-              "rerank eval", "corpus build", "research", "judge", "generate", "serve"}
+              "rerank eval", "corpus build", "corpus graph", "research", "judge", "generate", "serve"}
     shown = {s if s.split()[0] in ("data", "rerank", "corpus", "experiment") else s.split()[0] for s in shown}
     assert shown <= walked, shown - walked
 
@@ -123,10 +123,17 @@ def test_llm_commands_on_the_bundled_model(cwd):
     built = json.loads(run(["corpus", "build", "--name", str(cwd / "store"), "--from", str(cwd / "docs"),
                             "--chunk-words", "16", "--overlap", "4"], cwd).stdout)
     assert built["documents"] == 2 and built["in_store"] == built["chunks"] >= 4
+    g = json.loads(run(["corpus", "graph", "--out", str(cwd / "graph.jsonl"), "--from", str(cwd / "docs"),
+                        "--max-new-tokens", "24"], cwd).stdout)
+    assert g["sentences"] >= 2 and g["facts"] == g["lines"] - g["malformed"] - g["ungrounded"] - g["repeated"]
+    assert len((cwd / "graph.jsonl").read_text().splitlines()) == g["facts"] >= 1
     r = run(["research", "--user", "alice", "--question", "Which bakeries can I visit in Lisbon?",
-             "--corpus-dir", str(cwd / "store"), "--no-private", "--max-iterations", "1", "--max-new-tokens", "24",
-             "--trace", str(cwd / "trace.json")], cwd)
+             "--corpus-dir", str(cwd / "store"), "--graph", str(cwd / "graph.jsonl"), "--no-private",
+             "--max-iterations", "1", "--max-new-tokens", "24", "--trace", str(cwd / "trace.json")], cwd)
     assert r.stdout.strip() and "stop:" in r.stderr and "stop:" not in r.stdout  # report on stdout only
+    kept = [e for s in json.loads((cwd / "trace.json").read_text())["steps"] if s["step"] == "retrieve"
+            for e in s["kept"]]
+    assert any(e["source"] == "graph" and e["id"].startswith("graph:fact") for e in kept)
     if have("mtrag_human_eval"):
         j = run(["judge", "--limit", "2", "--max-new-tokens", "8", "--out", str(cwd / "judge.json")], cwd)
         assert "Spearman" in j.stdout and "close to chance" in j.stderr

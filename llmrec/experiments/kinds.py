@@ -17,6 +17,7 @@
 | `session`     | `SessionExperiment`     | next click in anonymous sessions (AHC-KNN vs SKNN, V-SKNN)       |
 | `rl`          | `RLExperiment`          | DRR variants trained by DDPG vs PMF / popularity, precision@10   |
 | `diversify`   | `DiversifyExperiment`   | MDP-DIV (+ kNN, + NTN) vs MMR, alpha-NDCG@10, episodes to 95%    |
+| `graphrag`    | `GraphRAGExperiment`    | Align-GRAG vs plain graph RAG on an LLM-built graph, F1 + tokens |
 
 A kind = a typed config + ``run(config, out) -> result dict``; each writes one result JSON (command, git
 commit, resolved config, seeds, environment). ``--set key=value`` overrides any field of any kind."""
@@ -56,6 +57,7 @@ EXPERIMENT_KINDS.add_lazy("push", "llmrec.experiments.push:KIND")
 EXPERIMENT_KINDS.add_lazy("session", "llmrec.experiments.session:KIND")
 EXPERIMENT_KINDS.add_lazy("rl", "llmrec.experiments.rl:KIND")
 EXPERIMENT_KINDS.add_lazy("diversify", "llmrec.experiments.diversify:KIND")
+EXPERIMENT_KINDS.add_lazy("graphrag", "llmrec.experiments.graphrag:KIND")
 
 
 def find_experiment(path_or_name: str | Path) -> Path:

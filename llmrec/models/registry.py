@@ -8,7 +8,8 @@ Recall/NDCG), ``sequential`` (user sequences -> ``SeqBatch`` -> next-item CE wit
 is ``fit`` have no trainer: their builder returns an object with ``fit`` and a family-specific scoring call
 (``push``: ``fit(weights)`` / ``score_users(seed_items)``, ``llmrec.models.push.base``; ``session``:
 ``fit(sessions, starts, n_items)`` / ``scores(session)`` / ``recommend(session, k)``,
-``llmrec.models.session.base``).
+``llmrec.models.session.base``; ``graphrag``: ``fit(GraphIndex, ...)`` / ``subgraph(question)`` /
+``context(question)`` and the ``Retriever`` protocol, ``llmrec.models.graphrag``).
 
 A model is one file: a config class (``ModelConfigBase`` subclass; its fields and defaults are the
 model's hyperparameters) and a builder registered with ``@register_model``. Its defaults file
@@ -83,6 +84,8 @@ for _f in (
     Family("diversify", "queries with candidates and subtopics", "DiversityQuery", "policy_gradient",
            "diversified ranking of a query's candidates (subtopic coverage)"),
     Family("push", "push campaigns", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
+    Family("graphrag", "textual knowledge graph + questions", "Subgraph", "fit",
+           "the subgraph an LLM answers from (graph RAG, no trainer of the one loop)"),
 ):
     FAMILIES.add(_f.name, _f)
 

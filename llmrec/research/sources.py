@@ -51,6 +51,14 @@ def LangChainSource(retriever: Any, name: str = "langchain") -> Source:
     return Source(LangChainRetriever(retriever), name, False)
 
 
+def GraphSource(graph_rag: Retriever, name: str = "graph") -> Source:
+    """A textual knowledge graph as a public source: a fitted ``graph_rag`` or ``align_grag`` model
+    (``llmrec.models.graphrag``), whose subgraph's facts are the evidence."""
+    if not isinstance(graph_rag, Retriever):
+        raise TypeError(f"graph_rag: {type(graph_rag).__name__} has no retrieve(user_id, query, k)")
+    return Source(graph_rag, name, False)
+
+
 def dedupe(evidence: Sequence[Evidence]) -> list[Evidence]:
     """Evidence with duplicate ids removed, keeping the best-scored copy."""
     seen: dict[str, Evidence] = {}
