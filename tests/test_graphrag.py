@@ -27,10 +27,13 @@ def test_parse_triples_keeps_grounded_facts_and_counts_the_rest():
              "Marie Curie | born in | Warsaw\n"  # copied from nowhere: ungrounded
              "Eiffel Tower | opened in 1889\n"  # two parts
              "\n")
-    kept, counts = parse_triples(reply, sentence, source="doc1")
+    kept, counts = parse_triples(reply + "Eiffel Tower | a | b | c\n", sentence, source="doc1", two_part=False)
     assert kept == [Triple("Eiffel Tower", "designed by", "Gustave Eiffel", "doc1"),
                     Triple("eiffel tower", "opened in", "1889", "doc1")]
-    assert counts == {"lines": 5, "malformed": 1, "ungrounded": 1, "repeated": 1}
+    assert counts == {"lines": 6, "malformed": 2, "ungrounded": 1, "repeated": 1, "two_part": 0}
+    kept, counts = parse_triples(reply + "Gustave Eiffel | engineer\n", sentence, source="doc1")
+    assert kept[2] == Triple("Eiffel Tower", "is", "opened in 1889", "doc1")  # the two-part line, grounded
+    assert counts == {"lines": 6, "malformed": 0, "ungrounded": 2, "repeated": 1, "two_part": 1}
     kept, counts = parse_triples("Marie Curie | born in | Warsaw", sentence, grounded=False)
     assert len(kept) == 1 and counts["ungrounded"] == 0
 

@@ -123,7 +123,12 @@ def test_llm_commands_on_the_bundled_model(cwd):
     built = json.loads(run(["corpus", "build", "--name", str(cwd / "store"), "--from", str(cwd / "docs"),
                             "--chunk-words", "16", "--overlap", "4"], cwd).stdout)
     assert built["documents"] == 2 and built["in_store"] == built["chunks"] >= 4
-    g = json.loads(run(["corpus", "graph", "--out", str(cwd / "graph.jsonl"), "--from", str(cwd / "docs"),
+    facts = cwd / "facts"
+    facts.mkdir(exist_ok=True)
+    (facts / "lisbon.md").write_text("Manteigaria is a bakery in Lisbon. Manteigaria was founded by Joana Silva in "
+                                     "2014. Monsanto is a forest park in Lisbon. Estrela garden has a bandstand and "
+                                     "a pond.")
+    g = json.loads(run(["corpus", "graph", "--out", str(cwd / "graph.jsonl"), "--from", str(facts),
                         "--max-new-tokens", "24"], cwd).stdout)
     assert g["sentences"] >= 2 and g["facts"] == g["lines"] - g["malformed"] - g["ungrounded"] - g["repeated"]
     assert len((cwd / "graph.jsonl").read_text().splitlines()) == g["facts"] >= 1

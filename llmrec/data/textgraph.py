@@ -2,10 +2,11 @@
 as edges, every fact with the passage it came from.
 
 **Triples.** An extractor (``llmrec.knowledge.graph`` asks the LLM, one sentence at a time) writes lines
-``subject | relation | object``; ``parse_triples`` keeps a line only when it has exactly three non-empty
-parts, each at most ``max_words`` words, and (``grounded=True``) its subject and object both occur in the
-sentence it came from (case-folded): a small LLM copies its few-shot examples or invents names, and those
-facts are dropped and counted, never added to the graph.
+``subject | relation | object``; ``parse_triples`` keeps a line only when it has three non-empty parts (or,
+with ``two_part=True``, two: ``subject | description``, kept as the fact ``subject | is | description``, the
+form the bundled 135M model writes most), each at most ``max_words`` words, and (``grounded=True``) its
+subject and object both occur in the sentence it came from (case-folded): a small LLM copies its few-shot
+examples or invents names, and those facts are dropped and counted, never added to the graph.
 
 **Nodes** are keyed by their case-folded, space-collapsed text; the first spelling seen is kept. A fact whose
 subject and object are the same node is a self-loop and is dropped and counted.
@@ -167,13 +168,14 @@ def sentences(text: str, min_words: int = 4) -> list[str]:
     return out
 
 
-def parse_triples(text: str, sentence: str, source: str = "", grounded: bool = True,
+def parse_triples(text: str, sentence: str, source: str = "", grounded: bool = True, two_part: bool = True,
                   max_words: int = 12) -> tuple[list[Triple], dict[str, int]]:
     """Facts from an extractor's reply (``subject | relation | object`` lines), with counts of the lines
-    dropped by reason: ``malformed`` (not three non-empty parts, or a part over ``max_words`` words),
-    ``ungrounded`` (subject or object not in ``sentence``), ``repeated``."""
+    dropped by reason: ``malformed`` (not three non-empty parts, or two without ``two_part``, or a part over
+    ``max_words`` words), ``ungrounded`` (subject or object not in ``sentence``), ``repeated``; and of the
+    kept two-part lines (``two_part``)."""
     kept: list[Triple] = []
-    counts = {"lines": 0, "malformed": 0, "ungrounded": 0, "repeated": 0}
+    counts = {"lines": 0, "malformed": 0, "ungrounded": 0, "repeated": 0, "two_part": 0}
     where = node_key(sentence)
     seen: set[tuple[str, str, str]] = set()
     for line in text.splitlines():
@@ -181,6 +183,9 @@ def parse_triples(text: str, sentence: str, source: str = "", grounded: bool = T
             continue
         counts["lines"] += 1
         parts = [" ".join(p.split()).strip(" .;,\"'") for p in line.strip().strip("-*• ").split("|")]
+        pair = two_part and len(parts) == 2
+        if pair:
+            parts = [parts[0], "is", parts[1]]
         if len(parts) != 3 or not all(parts) or any(len(p.split()) > max_words for p in parts):
             counts["malformed"] += 1
             continue
@@ -192,6 +197,7 @@ def parse_triples(text: str, sentence: str, source: str = "", grounded: bool = T
             counts["repeated"] += 1
             continue
         seen.add(key)
+        counts["two_part"] += pair
         kept.append(Triple(parts[0], parts[1], parts[2], source))
     return kept, counts
 

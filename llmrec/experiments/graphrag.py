@@ -64,6 +64,7 @@ class GraphRAGExperiment(StrictConfig):
     test_queries: int = Field(100, ge=1)
     llm: LLMConfig = LLMConfig()
     extraction_tokens: int = Field(48, ge=8)
+    two_part: bool = True  # keep "subject | description" replies as "subject | is | description"
     reasoning: Literal["llm", "answer"] = "llm"
     reasoning_tokens: int = Field(48, ge=8)
     answer_tokens: int = Field(24, ge=1)
@@ -142,7 +143,7 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
     llm = CachedLLM(make_llm(cfg.llm), llmrec_home() / "generations.sqlite")
     print(f"{len(passages)} passages; questions train {len(train)} / test {len(test)}", flush=True)
 
-    triples, stats = extract_triples(llm, passages, max_new_tokens=cfg.extraction_tokens)
+    triples, stats = extract_triples(llm, passages, max_new_tokens=cfg.extraction_tokens, two_part=cfg.two_part)
     graph = build_graph(triples)
     write_triples(work / "graph.jsonl", triples)
     graph_info = {"nodes": graph.n_nodes, "facts": graph.n_edges, "extraction": stats.as_dict(),
