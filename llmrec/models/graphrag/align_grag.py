@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +34,9 @@ from llmrec.data.textgraph import GraphError
 from llmrec.models.graphrag.retriever import (GraphIndex, Subgraph, SubgraphConfig, facts_as_hits, rank_edges,
                                               select_subgraph)
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.retrieval import Hit
+
+if TYPE_CHECKING:
+    from llmrec.retrieval import Hit
 
 
 class AlignGRAGConfig(ModelConfigBase):

@@ -17,6 +17,7 @@ facts as hits), so the research agent reads it as a public source."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -24,9 +25,11 @@ from pydantic import Field
 
 from llmrec.config import StrictConfig
 from llmrec.data.textgraph import GraphError, TextGraph
-from llmrec.embed import Embedder
 from llmrec.models.registry import ModelConfigBase, register_model
-from llmrec.retrieval import Hit, check_k
+
+if TYPE_CHECKING:  # the retrieval protocol module imports langchain-core: CTR-only installs skip it
+    from llmrec.embed import Embedder
+    from llmrec.retrieval import Hit
 
 
 class GraphIndex:
@@ -115,6 +118,8 @@ def select_subgraph(index: GraphIndex, question: np.ndarray, config: SubgraphCon
 
 def facts_as_hits(index: GraphIndex, sub: Subgraph, k: int) -> list[Hit]:
     """A subgraph's facts as retrieval hits, most similar to the question first (``k`` of them)."""
+    from llmrec.retrieval import Hit, check_k  # lower layer; here so that importing the models needs no LLM extra
+
     check_k(k)
     edges = rank_edges(index, sub.question, sub.edges, k)
     sims = index.fact_vectors[edges] @ sub.question if len(edges) else []
