@@ -180,8 +180,7 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
             t = time.perf_counter()
             model.fit(index, examples, progress=True)
             training[v.label].append({"seed": seed, "seconds": time.perf_counter() - t, "history": model.history})
-            pruned = [prune(index, s, model.node_scores(s), model.config.keep_ratio, sub_cfg.max_edges)
-                      for s in test_subs]
+            pruned = [model.prune(s) for s in test_subs]
             runs.append(answer_all(llm, test, [s.text(graph) for s in pruned], cfg.answer_tokens,
                                    f"{v.label} seed {seed}"))
         results[v.label] = summarize(runs)

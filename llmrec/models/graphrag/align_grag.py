@@ -267,7 +267,10 @@ class AlignGRAG:
         """The plain subgraph for ``question``, pruned to the aligner's best ``keep_ratio`` of nodes."""
         if self.index is None:
             raise GraphError(f"{self.config.name}: call fit(index, examples) before asking for a subgraph")
-        sub = select_subgraph(self.index, self.index.encode([question])[0], self.config.subgraph)
+        return self.prune(select_subgraph(self.index, self.index.encode([question])[0], self.config.subgraph))
+
+    def prune(self, sub: Subgraph) -> Subgraph:
+        """``sub`` cut to the aligner's best ``keep_ratio`` of nodes and the facts among them."""
         return prune(self.index, sub, self.node_scores(sub), self.config.keep_ratio, self.config.subgraph.max_edges)
 
     def context(self, question: str) -> str:
