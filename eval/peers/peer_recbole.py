@@ -56,6 +56,15 @@ def train_and_test(config, cls, name: str) -> dict:
         return out
 
     trainer._train_epoch = timed
+    curve: list[dict] = []  # the per-epoch validation results, as RecBole's fit saw them (rounded by RecBole)
+    judge = trainer._valid_epoch
+
+    def recorded(*args, **kwargs):
+        score, result = judge(*args, **kwargs)
+        curve.append({"epoch": spent["epochs"], **{k.lower(): float(v) for k, v in result.items()}})
+        return score, result
+
+    trainer._valid_epoch = recorded
     _, best_valid = trainer.fit(train, valid, saved=True, show_progress=False)
     # the best checkpoint, loaded here: torch >= 2.6 refuses RecBole's pickled checkpoint (it holds the config)
     # under torch.load's new weights_only default; the file is the one this run just wrote. Its "other
@@ -68,7 +77,7 @@ def train_and_test(config, cls, name: str) -> dict:
     return {"library": "recbole", "version": __import__("recbole").__version__, "model": name,
             "test": {k.lower(): float(v) for k, v in result.items()},
             "valid": {k.lower(): float(v) for k, v in best_valid.items()},
-            "epochs": spent["epochs"], "train_seconds": spent["seconds"], "train_pairs": pairs,
+            "epochs": spent["epochs"], "train_seconds": spent["seconds"], "train_pairs": pairs, "history": curve,
             "train_pairs_per_second": pairs * spent["epochs"] / spent["seconds"] if spent["seconds"] else None,
             "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1),
             "parameters": int(sum(p.numel() for p in model.parameters())),

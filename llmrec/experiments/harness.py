@@ -100,6 +100,10 @@ class Variant(StrictConfig):
 PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "dcnv2"),
                "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf")}
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
+RECBOLE_STOPPING_STEP = 10  # RecBole 1.2.1's default stopping_step
+PARITY_METRICS = {"recbole": ("ndcg@10", "ndcg@20", "recall@20"), "fuxictr": ("auc", "logloss"),
+                  "deepctr": ("auc", "logloss")}
+LOWER_IS_BETTER = {"logloss"}
 
 
 class Peer(StrictConfig):
@@ -167,7 +171,8 @@ def _load(raw: dict, path: Path) -> ExperimentConfig:
 def job_config(exp: ExperimentConfig, dataset: str, variant: Variant, seed: int) -> TrainJobConfig:
     """The training job of one (data set, variant, seed) of an experiment."""
     ds = exp.datasets[dataset]
-    trainer = deep_merge(ds.trainer.model_dump(), {**variant.trainer, "seed": seed, "progress": False})
+    # only what the experiment sets: the model's family fills the rest (TrainJobConfig)
+    trainer = deep_merge(ds.trainer.model_dump(exclude_unset=True), {**variant.trainer, "seed": seed, "progress": False})
     knowledge = None if variant.knowledge is None else variant.knowledge.model_dump()
     if knowledge is not None and exp.knowledge is not None and "llm" not in variant.knowledge.model_fields_set:
         knowledge["llm"] = exp.knowledge.llm.model_dump()  # the experiment's own extraction
@@ -246,7 +251,7 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
         job = job_config(exp, dataset, variant, seed)
         model, r = train_prepared(job, p)
         runs.append({"seed": seed, "best_epoch": r["best_epoch"], "valid": r["valid"], "test": r["test"],
-                     "test_by_scenario": r["test_by_scenario"],
+                     "test_by_scenario": r["test_by_scenario"], "history": r["history"],
                      "train_samples_per_second": r["train_samples_per_second"], "model": r["model"],
                      **({"train_pairs_per_second": r["train_pairs_per_second"]} if r.get("train_pairs_per_second") else {}),
                      **({"epoch_seconds": r["epoch_seconds"]} if r.get("epoch_seconds") else {})})
@@ -564,6 +569,88 @@ def plot_breakdown(results: dict, series: Callable[[dict], list[tuple[str, str]]
     fig.savefig(path, dpi=110)
 
 
+def parity(exp: ExperimentConfig, results: dict) -> list[dict]:
+    """Paired comparison of each variant with the peers that copy it, pooled over data sets (e.g. split seeds)
+    and seeds: one pair = the same data set and seed in both libraries. Parity holds when the mean paired
+    difference (ours - peer; for a lower-is-better metric, peer - ours) is within one standard deviation of
+    the differences and never below -0.005. Time ratio = the peer's median training seconds per epoch (or
+    per sample) over ours."""
+    rows = []
+    for peer in exp.peers:
+        variant, key = peer.variant or peer.model, f"{peer.library}:{peer.model}"
+        pairs: dict[str, list[float]] = {}
+        ours_s, theirs_s, where = [], [], []
+        for ds, res in results.items():
+            ours, theirs = res["variants"].get(variant), res["peers"].get(key)
+            if ours is None or theirs is None:
+                continue
+            where.append(ds)
+            by_seed = {r["seed"]: r for r in theirs["runs"]}
+            for run in ours["runs"]:
+                other = by_seed.get(run["seed"])
+                if other is None:
+                    continue
+                for m in PARITY_METRICS[peer.library]:
+                    if m in run["test"] and m in other["test"]:
+                        sign = -1.0 if m in LOWER_IS_BETTER else 1.0
+                        pairs.setdefault(m, []).append(sign * (run["test"][m] - other["test"][m]))
+                        pairs.setdefault(f"ours:{m}", []).append(run["test"][m])
+                        pairs.setdefault(f"peer:{m}", []).append(other["test"][m])
+            for summary, out in ((ours, ours_s), (theirs, theirs_s)):
+                if summary.get("epoch_seconds"):
+                    out.append(summary["epoch_seconds"])
+                elif summary.get("train_samples_per_second"):
+                    out.append(1.0 / summary["train_samples_per_second"])
+        for m in PARITY_METRICS[peer.library]:
+            d = np.array(pairs.get(m, []))
+            if not len(d):
+                continue
+            mean, std = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else 0.0
+            ours_v, peer_v = np.array(pairs[f"ours:{m}"]), np.array(pairs[f"peer:{m}"])
+            rows.append({"variant": variant, "peer": key, "metric": m, "datasets": where, "pairs": int(len(d)),
+                         "ours_mean": float(ours_v.mean()), "ours_std": float(ours_v.std()),
+                         "peer_mean": float(peer_v.mean()), "peer_std": float(peer_v.std()),
+                         "diff_mean": mean, "diff_std": std, "diff_min": float(d.min()),
+                         "parity": bool(mean >= -std and mean >= -0.005),
+                         "time_ratio": (round(float(np.median(theirs_s) / np.median(ours_s)), 2)
+                                        if ours_s and theirs_s else None)})
+    return rows
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """Per-epoch validation curves of the primary metric: one panel per data set, every run of every variant
+    (blue shades) and peer (grey) that recorded one; a marker at each run's last epoch."""
+    panels = [(ds, res) for ds, res in results.items()
+              if any(r.get("history") for v in list(res["variants"].values()) + list(res["peers"].values())
+                     for r in v["runs"])]
+    if not panels:
+        return
+    plt = pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (ds, res) in zip(axes[:, 0], panels):
+        series = [(k, v, colours(i % 10)) for i, (k, v) in enumerate(res["variants"].items())]
+        series += [(f"peer:{k}", v, colours((len(series) + i) % 10)) for i, (k, v) in enumerate(res["peers"].items())]
+        for label, summary, colour in series:
+            metric = summary.get("primary_metric", "ndcg@10")
+            for n, run in enumerate(summary["runs"]):
+                h = run.get("history") or []
+                ys = [e.get(f"valid_{metric}", e.get(metric)) for e in h]
+                if not ys or any(y is None for y in ys):
+                    continue
+                xs = [e["epoch"] for e in h]
+                ax.plot(xs, ys, color=colour, lw=1, alpha=0.8, ls="--" if label.startswith("peer:") else "-",
+                        label=label if n == 0 else None)
+                ax.plot(xs[-1:], ys[-1:], "o", color=colour, ms=3)
+        ax.set_title(f"{ds}: validation curves (dots: where each run stopped; dashed: peers)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation primary metric")
+        ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def recbole_hyperparameters(job: TrainJobConfig) -> dict:
     """The variant's model settings under RecBole's names (SASRec / GRU4Rec)."""
     m = job.model.model_dump()
@@ -639,7 +726,9 @@ def run_recbole_graph(python: Path, root: Path, exp: ExperimentConfig, dataset: 
     split = graph_split_files(job)
     for seed in seeds:
         t = job_config(exp, dataset, variant, seed).trainer
-        spec = {"family": "graph", "model": model, "seed": seed, "epochs": t.epochs, "patience": t.patience,
+        # RecBole stops by its own rule, as its users run it (stopping_step 10 on single epochs, ties at 4
+        # decimals count as gains); llmrec's graph family judges a 10-epoch mean (configs/defaults/families)
+        spec = {"family": "graph", "model": model, "seed": seed, "epochs": t.epochs, "patience": RECBOLE_STOPPING_STEP,
                 "batch_size": t.batch_size, "learning_rate": t.learning_rate,
                 "hyperparameters": recbole_graph_hyperparameters(job, model), "split": split}
         with tempfile.TemporaryDirectory() as tmp:
@@ -652,7 +741,7 @@ def run_recbole_graph(python: Path, root: Path, exp: ExperimentConfig, dataset: 
         runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "epochs": r["epochs"],
                      "train_samples_per_second": r["train_pairs_per_second"],
                      "epoch_seconds": r["train_seconds"] / max(1, r["epochs"]), "parameters": r["parameters"],
-                     "torch_threads": r.get("torch_threads")})
+                     "torch_threads": r.get("torch_threads"), "history": r.get("history", [])})
         print(dataset, "peer recbole", model, "seed", seed, "ndcg@20", round(r["test"]["ndcg@20"], 4),
               f"{runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
@@ -705,7 +794,14 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
         results[ds] = res
     if results and all(r["variants"] for r in results.values()):
         plot(results, path.with_suffix(".png"))
-    write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs},
+        plot_curves(results, path.with_name(path.stem + "_curves.png"))
+    table = parity(exp, results)
+    for row in table:
+        print(f"parity {row['variant']} vs {row['peer']} {row['metric']}: diff {row['diff_mean']:+.4f} ± "
+              f"{row['diff_std']:.4f} over {row['pairs']} pairs -> {'parity' if row['parity'] else 'NO parity'}; "
+              f"time ratio {row['time_ratio']}", flush=True)
+    write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs,
+                        **({"parity": table} if table else {})},
                  config=exp.model_dump(mode="json"), seeds=seeds)
     return {"output": str(path), "datasets": results}
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationError, model_validator
 
-from llmrec.config import StrictConfig, validation_message
+from llmrec.config import StrictConfig, deep_merge, validation_message
 from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import Batch, FeatureEncoder, FeatureSpec
 from llmrec.data.multilabel import check_reported, label_matrix
@@ -39,7 +39,7 @@ from llmrec.knowledge.text import option_knowledge, text_encoder, text_knowledge
 from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowledge_specs, knowledge_tables
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
-from llmrec.models.registry import ModelSpec
+from llmrec.models.registry import ModelSpec, family_trainer_defaults
 from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
 from llmrec.train.queryrec import QueryRecConfig, query_features
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
@@ -96,6 +96,23 @@ class TrainJobConfig(StrictConfig):
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
     output_dir: str = "runs/ctr"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_trainer_defaults(cls, raw: Any) -> Any:
+        """The model's family's trainer settings under the job's own (``family_trainer_defaults``)."""
+        if not isinstance(raw, dict):
+            return raw
+        model = raw.get("model", {"name": "deepfm"})
+        name = getattr(model, "name", None) if not isinstance(model, dict) else model.get("name")
+        if name not in MODELS:
+            return raw  # the model field names the error
+        trainer = raw.get("trainer", {})
+        if isinstance(trainer, TrainerConfig):
+            trainer = trainer.model_dump(exclude_unset=True)
+        if not isinstance(trainer, dict):
+            return raw  # the trainer field names the error
+        return {**raw, "trainer": deep_merge(family_trainer_defaults(MODELS.get(name).family), trainer)}
 
     @property
     def family(self) -> str:

@@ -18,6 +18,10 @@ the class defaults; a user's config overrides both. Priority, lowest to highest:
 
     config class defaults  <  configs/defaults/models/<name>.yaml  <  the user's YAML / dict  <  CLI --set
 
+A family's trainer settings layer the same way (``TrainerConfig`` defaults < ``configs/defaults/families/
+<family>.yaml`` < the job's ``trainer`` block < --set): graph models train as RecBole's general recommenders,
+not with the CTR family's BARS settings.
+
 ``resolve_model_config`` applies these layers and returns the typed config; unknown keys are errors naming
 the field."""
 from __future__ import annotations
@@ -105,24 +109,41 @@ def register_model(name: str, family: str, config: type[ModelConfigBase],
     return deco
 
 
-def defaults_dirs() -> list[Path]:
-    """Folders of per-model default configs (wheel ``_configs/defaults/models`` or ``configs/defaults/models``)."""
+def defaults_dirs(kind: str = "models") -> list[Path]:
+    """Folders of default configs of one kind, ``models`` or ``families`` (wheel ``_configs/defaults/<kind>``
+    or a checkout's ``configs/defaults/<kind>``)."""
     here = Path(__file__).resolve().parent.parent
-    return [p for p in (here / "_configs" / "defaults" / "models", here.parent / "configs" / "defaults" / "models")
+    return [p for p in (here / "_configs" / "defaults" / kind, here.parent / "configs" / "defaults" / kind)
             if p.is_dir()]
+
+
+def _defaults_file(kind: str, name: str) -> dict:
+    for d in defaults_dirs(kind):
+        f = d / f"{name}.yaml"
+        if f.exists():
+            raw = yaml.safe_load(f.read_text()) or {}
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{f}: a defaults file must be a mapping")
+            return raw
+    return {}
 
 
 @lru_cache(maxsize=None)
 def model_defaults(name: str) -> dict:
     """The model's defaults file as a dict ({} when it has none)."""
-    for d in defaults_dirs():
-        f = d / f"{name}.yaml"
-        if f.exists():
-            raw = yaml.safe_load(f.read_text()) or {}
-            if not isinstance(raw, dict):
-                raise ConfigError(f"{f}: a model defaults file must be a mapping")
-            return raw
-    return {}
+    return _defaults_file("models", name)
+
+
+@lru_cache(maxsize=None)
+def family_trainer_defaults(family: str) -> dict:
+    """The trainer settings a family's models train with unless a job sets them
+    (``configs/defaults/families/<family>.yaml``, its ``trainer`` block; {} when it has none)."""
+    raw = _defaults_file("families", family)
+    unknown = sorted(set(raw) - {"trainer"})
+    if unknown or not isinstance(raw.get("trainer", {}), dict):
+        raise ConfigError(f"configs/defaults/families/{family}.yaml: only a 'trainer' mapping belongs here, "
+                          f"not {unknown or 'trainer: ' + repr(raw['trainer'])}")
+    return dict(raw.get("trainer", {}))
 
 
 def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str = "model") -> ModelConfigBase:

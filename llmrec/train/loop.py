@@ -6,7 +6,8 @@ BARS/FuxiCTR semantics: Adam; whole-table L2 on the model's ``embedding_tables()
 ((lambda/2)*||E||^2 added to the mean loss); gradient-norm clip 10; evaluation on validation once per epoch;
 learning rate x0.1 after every epoch that does not improve the task's primary metric (min 1e-6); early stop
 after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored
-before the test set is evaluated once. A module of the model with an ``auxiliary_loss()`` method (a field gate's
+before the test set is evaluated once. With ``stop_window`` > 1 "improve" is judged on the mean of the last
+``stop_window`` epochs' metric (for curves that rise slowly through noise), selection still on single epochs. A module of the model with an ``auxiliary_loss()`` method (a field gate's
 penalty, an auxiliary self-supervised loss) has it added to every step's loss, after its forward.
 
 Resumable: with ``checkpoint_dir`` the full state (weights, optimizer, best weights, history, RNGs) is
@@ -50,6 +51,10 @@ class TrainerConfig(StrictConfig):
     epochs: int = Field(20, ge=1)
     patience: int = Field(2, ge=0)
     min_epochs: int = Field(0, ge=0)  # early stopping cannot end training before this many epochs
+    # early stopping and lr decay judge the mean of the primary validation metric over the last N epochs (no
+    # verdict before N epochs); 1: each epoch's own value (BARS, RecBole). Model selection always keeps the
+    # best single epoch. A window lets a slowly rising, noisy curve (LightGCN at lr 1e-3) pass its plateaus
+    stop_window: int = Field(1, ge=1)
     min_delta: float = Field(1e-6, ge=0, allow_inf_nan=False)
     min_lr: float = Field(1e-6, ge=0, allow_inf_nan=False)
     lr_decay: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)  # lr factor after an epoch without gain (1: none)
@@ -110,6 +115,14 @@ def _lookahead(batches, on: bool):
 def _early_stop(c: TrainerConfig, state: dict) -> bool:
     """``patience`` epochs without gain, and at least ``min_epochs`` done."""
     return state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
+
+
+def stopping_score(curve: list[float], window: int) -> float | None:
+    """What early stopping judges after the last epoch of ``curve`` (the primary validation metric per epoch):
+    the mean of its last ``window`` values, or None while fewer than ``window`` epochs are done."""
+    if len(curve) < window:
+        return None
+    return float(np.mean(curve[-window:]))
 
 
 def seed_everything(seed: int) -> None:
@@ -199,13 +212,14 @@ class Trainer:
         net = nn.parallel.DistributedDataParallel(model) if size > 1 and not sharded else model
         gen = torch.Generator().manual_seed(c.seed)
         state = {"epoch": 0, "best": -float("inf"), "best_state": None, "best_epoch": -1, "bad": 0, "history": [],
-                 "train_seconds": 0.0, "seen": 0, "shard": 0, "total": 0.0}
+                 "train_seconds": 0.0, "seen": 0, "shard": 0, "total": 0.0, "stop_best": -float("inf")}
         ckpt = Path(checkpoint_dir) / "trainer_state.pt" if checkpoint_dir else None
         resumed = 0
         if ckpt is not None:
             saved = load_checkpoint(ckpt, model, opt, gen)
             if saved is not None:
-                state, resumed = {"shard": 0, "total": 0.0, **saved}, saved["epoch"]
+                # a checkpoint from before stop_window judged single epochs: its best is the stopping best
+                state, resumed = {"shard": 0, "total": 0.0, "stop_best": saved["best"], **saved}, saved["epoch"]
         n = len(train)
         local = c.batch_size // size
         streamed = hasattr(train, "shard_batches")
@@ -296,10 +310,13 @@ class Trainer:
             state["history"].append({"epoch": epoch + 1, "train_loss": state["total"] / max(1, n // size), "lr": lr,
                                      **{f"valid_{k}": v for k, v in metrics.items()}})
             state["total"], state["shard"] = 0.0, 0
-            if metrics[task.primary] > state["best"] + c.min_delta:
-                state.update(best=metrics[task.primary], best_epoch=epoch + 1, bad=0,
+            if metrics[task.primary] > state["best"] + c.min_delta:  # model selection: the best single epoch
+                state.update(best=metrics[task.primary], best_epoch=epoch + 1,
                              best_state=copy.deepcopy(model.state_dict()))
-            else:
+            judged = stopping_score([h[f"valid_{task.primary}"] for h in state["history"]], c.stop_window)
+            if judged is not None and judged > state["stop_best"] + c.min_delta:
+                state.update(stop_best=judged, bad=0)
+            elif judged is not None:  # an epoch without gain: towards early stopping, lr decayed
                 state["bad"] += 1
                 for g in opt.param_groups:
                     g["lr"] = max(min(c.min_lr, g["lr"]), g["lr"] * c.lr_decay)
