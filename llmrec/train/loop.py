@@ -125,6 +125,30 @@ def stopping_score(curve: list[float], window: int) -> float | None:
     return float(np.mean(curve[-window:]))
 
 
+def stopping_step(curve: list[float], stop_best: float, c: TrainerConfig) -> tuple[float, bool | None]:
+    """Early stopping's verdict on the last epoch of ``curve``: (the best judged score so far, whether this
+    epoch gained on it; None while the window is not full)."""
+    judged = stopping_score(curve, c.stop_window)
+    if judged is None:
+        return stop_best, None
+    if judged > stop_best + c.min_delta:
+        return judged, True
+    return stop_best, False
+
+
+def stop_epoch(curve: list[float], c: TrainerConfig) -> int:
+    """The epoch after which ``Trainer.fit`` with config ``c`` stops on this validation curve (its length if
+    it never does): replays a recorded curve under another rule."""
+    best, bad = -float("inf"), 0
+    for t in range(1, len(curve) + 1):
+        best, gained = stopping_step(curve[:t], best, c)
+        if gained is not None:
+            bad = 0 if gained else bad + 1
+        if bad >= c.patience and t >= c.min_epochs:
+            return t
+    return len(curve)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch."""
     random.seed(seed)
@@ -313,10 +337,11 @@ class Trainer:
             if metrics[task.primary] > state["best"] + c.min_delta:  # model selection: the best single epoch
                 state.update(best=metrics[task.primary], best_epoch=epoch + 1,
                              best_state=copy.deepcopy(model.state_dict()))
-            judged = stopping_score([h[f"valid_{task.primary}"] for h in state["history"]], c.stop_window)
-            if judged is not None and judged > state["stop_best"] + c.min_delta:
-                state.update(stop_best=judged, bad=0)
-            elif judged is not None:  # an epoch without gain: towards early stopping, lr decayed
+            state["stop_best"], gained = stopping_step([h[f"valid_{task.primary}"] for h in state["history"]],
+                                                       state["stop_best"], c)
+            if gained:
+                state["bad"] = 0
+            elif gained is not None:  # an epoch without gain: towards early stopping, lr decayed
                 state["bad"] += 1
                 for g in opt.param_groups:
                     g["lr"] = max(min(c.min_lr, g["lr"]), g["lr"] * c.lr_decay)
