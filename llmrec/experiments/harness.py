@@ -345,7 +345,8 @@ def extract_knowledge(exp: ExperimentConfig, dataset: str) -> dict:
 
 
 def _run_isolated(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
-    job = json.dumps({"experiment": exp.model_dump(mode="json"), "dataset": dataset,
+    # only what the experiment set: a full dump would pin TrainerConfig's defaults over the model family's
+    job = json.dumps({"experiment": exp.model_dump(mode="json", exclude_unset=True), "dataset": dataset,
                       "variant": variant.model_dump(mode="json", exclude_unset=True), "seeds": seeds})
     out = subprocess.run([sys.executable, "-m", "llmrec.experiments.harness", "--worker"], input=job,
                          capture_output=True, text=True)

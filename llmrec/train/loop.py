@@ -117,7 +117,7 @@ def _early_stop(c: TrainerConfig, state: dict) -> bool:
     return state["bad"] >= c.patience and state["epoch"] >= c.min_epochs
 
 
-def stopping_score(curve: list[float], window: int) -> float | None:
+def stopping_score(curve: list[float] | np.ndarray, window: int) -> float | None:
     """What early stopping judges after the last epoch of ``curve`` (the primary validation metric per epoch):
     the mean of its last ``window`` values, or None while fewer than ``window`` epochs are done."""
     if len(curve) < window:
@@ -125,7 +125,7 @@ def stopping_score(curve: list[float], window: int) -> float | None:
     return float(np.mean(curve[-window:]))
 
 
-def stopping_step(curve: list[float], stop_best: float, c: TrainerConfig) -> tuple[float, bool | None]:
+def stopping_step(curve: list[float] | np.ndarray, stop_best: float, c: TrainerConfig) -> tuple[float, bool | None]:
     """Early stopping's verdict on the last epoch of ``curve``: (the best judged score so far, whether this
     epoch gained on it; None while the window is not full)."""
     judged = stopping_score(curve, c.stop_window)
@@ -136,12 +136,12 @@ def stopping_step(curve: list[float], stop_best: float, c: TrainerConfig) -> tup
     return stop_best, False
 
 
-def stop_epoch(curve: list[float], c: TrainerConfig) -> int:
+def stop_epoch(curve: list[float] | np.ndarray, c: TrainerConfig) -> int:
     """The epoch after which ``Trainer.fit`` with config ``c`` stops on this validation curve (its length if
     it never does): replays a recorded curve under another rule."""
-    best, bad = -float("inf"), 0
+    best, bad, curve = -float("inf"), 0, np.asarray(curve, dtype=np.float64)
     for t in range(1, len(curve) + 1):
-        best, gained = stopping_step(curve[:t], best, c)
+        best, gained = stopping_step(curve[:t], best, c)  # a view, not a copy
         if gained is not None:
             bad = 0 if gained else bad + 1
         if bad >= c.patience and t >= c.min_epochs:
