@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 from pydantic import Field
 
 from llmrec.config import StrictConfig
@@ -26,6 +28,11 @@ class DataConfig(StrictConfig):
     synthetic: SyntheticConfig = SyntheticConfig()
     sequences: SequenceWorldConfig = SequenceWorldConfig()  # source synthetic_sequences
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # impression rows (CTR, multitask): split in time order, or in a seeded random order (each part then kept
+    # in time order) for parity out of sample over several split seeds. The graph and sequential views have
+    # their own (``graph.split_seed``; leave-one-out)
+    split_order: Literal["time", "random"] = "time"
+    split_seed: int = 2020
     # a behaviour column "history" (each row: the user's earlier items, the most recent N; DIN's input)
     history: int | None = Field(None, ge=1)
     history_positive_only: bool = False  # history of positively labelled rows only
@@ -34,6 +41,20 @@ class DataConfig(StrictConfig):
     multi_label: MultiLabelConfig | None = None
     # columns queries / query_key / searched: each row's N most recent earlier searches (QueryRec's input)
     search_history: int | None = Field(None, ge=1)
+
+
+def split_rows(data: RecData, config: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / valid / test row indices of ``data`` as ``config`` splits them (``split``, ``split_order``,
+    ``split_seed``)."""
+    if config.split_order == "time":
+        return data.chronological_split(config.split)
+    order = np.argsort(data.columns[data.time], kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    perm = np.random.default_rng(config.split_seed).permutation(len(data))
+    a = int(len(perm) * config.split[0])
+    b = int(len(perm) * (config.split[0] + config.split[1]))
+    return tuple(part[np.argsort(rank[part], kind="stable")] for part in (perm[:a], perm[a:b], perm[b:]))
 
 
 def load_data(config: DataConfig) -> RecData:

@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from llmrec.config import StrictConfig, deep_merge, repo_root, validation_message
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
-from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
@@ -271,7 +271,7 @@ def run_variant(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: li
 def user_activity_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, at_most: int) -> dict:
     """Test AUC and row count for rows whose user had <= ``at_most`` training rows ("sparse") and the rest
     ("dense"); users absent from training count as 0 rows."""
-    tr, _, _ = p.data.chronological_split(job.data.split)
+    tr, _, _ = split_rows(p.data, job.data)
     users, counts = np.unique(p.data.columns[p.data.user_col][tr], return_counts=True)
     seen = dict(zip(users.tolist(), counts.tolist()))
     n = np.array([seen.get(u, 0) for u in p.test_groups.tolist()])
@@ -282,7 +282,7 @@ def column_auc(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, column:
     """Test AUC and row count per value of a data column."""
     if column not in p.data.columns:
         raise ConfigError(f"test_by: {column!r} is not a column of {p.data.name}")
-    _, _, te = p.data.chronological_split(job.data.split)
+    _, _, te = split_rows(p.data, job.data)
     values = np.asarray(p.data.columns[column][te]).astype(str)
     return {"column": column, "groups": _group_auc(job, p, model, {v: values == v for v in sorted(set(values.tolist()))})}
 

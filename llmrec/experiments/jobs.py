@@ -29,7 +29,7 @@ from llmrec.config import StrictConfig, deep_merge, validation_message
 from llmrec.configfiles import find_config, read_config_file
 from llmrec.ctr.features import Batch, FeatureEncoder, FeatureSpec
 from llmrec.data.multilabel import check_reported, label_matrix
-from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, interaction_view, sequence_view
 from llmrec.errors import ConfigError
@@ -144,13 +144,13 @@ def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[Fea
 
 
 def knowledge_inputs(knowledge: KnowledgeFeatures | None, data: RecData, train_rows: np.ndarray | None = None,
-                     split: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[list[FeatureSpec], dict]:
+                     split: DataConfig = DataConfig()) -> tuple[list[FeatureSpec], dict]:
     """Dense knowledge feature specs and their tables for a job's ``knowledge`` block (empty without one)."""
     if knowledge is None:
         return [], {}
     k = knowledge
     if k.source == "queries":  # QueryRec: an encoder trained on the training clicks, validated on the next split
-        tr, va, _ = data.chronological_split(split)
+        tr, va, _ = split_rows(data, split)
         tabs = query_features(data, tr if train_rows is None else train_rows, va, text_encoder(k.text_encoder, k.llm),
                               k.queryrec, kinds=k.kinds)
     elif k.source == "text":
@@ -215,8 +215,8 @@ def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
         if job.knowledge is not None:  # item vectors fused into the item table (LLM / text knowledge)
             space = replace(space, item_vectors=item_vector_matrix(job.knowledge, data, space))
         return Prepared(data, space, tr, va, te)
-    tr, va, te = data.chronological_split(job.data.split)
-    extra_specs, tables = knowledge_inputs(job.knowledge, data, tr, job.data.split)
+    tr, va, te = split_rows(data, job.data)
+    extra_specs, tables = knowledge_inputs(job.knowledge, data, tr, job.data)
     enc = FeatureEncoder(feature_specs(data, job.features) + extra_specs).fit(data.take(tr))
     batches = [enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (tr, va, te)]
     if data.tasks:  # multi-label view: train / valid know what the advertisers report, test has every label
@@ -296,9 +296,9 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     job = job.model_copy(update={"model": model.config})
     p = prepare(job)
     if isinstance(context, FeatureEncoder):  # the saved encoder, not one refitted
-        _, _, te = p.data.chronological_split(job.data.split)
+        _, _, te = split_rows(p.data, job.data)
         p.test = context.transform(p.data.take(te), label=p.data.label,
-                                   dense_tables=knowledge_inputs(job.knowledge, p.data, split=job.data.split)[1])
+                                   dense_tables=knowledge_inputs(job.knowledge, p.data, split=job.data)[1])
         if p.data.tasks:
             attach_labels(p.test, p.data, te, complete=True)
     metrics = make_trainer(job, p).evaluate(model, p.test, groups=p.test_groups)

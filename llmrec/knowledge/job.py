@@ -17,7 +17,7 @@ import numpy as np
 
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.ctr.features import FeatureSpec
-from llmrec.data.registry import DataConfig, load_data
+from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
 from llmrec.embed import Embedder, LLMHiddenEncoder, default_embedder
 from llmrec.knowledge.distributed import extract_ray
@@ -60,7 +60,7 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
     c = config
     t0 = time.perf_counter()
     data = data or load_data(c.data)
-    train_rows = data.chronological_split(c.data.split)[0]
+    train_rows = split_rows(data, c.data)[0]
     model_id = llm.model_id if llm is not None else model_id_for(c.llm)
     out = Path(c.out_dir) if c.out_dir else default_out_dir(data, model_id)
     params = GenerationParams(max_new_tokens=c.max_new_tokens)
