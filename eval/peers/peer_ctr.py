@@ -3,7 +3,8 @@
     python eval/peers/peer_ctr.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED [deepfm|dcnv2|din]
 
 SPLIT.npz holds the encoded train/valid/test arrays (identical ids for every library), SPEC.json the
-feature list and hyperparameters. Prints one JSON line: test AUC/logloss, training samples/s, epochs.
+feature list and hyperparameters. Prints one JSON line: test AUC/logloss, training samples/s, epochs
+and the per-epoch validation curve (`history`).
 The FuxiCTR DeepFM is assembled from the wheel's own layers the way its model zoo does (the zoo is not
 in the wheel); the protocol (Adam, embedding L2, lr x0.1 on plateau, early stop on valid AUC with
 patience 2, best weights restored) is each library's own where it has one."""
@@ -174,14 +175,24 @@ def run_fuxictr(parts, spec, seed, model_name="deepfm"):
         eval_time[0] += time.perf_counter() - t
 
     model.eval_step = timed_eval
+    history: list[dict] = []  # FuxiCTR's own validation logs, one per evaluation (once an epoch here)
+    judge = model.evaluate
+
+    def recorded(*args, **kwargs):
+        logs = judge(*args, **kwargs)
+        history.append({"epoch": model._epoch_index + 1, **{k.lower(): float(v) for k, v in logs.items()}})
+        return logs
+
+    model.evaluate = recorded
     train = Loader(parts["train"], hp["batch_size"], True)
     valid = Loader(parts["valid"], 8192, False)
     t = time.perf_counter()
     model.fit(train, epochs=hp["epochs"], validation_data=valid, max_gradient_norm=10.0)
     total = time.perf_counter() - t
     epochs = model._epoch_index + 1
+    model.evaluate = judge
     p = model.predict(Loader(parts["test"], 8192, False)).reshape(-1)
-    return p, epochs, train.n * epochs / max(1e-9, total - eval_time[0])
+    return p, epochs, train.n * epochs / max(1e-9, total - eval_time[0]), history
 
 
 def run_deepctr(parts, spec, seed, model_name="deepfm"):
@@ -208,13 +219,14 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
     for g in model.optim.param_groups:
         g["lr"] = hp["learning_rate"]
     x = {part: {n: parts[part][n] for n in names} for part in parts}
-    best, best_state, bad, train_time, epochs = -1.0, None, 0, 0.0, 0
+    best, best_state, bad, train_time, epochs, history = -1.0, None, 0, 0.0, 0, []
     for _ in range(hp["epochs"]):
         t = time.perf_counter()
         model.fit(x["train"], parts["train"]["label"], batch_size=hp["batch_size"], epochs=1, verbose=0)
         train_time += time.perf_counter() - t
         epochs += 1
         auc = roc_auc_score(parts["valid"]["label"], model.predict(x["valid"], 8192).reshape(-1))
+        history.append({"epoch": epochs, "auc": float(auc)})
         if auc > best + 1e-6:
             best, best_state, bad = auc, copy.deepcopy(model.state_dict()), 0
         else:
@@ -225,7 +237,7 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
                 break
     model.load_state_dict(best_state)
     p = model.predict(x["test"], 8192).reshape(-1)
-    return p, epochs, len(parts["train"]["label"]) * epochs / train_time
+    return p, epochs, len(parts["train"]["label"]) * epochs / train_time, history
 
 
 def main() -> None:
@@ -236,11 +248,11 @@ def main() -> None:
     spec = json.loads(open(spec_path).read())
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     parts = load(split)
-    p, epochs, sps = (run_fuxictr if lib == "fuxictr" else run_deepctr)(parts, spec, seed, model_name)
+    p, epochs, sps, history = (run_fuxictr if lib == "fuxictr" else run_deepctr)(parts, spec, seed, model_name)
     y = parts["test"]["label"]
     print(json.dumps({"library": lib, "model": model_name, "seed": seed, "auc": float(roc_auc_score(y, p)),
                       "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "epochs": epochs,
-                      "train_samples_per_second": sps,
+                      "train_samples_per_second": sps, "history": history,
                       "peak_rss_mb": peak_rss_mb()}))
 
 

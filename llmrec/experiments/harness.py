@@ -477,7 +477,7 @@ def run_peer(exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant, see
             rss = max(rss, r.pop("peak_rss_mb"))
             runs.append({"seed": seed, "test": {"auc": r.pop("auc"), "logloss": r.pop("logloss")},
                          "train_samples_per_second": r.pop("train_samples_per_second"), **r})
-    out = {"runs": runs, "peak_rss_mb": rss, **summarize(runs)}
+    out = {"runs": runs, "peak_rss_mb": rss, "primary_metric": "auc", **summarize(runs)}
     print(dataset, "peer", peer.library, peer.model, round(out["auc_mean"], 4), flush=True)
     return out
 
@@ -574,8 +574,8 @@ def parity(exp: ExperimentConfig, results: dict) -> list[dict]:
     """Paired comparison of each variant with the peers that copy it, pooled over data sets (e.g. split seeds)
     and seeds: one pair = the same data set and seed in both libraries. Parity holds when the mean paired
     difference (ours - peer; for a lower-is-better metric, peer - ours) is within one standard deviation of
-    the differences and never below -0.005. Time ratio = the peer's median training seconds per epoch (or
-    per sample) over ours."""
+    the differences and never below -0.005. Time ratio = the peer's median training seconds per epoch (per
+    sample where one side does not report epochs) over ours."""
     rows = []
     for peer in exp.peers:
         variant, key = peer.variant or peer.model, f"{peer.library}:{peer.model}"
@@ -597,9 +597,11 @@ def parity(exp: ExperimentConfig, results: dict) -> list[dict]:
                         pairs.setdefault(m, []).append(sign * (run["test"][m] - other["test"][m]))
                         pairs.setdefault(f"ours:{m}", []).append(run["test"][m])
                         pairs.setdefault(f"peer:{m}", []).append(other["test"][m])
+            # one unit for both sides: seconds per training epoch where both report it, else per sample
+            unit = "epoch_seconds" if ours.get("epoch_seconds") and theirs.get("epoch_seconds") else None
             for summary, out in ((ours, ours_s), (theirs, theirs_s)):
-                if summary.get("epoch_seconds"):
-                    out.append(summary["epoch_seconds"])
+                if unit:
+                    out.append(summary[unit])
                 elif summary.get("train_samples_per_second"):
                     out.append(1.0 / summary["train_samples_per_second"])
         for m in PARITY_METRICS[peer.library]:
@@ -688,7 +690,7 @@ def run_recbole(python: Path, root: Path, exp: ExperimentConfig, dataset: str, v
         runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "epochs": r["epochs"],
                      "train_samples_per_second": r["train_pairs_per_second"],
                      "train_pairs_per_second": r["train_pairs_per_second"], "parameters": r["parameters"],
-                     "torch_threads": r.get("torch_threads")})
+                     "torch_threads": r.get("torch_threads"), "history": r.get("history", [])})
         print(dataset, "peer recbole", job.model.name, "seed", seed, "ndcg@10", round(r["test"]["ndcg@10"], 4),
               f"{r['train_pairs_per_second']:.0f} pairs/s", flush=True)
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
