@@ -620,6 +620,18 @@ def parity(exp: ExperimentConfig, results: dict) -> list[dict]:
     return rows
 
 
+def lean_curves(results: dict) -> None:
+    """Every run's per-epoch history cut to what its curve needs (epoch, training loss, lr and the primary
+    validation metric), in place: the result JSON keeps the curves, not every metric of every epoch."""
+    for res in results.values():
+        for summary in list(res["variants"].values()) + list(res["peers"].values()):
+            m = summary.get("primary_metric")
+            keep = {"epoch", "train_loss", "lr", m, f"valid_{m}"}
+            for run in summary.get("runs", []):
+                if run.get("history"):
+                    run["history"] = [{k: v for k, v in h.items() if k in keep} for h in run["history"]]
+
+
 def plot_curves(results: dict, path: Path) -> None:
     """Per-epoch validation curves of the primary metric: one panel per data set, every run of every variant
     (blue shades) and peer (grey) that recorded one; a marker at each run's last epoch."""
@@ -795,6 +807,7 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
                   f"{s['train_samples_per_second']:.0f} samples/s", flush=True)
         res["peers"] = run_peers(exp, ds, seeds, variants, cache)
         results[ds] = res
+    lean_curves(results)
     if results and all(r["variants"] for r in results.values()):
         plot(results, path.with_suffix(".png"))
         plot_curves(results, path.with_name(path.stem + "_curves.png"))
