@@ -7,6 +7,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+_BESIDE = Path(__file__).resolve().parents[2] / "shared" / "data"
+if "LLMREC_DATA" not in os.environ and _BESIDE.is_dir():  # CI: shared/ lies beside the clone
+    os.environ["LLMREC_DATA"] = str(_BESIDE)
+
 from llmrec.config import data_root  # noqa: E402
 
 SHARED_DATA = data_root()  # $LLMREC_DATA, else shared/data beside the checkout
