@@ -7,8 +7,9 @@ BARS/FuxiCTR semantics: Adam; whole-table L2 on the model's ``embedding_tables()
 learning rate x0.1 after every epoch that does not improve the task's primary metric (min 1e-6); early stop
 after ``patience`` such epochs, never before ``min_epochs``; the best-on-validation weights are restored
 before the test set is evaluated once. With ``stop_window`` > 1 "improve" is judged on the mean of the last
-``stop_window`` epochs' metric (for curves that rise slowly through noise), selection still on single epochs. A module of the model with an ``auxiliary_loss()`` method (a field gate's
-penalty, an auxiliary self-supervised loss) has it added to every step's loss, after its forward.
+``stop_window`` epochs' metric (for curves that rise slowly through noise), selection still on single
+epochs. A module of the model with an ``auxiliary_loss()`` method (a field gate's penalty, an auxiliary
+self-supervised loss) has it added to every step's loss, after its forward.
 
 Resumable: with ``checkpoint_dir`` the full state (weights, optimizer, best weights, history, RNGs) is
 written atomically after every epoch, and ``fit`` continues from it after a kill, giving the same result as
