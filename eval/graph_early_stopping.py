@@ -32,7 +32,8 @@ from llmrec.experiments.harness import job_config, load_experiment, run_recbole_
 from llmrec.experiments.jobs import prepare, train_prepared
 from llmrec.results import pyplot, save_figure, write_result
 from llmrec.train import TrainerConfig
-from llmrec.train.loop import stop_epoch
+from llmrec.models.registry import family_trainer_defaults
+from llmrec.train.loop import stop_epoch, stopping_score
 
 WINDOWS, PATIENCES = (1, 3, 5, 8, 10, 12), (10, 15, 20, 25)
 OLD = {"stop_window": 1, "patience": 10}  # the rule graph_benchmark ran with before
@@ -169,8 +170,10 @@ def compare(args) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(np.arange(1, len(ours) + 1), ours, color="tab:blue", lw=1, label="llmrec LightGCN")
-    mean10 = [np.mean(ours[max(0, t - 9): t + 1]) if t >= 9 else np.nan for t in range(len(ours))]
-    ax.plot(np.arange(1, len(ours) + 1), mean10, color="tab:blue", lw=2, alpha=0.4, label="its 10-epoch mean (judged)")
+    window = TrainerConfig.model_validate(family_trainer_defaults("graph")).stop_window
+    judged = [stopping_score(ours[:t], window) for t in range(1, len(ours) + 1)]
+    ax.plot(np.arange(1, len(ours) + 1), [np.nan if j is None else j for j in judged], color="tab:blue", lw=2,
+            alpha=0.4, label=f"its {window}-epoch mean (judged)")
     ax.plot(np.arange(1, len(theirs) + 1), theirs, color="tab:gray", lw=1, ls="--", label="RecBole LightGCN")
     for name, x, colour in (("old rule stops", summary["before"]["epochs"], "tab:red"),
                             ("new rule stops", summary["after"]["epochs"], "tab:blue"),

@@ -45,7 +45,7 @@ from llmrec.io import load_resume, save_resume
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
 from llmrec.metrics import auc
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot, save_figure, write_result
 from llmrec.threads import peak_rss_mb
 from llmrec.train import PointwiseTask, TrainerConfig
 from llmrec.train.sam import frequent_feature_eigenvalue
@@ -634,7 +634,7 @@ def lean_curves(results: dict) -> None:
 
 def plot_curves(results: dict, path: Path) -> None:
     """Per-epoch validation curves of the primary metric: one panel per data set, every run of every variant
-    (blue shades) and peer (grey) that recorded one; a marker at each run's last epoch."""
+    (solid) and peer (dashed) that recorded one, a colour per series; a marker at each run's last epoch."""
     panels = [(ds, res) for ds, res in results.items()
               if any(r.get("history") for v in list(res["variants"].values()) + list(res["peers"].values())
                      for r in v["runs"])]
@@ -661,9 +661,7 @@ def plot_curves(results: dict, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation primary metric")
         ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def recbole_hyperparameters(job: TrainJobConfig) -> dict:
