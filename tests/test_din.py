@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +117,49 @@ def test_peer_export_writes_histories_as_target_field_ids(tmp_path):
     spec = json.loads((tmp_path / "spec.json").read_text())
     assert {"name": "history", "type": "behavior", "target": "item_id", "vocab": enc.cardinalities()["item_id"] + 1,
             "max_len": 3} in spec["features"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("library", ["fuxictr", "deepctr"])
+def test_peer_dins_read_the_behaviour_sequence(tmp_path, library):
+    """The peer libraries' DIN through ``eval/peers/peer_ctr.py`` on a planted split where the label is whether
+    the target item occurs in the row's behaviour sequence: only a model that reads the sequence against its
+    target can rank it (ids alone carry nothing), so a high test AUC shows each library's DIN gets the history
+    (the sequence's padding shifted and masked as that library needs)."""
+    import subprocess
+
+    from llmrec.config import repo_root
+
+    root = repo_root() or Path.cwd()
+    python = root / ".venv-peers" / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", f"import {library}"], capture_output=True).returncode:
+        pytest.skip(f"the peers environment with {library} is not built (make peers)")
+    rng = np.random.default_rng(0)
+    n_items, L, arrays = 30, 5, {}
+    for part, n in (("train", 6000), ("valid", 1000), ("test", 1000)):
+        hist = rng.integers(0, n_items, (n, L))
+        lengths = rng.integers(1, L + 1, n)
+        seq = np.where(np.arange(L)[None, :] < lengths[:, None], hist + 1, 0)  # ids + 1, 0 = padding
+        item = rng.integers(0, n_items, n)
+        inside = rng.random(n) < 0.5  # half the rows take their target from their own history
+        item = np.where(inside, hist[np.arange(n), rng.integers(0, lengths)], item)
+        arrays[f"{part}/user_id"] = rng.integers(0, 50, n)
+        arrays[f"{part}/item_id"] = item
+        arrays[f"{part}/history"] = seq
+        arrays[f"{part}/label"] = ((seq == (item + 1)[:, None]).any(1)).astype(np.float32)
+    np.savez(tmp_path / "split.npz", **arrays)
+    spec = {"features": [{"name": "user_id", "type": "categorical", "vocab": 50},
+                         {"name": "item_id", "type": "categorical", "vocab": n_items},
+                         {"name": "history", "type": "behavior", "target": "item_id", "vocab": n_items + 1,
+                          "max_len": L}],
+            "hp": {"embedding_dim": 16, "hidden_units": [32, 16], "dropout": 0.0, "batch_size": 256,
+                   "learning_rate": 0.003, "embedding_l2": 0.0, "epochs": 6, "patience": 2,
+                   "attention_units": [32, 16], "activation": "dice", "attention_softmax": False}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    res = subprocess.run([str(python), str(root / "eval" / "peers" / "peer_ctr.py"), str(tmp_path / "split.npz"),
+                          str(tmp_path / "spec.json"), library, "0", "din"], capture_output=True, text=True,
+                         env={**os.environ, "BENCH_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["library"] == library and out["model"] == "din" and out["epochs"] >= 1
+    assert len(out["history"]) == out["epochs"] and out["auc"] > 0.9, out

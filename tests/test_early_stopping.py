@@ -84,7 +84,23 @@ def test_a_minimal_graph_job_gets_the_graph_family_trainer():
         TrainJobConfig.model_validate({"model": {"name": "lightgcn"}, "trainer": {"stop_window": 0}})
 
 
-@pytest.mark.parametrize("name", ["graph_parity", "graph_benchmark", "ctr_benchmark", "sequential_benchmark"])
+def test_the_incremental_experiment_trains_with_the_graph_family_trainer():
+    """GraphSAIL's experiment builds its own trainers: base training and full retraining get the graph
+    family's rule too (its config sets no trainer block); fine-tuning keeps its own single-epoch rule."""
+    from llmrec.experiments.incremental import IncrementalExperiment
+    from llmrec.experiments.kinds import load_kind
+
+    exp = load_kind("graphsail_ml100k", "incremental")
+    assert isinstance(exp, IncrementalExperiment)
+    t = exp.trainer
+    assert (t.batch_size, t.embedding_l2, t.lr_decay, t.patience, t.stop_window) == (2048, 0.0, 1.0, 20, 10)
+    assert exp.finetune["stop_window"] == 1
+    mine = IncrementalExperiment.model_validate({**exp.model_dump(exclude_unset=True), "trainer": {"patience": 3}})
+    assert (mine.trainer.patience, mine.trainer.stop_window) == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["graph_parity", "graph_benchmark", "ctr_benchmark", "sequential_benchmark", "ctr_din_parity",
+                                  "sequential_parity", "graph_models"])
 def test_an_isolated_worker_resolves_the_same_jobs(name):
     """The experiment a worker process receives resolves every job as the parent does (a full dump would pin
     TrainerConfig's defaults over the family's)."""

@@ -48,6 +48,32 @@ def test_sequence_stats_count_what_is_dropped():
         sequence_view(world, config=SequenceViewConfig(min_len=100, interactions="all"))
 
 
+def test_user_samples_are_seeded_whole_sequences_and_differ_by_seed(seqs):
+    from llmrec.data.views import user_sequences
+
+    base = SequenceViewConfig(max_len=20, interactions="all")
+    _, everyone, full = user_sequences(seqs, base)
+    draws = {}
+    for seed in (1, 2):
+        c = base.model_copy(update={"sample_users": 0.5, "sample_seed": seed})
+        _, by_user, stats = user_sequences(seqs, c)
+        again = user_sequences(seqs, c)[1]
+        assert again == by_user  # the same draw every time (the peer library reads the same one)
+        assert stats.users == round(0.5 * full.users) and stats.sampled_out_users == full.users - stats.users
+        assert stats.dropped_users == full.dropped_users
+        # whole sequences: every sampled user's items are its full-data items (ids renumbered on the sample)
+        space = user_sequences(seqs, c)[0]
+        full_space = user_sequences(seqs, base)[0]
+        back = {n: i for i, n in space.items.items()}
+        full_back = {n: i for i, n in full_space.items.items()}
+        assert all([back[x] for x in by_user[u]] == [full_back[x] for x in everyone[u]] for u in by_user)
+        _, _, valid, test = sequence_view(seqs, config=c)
+        assert len(valid) == len(test) == stats.users
+        draws[seed] = set(by_user)
+    assert draws[1] != draws[2]
+    assert user_sequences(seqs, base.model_copy(update={"sample_users": 1.0}))[1] == everyone
+
+
 def _space_and_test(seqs):
     space, _, _, test = sequence_view(seqs, config=SequenceViewConfig(max_len=12, interactions="all"))
     return space, test

@@ -1,4 +1,4 @@
-"""DeepFM (and FuxiCTR's DCNv2) from the peer libraries on an exported llmrec split (run with the peers' Python).
+"""DeepFM and DIN (and FuxiCTR's DCNv2) from the peer libraries on an exported llmrec split (run with the peers' Python).
 
     python eval/peers/peer_ctr.py SPLIT.npz SPEC.json {fuxictr|deepctr} SEED [deepfm|dcnv2|din]
 
@@ -197,28 +197,51 @@ def run_fuxictr(parts, spec, seed, model_name="deepfm"):
 
 def run_deepctr(parts, spec, seed, model_name="deepfm"):
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
-    from deepctr_torch.models import DeepFM
+    from deepctr_torch.models import DIN, DeepFM
 
     hp = spec["hp"]
     cols = []
+    behaviors = [f for f in spec["features"] if f["type"] == "behavior"] if model_name == "din" else []
+    shifted = {f["target"] for f in behaviors}  # their ids + 1: index 0 is the sequences' padding
     features = [f for f in spec["features"] if f["type"] != "behavior"]  # DeepFM does not read sequences
     for f in features:
         if f["type"] == "categorical":
-            cols.append(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]))
+            cols.append(SparseFeat(f["name"], f["vocab"] + (f["name"] in shifted), embedding_dim=hp["embedding_dim"]))
         elif f["type"] == "numerical":
             cols.append(DenseFeat(f["name"], 1))
         else:
             cols.append(VarLenSparseFeat(SparseFeat(f["name"], f["vocab"], embedding_dim=hp["embedding_dim"]),
                                          maxlen=f["max_len"], combiner="mean"))
     names = [f["name"] for f in features]
+    x = {part: {n: parts[part][n] for n in names} for part in parts}
+    for f in behaviors:
+        # DeepCTR's DIN finds a target's history by the name "hist_<target>" and masks by a length column:
+        # the sequence's items first, then its padding (a stable sort keeps their order)
+        hist, length = "hist_" + f["target"], "hist_len_" + f["target"]
+        cols.append(VarLenSparseFeat(SparseFeat(hist, f["vocab"], embedding_dim=hp["embedding_dim"],
+                                                embedding_name=f["target"]), maxlen=f["max_len"], length_name=length))
+        for part in parts:
+            seq = parts[part][f["name"]]
+            x[part][hist] = np.take_along_axis(seq, np.argsort(seq == 0, axis=1, kind="stable"), axis=1)
+            x[part][length] = (seq != 0).sum(axis=1).astype(np.int64)
+            x[part][f["target"]] = x[part][f["target"]] + 1
+    names = list(x["train"])
     torch.manual_seed(seed)
-    model = DeepFM(cols, cols, dnn_hidden_units=tuple(hp["hidden_units"]), l2_reg_linear=hp["embedding_l2"] / 2,
-                   l2_reg_embedding=hp["embedding_l2"] / 2, l2_reg_dnn=0, init_std=1e-4, seed=seed,
-                   dnn_dropout=hp["dropout"], task="binary", device="cpu")
+    if model_name == "din":
+        # DeepCTR-Torch's own DIN: Dice in the attention unit; its top MLP keeps the library's ReLU (its Dice
+        # layer there is built for 3-D inputs)
+        model = DIN(cols, [f["target"] for f in behaviors], dnn_hidden_units=tuple(hp["hidden_units"]),
+                    att_hidden_size=tuple(hp.get("attention_units", [80, 40])),
+                    att_weight_normalization=hp.get("attention_softmax", False),
+                    l2_reg_embedding=hp["embedding_l2"] / 2, l2_reg_dnn=0, init_std=1e-4, seed=seed,
+                    dnn_dropout=hp["dropout"], task="binary", device="cpu")
+    else:
+        model = DeepFM(cols, cols, dnn_hidden_units=tuple(hp["hidden_units"]), l2_reg_linear=hp["embedding_l2"] / 2,
+                       l2_reg_embedding=hp["embedding_l2"] / 2, l2_reg_dnn=0, init_std=1e-4, seed=seed,
+                       dnn_dropout=hp["dropout"], task="binary", device="cpu")
     model.compile("adam", "binary_crossentropy", metrics=["auc"])
     for g in model.optim.param_groups:
         g["lr"] = hp["learning_rate"]
-    x = {part: {n: parts[part][n] for n in names} for part in parts}
     best, best_state, bad, train_time, epochs, history = -1.0, None, 0, 0.0, 0, []
     for _ in range(hp["epochs"]):
         t = time.perf_counter()
@@ -243,8 +266,8 @@ def run_deepctr(parts, spec, seed, model_name="deepfm"):
 def main() -> None:
     split, spec_path, lib, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     model_name = sys.argv[5] if len(sys.argv) > 5 else "deepfm"
-    if lib == "deepctr" and model_name != "deepfm":
-        raise SystemExit(f"deepctr: only deepfm is wired here, not {model_name}")
+    if lib == "deepctr" and model_name not in ("deepfm", "din"):
+        raise SystemExit(f"deepctr: only deepfm and din are wired here, not {model_name}")
     spec = json.loads(open(spec_path).read())
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     parts = load(split)

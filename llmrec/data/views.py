@@ -338,6 +338,10 @@ class SequenceViewConfig(StrictConfig):
     # max_len items only (SASRec's original); k = also earlier windows every k items (``sequence_rows``)
     exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
     sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), an extra
+    # a seeded random share of the kept users (their whole sequences): leave-one-out has no split seed, so
+    # out-of-sample checks draw other user samples instead (the same draw for every library given the view)
+    sample_users: float | None = Field(None, gt=0, le=1)
+    sample_seed: int = 0
 
 
 @dataclass
@@ -349,6 +353,7 @@ class SequenceStats:
     dropped_users: int  # fewer than min_len interactions
     dropped_interactions: int
     tied_timestamps: int  # interactions sharing their user's timestamp with another (kept in file order)
+    sampled_out_users: int = 0  # kept but left out of the ``sample_users`` draw
 
 
 def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: SequenceViewConfig | None = None,
@@ -428,12 +433,18 @@ def user_sequences(data: RecData, c: SequenceViewConfig) -> tuple[ItemSpace, dic
     kept = {u: s for u, s in by_user.items() if len(s) >= c.min_len}
     if not kept:
         raise DataError(f"{data.name}: no user has {c.min_len} or more interactions (sequence min_len)")
+    eligible = len(kept)
+    if c.sample_users is not None:
+        names = sorted(kept)
+        draw = np.random.default_rng(c.sample_seed).permutation(len(names))[:max(1, round(c.sample_users * len(names)))]
+        kept = {names[i]: kept[names[i]] for i in sorted(draw)}
     items = sorted({i for s in kept.values() for i in s})
     space = ItemSpace(users={u: n for n, u in enumerate(sorted(kept))}, items={i: n + 1 for n, i in enumerate(items)})
     ties = sum(len(t) - len(set(t)) for u, t in stamps.items() if u in kept)
     stats = SequenceStats(users=len(kept), items=len(items), interactions=sum(len(s) for s in kept.values()),
-                          dropped_users=len(by_user) - len(kept),
-                          dropped_interactions=sum(len(s) for u, s in by_user.items() if u not in kept),
+                          dropped_users=len(by_user) - eligible,
+                          dropped_interactions=sum(len(s) for s in by_user.values() if len(s) < c.min_len),
+                          sampled_out_users=eligible - len(kept),
                           tied_timestamps=int(ties))
     return space, {u: [space.items[i] for i in kept[u]] for u in sorted(kept)}, stats
 

@@ -97,7 +97,7 @@ class Variant(StrictConfig):
         return self.label or str(self.model.get("name"))
 
 
-PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "dcnv2"),
+PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "din"),
                "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf")}
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 RECBOLE_STOPPING_STEP = 10  # RecBole 1.2.1's default stopping_step

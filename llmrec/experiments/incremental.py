@@ -32,6 +32,7 @@ from llmrec.data.views import GraphViewConfig, ItemSpace, PairBatch, RankingEval
 from llmrec.errors import DataError
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.models import build_model
+from llmrec.models.registry import with_family_trainer
 from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
 from llmrec.results import grouped_bars, pyplot, write_result
 from llmrec.train import BPRTask, Trainer, TrainerConfig
@@ -56,10 +57,17 @@ class IncrementalExperiment(StrictConfig):
     blocks: int = Field(4, ge=2)
     holdout: float = Field(0.1, gt=0, lt=1)
     block_seed: int = 2020
-    trainer: TrainerConfig = TrainerConfig()  # base training and full retraining
+    trainer: TrainerConfig = TrainerConfig()  # base training and full retraining, over the model family's
     finetune: dict[str, Any] = {}  # overrides of ``trainer`` for fine-tuning (finetune, graphsail)
     methods: list[Method]
     metrics: list[str] = ["recall@20", "ndcg@20"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_trainer_defaults(cls, raw: Any) -> Any:
+        """The model's family's trainer settings (graph: RecBole's, the 10-epoch-mean stopping rule) under
+        the experiment's own ``trainer`` keys."""
+        return with_family_trainer(raw, default_model="lightgcn")
 
     @model_validator(mode="after")
     def _labels(self) -> "IncrementalExperiment":

@@ -39,7 +39,7 @@ from llmrec.knowledge.text import option_knowledge, text_encoder, text_knowledge
 from llmrec.knowledge.job import default_out_dir, knowledge_feature_name, knowledge_specs, knowledge_tables
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
 from llmrec.models import FAMILIES, MODELS, build_model
-from llmrec.models.registry import ModelSpec, family_trainer_defaults
+from llmrec.models.registry import ModelSpec, with_family_trainer
 from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
 from llmrec.train.queryrec import QueryRecConfig, query_features
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
@@ -101,18 +101,7 @@ class TrainJobConfig(StrictConfig):
     @classmethod
     def _family_trainer_defaults(cls, raw: Any) -> Any:
         """The model's family's trainer settings under the job's own (``family_trainer_defaults``)."""
-        if not isinstance(raw, dict):
-            return raw
-        model = raw.get("model", {"name": "deepfm"})
-        name = getattr(model, "name", None) if not isinstance(model, dict) else model.get("name")
-        if name not in MODELS:
-            return raw  # the model field names the error
-        trainer = raw.get("trainer", {})
-        if isinstance(trainer, TrainerConfig):
-            trainer = trainer.model_dump(exclude_unset=True)
-        if not isinstance(trainer, dict):
-            return raw  # the trainer field names the error
-        return {**raw, "trainer": deep_merge(family_trainer_defaults(MODELS.get(name).family), trainer)}
+        return with_family_trainer(raw)
 
     @property
     def family(self) -> str:

@@ -146,6 +146,24 @@ def family_trainer_defaults(family: str) -> dict:
     return dict(raw.get("trainer", {}))
 
 
+def with_family_trainer(raw: Any, default_model: str = "deepfm") -> Any:
+    """A config mapping with ``model`` and ``trainer`` keys, its trainer layered over the model's family's
+    settings (``family_trainer_defaults``): what a ``mode="before"`` validator returns. Anything malformed is
+    returned as is, for the model / trainer field to name the error."""
+    if not isinstance(raw, dict):
+        return raw
+    model = raw.get("model", {"name": default_model})
+    name = getattr(model, "name", None) if not isinstance(model, dict) else model.get("name")
+    if name not in MODELS:
+        return raw
+    trainer = raw.get("trainer", {})
+    if hasattr(trainer, "model_dump"):
+        trainer = trainer.model_dump(exclude_unset=True)
+    if not isinstance(trainer, dict):
+        return raw
+    return {**raw, "trainer": deep_merge(family_trainer_defaults(MODELS.get(name).family), trainer)}
+
+
 def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str = "model") -> ModelConfigBase:
     """``{name: ..., <overrides>}`` -> the model's typed config (class < defaults file < overrides)."""
     if isinstance(spec, ModelConfigBase):
