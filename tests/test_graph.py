@@ -1,6 +1,8 @@
 """The graph family: the per-user split (RecBole's rounding), duplicate / cold handling, the normalized
 adjacencies against dense formulas, the sparse matmul's gradient, BPR negatives, chunked full-sort
 evaluation, LightGCN against its definition, and a saved graph model reloading to the same scores."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -464,6 +466,10 @@ def test_incremental_experiment_runs_every_method(clustered, tmp_path):
     assert set(s) == {"full", "ft", "sail"} and s["full"]["seconds_vs_full"] == 1.0
     assert all(0 <= s[m]["next_recall@20_mean"] <= 1 and 0 <= s[m]["old_recall@20_mean"] <= 1 for m in s)
     assert (tmp_path / "r.png").exists()
+    steps = json.loads((tmp_path / "r.json").read_text())["runs"][0]["steps"]
+    base = steps[0]["base"]  # every trained model keeps its validation curve
+    assert len(base["curve"]) == base["epochs"] == 3 and all(0 <= v <= 1 for v in base["curve"])
+    assert all(len(row[m]["curve"]) == row[m]["epochs"] for row in steps[1:] for m in s)
 
 
 def test_confrec_concatenates_graph_and_content_and_keeps_its_vectors(clustered, tmp_path):

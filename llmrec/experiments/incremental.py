@@ -136,6 +136,9 @@ def run_seed(exp: IncrementalExperiment, space: ItemSpace, blocks: list, seed: i
     ft_cfg = TrainerConfig.model_validate(deep_merge(base_cfg.model_dump(), exp.finetune))
     task = BPRTask(space.n_items)
 
+    def curve(res) -> list[float]:  # the per-epoch validation curve (the task's primary metric), kept in the result
+        return [round(h[f"valid_{task.primary}"], 5) for h in res.history]
+
     def fit(model, cfg, train_edges, valid_edges, seen_edges):
         trainer = Trainer(cfg, task)
         result = trainer.fit(model, _pairs(train_edges), _evaluation(valid_edges, seen_edges))
@@ -155,7 +158,9 @@ def run_seed(exp: IncrementalExperiment, space: ItemSpace, blocks: list, seed: i
     t0 = time.perf_counter()
     trainer, res = fit(base, base_cfg, train0, hold0, train0)
     seen0 = np.concatenate(blocks[0])
-    steps: list[dict] = [{"block": 0, "base": {"seconds": res.train_seconds, **tests(trainer, base, 0, seen0)}}]
+    steps: list[dict] = [{"block": 0, "base": {"seconds": res.train_seconds, "epochs": len(res.history),
+                                                "best_epoch": res.best_epoch, "curve": curve(res),
+                                                **tests(trainer, base, 0, seen0)}}]
     print(f"seed {seed} base: {time.perf_counter() - t0:.1f} s", steps[0]["base"].get("next", {}).get("recall@20"),
           flush=True)
     models = {m.label: base for m in exp.methods}
@@ -183,7 +188,7 @@ def run_seed(exp: IncrementalExperiment, space: ItemSpace, blocks: list, seed: i
             result = tests(trainer, model, t, seen)
             models[m.label], graphs[m.label] = student, new_space.graph
             row[m.label] = {"seconds": res.train_seconds + setup, "epochs": len(res.history),
-                            "best_epoch": res.best_epoch, "valid": res.best_valid, **result}
+                            "best_epoch": res.best_epoch, "valid": res.best_valid, "curve": curve(res), **result}
             print(f"seed {seed} block {t} {m.label}: {row[m.label]['seconds']:.1f} s",
                   {k: round(v.get("recall@20", float("nan")), 4) for k, v in result.items()}, flush=True)
         steps.append(row)
