@@ -588,6 +588,35 @@ def data_generate(
                            "oracle_auc": s.source["oracle_auc"]}))
 
 
+@data_app.command("check")
+def data_check(config: Path = typer.Argument(..., help="a YAML with a data block (a training job, or the data "
+                                                       "config itself)"),
+               overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted.key=value over the config"),
+               as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Check a data set before training: rows, users, items, time range, duplicates, missing values, which
+    columns are used and which ignored; exits 1 when something is wrong (one line per problem)."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from llmrec.config import validation_message
+    from llmrec.configfiles import find_config, read_config_file
+    from llmrec.data.registry import DataConfig, check_data
+    from llmrec.errors import ConfigError
+
+    path = find_config(config)
+    raw = read_config_file(path, overrides)
+    block = raw.get("data", raw)
+    try:
+        dc = DataConfig.model_validate(block)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e, 'data' if 'data' in raw else '')}") from None
+    rep = check_data(dc)
+    typer.echo(json.dumps(asdict(rep), default=str) if as_json else "\n".join(rep.lines()))
+    if rep.errors:
+        raise typer.Exit(1)
+
+
 @data_app.command("convert")
 def data_convert(
     fmt: str = typer.Argument(..., help="criteo (tab-separated label, I1..I13, C1..C26) or avazu (train.csv)"),
