@@ -167,22 +167,33 @@ def extract(
     limit: Optional[int] = typer.Option(None, min=1, help="only the first N prompts of each kind (a slice; "
                                                             "the rest stay to a later run)"),
     report: Optional[Path] = typer.Option(None, help="also write the job report as JSON here"),
+    config: Optional[Path] = typer.Option(None, "--config", help="an extraction YAML (data: your files, kinds, "
+                                                                 "llm, prompts, limit, ...): everything comes from "
+                                                                 "it and --set, not from the options above"),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="--config: dotted.key=value over it"),
 ) -> None:
     """Offline knowledge extraction: prompts over a data set -> LLM -> JSONL shards + vectors (cached, resumable)."""
     from llmrec.data.registry import DataConfig
     from llmrec.data.synthetic import SyntheticConfig
-    from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
+    from llmrec.knowledge.job import KnowledgeJobConfig, load_extraction_config, run_extraction
     from llmrec.llm import LLMConfig
 
-    cfg = KnowledgeJobConfig(
-        data=DataConfig(source=data, path=str(data_path) if data_path else None,
-                        synthetic=SyntheticConfig(n_users=users, n_items=items, impressions_per_user=impressions)),
-        kinds=[k.strip() for k in kinds.split(",") if k.strip()],
-        llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
-        out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
-        encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
-        limit=limit,
-    )
+    if config is not None:
+        if data != "synthetic" or data_path is not None:
+            raise typer.BadParameter("--config holds the data block; drop --data / --data-path")
+        cfg = load_extraction_config(config, overrides)
+    elif overrides:
+        raise typer.BadParameter("--set applies to --config")
+    else:
+        cfg = KnowledgeJobConfig(
+            data=DataConfig(source=data, path=str(data_path) if data_path else None,
+                            synthetic=SyntheticConfig(n_users=users, n_items=items, impressions_per_user=impressions)),
+            kinds=[k.strip() for k in kinds.split(",") if k.strip()],
+            llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
+            out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
+            encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
+            limit=limit,
+        )
     res = run_extraction(cfg)
     table = Table(title=f"knowledge for {res['data']} by {res['model_id']} -> {res['out_dir']}")
     for col in ("kind", "rows", "cached", "generated", "retried", "failed", "rows/s", "tokens/s"):

@@ -65,9 +65,12 @@ def test_a_company_export_loads_with_its_own_names(export):
     assert data.fields == {"user_id": "categorical", "item_id": "categorical", "device": "categorical",
                            "brand": "categorical", "tags": "multi_hot", "segment": "categorical"}
     assert "note" not in c and c["tags"][0] == ("shoes", "red") and c["brand"][3] == "acme"
-    assert data.item_info["p1"] == {"title": "Red shoe", "blurb": "A bright running shoe",
-                                    "description": "A bright running shoe"}
-    assert data.item_info["p2"] == {"title": "Blue hat"} and data.user_info["c3"]["profile"] == "collects hats"
+    # what knowledge prompts read: every item and user, the same keys for all (templates fill everywhere)
+    assert data.item_info["p1"] == {"title": "Red shoe", "category": "acme", "description": "A bright running shoe",
+                                    "blurb": "A bright running shoe"}
+    assert data.item_info["p2"] == {"title": "Blue hat", "category": "zed", "description": "", "blurb": ""}
+    assert data.user_info["c3"] == {"profile": "collects hats", "bio": "collects hats"}
+    assert data.user_info["c2"] == {"profile": "segment silver", "bio": ""}
     assert data.domain == "products" and data.name == "events"
     # the chronological split follows the mapped time column: the earliest interaction trains
     tr, va, te = split_rows(data, DataConfig(source="files", files=spec(export), split=(0.6, 0.2, 0.2)))
@@ -155,9 +158,11 @@ def test_data_check_cli_prints_the_report_and_fails_on_errors(export):
     assert res.exit_code == 1 and "field 'when': no such column" in res.output
 
 
-@pytest.mark.parametrize("model", ["deepfm", "lightgcn", "sasrec"])
-def test_own_files_train_a_ctr_a_graph_and_a_sequential_model(tmp_path, model):
-    """The files feed every family's view through the one training job (a tiny export, one epoch)."""
+@pytest.mark.parametrize("model, knowledge", [("deepfm", False), ("lightgcn", False), ("sasrec", False),
+                                              ("deepfm", True), ("sasrec", True)])
+def test_own_files_train_a_ctr_a_graph_and_a_sequential_model(tmp_path, model, knowledge):
+    """The files feed every family's view through the one training job (a tiny export, one epoch), with the
+    items file's text as knowledge (MiniLM over each item's title and description)."""
     from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 
     rng = np.random.default_rng(0)
@@ -166,19 +171,61 @@ def test_own_files_train_a_ctr_a_graph_and_a_sequential_model(tmp_path, model):
         u, i = rng.integers(0, 30), rng.integers(0, 40)
         lines.append(f"u{u},sku-{i},{1_700_000_000 + 3600 * n},{rng.integers(1, 6)},{'web' if n % 3 else 'app'}")
     (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "items.csv").write_text("what,title,kind\n" + "".join(f"sku-{i},Item {i},k{i % 4}\n"
-                                                                       for i in range(40)))
+    (tmp_path / "items.csv").write_text("what,title,kind,about\n" + "".join(
+        f"sku-{i},Item {i},k{i % 4},a {'red' if i % 2 else 'blue'} thing\n" for i in range(40)))
     files = {"interactions": {"path": str(tmp_path / "log.csv")},
              "columns": {"user": "who", "item": "what", "time": "when", "rating": "score"},
              "features": {"channel": "categorical"},
              "items": {"path": str(tmp_path / "items.csv"), "id": "what", "title": "title",
-                       "features": {"kind": "categorical"}}}
+                       "features": {"kind": "categorical", "about": "text"}}}
     extra = {"sequence": {"max_len": 8, "interactions": "all"}} if model == "sasrec" else {}
     small = {"sasrec": {"max_len": 8, "hidden_size": 8, "inner_size": 16}, "lightgcn": {"embedding_dim": 8},
              "deepfm": {"embedding_dim": 4, "hidden_units": [8]}}[model]
+    if knowledge:
+        extra["knowledge"] = {"source": "text", "kinds": ["item"]}
     job = TrainJobConfig.model_validate({"data": {"source": "files", "files": files}, "model": {"name": model, **small},
                                          "trainer": {"epochs": 1, "batch_size": 64, "progress": False}, **extra})
     p = prepare(job)
+    if knowledge:
+        vec = p.context.item_vectors if model == "sasrec" else None
+        assert vec is None or (vec.shape[1] == 384 and np.abs(vec[1:]).sum(1).min() > 0)  # every item has text
     _, result = train_prepared(job, p)
     metric = "auc" if model == "deepfm" else "ndcg@10"
     assert 0 <= result["test"][metric] <= 1
+
+
+def _extraction_yaml(export, template: str, **extra) -> "Path":
+    (export / "my_item.txt").write_text(template)
+    cfg = export / "extract.yaml"
+    lines = ["data:", "  source: files", "  files:", "    interactions: {path: ./events.csv}",
+             "    columns: {user: customer, item: sku, time: ts, rating: stars}",
+             "    items: {path: ./items.csv, id: sku, title: name, features: {brand: categorical, blurb: text}}",
+             "kinds: [item]", "prompts: {item: ./my_item.txt}", "encoder: none"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def test_extraction_refuses_a_prompt_variable_the_items_do_not_carry(export):
+    from llmrec.errors import ConfigError
+    from llmrec.knowledge.job import load_extraction_config, run_extraction
+
+    cfg = load_extraction_config(_extraction_yaml(export, "Item {title} costs {price}."))
+    assert cfg.prompts["item"] == str(export / "my_item.txt")  # ./ resolved against the YAML
+    with pytest.raises(ConfigError, match=r"prompts.item: .*my_item.txt uses \['price'\].*'blurb'"):
+        run_extraction(cfg)  # before any model is loaded
+
+
+@pytest.mark.slow
+def test_extract_config_runs_your_prompt_over_your_items(export):
+    """`llmrec extract --config` on a company export: the bundled LLM answers your template, filled with
+    your items file's columns, for every item of the interactions."""
+    from llmrec.jobs import read_shard
+
+    out = export / "knowledge"
+    cfg = _extraction_yaml(export, "system: Be brief.\n---\nProduct: {title} by {category}. {blurb}\nWho buys it?",
+                           out_dir=str(out), max_new_tokens=8)
+    res = CliRunner().invoke(app, ["extract", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    rows = read_shard(out / "item.jsonl")
+    assert set(rows) == {"p1", "p2", "p3"} and all(r["text"].strip() for r in rows.values())

@@ -306,12 +306,11 @@ def load_files(config: FilesConfig, base: Path | None = None) -> RecData:
     for col, kind in c.features.items():
         columns[col] = _feature(t, col, kind, c.separator)
         fields[col] = FIELD_TYPE[kind]
-    item_info: dict[str, dict[str, str]] = {}
-    user_info: dict[str, dict[str, str]] = {}
-    for spec, role, keys, info_out in ((c.items, "item", items, item_info), (c.users, "user", users, user_info)):
+    sides: dict[str, SideInfo] = {}
+    for spec, role, keys in ((c.items, "item", items), (c.users, "user", users)):
         if spec is None:
             continue
-        side = _side(spec, role, c.separator, base)
+        side = sides[role] = _side(spec, role, c.separator, base)
         absent = [n for n, k in enumerate(keys) if k not in side.by_id]
         if absent:
             n = absent[0]
@@ -322,19 +321,29 @@ def load_files(config: FilesConfig, base: Path | None = None) -> RecData:
             name = col if col not in columns else f"{role}_{col}"
             columns[name] = values[at]
             fields[name] = FIELD_TYPE[spec.features[col]]
-        info_out.update({k: dict(v) for k, v in side.text.items()})
-    if item_info:  # what prompts read: a title, and the other text columns as the description
-        for v in item_info.values():
-            rest = [x for k, x in v.items() if k != "title"]
-            if rest and "description" not in v:
-                v["description"] = " ".join(rest)
-    if user_info:
-        for v in user_info.values():
-            if "profile" not in v:
-                v["profile"] = " ".join(v.values())
+    item_info = {i: _describe(sides.get("item"), c.items, i, "item") for i in dict.fromkeys(items.tolist())}
+    user_info = {u: _describe(sides.get("user"), c.users, u, "user") for u in dict.fromkeys(users.tolist())}
     name = c.name or Path(c.interactions.path).stem
     return RecData(name=name, columns=columns, fields=fields, item_info=item_info, user_info=user_info,
                    domain=c.domain)
+
+
+def _describe(side: SideInfo | None, spec: SideTable | None, key: str, role: str) -> dict[str, str]:
+    """What prompts read about one item or user, every key present for every id (templates fill the same
+    variables everywhere): items: title (the title column, else the id), category (the declared categorical
+    values), description (the text columns) and each text column; users: profile and each text column."""
+    text = dict(side.text.get(key, {})) if side else {}
+    text_cols = [k for k, v in (spec.features.items() if spec else []) if v == "text"]
+    cats = []
+    if side is not None and spec is not None:
+        n = side.by_id[key]
+        cats = [f"{v[n]}" if role == "item" else f"{col} {v[n]}" for col, v in side.features.items()
+                if spec.features[col] == "categorical" and v[n]]
+    body = " ".join(text[k] for k in text_cols if text.get(k))
+    own = {k: text.get(k, "") for k in text_cols}
+    if role == "item":
+        return {"title": text.get("title", key), "category": " ".join(cats), "description": body, **own}
+    return {"profile": body or ", ".join(cats) or "(no profile)", **own}
 
 
 @dataclass
@@ -398,7 +407,8 @@ def check_files(config: FilesConfig, base: Path | None = None) -> FileReport:
         for k, h in enumerate(t.header):
             rep.missing[f"{t.path.name}:{h}"] = sum(r[k] is None for r in t.rows)
     if config.items is not None:
-        rep.items_without_text = sum(1 for i in set(c["item_id"]) if not data.item_info.get(i))
+        rep.items_without_text = sum(1 for i, v in data.item_info.items()
+                                     if v["title"] == i and not v["description"] and not v["category"])
     return rep
 
 
