@@ -236,21 +236,43 @@ SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=v
 
 @app.command()
 def recommend(
-    config: str = typer.Option(..., help="the job config the model was trained with (its data and view)"),
-    user: str = typer.Option(..., help="the user id, as in the data"),
-    model_dir: Optional[Path] = typer.Option(None, help="saved model (default: the config's output_dir/model)"),
-    k: int = typer.Option(10, help="how many items"),
+    config: Optional[str] = typer.Option(None, help="the job config the model was trained with (default: the "
+                                                   "job.json beside --model-dir)"),
+    user: list[str] = typer.Option(..., help="a user id, as in the data (repeat for a batch)"),
+    model_dir: Optional[Path] = typer.Option(None, help="saved model, or the training output folder (default: "
+                                                       "the config's output_dir)"),
+    k: int = typer.Option(10, min=1, help="how many items"),
     include_seen: bool = typer.Option(False, help="also recommend items the user already interacted with"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object: user -> [{item, score, title, info}]"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Top-k items for one user from a trained model (CTR, graph and sequential models)."""
-    from llmrec.experiments.jobs import load_job_config
-    from llmrec.recommend import recommend as top_k
+    """Top-k items for one user or a batch from a trained model (CTR, graph and sequential models), with
+    each item's title and what the data says about it."""
+    from dataclasses import asdict
 
-    job = load_job_config(config, set_)
-    where = model_dir or Path(job.output_dir) / "model"
-    for rank, r in enumerate(top_k(where, job, user, k, include_seen), 1):
-        typer.echo(f"{rank:3d}. {r.item}\t{r.score:.4f}" + (f"\t{r.title}" if r.title else ""))
+    from llmrec.api import load
+    from llmrec.experiments.jobs import load_job_config
+    from llmrec.recommend import Recommender
+
+    if config is not None:
+        job = load_job_config(config, set_)
+        where = model_dir or Path(job.output_dir)
+        rec = Recommender(where / "model" if (where / "model").is_dir() else where, job)
+    elif model_dir is not None:
+        if set_:
+            raise typer.BadParameter("--set applies to --config")
+        rec = load(model_dir)
+    else:
+        raise typer.BadParameter("give --config (the training job) or --model-dir (its output folder)")
+    out = rec.recommend_batch(user, k, include_seen)
+    if as_json:
+        typer.echo(json.dumps({u: [asdict(r) for r in recs] for u, recs in out.items()}))
+        return
+    for u, recs in out.items():
+        if len(out) > 1:
+            typer.echo(f"user {u}")
+        for rank, r in enumerate(recs, 1):
+            typer.echo(f"{rank:3d}. {r.item}\t{r.score:.4f}" + (f"\t{r.title}" if r.title else ""))
 
 
 @app.command()

@@ -7,7 +7,8 @@
 Items the user has already interacted with are left out unless ``include_seen``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,10 +25,12 @@ from llmrec.train.export import load_model
 
 @dataclass
 class Recommendation:
-    """One recommended item: its id, the model's score and its title (when the data has one)."""
+    """One recommended item: its id, the model's score, its title and what the data says about it (the items
+    file's text and categories: ``RecData.item_info``)."""
     item: str
     score: float
     title: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
 
 
 def _check_user(user: str, known, where: str) -> None:
@@ -52,24 +55,43 @@ def item_columns(data: RecData) -> list[str]:
     return out
 
 
+class Recommender:
+    """A trained model with its data, loaded once: top-k items for one user or a batch (``llmrec.load``)."""
+
+    def __init__(self, model_dir: str | Path, job, result: dict | None = None) -> None:
+        self.model_dir, self.job, self.result = Path(model_dir), job, result
+        self.model, self.context = load_model(model_dir)
+        self.family = MODELS.get(self.model.config.name).family
+        self.data = load_data(job.data)
+
+    def recommend(self, user: str, k: int = 10, include_seen: bool = False) -> list[Recommendation]:
+        """The ``k`` best items for ``user``; items the user already interacted with are left out unless
+        ``include_seen``."""
+        if k < 1:
+            raise ConfigError(f"k: must be at least 1, got {k}")
+        user = str(user)
+        with torch.no_grad():
+            if self.family == "sequential":
+                scores, names = _sequential_scores(self.model, self.context, self.job, self.data, user, include_seen)
+            elif self.family == "graph":
+                scores, names = _graph_scores(self.model, self.context, self.data, user, include_seen)
+            else:
+                scores, names = _pointwise_scores(self.model, self.context, self.job, self.data, user, include_seen)
+        info = self.data.item_info
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [Recommendation(names[i], float(scores[i]), info.get(names[i], {}).get("title"),
+                               dict(info.get(names[i], {})))
+                for i in top if np.isfinite(scores[i])]
+
+    def recommend_batch(self, users: list[str], k: int = 10, include_seen: bool = False
+                        ) -> dict[str, list[Recommendation]]:
+        """``recommend`` for every user of ``users`` (the model and data loaded once), by user."""
+        return {str(u): self.recommend(u, k, include_seen) for u in users}
+
+
 def recommend(model_dir, job, user: str, k: int = 10, include_seen: bool = False) -> list[Recommendation]:
     """The ``k`` best items for ``user`` under the model saved in ``model_dir`` (trained with ``job``)."""
-    if k < 1:
-        raise ConfigError(f"k: must be at least 1, got {k}")
-    model, context = load_model(model_dir)
-    family = MODELS.get(model.config.name).family
-    data = load_data(job.data)
-    info = data.item_info
-    with torch.no_grad():
-        if family == "sequential":
-            scores, names = _sequential_scores(model, context, job, data, user, include_seen)
-        elif family == "graph":
-            scores, names = _graph_scores(model, context, data, user, include_seen)
-        else:
-            scores, names = _pointwise_scores(model, context, job, data, user, include_seen)
-    top = np.argsort(-scores, kind="stable")[:k]
-    return [Recommendation(names[i], float(scores[i]), info.get(names[i], {}).get("title"))
-            for i in top if np.isfinite(scores[i])]
+    return Recommender(model_dir, job).recommend(user, k, include_seen)
 
 
 def _ids(space: ItemSpace) -> list[str]:

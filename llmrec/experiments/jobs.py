@@ -103,6 +103,19 @@ class TrainJobConfig(StrictConfig):
         """The model's family's trainer settings under the job's own (``family_trainer_defaults``)."""
         return with_family_trainer(raw)
 
+    @model_validator(mode="after")
+    def _knowledge_is_read(self) -> "TrainJobConfig":
+        """Knowledge a model would never read is an error, not a silent no-op: graph and sequential models
+        take item vectors only through a content input (``text_dim``: ConFRec, SASRec, GRU4Rec)."""
+        fam = FAMILIES.get(self.family)
+        if (self.knowledge is not None and fam.view in ("interactions", "sequences")
+                and "text_dim" not in type(self.model).model_fields):
+            readers = sorted(n for n in MODELS.names() if MODELS.get(n).family == self.family
+                             and "text_dim" in MODELS.get(n).config.model_fields)
+            raise ValueError(f"knowledge: {self.model.name} does not read item knowledge; in the {self.family} "
+                             f"family {readers} do (confrec = LightGCN + a content branch)")
+        return self
+
     @property
     def family(self) -> str:
         """The registered family of the job's model."""
@@ -275,6 +288,7 @@ def run_training(job: TrainJobConfig) -> dict:
     model, result = train_prepared(job, p, checkpoint_dir=out / "checkpoint")
     if world()[0] == 0:
         save_model(out / "model", model, p.context)
+        write_json_atomic(out / "job.json", job.model_dump(mode="json", exclude_unset=True))  # llmrec.load reads it
         write_json_atomic(out / "result.json", result)
     return result
 
