@@ -176,3 +176,25 @@ def test_serve_answers_and_streams(cwd):
         proc.terminate()
         proc.wait(30)
     shutil.rmtree(cwd / "runs", ignore_errors=True)
+
+
+def test_readme_python_api_runs_twice_from_anywhere(tmp_path):
+    """The README's first Python block, as written, twice in a row from a folder outside the checkout: the
+    second run must not trip over the first one's files, and neither writes into the checkout."""
+    block = re.search(r"## Python API\n.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    script = tmp_path / "readme.py"
+    script.write_text(block.replace("/tmp/llmrec-demo", str(tmp_path / "demo")))
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMREC_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env.pop("LLMREC_MEMORY", None)
+    outs = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs.append(p.stdout)
+    assert "Lisbon" in outs[1] and len(outs[1].splitlines()) >= 7  # metric, 5 items, the memory
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    assert after == before
