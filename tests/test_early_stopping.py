@@ -153,3 +153,11 @@ def test_lightgcn_from_a_minimal_config_passes_the_plateau_the_old_rule_stopped_
     old_stop = stop_epoch(curve, OLD)
     assert old_stop < 90, old_stop  # the old rule stops on this curve
     assert max(curve) > max(curve[:old_stop]) + 0.003, (max(curve), max(curve[:old_stop]))
+
+
+def test_a_minimal_sequential_job_gets_the_sequential_family_trainer():
+    """SASRec without a trainer block: a fixed learning rate and no whole-table L2 (RecBole's), not the CTR
+    family's lr x0.1 on every epoch without gain."""
+    t = TrainJobConfig.model_validate({"model": {"name": "sasrec"}}).trainer
+    assert (t.batch_size, t.embedding_l2, t.lr_decay, t.epochs, t.patience) == (32, 0.0, 1.0, 100, 10)
+    assert TrainJobConfig.model_validate({"model": {"name": "gru4rec"}, "trainer": {"lr_decay": 0.5}}).trainer.lr_decay == 0.5
