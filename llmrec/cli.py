@@ -672,6 +672,23 @@ def data_convert(
     typer.echo(json.dumps({"root": str(s.root), "rows": s.rows, "shards": len(s.shards), "days": s.days}))
 
 
+docs_app = typer.Typer(no_args_is_help=True, help="Documentation generated from the code.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("config")
+def docs_config(out: Optional[Path] = typer.Option(None, "--out", help="write here (default: print)")) -> None:
+    """The config reference (every field, type, default and meaning, per family and model), generated from
+    the typed configs; docs/config-reference.md is this output."""
+    from llmrec.configref import reference
+
+    text = reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 corpus_app = typer.Typer(no_args_is_help=True, help="The public corpus the research agent reads.")
 app.add_typer(corpus_app, name="corpus")
 

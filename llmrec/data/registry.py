@@ -39,6 +39,7 @@ class DataConfig(StrictConfig):
     # a behaviour column "history" (each row: the user's earlier items, the most recent N; DIN's input)
     history: int | None = Field(None, ge=1)
     history_positive_only: bool = False  # history of positively labelled rows only
+
     # several funnel labels with simulated missingness (KAML): synthetic click / cart / purchase, MovieLens
     # rated / liked / loved (``llmrec.data.multilabel``)
     multi_label: MultiLabelConfig | None = None
