@@ -689,6 +689,20 @@ def docs_config(out: Optional[Path] = typer.Option(None, "--out", help="write he
         out.write_text(text, encoding="utf-8")
 
 
+@docs_app.command("results")
+def docs_results(out: Optional[Path] = typer.Option(None, "--out", help="write here (default: print)")) -> None:
+    """The results page from eval/results/*.json: command, commit, seeds, data, date and headline figures of
+    every result, real data first, stale ones marked; docs/results.md is this output."""
+    from llmrec.config import repo_root
+    from llmrec.resultspage import page
+
+    text = page(repo_root() or Path.cwd())
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 corpus_app = typer.Typer(no_args_is_help=True, help="The public corpus the research agent reads.")
 app.add_typer(corpus_app, name="corpus")
 
