@@ -24,7 +24,7 @@ import torch
 from pydantic import Field, ValidationError, model_validator
 
 from llmrec.config import StrictConfig, validation_message
-from llmrec.configfiles import find_config, read_config_file
+from llmrec.configfiles import blame_overrides, find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
@@ -87,7 +87,8 @@ def load_job_config(path: str | Path, overrides: list[str] | None = None) -> Tra
     try:
         return TrainJobConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {validation_message(e, '')}") from None
+        raise ConfigError(blame_overrides(f"{path}: {validation_message(e, '')}", path, overrides,
+                                          TrainJobConfig)) from None
 
 
 def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
