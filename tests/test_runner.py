@@ -1,0 +1,44 @@
+"""The one experiment runner: items run in order, each finished one kept in `<output>.partial.json` so a
+killed run resumes where it stopped (only under the same settings), mean / std over seeds, and the final
+write with provenance, plot and no partial left."""
+import json
+
+import pytest
+
+from llmrec.config import StrictConfig
+from llmrec.experiments.runner import Runner, mean_std
+
+
+class Exp(StrictConfig):
+    name: str = "toy"
+    output: str | None = None
+    seeds: list[int] = [1, 2]
+    scale: float = 1.0
+
+
+def test_a_killed_run_resumes_only_what_is_missing(tmp_path):
+    exp = Exp(output=str(tmp_path / "toy.json"))
+    calls = []
+
+    def one(label, seed, fail_at=None):
+        if (label, seed) == fail_at:
+            raise RuntimeError("killed")
+        calls.append((label, seed))
+        return {"auc": exp.scale * (0.5 + 0.1 * seed + (0.05 if label == "b" else 0.0)), "note": "x"}
+
+    items = [(lab, lab, s) for lab in ("a", "b") for s in exp.seeds]
+    with pytest.raises(RuntimeError):
+        Runner(exp, "k1").run(items, lambda lab, s: one(lab, s, fail_at=("b", 1)))
+    assert calls == [("a", 1), ("a", 2)] and (tmp_path / "toy.partial.json").exists()
+    runs = Runner(exp, "k1").run(items, one)
+    assert calls[2:] == [("b", 1), ("b", 2)]  # the first two came from the partial file
+    assert Runner(exp, "k2").run(items, one) and len(calls) == 8  # other settings: nothing reused
+    s = mean_std(runs)
+    assert s["a"]["auc_mean"] == pytest.approx(0.65) and s["b"]["auc_std"] == pytest.approx(0.05)
+    assert "note_mean" not in s["a"]
+    plotted = []
+    path = Runner(exp, "k2").write({"summary": s}, plot=plotted.append)
+    saved = json.loads(path.read_text())
+    assert saved["summary"] == s and saved["seeds"] == [1, 2] and saved["config"]["name"] == "toy"
+    assert "git_commit" in saved and plotted == [tmp_path / "toy.png"]
+    assert not (tmp_path / "toy.partial.json").exists()
