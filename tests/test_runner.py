@@ -1,6 +1,6 @@
 """The one experiment runner: items run in order, each finished one kept in `<output>.partial.json` so a
-killed run resumes where it stopped (only under the same settings), mean / std over seeds, and the final
-write with provenance, plot and no partial left."""
+killed run resumes where it stopped and a later run over more seeds trains only the new ones (only under the
+same settings), mean / std over seeds, and the final write with provenance and plot."""
 import json
 
 import pytest
@@ -41,4 +41,5 @@ def test_a_killed_run_resumes_only_what_is_missing(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["summary"] == s and saved["seeds"] == [1, 2] and saved["config"]["name"] == "toy"
     assert "git_commit" in saved and plotted == [tmp_path / "toy.png"]
-    assert not (tmp_path / "toy.partial.json").exists()
+    again = Runner(exp, "k2").run(items + [("a", "a", 3)], one)  # one more seed later: only it runs
+    assert calls[8:] == [("a", 3)] and len(again["a"]) == 3

@@ -34,9 +34,11 @@ from llmrec.ctr.layers import FieldEmbedding
 from llmrec.data.shards import ShardSet
 from llmrec.experiments.ctr_scale import ShardSource, shard_set
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.metrics import auc, logloss
 from llmrec.models import build_model
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.train import PointwiseTask, Trainer, TrainerConfig
 from llmrec.train.tasks import DistillTask
 
@@ -235,15 +237,14 @@ def plot(runs: list[dict[str, list[dict]]], summary: dict, methods: list[str], p
 
 
 def run_ctr_incremental(exp: IncrementalCTRExperiment, out: str | Path | None = None) -> dict:
-    """Every seed of the day-by-day comparison; writes the result JSON and plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Every seed of the day-by-day comparison (resumable per seed, through the one runner); writes the result
+    JSON and plot."""
     s = shard_set(exp.data)
-    runs = [run_seed(exp, s, seed) for seed in exp.seeds]
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds")), out)
+    runs = runner.run([("seed", None, seed) for seed in exp.seeds], lambda _, seed: run_seed(exp, s, seed))["seed"]
     summary = summarize(runs, exp.methods)
-    write_result(path, {"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
-                 exp, exp.seeds)
-    plot(runs, summary, exp.methods, path.with_suffix(".png"))
+    path = runner.write({"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
+                        plot=lambda png: plot(runs, summary, exp.methods, png))
     return {"output": str(path), "summary": summary}
 
 

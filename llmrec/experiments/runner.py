@@ -1,6 +1,7 @@
 """The one experiment runner: what every kind used to rewrite. A kind supplies its typed config, the items of
 its grid (a label, what to run, a seed) and ``run_one``; the runner owns the result path, resume after a kill
-(each finished item kept with the settings it ran under in ``<output>.partial.json``), progress, the
+(each finished item kept with the settings it ran under in ``<output>.partial.json``, which stays after
+the run so that more seeds or variants later train only what is new), progress, the
 mean / std summary over seeds and the final write (provenance: command, commit, environment, config, seeds)
 with its plot.
 
@@ -50,12 +51,12 @@ class Runner:
         return out
 
     def write(self, payload: dict, plot: Callable[[Path], None] | None = None) -> Path:
-        """The result JSON with its provenance, the plot beside it; the resume file is then removed."""
+        """The result JSON with its provenance and the plot beside it. The resume file stays (git-ignored): a
+        later run over more seeds or variants under the same settings trains only what is new."""
         config = self.exp.model_dump(mode="json", by_alias=True)
         write_result(self.path, payload, config=config, seeds=getattr(self.exp, "seeds", None))
         if plot is not None:
             plot(self.path.with_suffix(".png"))
-        self.partial.unlink(missing_ok=True)
         return self.path
 
 
