@@ -43,3 +43,23 @@ def test_a_killed_run_resumes_only_what_is_missing(tmp_path):
     assert "git_commit" in saved and plotted == [tmp_path / "toy.png"]
     again = Runner(exp, "k2").run(items + [("a", "a", 3)], one)  # one more seed later: only it runs
     assert calls[8:] == [("a", 3)] and len(again["a"]) == 3
+
+
+class Variant(StrictConfig):
+    label: str
+    width: int = 8
+
+
+def test_editing_one_variant_reruns_only_that_variant(tmp_path):
+    exp = Exp(output=str(tmp_path / "v.json"), seeds=[1])
+    calls = []
+
+    def one(v, seed):
+        calls.append((v.label, v.width))
+        return {"auc": 0.5 + v.width / 100}
+
+    a, b = Variant(label="a"), Variant(label="b")
+    Runner(exp, "k").run([(v.label, v, 1) for v in (a, b)], one)
+    wider = Variant(label="b", width=16)
+    runs = Runner(exp, "k").run([(v.label, v, 1) for v in (a, wider)], one)
+    assert calls == [("a", 8), ("b", 8), ("b", 16)] and runs["b"][0]["auc"] == pytest.approx(0.66)

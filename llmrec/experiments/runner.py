@@ -22,7 +22,7 @@ import numpy as np
 from llmrec.io import load_resume, save_resume
 from llmrec.results import result_path, write_result
 
-Item = tuple[str, Any, int]  # (label, what the kind runs, seed)
+Item = tuple[str, Any, "int | None"]  # (label, what the kind runs, seed; None: the item is not per seed)
 
 
 class Runner:
@@ -33,20 +33,23 @@ class Runner:
         self.path = result_path(exp.name, getattr(exp, "output", None), out)
         self.partial = self.path.with_name(self.path.stem + ".partial.json")
 
-    def run(self, items: Iterable[Item], run_one: Callable[[Any, int], dict]) -> dict[str, list[dict]]:
+    def run(self, items: Iterable[Item], run_one: Callable[[Any, "int | None"], dict]) -> dict[str, list[dict]]:
         """Every item's result by label (in seed order); items finished under the same settings are reused."""
         done = load_resume(self.partial, "settings", self.key, "runs")
         items = list(items)
         out: dict[str, list[dict]] = {}
         for n, (label, what, seed) in enumerate(items, 1):
-            tag = json.dumps({"label": label, "seed": seed}, sort_keys=True)
+            # an item's own settings (a variant's, a data set's) key it too: editing one reruns only that one
+            own = what.model_dump(mode="json", exclude_defaults=True) if hasattr(what, "model_dump") else None
+            tag = json.dumps({"label": label, "seed": seed, **({"settings": own} if own else {})}, sort_keys=True)
+            name = f"[{n}/{len(items)}] {label}" + (f" seed {seed}" if seed is not None else "")
             if tag in done:
-                print(f"[{n}/{len(items)}] {label} seed {seed}: resumed", flush=True)
+                print(f"{name}: resumed", flush=True)
             else:
                 t = time.perf_counter()
                 done[tag] = run_one(what, seed)
                 save_resume(self.partial, "settings", self.key, "runs", done)
-                print(f"[{n}/{len(items)}] {label} seed {seed}: {time.perf_counter() - t:.1f} s", flush=True)
+                print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
             out.setdefault(label, []).append(done[tag])
         return out
 
