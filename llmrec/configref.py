@@ -96,6 +96,7 @@ def _default(info: FieldInfo, overrides: dict | None, name: str) -> str:
 
 
 def field_table(cls: type[BaseModel], overrides: dict | None = None, skip: tuple[str, ...] = ()) -> str:
+    """A Markdown table of ``cls``'s fields: name, type, default (``overrides`` first: a defaults file) and meaning."""
     notes = field_comments(cls)
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for name, info in cls.model_fields.items():

@@ -29,6 +29,7 @@ class Entry:
 
     @property
     def synthetic(self) -> bool:
+        """Whether every data source of the result is a synthetic world."""
         return bool(self.data) and all(any(s in d for s in SYNTHETIC) for d in self.data)
 
 
@@ -86,6 +87,7 @@ def headline(d: dict) -> list[tuple[str, str]]:
 
 
 def entries(root: Path) -> list[Entry]:
+    """Every result JSON under ``root/eval/results`` as an ``Entry`` (partial resume files skipped)."""
     out = []
     for path in sorted((root / "eval" / "results").glob("*.json")):
         if path.name.endswith(".partial.json"):
@@ -130,8 +132,9 @@ def page(root: Path) -> str:
         lines += [f"## {title}", ""]
         for e in group:
             lines += [f"### {e.name}" + (" (stale)" if e.stale else ""), "",
-                      f"`{e.command or '(no command recorded)'}` · commit {e.commit or '-'} · seeds {e.seeds or '-'} · "
-                      f"data {', '.join(e.data) or '-'} · {e.created or '-'}" + (f" · stale: {e.stale}" if e.stale else ""),
+                      f"`{e.command or '(no command recorded)'}` · commit {e.commit or '-'} · "
+                      f"seeds {e.seeds or '-'} · data {', '.join(e.data) or '-'} · {e.created or '-'}"
+                      + (f" · stale: {e.stale}" if e.stale else ""),
                       ""]
             if e.rows:
                 lines += ["| what | figure |", "|---|---|"] + [f"| {a} | {b} |" for a, b in e.rows[:24]]

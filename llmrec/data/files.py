@@ -104,6 +104,8 @@ class Table:
     rows: list[list[str | None]]
 
     def column(self, name: str, role: str) -> list[str | None]:
+        """The column's cells; a missing column is an error naming the file, the role it was wanted for and a
+        near miss."""
         if name not in self.header:
             near = [h for h in self.header if h.lower() == name.lower()]
             hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -363,6 +365,7 @@ class FileReport:
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The report as the lines ``llmrec data check`` prints."""
         out = [f"rows {self.rows}, users {self.users}, items {self.items}, positive labels {self.positives}"]
         if self.time_range:
             a, b = (datetime.fromtimestamp(x, timezone.utc).isoformat(timespec="seconds") for x in self.time_range)

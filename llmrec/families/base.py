@@ -61,11 +61,13 @@ def save_space(folder: Path, space: ItemSpace) -> None:
 
 
 def load_space(folder: Path) -> ItemSpace:
+    """The id maps ``save_space`` wrote."""
     raw = json.loads((folder / "encoder.json").read_text())
     return ItemSpace(users=raw["users"], items=raw["items"])
 
 
 def item_ids(space: ItemSpace) -> list[str]:
+    """Item ids by index (index 0, the padding, is "")."""
     names = [""] * space.n_items
     for item, idx in space.items.items():
         names[idx] = item
@@ -73,6 +75,7 @@ def item_ids(space: ItemSpace) -> list[str]:
 
 
 def check_user(user: str, known, where: str) -> None:
+    """A named error unless ``user`` is among ``known`` (the model's or the data's users)."""
     if user not in known:
         raise DataError(f"user: {user!r} is not a user of {where} ({len(known)} users)")
 
@@ -84,6 +87,7 @@ def view_of(family: str) -> View:
     """The view a family's models read; a named error for families the training job does not train."""
     name = FAMILIES.get(family).view
     if name not in VIEWS:
+        trainable = sorted(f for f in FAMILIES.names() if FAMILIES.get(f).view in VIEWS)
         raise ConfigError(f"model: the {family} family ({name}) is trained by its own experiment kind, not by the "
-                          f"training job (the job trains {sorted(f for f in FAMILIES.names() if FAMILIES.get(f).view in VIEWS)})")
+                          f"training job (the job trains {trainable})")
     return VIEWS.get(name)

@@ -60,6 +60,8 @@ class ImpressionView(View):
     name = "impressions"
 
     def prepare(self, job: Any, data: RecData) -> Prepared:
+        """The job's data as impression rows: a time (or seeded random) split, a FeatureEncoder fitted on the
+        training rows, knowledge as dense features."""
         tr, va, te = split_rows(data, job.data)
         extra_specs, tables = knowledge_inputs(job.knowledge, data, tr, job.data)
         enc = FeatureEncoder(feature_specs(data, job.features) + extra_specs).fit(data.take(tr))
@@ -72,12 +74,15 @@ class ImpressionView(View):
                         test_scenarios=data.columns[data.scenario_col][te] if data.scenario_col else None)
 
     def save_context(self, folder: Path, context: FeatureEncoder) -> None:
+        """Write the context into the model folder being saved."""
         (folder / "encoder.json").write_text(context.to_json())
 
     def load_context(self, folder: Path) -> FeatureEncoder:
+        """The context ``save_context`` wrote."""
         return FeatureEncoder.from_json((folder / "encoder.json").read_text())
 
     def scores(self, model, context, job, data, user, include_seen):
+        """A score per item for ``user`` (``-inf``: never recommend) and the item ids."""
         users = np.asarray(data.columns[data.user_col]).astype(str)
         mine = np.flatnonzero(users == user)
         check_user(user, set(users), data.name)
@@ -85,8 +90,8 @@ class ImpressionView(View):
         items = np.asarray(data.columns[data.item_col]).astype(str)
         names, first = np.unique(items, return_index=True)
         per_item = set(item_columns(data)) | {data.item_col}
-        columns = {c: (np.asarray(v)[first] if c in per_item else np.repeat(np.asarray(v)[[latest]], len(names), axis=0))
-                   for c, v in data.columns.items()}
+        columns = {c: (np.asarray(v)[first] if c in per_item
+                       else np.repeat(np.asarray(v)[[latest]], len(names), axis=0)) for c, v in data.columns.items()}
         batch = context.transform(columns, label=data.label, dense_tables=knowledge_inputs(job.knowledge, data)[1])
         scores = Trainer(job.trainer, PointwiseTask()).predict(model, batch).astype(np.float64)
         if not include_seen:

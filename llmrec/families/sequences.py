@@ -22,18 +22,22 @@ class SequenceView(View):
     name = "sequences"
 
     def prepare(self, job: Any, data: RecData) -> Prepared:
+        """The job's data as leave-one-out sequences; item knowledge fused into the item table."""
         space, tr, va, te = sequence_view(data, config=job.sequence)
         if job.knowledge is not None:  # item vectors fused into the item table (LLM / text knowledge)
             space = replace(space, item_vectors=item_vector_matrix(job.knowledge, data, space))
         return Prepared(data, space, tr, va, te)
 
     def save_context(self, folder: Path, context: ItemSpace) -> None:
+        """Write the context into the model folder being saved."""
         save_space(folder, context)
 
     def load_context(self, folder: Path) -> ItemSpace:
+        """The context ``save_context`` wrote."""
         return load_space(folder)
 
     def scores(self, model, context, job, data, user, include_seen):
+        """A score per item for ``user`` (``-inf``: never recommend) and the item ids."""
         check_user(user, context.users, "the model")
         fresh, by_user, _ = user_sequences(data, job.sequence)
         if user not in by_user:
