@@ -73,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if show is not None:
             show()
         return int(getattr(e, "exit_code", 2))
-    except (LLMRecError, FileNotFoundError, PermissionError, ValueError) as e:
+    except (LLMRecError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError) as e:
         if debug:
             raise
         kind = type(e).__name__
