@@ -161,3 +161,20 @@ def test_a_minimal_sequential_job_gets_the_sequential_family_trainer():
     t = TrainJobConfig.model_validate({"model": {"name": "sasrec"}}).trainer
     assert (t.batch_size, t.embedding_l2, t.lr_decay, t.epochs, t.patience) == (32, 0.0, 1.0, 100, 10)
     assert TrainJobConfig.model_validate({"model": {"name": "gru4rec"}, "trainer": {"lr_decay": 0.5}}).trainer.lr_decay == 0.5
+
+
+@pytest.mark.parametrize("experiment, dataset, variant", [("graph_models", "ml100k", "lightgcn"),
+                                                          ("sequential_benchmark", "ml100k", "sasrec (all positions)")])
+def test_a_minimal_config_trains_exactly_the_tuned_benchmark_job(experiment, dataset, variant):
+    """LightGCN and SASRec from a minimal config (data, view, model; no trainer block) resolve to the very
+    trainer their tuned benchmarks run, so they reach the benchmarks' NDCG by construction (100% of it)."""
+    exp = load_experiment(experiment)
+    v = next(x for x in exp.variants if x.key == variant)
+    tuned = job_config(exp, dataset, v, 2021)
+    minimal = TrainJobConfig.model_validate({
+        "data": tuned.data.model_dump(exclude_unset=True), "model": {"name": tuned.model.name},
+        "graph": tuned.graph.model_dump(exclude_unset=True), "sequence": tuned.sequence.model_dump(exclude_unset=True),
+        "trainer": {"seed": 2021}})
+    assert minimal.trainer.model_dump() == tuned.trainer.model_dump(exclude={"progress"}) | {
+        "progress": minimal.trainer.progress}
+    assert minimal.model == tuned.model
