@@ -229,3 +229,19 @@ def test_extract_config_runs_your_prompt_over_your_items(export):
     assert res.exit_code == 0, res.output
     rows = read_shard(out / "item.jsonl")
     assert set(rows) == {"p1", "p2", "p3"} and all(r["text"].strip() for r in rows.values())
+
+
+def test_recbole_atomic_files_under_any_name_and_without_a_users_file(tmp_path):
+    (tmp_path / "shop.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                         "7\t1\t5\t100\n7\t2\t2\t50\n8\t1\t4\t70\n")
+    (tmp_path / "shop.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
+                                        "1\tToy Story\tAnimation Comedy\n2\tHeat\tAction\n")
+    data = load_files(FilesConfig.model_validate({
+        "interactions": {"path": str(tmp_path / "shop.inter"), "format": "tsv"},
+        "columns": {"user": "user_id:token", "item": "item_id:token", "time": "timestamp:float",
+                    "rating": "rating:float"},
+        "items": {"path": str(tmp_path / "shop.item"), "format": "tsv", "id": "item_id:token",
+                  "title": "movie_title:token_seq", "features": {"class:token_seq": "multi_value"}},
+        "separator": " "}))
+    assert list(data.columns["label"]) == [1, 0, 1] and data.columns["class:token_seq"][0] == ("Animation", "Comedy")
+    assert data.item_info["1"]["title"] == "Toy Story" and data.name == "shop"
