@@ -36,8 +36,9 @@ from llmrec.families import KnowledgeFeatures, Prepared, view_of
 from llmrec.families.impressions import attach_labels, feature_specs
 from llmrec.families.knowledge import knowledge_inputs
 from llmrec.models import FAMILIES, MODELS, build_model
-from llmrec.models.registry import ModelSpec, with_family_trainer
-from llmrec.train import TASKS, BPRTask, NextItemTask, Trainer, TrainerConfig, world
+from llmrec.models.registry import ModelSpec, resolve_model_config, with_family_trainer
+from llmrec.train import TASKS, BPRTask, NextItemTask, PointwiseTask, Trainer, TrainerConfig, world
+from llmrec.train.selection import SELECTORS, FieldSelection, SelectionInput, select, top_k
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
 
@@ -53,6 +54,7 @@ class TrainJobConfig(StrictConfig):
     multilabel: MultiLabelTaskConfig = MultiLabelTaskConfig()  # the multilabel task's masking and RLU
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
+    selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     output_dir: str = "runs/ctr"
 
     @model_validator(mode="before")
@@ -72,6 +74,17 @@ class TrainJobConfig(StrictConfig):
                              and "text_dim" in MODELS.get(n).config.model_fields)
             raise ValueError(f"knowledge: {self.model.name} does not read item knowledge; in the {self.family} "
                              f"family {readers} do (confrec = LightGCN + a content branch)")
+        return self
+
+    @model_validator(mode="after")
+    def _selection_fits(self) -> "TrainJobConfig":
+        """Field selection ranks the fields of impression rows: CTR and multi-task jobs only."""
+        if self.selection is not None:
+            if FAMILIES.get(self.family).view != "impressions":
+                raise ValueError(f"selection: field selection ranks impression fields; {self.model.name} is a "
+                                 f"{self.family} model")
+            if self.selection.selector not in SELECTORS.names():
+                raise ValueError(f"selection.selector: {self.selection.selector!r} is not one of {SELECTORS.names()}")
         return self
 
     @property
@@ -94,6 +107,30 @@ def load_job_config(path: str | Path, overrides: list[str] | None = None) -> Tra
 def prepare(job: TrainJobConfig, data: RecData | None = None) -> Prepared:
     """Load the data and put it in the job's family view (split, encoders, knowledge): everything but training."""
     return view_of(job.family).prepare(job, data if data is not None else load_data(job.data))
+
+
+def apply_selection(job: TrainJobConfig, data: RecData | None = None) -> tuple[TrainJobConfig, dict | None]:
+    """A job with ``selection`` -> the same job on the ``k`` fields its selector ranks best, and what was
+    chosen (selector, scores, ranking, kept); a job without it is returned as is."""
+    if job.selection is None:
+        return job, None
+    c = job.selection
+    data = data if data is not None else load_data(job.data)
+    whole = job.model_copy(update={"selection": None})
+    p = prepare(whole, data)
+    backbone = resolve_model_config(c.backbone, "selection.backbone")
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(job.trainer.seed)
+        return build_model(p.context, backbone)
+
+    trainer = Trainer(job.trainer.model_copy(update={"progress": False}), PointwiseTask())
+    chosen = select(c.selector, SelectionInput(p.context, p.train, p.valid, build, trainer, job.trainer.seed), c.config)
+    kept = set(top_k(chosen["ranking"], c.k))
+    embedded = set(p.context.embedded_fields)
+    specs = [s for s in feature_specs(data, job.features) if s.name in kept or s.name not in embedded]
+    return whole.model_copy(update={"features": specs}), {"selector": c.selector, "k": c.k, **chosen,
+                                                          "kept": sorted(kept)}
 
 
 def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
@@ -143,10 +180,14 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
 
 
 def run_training(job: TrainJobConfig) -> dict:
-    """Train a job end to end (resumable), save the model and write ``result.json``; returns the result."""
+    """Train a job end to end (resumable; field selection first when the job asks for it), save the model and
+    write ``result.json``; returns the result."""
+    job, chosen = apply_selection(job)
     p = prepare(job)
     out = Path(job.output_dir)
     model, result = train_prepared(job, p, checkpoint_dir=out / "checkpoint")
+    if chosen is not None:
+        result["selection"] = chosen
     if world()[0] == 0:
         save_model(out / "model", model, p.context)
         write_json_atomic(out / "job.json", job.model_dump(mode="json", exclude_unset=True))  # llmrec.load reads it
