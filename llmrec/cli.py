@@ -73,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if show is not None:
             show()
         return int(getattr(e, "exit_code", 2))
-    except (LLMRecError, FileNotFoundError, PermissionError, ValueError) as e:
+    except (LLMRecError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError) as e:
         if debug:
             raise
         kind = type(e).__name__
@@ -167,22 +167,33 @@ def extract(
     limit: Optional[int] = typer.Option(None, min=1, help="only the first N prompts of each kind (a slice; "
                                                             "the rest stay to a later run)"),
     report: Optional[Path] = typer.Option(None, help="also write the job report as JSON here"),
+    config: Optional[Path] = typer.Option(None, "--config", help="an extraction YAML (data: your files, kinds, "
+                                                                 "llm, prompts, limit, ...): everything comes from "
+                                                                 "it and --set, not from the options above"),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="--config: dotted.key=value over it"),
 ) -> None:
     """Offline knowledge extraction: prompts over a data set -> LLM -> JSONL shards + vectors (cached, resumable)."""
     from llmrec.data.registry import DataConfig
     from llmrec.data.synthetic import SyntheticConfig
-    from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
+    from llmrec.knowledge.job import KnowledgeJobConfig, load_extraction_config, run_extraction
     from llmrec.llm import LLMConfig
 
-    cfg = KnowledgeJobConfig(
-        data=DataConfig(source=data, path=str(data_path) if data_path else None,
-                        synthetic=SyntheticConfig(n_users=users, n_items=items, impressions_per_user=impressions)),
-        kinds=[k.strip() for k in kinds.split(",") if k.strip()],
-        llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
-        out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
-        encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
-        limit=limit,
-    )
+    if config is not None:
+        if data != "synthetic" or data_path is not None:
+            raise typer.BadParameter("--config holds the data block; drop --data / --data-path")
+        cfg = load_extraction_config(config, overrides)
+    elif overrides:
+        raise typer.BadParameter("--set applies to --config")
+    else:
+        cfg = KnowledgeJobConfig(
+            data=DataConfig(source=data, path=str(data_path) if data_path else None,
+                            synthetic=SyntheticConfig(n_users=users, n_items=items, impressions_per_user=impressions)),
+            kinds=[k.strip() for k in kinds.split(",") if k.strip()],
+            llm=LLMConfig(backend=backend, model=model, base_url=base_url, dtype=dtype, batch_size=batch_size),
+            out_dir=str(out) if out else None, max_new_tokens=max_new_tokens, history_items=history_items,
+            encoder=encoder, ray=ray, ray_workers=workers, ray_address=ray_address, retry_failed=retry_failed,
+            limit=limit,
+        )
     res = run_extraction(cfg)
     table = Table(title=f"knowledge for {res['data']} by {res['model_id']} -> {res['out_dir']}")
     for col in ("kind", "rows", "cached", "generated", "retried", "failed", "rows/s", "tokens/s"):
@@ -225,21 +236,43 @@ SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=v
 
 @app.command()
 def recommend(
-    config: str = typer.Option(..., help="the job config the model was trained with (its data and view)"),
-    user: str = typer.Option(..., help="the user id, as in the data"),
-    model_dir: Optional[Path] = typer.Option(None, help="saved model (default: the config's output_dir/model)"),
-    k: int = typer.Option(10, help="how many items"),
+    config: Optional[str] = typer.Option(None, help="the job config the model was trained with (default: the "
+                                                   "job.json beside --model-dir)"),
+    user: list[str] = typer.Option(..., help="a user id, as in the data (repeat for a batch)"),
+    model_dir: Optional[Path] = typer.Option(None, help="saved model, or the training output folder (default: "
+                                                       "the config's output_dir)"),
+    k: int = typer.Option(10, min=1, help="how many items"),
     include_seen: bool = typer.Option(False, help="also recommend items the user already interacted with"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object: user -> [{item, score, title, info}]"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Top-k items for one user from a trained model (CTR, graph and sequential models)."""
-    from llmrec.experiments.jobs import load_job_config
-    from llmrec.recommend import recommend as top_k
+    """Top-k items for one user or a batch from a trained model (CTR, graph and sequential models), with
+    each item's title and what the data says about it."""
+    from dataclasses import asdict
 
-    job = load_job_config(config, set_)
-    where = model_dir or Path(job.output_dir) / "model"
-    for rank, r in enumerate(top_k(where, job, user, k, include_seen), 1):
-        typer.echo(f"{rank:3d}. {r.item}\t{r.score:.4f}" + (f"\t{r.title}" if r.title else ""))
+    from llmrec.api import load
+    from llmrec.experiments.jobs import load_job_config
+    from llmrec.recommend import Recommender
+
+    if config is not None:
+        job = load_job_config(config, set_)
+        where = model_dir or Path(job.output_dir)
+        rec = Recommender(where / "model" if (where / "model").is_dir() else where, job)
+    elif model_dir is not None:
+        if set_:
+            raise typer.BadParameter("--set applies to --config")
+        rec = load(model_dir)
+    else:
+        raise typer.BadParameter("give --config (the training job) or --model-dir (its output folder)")
+    out = rec.recommend_batch(user, k, include_seen)
+    if as_json:
+        typer.echo(json.dumps({u: [asdict(r) for r in recs] for u, recs in out.items()}))
+        return
+    for u, recs in out.items():
+        if len(out) > 1:
+            typer.echo(f"user {u}")
+        for rank, r in enumerate(recs, 1):
+            typer.echo(f"{rank:3d}. {r.item}\t{r.score:.4f}" + (f"\t{r.title}" if r.title else ""))
 
 
 @app.command()
@@ -588,6 +621,35 @@ def data_generate(
                            "oracle_auc": s.source["oracle_auc"]}))
 
 
+@data_app.command("check")
+def data_check(config: Path = typer.Argument(..., help="a YAML with a data block (a training job, or the data "
+                                                       "config itself)"),
+               overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted.key=value over the config"),
+               as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Check a data set before training: rows, users, items, time range, duplicates, missing values, which
+    columns are used and which ignored; exits 1 when something is wrong (one line per problem)."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from llmrec.config import validation_message
+    from llmrec.configfiles import find_config, read_config_file
+    from llmrec.data.registry import DataConfig, check_data
+    from llmrec.errors import ConfigError
+
+    path = find_config(config)
+    raw = read_config_file(path, overrides)
+    block = raw.get("data", raw)
+    try:
+        dc = DataConfig.model_validate(block)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e, 'data' if 'data' in raw else '')}") from None
+    rep = check_data(dc)
+    typer.echo(json.dumps(asdict(rep), default=str) if as_json else "\n".join(rep.lines()))
+    if rep.errors:
+        raise typer.Exit(1)
+
+
 @data_app.command("convert")
 def data_convert(
     fmt: str = typer.Argument(..., help="criteo (tab-separated label, I1..I13, C1..C26) or avazu (train.csv)"),
@@ -608,6 +670,37 @@ def data_convert(
     else:
         raise typer.BadParameter(f"format: {fmt!r} is not criteo or avazu")
     typer.echo(json.dumps({"root": str(s.root), "rows": s.rows, "shards": len(s.shards), "days": s.days}))
+
+
+docs_app = typer.Typer(no_args_is_help=True, help="Documentation generated from the code.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("config")
+def docs_config(out: Optional[Path] = typer.Option(None, "--out", help="write here (default: print)")) -> None:
+    """The config reference (every field, type, default and meaning, per family and model), generated from
+    the typed configs; docs/config-reference.md is this output."""
+    from llmrec.configref import reference
+
+    text = reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+@docs_app.command("results")
+def docs_results(out: Optional[Path] = typer.Option(None, "--out", help="write here (default: print)")) -> None:
+    """The results page from eval/results/*.json: command, commit, seeds, data, date and headline figures of
+    every result, real data first, stale ones marked; docs/results.md is this output."""
+    from llmrec.config import repo_root
+    from llmrec.resultspage import page
+
+    text = page(repo_root() or Path.cwd())
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 corpus_app = typer.Typer(no_args_is_help=True, help="The public corpus the research agent reads.")

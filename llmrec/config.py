@@ -48,14 +48,11 @@ def repo_root() -> Path | None:
 
 
 def default_memory_dir() -> Path:
-    """Default home of persisted memory stores: ``$LLMREC_MEMORY``, else ``memory/`` in a checkout (git-ignored
-    but its README), else ``$LLMREC_HOME/memory`` for an installed package."""
+    """Default home of persisted memory stores: ``$LLMREC_MEMORY``, else ``$LLMREC_HOME/memory``; never the
+    working directory or a checkout (whose ``memory/`` only documents the store format)."""
     env = os.environ.get("LLMREC_MEMORY")
     if env:
         return Path(env).expanduser()
-    root = repo_root()
-    if root is not None:
-        return root / "memory"
     return llmrec_home() / "memory"
 
 

@@ -7,11 +7,14 @@ Path rules: ``${data:NAME}`` is the folder of catalog data set NAME (``llmrec da
 relative paths (outputs such as ``runs/x``) relative to the working directory."""
 from __future__ import annotations
 
+import difflib
+
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
+from pydantic import BaseModel
 
 from llmrec.config import deep_merge, expand_paths, parse_overrides
 from llmrec.data.catalog import dataset_dir
@@ -65,3 +68,39 @@ def read_config_file(path: Path, overrides: list[str] | None = None) -> dict:
     return expand_paths(resolve_data_refs(merged), path.resolve().parent)
 
 
+def field_suggestion(cls: type[BaseModel], dotted: str) -> str:
+    """`` (did you mean 'epochs'?)`` for a misspelt ``dotted`` field of ``cls`` (walking nested configs), or ""."""
+    *parents, leaf = dotted.split(".")
+    node: Any = cls
+    for name in parents:
+        info = node.model_fields.get(name) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        if info is None:
+            return ""
+        candidates = [a for a in (info.annotation, *get_args(info.annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return ""
+        node = candidates[0]
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(leaf, list(node.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {'.'.join([*parents, close[0]])!r}?)" if close else ""
+
+
+def blame_overrides(message: str, path: Path, overrides: list[str] | None, cls: type[BaseModel] | None = None) -> str:
+    """A config error message ``"<path>: field: problem; field: problem"`` with every problem in a field that a
+    ``--set`` override wrote blamed on that override instead of the file, and misspelt fields given a
+    suggestion from ``cls``."""
+    sets = {}
+    for o in overrides or []:
+        key = o.split("=", 1)[0].strip()
+        sets[key] = o
+    body = message[len(f"{path}: "):] if message.startswith(f"{path}: ") else message
+    parts = []
+    for part in body.split("; "):
+        field = part.split(":", 1)[0].strip()
+        hint = field_suggestion(cls, field) if cls is not None and "Extra inputs" in part else ""
+        owner = next((o for k, o in sets.items() if field == k or field.startswith(k + ".") or k.startswith(field + ".")),
+                     None)
+        parts.append((f"--set {owner}: " if owner else f"{path}: ") + part + hint)
+    return "; ".join(parts)

@@ -85,7 +85,14 @@ def parse_prompt(name: str, text: str) -> PromptTemplate:
 
 @lru_cache(maxsize=None)
 def load_prompt(name: str) -> PromptTemplate:
-    """The prompt template ``name`` (``prompts/<name>.txt``); a named error if absent."""
+    """The prompt template ``name`` (``prompts/<name>.txt``), or your own template file when ``name`` is a
+    path ending in ``.txt`` (same format: an optional ``system:`` head, then the ``{variable}`` text); a named
+    error if absent."""
+    if name.endswith(".txt"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {name!r}: no such file")
+        return parse_prompt(path.stem, path.read_text(encoding="utf-8"))
     for d in prompt_dirs():
         path = d / f"{name}.txt"
         if path.exists():

@@ -11,6 +11,7 @@ registry can list names without importing heavy optional dependencies."""
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
 
 from llmrec.errors import UnknownNameError
@@ -64,3 +65,13 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_all(package: str) -> list[str]:
+    """Import every module and subpackage of ``package`` (names not starting with ``_``), so that whatever
+    they register (models, families' views) is registered by adding a file, with no list to edit."""
+    pkg = importlib.import_module(package)
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+    for name in sorted(names):
+        importlib.import_module(f"{package}.{name}")
+    return sorted(names)

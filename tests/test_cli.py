@@ -1,5 +1,8 @@
-import pytest
 import json
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -133,3 +136,25 @@ variants:
     bad.write_text(cfg.read_text().replace("structure: stacked", "structure: stacked, crosslayers: 2"))
     res = CliRunner().invoke(app, ["experiment", str(bad)])
     assert res.exit_code != 0 and "model.crosslayers: Extra inputs" in str(res.exception)
+
+
+ROOT_CFG = Path(__file__).resolve().parents[1] / "configs" / "deepfm_ml100k.yaml"
+
+
+def test_set_typos_are_blamed_on_the_override_with_a_suggestion():
+    """A misspelt `--set` key names the override, not the config file, and suggests the field; a model name
+    in the wrong case suggests the registered one."""
+    from llmrec.errors import ConfigError
+    from llmrec.experiments.jobs import load_job_config
+
+    with pytest.raises(ConfigError) as e:
+        load_job_config("deepfm_ml100k", ["trainer.epoch=3"])
+    assert str(e.value) == "--set trainer.epoch=3: trainer.epoch: Extra inputs are not permitted (did you mean " \
+                           "'trainer.epochs'?)"
+    with pytest.raises(ConfigError, match=r"--set model.name=DeepFM: .*unknown model 'DeepFM' \(did you mean 'deepfm'\?"):
+        load_job_config("deepfm_ml100k", ["model.name=DeepFM"])
+    bad = ROOT_CFG.read_text().replace("batch_size:", "batch_sise:", 1)  # a typo in the file: the file is named
+    (ROOT_TMP := Path(tempfile.mkdtemp())).joinpath("job.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match=r"job.yaml: trainer.batch_sise: Extra inputs are not permitted \(did you mean "
+                                          r"'trainer.batch_size'\?\)"):
+        load_job_config(ROOT_TMP / "job.yaml")

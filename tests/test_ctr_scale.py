@@ -387,7 +387,7 @@ def test_incctr_feature_module_extends_vocab_and_grows_tables(shards):
 
 
 def test_distill_task_and_reservoir(shards):
-    from llmrec.experiments.ctr_incremental import Reservoir
+    from llmrec.train.incctr import Reservoir
     from llmrec.train.tasks import DistillTask
 
     enc = _encoder(shards, mode="hash", table_rows=2000)
@@ -518,3 +518,32 @@ def test_encoder_fit_rows_bounds_the_counting_pass(shards):
     part = _encoder(shards, mode="vocab", min_count=1, fit_rows=1000)
     first = shards.select([0]).read_all()
     assert part.distinct["C3"] == len(np.unique(first["C3"][:1000])) < full.distinct["C3"]
+
+
+def test_incctr_updater_grows_rows_distills_and_replays_from_python(tmp_path):
+    """IncCTR as a component, outside any experiment: a trained model and encoder updated on the next day
+    gain rows for the day's new ids (started from their OOV row), and the day joins the replay reservoir."""
+    from llmrec.ctr.ids import IdEncoder, IdEncoderConfig
+    from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
+    from llmrec.models import build_model
+    from llmrec.train import TrainerConfig
+    from llmrec.train.incctr import IncCTRConfig, IncCTRUpdater
+
+    s = generate_criteo(CriteoSynthConfig(days=3, rows_per_day=3000, shard_rows=3000, max_cardinality=5000,
+                                          seed=1), tmp_path / "shards", progress=False)
+    enc = IdEncoder(IdEncoderConfig(mode="vocab", min_count=2), s.categorical, s.numerical, s.label).fit(
+        s.select([0]), progress=False)
+    torch.manual_seed(0)
+    model = build_model(enc, {"name": "deepfm", "embedding_dim": 4, "hidden_units": [8]})
+    tc = TrainerConfig(epochs=1, batch_size=512, progress=False)
+    day0, day1 = s.select([0]).read_all(), s.select([1]).read_all()
+    up = IncCTRUpdater(model, enc, tc, IncCTRConfig(kd_weight=0.5, replay=0.2), seed=0)
+    up.observe(day0)
+    rows_before = enc.n_categorical_rows()
+    seconds = up.update(day1, s.select([1]))
+    assert seconds > 0 and enc.n_categorical_rows() > rows_before
+    assert up.reservoir.seen == len(day0["label"]) + len(day1["label"]) and len(up.reservoir.rows["label"]) == 600
+    p = torch.sigmoid(model(enc.transform(s.select([2]).read_all())))
+    assert torch.isfinite(p).all()
+    with pytest.raises(ValueError, match="day_shards"):
+        IncCTRUpdater(model, enc, tc, IncCTRConfig()).update(day1)

@@ -153,3 +153,28 @@ def test_lightgcn_from_a_minimal_config_passes_the_plateau_the_old_rule_stopped_
     old_stop = stop_epoch(curve, OLD)
     assert old_stop < 90, old_stop  # the old rule stops on this curve
     assert max(curve) > max(curve[:old_stop]) + 0.003, (max(curve), max(curve[:old_stop]))
+
+
+def test_a_minimal_sequential_job_gets_the_sequential_family_trainer():
+    """SASRec without a trainer block: a fixed learning rate and no whole-table L2 (RecBole's), not the CTR
+    family's lr x0.1 on every epoch without gain."""
+    t = TrainJobConfig.model_validate({"model": {"name": "sasrec"}}).trainer
+    assert (t.batch_size, t.embedding_l2, t.lr_decay, t.epochs, t.patience) == (32, 0.0, 1.0, 100, 10)
+    assert TrainJobConfig.model_validate({"model": {"name": "gru4rec"}, "trainer": {"lr_decay": 0.5}}).trainer.lr_decay == 0.5
+
+
+@pytest.mark.parametrize("experiment, dataset, variant", [("graph_models", "ml100k", "lightgcn"),
+                                                          ("sequential_benchmark", "ml100k", "sasrec (all positions)")])
+def test_a_minimal_config_trains_exactly_the_tuned_benchmark_job(experiment, dataset, variant):
+    """LightGCN and SASRec from a minimal config (data, view, model; no trainer block) resolve to the very
+    trainer their tuned benchmarks run, so they reach the benchmarks' NDCG by construction (100% of it)."""
+    exp = load_experiment(experiment)
+    v = next(x for x in exp.variants if x.key == variant)
+    tuned = job_config(exp, dataset, v, 2021)
+    minimal = TrainJobConfig.model_validate({
+        "data": tuned.data.model_dump(exclude_unset=True), "model": {"name": tuned.model.name},
+        "graph": tuned.graph.model_dump(exclude_unset=True), "sequence": tuned.sequence.model_dump(exclude_unset=True),
+        "trainer": {"seed": 2021}})
+    assert minimal.trainer.model_dump() == tuned.trainer.model_dump(exclude={"progress"}) | {
+        "progress": minimal.trainer.progress}
+    assert minimal.model == tuned.model

@@ -130,6 +130,7 @@ def company_world(n=36):
     return build_graph(triples), questions, reasons, founders
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_align_grag_learns_to_keep_the_nodes_the_reasoning_names(embedder):
     graph, questions, reasons, founders = company_world(60)
     index = GraphIndex(graph, embedder)
@@ -188,6 +189,7 @@ def test_the_graph_is_a_public_source_of_the_research_agent(embedder, tmp_path):
         build_model(None, {"name": "graph_rag"}).context("anything")
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_extraction_prompt_and_parsing_on_the_bundled_model(llm):
     msgs = extraction_prompt("Nick Lowe wrote the song.")
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]

@@ -88,3 +88,28 @@ def test_sequences_from_the_plain_format_count_ties_and_short_users(tmp_path):
     assert inv[int(test.target[0])] == "d" and inv[int(valid.target[0])] == "c"
     with pytest.raises(Exception, match="max_len"):
         SequenceViewConfig(max_len=0)
+
+
+def test_a_folder_given_as_the_interaction_file_is_one_line(tmp_path):
+    from llmrec.cli import main
+
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"data: {{source: interactions, path: {tmp_path}}}\nmodel: {{name: deepfm}}\n")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["train", "--config", str(cfg)])
+    lines = [x for x in err.getvalue().splitlines() if x.startswith("error")]
+    assert rc != 0 and len(lines) == 1 and "is a folder; give the interaction file itself" in lines[0]
+
+
+def test_a_time_column_under_another_name_is_refused_not_used_as_a_feature(tmp_path):
+    from llmrec.data.interactions import load_interactions
+    from llmrec.data.schema import DataFormatError
+
+    f = tmp_path / "log.csv"
+    f.write_text("user,item,ts\nu1,i1,3\nu1,i2,1\n")
+    with pytest.raises(DataFormatError, match=r"log.csv:1 field 'ts': looks like the time column.*columns.time: ts"):
+        load_interactions(f)

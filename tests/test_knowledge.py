@@ -15,6 +15,7 @@ ITEMS = [KnowledgeRequest(str(i), {"title": f"Item {i}", "category": c, "descrip
 P = GenerationParams(max_new_tokens=8)
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_extract_then_cached_rerun_generates_nothing(llm, tmp_path):
     r1 = extract(llm, "item", "item_knowledge", ITEMS, tmp_path, P, chunk_size=4, progress=False)
     assert (r1.total, r1.cached, r1.generated) == (6, 0, 6)

@@ -57,6 +57,7 @@ def test_malformed_detection():
     assert malformed("A warm cozy novel for quiet evenings.", 3) is None
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_empty_generations_are_retried_then_recorded_and_reported(llm, tmp_path):
     fake = Corrupting(llm, {"1": 1, "4": 99})  # item 1 recovers on its retry; item 4 never does
     rep = extract(fake, "item", "item_knowledge", REQS, tmp_path, P, progress=False, max_retries=2)

@@ -1,3 +1,4 @@
+import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from llmrec.llm import GenerationParams
@@ -14,6 +15,7 @@ def test_llmrec_llm_as_langchain_chat_model(llm):
     assert out.usage_metadata["output_tokens"] == direct.completion_tokens
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_any_langchain_chat_model_as_llmrec_backend(llm):
     chat = as_langchain(llm, GenerationParams(max_new_tokens=10))
     backend = LangChainLLM(chat, model_id="wrapped")

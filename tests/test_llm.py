@@ -34,6 +34,7 @@ def test_batched_equals_one_by_one(llm):
     assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in singles]
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_continuous_batching_with_small_batch_keeps_order(llm):
     from llmrec.llm.transformers import TransformersConfig, TransformersLLM
 
@@ -51,6 +52,7 @@ def test_length_limit_and_logprobs(llm):
     assert all(lp > math.log(1 / 50000) for lp in g.token_logprobs)
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_stop_strings_cut_the_text(llm):
     full = llm.generate([PROMPTS[1]], GenerationParams(max_new_tokens=30))[0].text
     words = full.split()

@@ -200,3 +200,26 @@ def test_writer_killed_mid_add_loses_no_acknowledged_memory(tmp_path, embedder):
     assert acked <= stored
     hits = m.search("kim", "note 3 about topic 3", k=3, method="hybrid")
     assert hits[0].text == "user: note 3 about topic 3"
+
+
+def test_memory_takes_mem0s_call_shape_beside_its_own(tmp_path, monkeypatch):
+    """``Memory()`` from defaults (a store under $LLMREC_MEMORY, never the working directory), then
+    ``add(messages, user_id=...)`` and ``search(query, user_id=..., limit=...)`` as mem0 is called, answering
+    as the positional shape does."""
+    from llmrec.memory import Memory
+
+    monkeypatch.setenv("LLMREC_MEMORY", str(tmp_path / "mem"))
+    monkeypatch.chdir(tmp_path)
+    mem = Memory()
+    ids = mem.add([{"role": "user", "content": "I play the cello in a quartet."}], user_id="ana")
+    mem.add("ana", "My sister lives in Porto.")
+    assert len(ids) == 1 and (tmp_path / "mem" / "default").is_dir()
+    theirs = mem.search("what instrument?", user_id="ana", limit=1)
+    ours = mem.search("ana", "what instrument?", k=1)
+    assert [h.id for h in theirs] == [h.id for h in ours] == ids
+    assert "cello" in theirs[0].text and mem.search("bob", "cello") == []
+    with pytest.raises(ValueError, match="user_id: given twice"):
+        mem.add("ana", "x", user_id="ana")
+    with pytest.raises(ValueError, match="query: missing"):
+        mem.search("ana")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mem"]  # nothing written where it ran

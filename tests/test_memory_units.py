@@ -44,6 +44,7 @@ def test_parse_keywords_handles_lists_headers_and_explanations():
     assert clip_middle("a" * 50 + "b" * 50, 40).startswith("a" * 17) and clip_middle("x" * 10, 40) == "x" * 10
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_cached_llm_answers_repeats_from_disk(llm, tmp_path):
     counting = CountingLLM(llm)
     cached = CachedLLM(counting, tmp_path / "gen.sqlite")
@@ -125,6 +126,7 @@ def test_memgas_uses_digest_views(llm, embedder, tmp_path):
         MemGAS(mem, MemGASConfig(views=["summaries"]))
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_memgas_retrieve_filters_with_the_llm(llm, embedder, tmp_path):
     from llmrec.memory.memgas import filter_memories
 

@@ -207,3 +207,23 @@ def test_optinter_search_stage_runs_inside_train(world):
          "choices": "naive"})})
     _, r2 = train_prepared(fixed, p)
     assert r2["model"]["choices"] == "naive" and np.isfinite(r2["test"]["auc"])
+
+
+def test_a_new_file_in_a_family_package_is_registered_without_editing_a_list(tmp_path, monkeypatch):
+    """``import_all`` imports every module of a package: a family package (and ``llmrec.families``) picks up
+    a new model or view file by itself, so adding a model touches one file (plus an optional defaults file)."""
+    import sys
+
+    from llmrec.registry import import_all
+
+    pkg = tmp_path / "toyfam"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("SEEN = []\n")
+    for name in ("alpha", "beta", "_private"):
+        (pkg / f"{name}.py").write_text(f"import toyfam\ntoyfam.SEEN.append({name!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_all("toyfam") == ["alpha", "beta"]
+    assert sorted(sys.modules["toyfam"].SEEN) == ["alpha", "beta"]
+    import llmrec.models.graph as graph
+
+    assert {"lightgcn", "graphsail", "confrec"} <= set(graph.MODULES)

@@ -16,6 +16,7 @@ def server(llm):
     srv.stop()
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_openai_backend_against_real_local_server(llm, server):
     client = make_llm(LLMConfig(backend="openai", base_url=server.url, model="SmolLM2-135M-Instruct"))
     prompts = ["What is the capital of France?", "Name a fruit that is yellow."]
@@ -34,6 +35,7 @@ def test_openai_backend_logprobs_roundtrip(llm, server):
     assert g.token_logprobs == pytest.approx(direct.token_logprobs, abs=1e-5)
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_top_logprobs_roundtrip_and_option_scoring_through_the_endpoint(llm, server):
     import numpy as np
 
@@ -140,6 +142,7 @@ def test_openai_config_requires_url_and_model():
         LLMConfig(backend="openai", bogus=1)
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_knowledge_extraction_through_an_openai_endpoint(server, tmp_path):
     """A stronger model plugs into extraction with one flag set (here the endpoint serves the bundled model)."""
     from llmrec.data.registry import DataConfig
@@ -223,6 +226,7 @@ def test_embeddings_endpoint_matches_the_embedder(llm, embedder):
         srv.stop()
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_async_generate_equals_generate(llm, server):
     import asyncio
 

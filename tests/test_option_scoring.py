@@ -14,6 +14,7 @@ def teacher_forced(llm, prompt: str, prefix: str, option: str) -> float:
     return float(sum(logp[len(ctx) - 1 + k, t] for k, t in enumerate(opt)))
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_option_logprobs_match_teacher_forcing_and_batching(llm):
     prompts = ["What is the capital of France?", "Which animal says moo? Answer in one word."]
     options = [" Paris", " London", " cow", " a bright red bicycle"]

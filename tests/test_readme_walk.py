@@ -27,7 +27,8 @@ def have(name: str) -> bool:
 
 
 def run(args: list[str], cwd: Path, ok: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMREC_THREADS": os.environ.get("LLMREC_THREADS", "2")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMREC_THREADS": os.environ.get("LLMREC_THREADS", "2"),
+           "PYTHONPATH": str(ROOT)}  # this checkout's code, whatever the environment's editable install points at
     p = subprocess.run([LLMREC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if ok:
         assert p.returncode == 0, f"llmrec {' '.join(args)} -> {p.returncode}\n{p.stderr[-3000:]}"
@@ -50,7 +51,8 @@ def test_readme_lists_only_walked_commands():
     """The README's commands and this walk stay in step: every subcommand shown there is walked here."""
     block = re.search(r"## CLI\n.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     shown = {" ".join(x for x in m.groups() if x) for m in re.finditer(r"llmrec(?:\.cli)? (\w+)(?: (\w+))?", block)}
-    walked = {"setup", "data list", "data use", "data fetch", "data path", "quickstart", "models", "train",
+    walked = {"setup", "data list", "data use", "data fetch", "data path", "data check", "quickstart", "models", "train",
+              "recommend", "docs",
               "evaluate", "experiment ctr_benchmark", "experiment memory_locomo", "extract", "rerank train",
               "rerank eval", "corpus build", "corpus graph", "research", "judge", "generate", "serve"}
     shown = {s if s.split()[0] in ("data", "rerank", "corpus", "experiment") else s.split()[0] for s in shown}
@@ -83,6 +85,29 @@ def test_data_path_and_use(cwd, tmp_path):
         p = subprocess.run([LLMREC, "data", "path", "locomo"], cwd=cwd, capture_output=True, text=True,
                            env={**os.environ, **env_home, "LLMREC_DATA": ""})
         assert p.returncode == 0 and p.stdout.strip() == str(root / "locomo")
+
+
+def test_your_files_check_extract_train_recommend_and_docs(cwd):
+    """The README's own-data commands with the installed script: check a company-style export, extract item
+    knowledge (tiny), train, recommend a batch as JSON; and the generated config reference."""
+    (cwd / "log.csv").write_text("who,what,when,stars\n" + "".join(
+        f"u{u},sku{(u * 7 + n) % 12},2025-01-{1 + n:02d},{1 + (u + n) % 5}\n" for u in range(12) for n in range(10)))
+    (cwd / "items.csv").write_text("what,name,about\n" + "".join(f"sku{i},Item {i},a {('red', 'blue')[i % 2]} thing\n"
+                                                                  for i in range(12)))
+    data = ("data:\n  source: files\n  files:\n    interactions: {path: ./log.csv}\n"
+            "    columns: {user: who, item: what, time: when, rating: stars}\n"
+            "    items: {path: ./items.csv, id: what, title: name, features: {about: text}}\n")
+    (cwd / "data.yaml").write_text(data)
+    assert "users 12, items 12" in run(["data", "check", "data.yaml"], cwd).stdout
+    (cwd / "extract.yaml").write_text(data + "kinds: [item]\nmax_new_tokens: 6\nout_dir: ./knowledge\n")
+    run(["extract", "--config", "extract.yaml"], cwd)
+    (cwd / "mf.yaml").write_text(data + "model: {name: mf, embedding_dim: 8}\ntrainer: {epochs: 2, progress: false}\n"
+                                 "output_dir: runs/mf\n")
+    run(["train", "--config", "mf.yaml"], cwd)
+    recs = json.loads(run(["recommend", "--model-dir", "runs/mf", "--user", "u1", "--user", "u2", "--k", "3",
+                           "--json"], cwd).stdout)
+    assert set(recs) == {"u1", "u2"} and all(r["title"].startswith("Item ") for r in recs["u1"])
+    assert "# Config reference" in run(["docs", "config"], cwd).stdout
 
 
 def test_train_evaluate_and_experiment_from_elsewhere(cwd):
@@ -176,3 +201,25 @@ def test_serve_answers_and_streams(cwd):
         proc.terminate()
         proc.wait(30)
     shutil.rmtree(cwd / "runs", ignore_errors=True)
+
+
+def test_readme_python_api_runs_twice_from_anywhere(tmp_path):
+    """The README's first Python block, as written, twice in a row from a folder outside the checkout: the
+    second run must not trip over the first one's files, and neither writes into the checkout."""
+    block = re.search(r"## Python API\n.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    script = tmp_path / "readme.py"
+    script.write_text(block.replace("/tmp/llmrec-demo", str(tmp_path / "demo")))
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMREC_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env.pop("LLMREC_MEMORY", None)
+    outs = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs.append(p.stdout)
+    assert "Lisbon" in outs[1] and len(outs[1].splitlines()) >= 7  # metric, 5 items, the memory
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    assert after == before

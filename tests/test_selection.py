@@ -186,3 +186,33 @@ def test_llmrec_select_cli_prints_rankings(tmp_path):
     res = CliRunner().invoke(app, ["select", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "random" in res.output and (tmp_path / "sel.json").exists()
+
+
+def test_field_selection_is_an_option_of_the_training_job(tmp_path):
+    """``selection: {selector, k}`` in a job: the selector ranks the job's fields on a backbone, the job trains
+    on the k best, and the result says what was kept. On a planted file only ``signal`` moves the label."""
+    from llmrec.experiments.jobs import TrainJobConfig, run_training
+
+    rng = np.random.default_rng(0)
+    effect = np.random.default_rng(5).normal(0, 2.0, 30)
+    lines = ["user,item,t,signal,noise_a,noise_b,clicked"]
+    for n in range(4000):
+        sig = int(rng.integers(0, 30))
+        y = int(rng.random() < 1 / (1 + np.exp(-effect[sig])))
+        lines.append(f"u{rng.integers(0, 300)},i{rng.integers(0, 200)},{n},s{sig},a{rng.integers(0, 30)},"
+                     f"b{rng.integers(0, 30)},{y}")
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    files = {"interactions": {"path": str(tmp_path / "log.csv")},
+             "columns": {"user": "user", "item": "item", "time": "t", "label": "clicked"},
+             "features": {"signal": "categorical", "noise_a": "categorical", "noise_b": "categorical"}}
+    job = TrainJobConfig.model_validate({
+        "data": {"source": "files", "files": files}, "model": {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]},
+        "trainer": {"epochs": 3, "batch_size": 256, "embedding_l2": 0.0, "progress": False},
+        "selection": {"selector": "lasso", "k": 1}, "output_dir": str(tmp_path / "run")})
+    result = run_training(job)
+    assert result["selection"]["kept"] == ["signal"] and result["selection"]["ranking"][0] == "signal"
+    assert result["test"]["auc"] > 0.7
+    with pytest.raises(ValueError, match="selection: field selection ranks impression fields"):
+        TrainJobConfig.model_validate({"model": {"name": "lightgcn"}, "selection": {"selector": "lasso", "k": 1}})
+    with pytest.raises(ValueError, match="selection.selector: 'nope'"):
+        TrainJobConfig.model_validate({"model": {"name": "dnn"}, "selection": {"selector": "nope", "k": 1}})

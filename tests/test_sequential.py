@@ -456,7 +456,8 @@ def test_augment_experiment_resumes_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.setattr(aug, "run_diffuasr", fake_diffuasr)
     aug.run_augment(exp)
     assert calls[2:] == [("diffuasr", 7)]  # RSIR was not trained again
-    assert out.exists() and set(json.loads(partial.read_text())["done"]) == {"rsir/7", "rsir_no_filter/7", "diffuasr/7"}
+    kept = {(d["label"], d["seed"]) for d in map(json.loads, json.loads(partial.read_text())["runs"])}
+    assert out.exists() and kept == {("rsir", 7), ("rsir_no_filter", 7), ("diffuasr", 7)}
     more = load_kind("sequential_augment", "augment", ["seeds=[7, 8]", "rsir.rounds=1", f"output={out}",
                                                       "rsir_control=false"])
     aug.run_augment(more)

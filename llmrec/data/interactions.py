@@ -14,6 +14,7 @@ from llmrec.data.schema import DataFormatError, RecData
 from llmrec.errors import MissingFileError
 
 REQUIRED = ("user", "item")
+TIME_NAMES = {"ts", "time", "date", "datetime", "event_time", "time_stamp", "created_at", "timestamp_ms", "unix_time"}
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -39,6 +40,9 @@ def load_interactions(path: str | Path, positive_rating: float = 4.0, name: str 
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"{path}: no such interaction file")
+    if path.is_dir():
+        raise DataFormatError(str(path), None, None, "is a folder; give the interaction file itself (CSV or "
+                                                    "Parquet), or use source: files for your own column names")
     cols, rows = _rows(path)
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
@@ -76,6 +80,13 @@ def load_interactions(path: str | Path, positive_rating: float = 4.0, name: str 
     else:
         label = np.ones(len(rows))
     extra = [c for c in cols if c not in (*REQUIRED, "timestamp", "label", "rating")]
+    if "timestamp" not in at:  # a time column under another name would silently become a categorical feature
+        timeish = [c for c in extra if c.lower() in TIME_NAMES]
+        if timeish:
+            raise DataFormatError(str(path), 1, timeish[0], "looks like the time column, but this format reads time "
+                                                          "only from 'timestamp' (file order would be time and this "
+                                                          "column a feature): rename it, or use source: files with "
+                                                          f"columns.time: {timeish[0]}")
     stamps = numbers("timestamp") if "timestamp" in at else np.arange(len(rows), dtype=np.float64)
     columns = {"user_id": np.array(column("user"), dtype=object), "item_id": np.array(column("item"), dtype=object),
                "timestamp": stamps, "label": label.astype(np.float32),

@@ -337,11 +337,13 @@ class SequenceViewConfig(StrictConfig):
     stride: int | None = Field(None, ge=1)  # train: sequences with histories over max_len: None = the last
     # max_len items only (SASRec's original); k = also earlier windows every k items (``sequence_rows``)
     exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
-    sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), an extra
+    sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), as extra
+    # metrics beside full ranking
+
     # a seeded random share of the kept users (their whole sequences): leave-one-out has no split seed, so
     # out-of-sample checks draw other user samples instead (the same draw for every library given the view)
     sample_users: float | None = Field(None, gt=0, le=1)
-    sample_seed: int = 0
+    sample_seed: int = 0  # the draw's seed
 
 
 @dataclass

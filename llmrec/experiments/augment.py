@@ -20,8 +20,9 @@ from llmrec.data.registry import load_data
 from llmrec.data.views import sequence_rows, user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import load_resume, save_resume, settings_key
-from llmrec.results import grouped_bars, pyplot, write_result
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
+from llmrec.results import grouped_bars, pyplot
 
 
 class AugmentExperiment(StrictConfig):
@@ -124,43 +125,30 @@ def _mean_std(values: list[dict | None], metrics: list[str]) -> dict[str, Any]:
 
 def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
     """Every seed: RSIR (fidelity on and off) and DiffuASR (diffusion and random prefixes); summaries over seeds.
-    Each finished (seed, system) is kept in ``<output>.partial.json`` (written atomically, keyed by the
+    Through the one runner: each finished (system, seed) is kept in ``<output>.partial.json`` (keyed by the
     experiment's settings but its seed list), so a killed run resumes where it stopped and a run over more
     seeds trains only the new ones."""
     data = load_data(exp.job.data)
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    partial = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".partial.json")  # whatever --out says
-    # what a (system, seed) run depends on: everything but the seed list, the output and which systems run, so
-    # a run over more seeds (or with the control added) later reuses the runs already done; settings at their
-    # defaults are not written, so a field added later at a default that keeps the old behaviour changes nothing
-    key = settings_key(exp, exclude=("seeds", "output", "name", "rsir_control"))
-    done = load_resume(partial, "config", key, "done")
-    if done:
-        print(f"resuming: {len(done)} finished runs from {partial}", flush=True)
-    runs: dict[str, list] = {"rsir": [], "rsir_no_filter": [], "rsir_duplicates": [], "diffuasr": []}
+    names = ((["rsir", "rsir_no_filter"] + (["rsir_duplicates"] if exp.rsir_control else [])) if exp.rsir else []) \
+        + (["diffuasr"] if exp.diffuasr is not None else [])
 
-    def step(name: str, seed: int, fn) -> None:
-        k = f"{name}/{seed}"
-        if k not in done:
-            done[k] = fn()
-            save_resume(partial, "config", key, "done", done)
-        r = done[k]
-        last = r["rounds"][-1]["test"] if "rounds" in r else r["diffusion"]["test"] if "diffusion" in r else {}
-        print(f"seed {seed} {name}: " + ", ".join(f"{m} {last[m]:.4f}" for m in exp.metrics if m in last), flush=True)
-        runs[name].append(r)
-
-    for seed in exp.seeds:
+    def run_one(name: str, seed: int) -> dict:
         job = exp.job.model_copy(update={"trainer": exp.job.trainer.model_copy(update={"seed": seed,
                                                                                      "progress": False})})
-        if exp.rsir is not None:
-            step("rsir", seed, lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data))
-            step("rsir_no_filter", seed,
-                 lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed, "fidelity": False}), data))
-            if exp.rsir_control:
-                step("rsir_duplicates", seed,
-                     lambda: run_rsir(job, exp.rsir.model_copy(update={"seed": seed}), data, duplicates=True))
-        if exp.diffuasr is not None:
-            step("diffuasr", seed, lambda: run_diffuasr(job, exp.diffuasr.model_copy(update={"seed": seed}), data))
+        if name == "diffuasr":
+            r = run_diffuasr(job, exp.diffuasr.model_copy(update={"seed": seed}), data)
+        else:
+            r = run_rsir(job, exp.rsir.model_copy(update={"seed": seed, "fidelity": name != "rsir_no_filter"}),
+                         data, duplicates=name == "rsir_duplicates")
+        last = r["rounds"][-1]["test"] if "rounds" in r else r["diffusion"]["test"] if "diffusion" in r else {}
+        print(f"seed {seed} {name}: " + ", ".join(f"{m} {last[m]:.4f}" for m in exp.metrics if m in last), flush=True)
+        return r
+
+    # what a (system, seed) run depends on: everything but the seed list, the output and which systems run, so
+    # a run over more seeds (or with the control added) later reuses the runs already done
+    runner = Runner(exp, settings_key(exp, exclude=("seeds", "output", "name", "rsir_control")), out)
+    by_name = runner.run([(n, n, seed) for seed in exp.seeds for n in names], run_one)
+    runs: dict[str, list] = {n: by_name.get(n, []) for n in ("rsir", "rsir_no_filter", "rsir_duplicates", "diffuasr")}
     summary: dict[str, Any] = {}
     for name in ("rsir", "rsir_no_filter", "rsir_duplicates"):
         if runs[name]:
@@ -177,9 +165,8 @@ def run_augment(exp: AugmentExperiment, out: str | Path | None = None) -> dict:
         summary["diffuasr"]["short_users_count"] = runs["diffuasr"][0]["short_users"]
     for name, rows in summary.items():
         print(name, rows, flush=True)
-    write_result(path, {"data": data.name, "summary": summary, "runs": runs}, config=exp.model_dump(mode="json"),
-                 seeds=exp.seeds)
-    plot(summary, exp.metrics[1] if len(exp.metrics) > 1 else exp.metrics[0], path.with_suffix(".png"))
+    path = runner.write({"data": data.name, "summary": summary, "runs": runs},
+                        plot=lambda png: plot(summary, exp.metrics[1] if len(exp.metrics) > 1 else exp.metrics[0], png))
     return {"output": str(path), "summary": summary}
 
 

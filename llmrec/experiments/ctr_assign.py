@@ -9,7 +9,6 @@ chunk t + 1 (test-then-train): AUC overall and on the rows whose id in ``rare_fi
 chunk t + 1 is then the reward of chunk t's decisions. Reported: means over chunks ``report_from`` onward."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ from llmrec.ctr.ids import IdEncoder, IdEncoderConfig
 from llmrec.ctr.layers import FieldEmbedding
 from llmrec.experiments.ctr_scale import ShardSource, shard_set
 from llmrec.errors import ConfigError
+from llmrec.experiments.runner import Runner
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import load_resume, save_resume, settings_key
+from llmrec.io import settings_key
 from llmrec.metrics import auc, logloss
 from llmrec.models import build_model
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.train import PointwiseTask, Trainer, TrainerConfig
 
 
@@ -162,27 +162,14 @@ def plot(runs: dict[str, list[list[dict]]], path: Path) -> None:
 
 
 def run_ctr_assign(exp: AssignExperiment, out: str | Path | None = None) -> dict:
-    """Every method and seed; writes the result JSON and plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Every method and seed (resumable, through the one runner); writes the result JSON and plot."""
     s = shard_set(exp.data)
-    # each finished (method, seed) is kept with its settings in <output>.partial.json: a killed run resumes
-    partial = path.with_name(path.name.replace(".json", ".partial.json"))
-    key = settings_key(exp, exclude=("name", "output", "seeds", "variants"))
-    done = load_resume(partial, "settings", key, "runs")
-    runs: dict[str, list[list[dict]]] = {}
-    for v in exp.variants:
-        for seed in exp.seeds:
-            item = json.dumps({"variant": v.model_dump(), "seed": seed}, sort_keys=True)
-            if item not in done:
-                done[item] = run_variant(exp, s, v, seed)
-                save_resume(partial, "settings", key, "runs", done)
-            runs.setdefault(v.label, []).append(done[item])
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "variants")), out)
+    runs = runner.run([(v.label, v, seed) for v in exp.variants for seed in exp.seeds],
+                      lambda v, seed: run_variant(exp, s, v, seed))
     summary = summarize(exp, runs)
-    write_result(path, {"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
-                 exp, exp.seeds)
-    plot(runs, path.with_suffix(".png"))
-    partial.unlink(missing_ok=True)
+    path = runner.write({"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
+                        plot=lambda png: plot(runs, png))
     return {"output": str(path), "summary": summary}
 
 

@@ -28,17 +28,18 @@ import torch
 from pydantic import Field, model_validator
 
 from llmrec.config import StrictConfig, deep_merge
-from llmrec.ctr.features import Batch
 from llmrec.ctr.ids import IdEncoder, IdEncoderConfig
 from llmrec.ctr.layers import FieldEmbedding
 from llmrec.data.shards import ShardSet
 from llmrec.experiments.ctr_scale import ShardSource, shard_set
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.metrics import auc, logloss
 from llmrec.models import build_model
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.train import PointwiseTask, Trainer, TrainerConfig
-from llmrec.train.tasks import DistillTask
+from llmrec.train.incctr import IncCTRConfig, IncCTRUpdater, fit_rows
 
 METHODS = ("batch", "finetune", "incctr")
 
@@ -79,43 +80,6 @@ def _rows(s: ShardSet, days: list[int]) -> dict[str, np.ndarray]:
     return s.select(days).read_all()
 
 
-def _take(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[idx] for k, v in cols.items()}
-
-
-def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([a[k], b[k]]) for k in a}
-
-
-class Reservoir:
-    """A uniform sample of ``size`` rows over every day added so far (exact in distribution: the number of
-    kept rows from a new day is hypergeometric)."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seen, self.rows = size, 0, None
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, cols: dict[str, np.ndarray]) -> None:
-        """Add a day's rows."""
-        m = len(next(iter(cols.values())))
-        if self.rows is None:
-            k = min(self.size, m)
-            self.rows = _take(cols, self.rng.choice(m, k, replace=False))
-        else:
-            have = len(self.rows["label"])
-            k_new = int(self.rng.hypergeometric(m, self.seen, min(self.size, self.seen + m)))
-            keep = self.rng.choice(have, min(have, min(self.size, self.seen + m) - k_new), replace=False)
-            self.rows = _concat(_take(self.rows, keep), _take(cols, self.rng.choice(m, k_new, replace=False)))
-        self.seen += m
-
-
-def _fit(exp: IncrementalCTRExperiment, tc: TrainerConfig, model, data: Batch, task=None) -> float:
-    n = len(data)
-    valid = data.slice(torch.arange(max(0, n - exp.valid_rows), n))
-    fit = Trainer(tc, task or PointwiseTask()).fit(model, data, valid)
-    return fit.train_seconds
-
-
 def _test(model, enc: IdEncoder, cols: dict[str, np.ndarray], new_mask: np.ndarray, tc: TrainerConfig) -> dict:
     b = enc.transform(cols)
     p = PointwiseTask().predict(model, b, Trainer(tc))
@@ -127,16 +91,16 @@ def _test(model, enc: IdEncoder, cols: dict[str, np.ndarray], new_mask: np.ndarr
 
 
 def run_seed(exp: IncrementalCTRExperiment, s: ShardSet, seed: int) -> dict[str, list[dict]]:
-    """Every method over every test day for one seed."""
+    """Every method over every test day for one seed: batch retraining, and the warm-started methods as
+    ``IncCTRUpdater``s (fine-tuning: no new rows, no distillation, no replay)."""
     tc = TrainerConfig(**deep_merge(exp.trainer.model_dump(), {"seed": seed}))
-    model_cfg = exp.model
     out: dict[str, list[dict]] = {m: [] for m in exp.methods}
     first = exp.test_days[0]
-    state: dict[str, tuple] = {}
     seen_ids: dict[str, np.ndarray] = {f: np.unique(_rows(s, list(range(first - 1)))[f]) for f in s.categorical}
-    reservoir = Reservoir(int(exp.replay * s.select([first - 1]).rows), seed)
-    for d in range(first - 1):
-        reservoir.add(_rows(s, [d]))
+    settings = {"incctr": IncCTRConfig(kd_weight=exp.kd_weight, replay=exp.replay, new_row_init=exp.new_row_init,
+                                       valid_rows=exp.valid_rows),
+                "finetune": IncCTRConfig(kd_weight=0.0, replay=0.0, grow_ids=False, valid_rows=exp.valid_rows)}
+    updaters: dict[str, IncCTRUpdater] = {}
 
     def fresh(days: list[int]) -> tuple:
         t0 = time.perf_counter()
@@ -144,8 +108,8 @@ def run_seed(exp: IncrementalCTRExperiment, s: ShardSet, seed: int) -> dict[str,
         data = enc.transform(_rows(s, days))
         prep = time.perf_counter() - t0
         torch.manual_seed(seed)
-        model = build_model(enc, model_cfg)
-        return model, enc, prep + _fit(exp, tc, model, data)
+        model = build_model(enc, exp.model)
+        return model, enc, prep + fit_rows(model, data, tc, exp.valid_rows)
 
     for t in exp.test_days:
         test_cols = _rows(s, [t])
@@ -157,46 +121,23 @@ def run_seed(exp: IncrementalCTRExperiment, s: ShardSet, seed: int) -> dict[str,
             out["batch"].append({"day": t, "seconds": secs, **_test(model, enc, test_cols, new_mask, tc)})
         day = t - 1
         day_cols = _rows(s, [day])
-        for method in ("finetune", "incctr"):
-            if method not in exp.methods:
-                continue
-            if t == first:  # the base model (one for both methods): trained like batch on the window before
-                if "base" not in state:  # the first update
-                    state["base"] = fresh(list(range(max(0, first - 1 - exp.window), first - 1)))[:2]
-                state[method] = (copy.deepcopy(state["base"][0]), copy.deepcopy(state["base"][1]))
-            model, enc = state[method]
-            t0 = time.perf_counter()
-            task = None
-            if method == "incctr":
-                teacher = _frozen_copy(model)
-                teacher_rows = enc.n_categorical_rows()
-                previous = enc.extend(s.select([day]))
-                for m in model.modules():
-                    if isinstance(m, FieldEmbedding):
-                        m.grow(torch.from_numpy(previous), exp.new_row_init)
-                row_map = torch.cat([torch.arange(teacher_rows), torch.from_numpy(previous)])
-                task = DistillTask(teacher, exp.kd_weight, row_map) if exp.kd_weight else None
-                cols = _concat(day_cols, reservoir.rows) if reservoir.rows is not None and exp.replay else day_cols
-            else:
-                cols = day_cols
-            data = enc.transform(cols)
-            prep = time.perf_counter() - t0
-            secs = prep + _fit(exp, tc, model, data, task)
-            state[method] = (model, enc)
-            out[method].append({"day": t, "seconds": secs, **_test(model, enc, test_cols, new_mask, tc)})
-        reservoir.add(day_cols)
+        warm = [m for m in ("finetune", "incctr") if m in exp.methods]
+        if warm and not updaters:  # the base model (one for both): trained like batch on the window before
+            base_model, base_enc, _ = fresh(list(range(max(0, first - 1 - exp.window), first - 1)))
+            size = int(exp.replay * s.select([first - 1]).rows)
+            for m in warm:
+                updaters[m] = IncCTRUpdater(copy.deepcopy(base_model), copy.deepcopy(base_enc), tc, settings[m], seed)
+                for d in range(first - 1):
+                    updaters[m].observe(_rows(s, [d]), size=size)
+        for m in warm:
+            u = updaters[m]
+            secs = u.update(day_cols, s.select([day]))
+            out[m].append({"day": t, "seconds": secs, **_test(u.model, u.encoder, test_cols, new_mask, tc)})
         for f in s.categorical:
             seen_ids[f] = np.union1d(seen_ids[f], day_cols[f])
         print(f"seed {seed} day {t}: " + ", ".join(f"{m} {out[m][-1]['auc']:.4f} ({out[m][-1]['seconds']:.0f}s)"
                                                     for m in exp.methods), flush=True)
     return out
-
-
-def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def summarize(runs: list[dict[str, list[dict]]], methods: list[str]) -> dict:
@@ -235,15 +176,14 @@ def plot(runs: list[dict[str, list[dict]]], summary: dict, methods: list[str], p
 
 
 def run_ctr_incremental(exp: IncrementalCTRExperiment, out: str | Path | None = None) -> dict:
-    """Every seed of the day-by-day comparison; writes the result JSON and plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Every seed of the day-by-day comparison (resumable per seed, through the one runner); writes the result
+    JSON and plot."""
     s = shard_set(exp.data)
-    runs = [run_seed(exp, s, seed) for seed in exp.seeds]
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds")), out)
+    runs = runner.run([("seed", None, seed) for seed in exp.seeds], lambda _, seed: run_seed(exp, s, seed))["seed"]
     summary = summarize(runs, exp.methods)
-    write_result(path, {"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
-                 exp, exp.seeds)
-    plot(runs, summary, exp.methods, path.with_suffix(".png"))
+    path = runner.write({"data": {"root": str(s.root), "source": s.source}, "summary": summary, "runs": runs},
+                        plot=lambda png: plot(runs, summary, exp.methods, png))
     return {"output": str(path), "summary": summary}
 
 

@@ -18,9 +18,11 @@ from llmrec.data.diversity import MovieLensDiversityConfig, movielens_diversity
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.simulator import rating_log
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import MODELS, build_model
-from llmrec.results import pyplot, result_path, save_figure, write_result
+from llmrec.results import pyplot, save_figure
 from llmrec.train.pmf import PMFConfig, fit_pmf
 from llmrec.train.policy_gradient import (PolicyGradientConfig, episodes_to, evaluate_policy, moving_average,
                                           train_reinforce)
@@ -81,14 +83,15 @@ def run_method(exp: DiversifyExperiment, m: GridMethod, ds, dim: int) -> dict:
 
 def run_diversify(exp: DiversifyExperiment, out: str | Path | None = None) -> dict:
     """Build the diversity set, run every method; writes the result JSON and the curves plot."""
-    path = result_path(exp.name, exp.output, out)
     data = load_data(exp.data)
     log = rating_log(data)
     pmf = fit_pmf(log, exp.pmf)
     vectors = {i: np.hstack([pmf.V[n], pmf.bi[n]]).astype(np.float32) for n, i in enumerate(log.item_ids)}
     ds = movielens_diversity(data, vectors, exp.diversity)
     dim = exp.pmf.dim + 1
-    methods = {m.label: run_method(exp, m, ds, dim) for m in exp.methods}
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "methods", "reference")), out)
+    done = runner.run([(m.label, m, None) for m in exp.methods], lambda m, _: run_method(exp, m, ds, dim))
+    methods = {label: runs[0] for label, runs in done.items()}
     summary = {lab: {"test_alpha_ndcg": r["test_alpha_ndcg"]["mean"], "chosen": r["chosen"],
                      **({"episodes_to_95": r["episodes_to_95"]["mean"]} if "episodes_to_95" in r else {})}
                for lab, r in methods.items()}
@@ -97,11 +100,10 @@ def run_diversify(exp: DiversifyExperiment, out: str | Path | None = None) -> di
         for lab, r in methods.items():
             if "episodes_to_95" in r:
                 summary[lab]["episodes_ratio_to_reference"] = r["episodes_to_95"]["mean"] / max(ref, 1e-12)
-    write_result(path, {"summary": summary, "queries": {"train": len(ds.train), "valid": len(ds.valid),
-                                                        "test": len(ds.test), "skipped_without_subtopics": ds.skipped},
-                        "test_genres": sorted({q.qid.split("#")[0] for q in ds.test}), "methods": methods},
-                 exp, exp.seeds)
-    plot(methods, exp, path.with_suffix(".png"))
+    path = runner.write({"summary": summary, "queries": {"train": len(ds.train), "valid": len(ds.valid),
+                                                         "test": len(ds.test), "skipped_without_subtopics": ds.skipped},
+                         "test_genres": sorted({q.qid.split("#")[0] for q in ds.test}), "methods": methods},
+                        plot=lambda png: plot(methods, exp, png))
     return {"output": str(path), "summary": summary}
 
 

@@ -31,10 +31,12 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.views import GraphViewConfig, ItemSpace, PairBatch, RankingEval
 from llmrec.errors import DataError
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.models import build_model
 from llmrec.models.registry import with_family_trainer
 from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
-from llmrec.results import grouped_bars, pyplot, write_result
+from llmrec.results import grouped_bars, pyplot
 from llmrec.train import BPRTask, Trainer, TrainerConfig
 
 
@@ -237,18 +239,19 @@ def plot(summary: dict, metric: str, path: Path) -> None:
 
 
 def run_incremental(exp: IncrementalExperiment, out: str | Path | None = None) -> dict:
-    """Every seed of the incremental comparison; writes the result JSON and plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
+    """Every seed of the incremental comparison (resumable per seed, through the one runner); writes the
+    result JSON and plot."""
     data = load_data(exp.data)
     space, blocks = time_blocks(data, exp)
-    runs = [run_seed(exp, space, blocks, seed) for seed in exp.seeds]
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds")), out)
+    runs = runner.run([("seed", None, seed) for seed in exp.seeds],
+                      lambda _, seed: run_seed(exp, space, blocks, seed))["seed"]
     summary = summarize(exp, runs)
     for label, e in summary.items():
         print(label, {k: round(v, 4) for k, v in e.items()}, flush=True)
     sizes = [{"train": len(a), "holdout": len(b)} for a, b in blocks]
-    write_result(path, {"data": data.name, "blocks": sizes, "summary": summary, "runs": runs},
-                 config=exp.model_dump(mode="json", by_alias=True), seeds=exp.seeds)
-    plot(summary, exp.metrics[0], path.with_suffix(".png"))
+    path = runner.write({"data": data.name, "blocks": sizes, "summary": summary, "runs": runs},
+                        plot=lambda png: plot(summary, exp.metrics[0], png))
     return {"output": str(path), "summary": summary}
 
 

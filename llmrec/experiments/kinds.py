@@ -29,7 +29,7 @@ from typing import Any, Callable, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from llmrec.config import validation_message
-from llmrec.configfiles import find_config, read_config_file
+from llmrec.configfiles import blame_overrides, find_config, read_config_file
 from llmrec.errors import ConfigError
 from llmrec.registry import Registry
 
@@ -88,10 +88,18 @@ def load_kind(path_or_name: str | Path, kind: str, overrides: list[str] | None =
     got, raw, path = read_experiment(path_or_name, overrides)
     if got != kind:
         raise ConfigError(f"{path}: a {got!r} experiment, not a {kind} experiment")
-    return EXPERIMENT_KINDS.get(kind).load(raw, path)
+    return _load_blaming(kind, raw, path, overrides)
 
 
 def load_any(path_or_name: str | Path, overrides: list[str] | None = None) -> tuple[str, Any]:
     """(kind, typed config) of an experiment by path or name, with ``--set`` overrides."""
     kind, raw, path = read_experiment(path_or_name, overrides)
-    return kind, EXPERIMENT_KINDS.get(kind).load(raw, path)
+    return kind, _load_blaming(kind, raw, path, overrides)
+
+
+def _load_blaming(kind: str, raw: dict, path: Path, overrides: list[str] | None) -> Any:
+    """The kind's typed config; a field a ``--set`` wrote is blamed on that override, not on the file."""
+    try:
+        return EXPERIMENT_KINDS.get(kind).load(raw, path)
+    except ConfigError as e:
+        raise ConfigError(blame_overrides(str(e), path, overrides)) from None

@@ -23,9 +23,11 @@ from llmrec.config import StrictConfig
 from llmrec.data.push import PushConfig, PushData, push_view
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model, resolve_model_config
-from llmrec.results import pyplot, result_path, save_figure, write_result
+from llmrec.results import pyplot, save_figure
 
 
 class PushDataset(StrictConfig):
@@ -159,13 +161,13 @@ def plot(results: dict, path: Path) -> None:
 
 def run_push(exp: PushExperiment, out: str | Path | None = None) -> dict:
     """Every data set; writes the result JSON and the plot."""
-    path = result_path(exp.name, exp.output, out)
-    results = {name: run_dataset(exp, d) for name, d in exp.datasets.items()}
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "datasets")), out)
+    done = runner.run([(name, d, None) for name, d in exp.datasets.items()], lambda d, _: run_dataset(exp, d))
+    results = {name: runs[0] for name, runs in done.items()}
     summary = {name: {label: {"test_mean": m["test_mean"], "chosen": m["chosen"],
                               **({"spearman_with_exact": m["spearman_with_exact"]} if "spearman_with_exact" in m else {})}
                       for label, m in r["methods"].items()} for name, r in results.items()}
-    write_result(path, {"summary": summary, "results": results}, exp, exp.seeds)
-    plot(results, path.with_suffix(".png"))
+    path = runner.write({"summary": summary, "results": results}, plot=lambda png: plot(results, png))
     return {"output": str(path), "summary": summary}
 
 

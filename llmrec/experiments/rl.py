@@ -21,8 +21,10 @@ from llmrec.config import StrictConfig
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.simulator import RatingLog, RatingSimulator, rating_log, split_by_user
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.models import build_model, resolve_model_config
-from llmrec.results import pyplot, result_path, save_figure, write_result
+from llmrec.results import pyplot, save_figure
 from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, train_ddpg
 from llmrec.train.pmf import PMF, PMFConfig, fit_pmf
 
@@ -73,8 +75,8 @@ def _mean_std(xs: list[float]) -> dict:
 
 
 def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
-    """Baselines and every variant over the seeds; writes the result JSON and the curves plot."""
-    path = result_path(exp.name, exp.output, out)
+    """Baselines and every variant over the seeds (resumable per variant and seed, through the one runner);
+    writes the result JSON and the curves plot."""
     log = rating_log(load_data(exp.data))
     train, valid, test = split_by_user(log, exp.split)
     pmf = fit_pmf(train, exp.pmf, valid)
@@ -91,15 +93,17 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
                                                    for r in test.by_user() if len(r) >= k])),
     }
     users, items = embeddings(pmf)
+    def run_one(v, seed: int) -> dict:
+        model = build_model((users, items), v.model)
+        trained = train_ddpg(model, sim, train, valid, filler, c.model_copy(update={"seed": seed}))
+        return {"seed": seed, "test": evaluate(trained.model, past, test, filler, c),
+                "best_episode": trained.best_episode, "seconds": trained.seconds, "curve": trained.curve}
+
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "variants")), out)
+    by_label = runner.run([(v.label, v, seed) for v in exp.variants for seed in exp.seeds], run_one)
     variants = {}
     for v in exp.variants:
-        runs = []
-        for seed in exp.seeds:
-            model = build_model((users, items), v.model)
-            trained = train_ddpg(model, sim, train, valid, filler, c.model_copy(update={"seed": seed}))
-            res = evaluate(trained.model, past, test, filler, c)
-            runs.append({"seed": seed, "test": res, "best_episode": trained.best_episode,
-                         "seconds": trained.seconds, "curve": trained.curve})
+        runs = by_label[v.label]
         variants[v.label] = {
             f"precision@{k}": _mean_std([r["test"][f"precision@{k}"] for r in runs]),
             f"static_precision@{k}": _mean_std([r["test"][f"static_precision@{k}"] for r in runs]),
@@ -107,10 +111,10 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     summary = {"baselines": baselines,
                "variants": {lab: {m: r[m]["mean"] for m in (f"precision@{k}", f"static_precision@{k}")}
                             for lab, r in variants.items()}}
-    write_result(path, {"summary": summary, "pmf_rmse": pmf.rmse, "ratings": {"train": len(train.user),
-                        "valid": len(valid.user), "test": len(test.user)}, "baselines": baselines,
-                        "variants": variants}, exp, exp.seeds)
-    plot({lab: r["runs"] for lab, r in variants.items()}, baselines, k, path.with_suffix(".png"))
+    path = runner.write({"summary": summary, "pmf_rmse": pmf.rmse, "ratings": {"train": len(train.user),
+                         "valid": len(valid.user), "test": len(test.user)}, "baselines": baselines,
+                         "variants": variants},
+                        plot=lambda png: plot({lab: r["runs"] for lab, r in variants.items()}, baselines, k, png))
     return {"output": str(path), "summary": summary}
 
 

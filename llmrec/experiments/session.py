@@ -19,9 +19,11 @@ from tqdm import tqdm
 from llmrec.config import StrictConfig
 from llmrec.data.sessions import SessionConfig, Sessions, load_sessions
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model
-from llmrec.results import pyplot, result_path, save_figure, write_result
+from llmrec.results import pyplot, save_figure
 
 
 class SessionDataset(StrictConfig):
@@ -122,14 +124,14 @@ def plot(results: dict, exp: SessionExperiment, path: Path) -> None:
 
 def run_session(exp: SessionExperiment, out: str | Path | None = None) -> dict:
     """Every data set; writes the result JSON and the plot."""
-    path = result_path(exp.name, exp.output, out)
     hr, mrr = f"hr@{exp.cutoff}", f"mrr@{exp.cutoff}"
-    results = {name: run_dataset(exp, d) for name, d in exp.datasets.items()}
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "datasets")), out)
+    done = runner.run([(name, d, None) for name, d in exp.datasets.items()], lambda d, _: run_dataset(exp, d))
+    results = {name: runs[0] for name, runs in done.items()}
     summary = {name: {"test": {label: {hr: m["test"][hr], mrr: m["test"][mrr], "chosen": m["chosen"]}
                                for label, m in r["methods"].items()},
                       "relative": compare(r, hr, mrr)} for name, r in results.items()}
-    write_result(path, {"summary": summary, "results": results}, exp)
-    plot(results, exp, path.with_suffix(".png"))
+    path = runner.write({"summary": summary, "results": results}, plot=lambda png: plot(results, exp, png))
     return {"output": str(path), "summary": summary}
 
 

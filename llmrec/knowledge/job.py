@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 import numpy as np
 
-from llmrec.config import StrictConfig, llmrec_home
+from llmrec.config import StrictConfig, llmrec_home, validation_message
+from llmrec.configfiles import find_config, read_config_file
+from llmrec.errors import ConfigError
 from llmrec.ctr.features import FeatureSpec
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
@@ -26,6 +28,7 @@ from llmrec.jobs import extract
 from llmrec.knowledge.requests import PROMPTS, KnowledgeKind, build_requests, key_column
 from llmrec.llm.base import LLM, GenerationParams
 from llmrec.llm.registry import LLMConfig, make_llm, model_id_for
+from llmrec.prompts import load_prompt
 
 
 class KnowledgeJobConfig(StrictConfig):
@@ -47,6 +50,20 @@ class KnowledgeJobConfig(StrictConfig):
     encode_inputs: list[KnowledgeKind] = ["user", "user_scenario"]  # kinds encoded as prompt inputs + answer (KAR)
     progress: bool = True
     limit: int | None = Field(None, ge=1)  # only the first N prompts of each kind (a slice; cached rows stay)
+    # your own prompt per kind: a bundled template's name or a .txt file (relative to the config with ./);
+    # it may use any variable the kind's requests carry (items: title, category, description and every text
+    # column of your items file; users: profile, history and your users file's text columns)
+    prompts: dict[str, str] = {}
+
+
+def load_extraction_config(path: str | Path, overrides: list[str] | None = None) -> KnowledgeJobConfig:
+    """An extraction job from YAML (``llmrec extract --config``), ``--set`` overrides applied; a prompt file
+    given as ``./x.txt`` is relative to the YAML."""
+    p = find_config(path)
+    try:
+        return KnowledgeJobConfig.model_validate(read_config_file(p, overrides))
+    except ValidationError as e:
+        raise ConfigError(f"{p}: {validation_message(e, '')}") from None
 
 
 def default_out_dir(data: RecData, model_id: str) -> Path:
@@ -65,19 +82,28 @@ def run_extraction(config: KnowledgeJobConfig, llm: LLM | None = None, embedder:
     out = Path(c.out_dir) if c.out_dir else default_out_dir(data, model_id)
     params = GenerationParams(max_new_tokens=c.max_new_tokens)
     reports, inputs = [], {}
+    unknown = sorted(set(c.prompts) - set(c.kinds))
+    if unknown:
+        raise ConfigError(f"prompts: {unknown} are not among the kinds extracted ({c.kinds})")
     for kind in c.kinds:
         reqs = build_requests(data, train_rows, kind, c.history_items)[:c.limit]
+        template = c.prompts.get(kind, PROMPTS[kind])
+        if reqs:  # checked before any generation: a template variable no request carries is a config error
+            missing = sorted(load_prompt(template).variables - set(reqs[0].variables))
+            if missing:
+                raise ConfigError(f"prompts.{kind}: {template} uses {missing}, which {kind} requests do not carry "
+                                  f"(they have {sorted(reqs[0].variables)})")
         if kind in c.encode_inputs:
             inputs[kind] = {r.id: "\n".join(str(v) for v in r.variables.values()) for r in reqs}
         if c.ray and llm is None:
-            rep = extract_ray(c.llm, kind, PROMPTS[kind], reqs, out, params, workers=c.ray_workers,
+            rep = extract_ray(c.llm, kind, template, reqs, out, params, workers=c.ray_workers,
                               chunk_size=min(c.chunk_size, c.llm.batch_size), address=c.ray_address,
                               progress=c.progress, max_retries=c.max_retries, min_words=c.min_words,
                               retry_failed=c.retry_failed)
         else:
             if llm is None:
                 llm = make_llm(c.llm)
-            rep = extract(llm, kind, PROMPTS[kind], reqs, out, params, chunk_size=c.chunk_size, progress=c.progress,
+            rep = extract(llm, kind, template, reqs, out, params, chunk_size=c.chunk_size, progress=c.progress,
                           max_retries=c.max_retries, min_words=c.min_words, retry_failed=c.retry_failed)
         reports.append(rep)
     vectors = {}

@@ -1,8 +1,10 @@
 """User-scoped long-term memory over the llmrec store (mem0-like shape).
 
-    mem = Memory(VectorStore("memory/default"), default_embedder())
+    mem = Memory()                                   # default store and embedder (or pass your own)
     mem.add("alice", [{"role": "user", "content": "I moved to Lisbon"}], session_id="s1")
     mem.search("alice", "where does she live?", k=5, method="hybrid")
+    mem.add([{"role": "user", "content": "I play the cello"}], user_id="alice")   # mem0's call shape
+    mem.search("what does she play?", user_id="alice", limit=3)
 
 Each user is one store namespace, so one user's memories are never searched for another. Units:
 ``turn`` (one message or text), ``pair`` (two consecutive turns of a session), ``session`` (all turns of a session, re-embedded when the session
@@ -19,8 +21,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from llmrec.config import StrictConfig
-from llmrec.embed import Embedder
+from llmrec.config import StrictConfig, default_memory_dir, llmrec_home
+from llmrec.embed import Embedder, default_embedder
 from llmrec.memory.bm25 import BM25Index
 from llmrec.metrics import minmax
 from llmrec.retrieval import Hit
@@ -54,6 +56,17 @@ def memory_hit(record, score: float) -> Hit:
                m.get("timestamp"), {k: v for k, v in m.items() if k not in _RESERVED})
 
 
+def _user_and(who: Any, payload: Any, user_id: str | None, name: str) -> tuple[str, Any]:
+    """(user, payload) from either call shape: ``(user_id, payload)`` or mem0's ``(payload, user_id=...)``."""
+    if user_id is None:
+        if payload is None:
+            raise ValueError(f"{name}: missing (call with (user_id, {name}) or ({name}, user_id=...))")
+        return who, payload
+    if payload is not None:
+        raise ValueError(f"user_id: given twice (as a keyword and with {name} second); use one call shape")
+    return user_id, who
+
+
 def namespace(user_id: str) -> str:
     """The store namespace holding one user's memories."""
     return f"user:{user_id}"
@@ -68,8 +81,14 @@ def minmax_scores(scores: dict[str, float]) -> dict[str, float]:
 class Memory:
     """User-scoped long-term memory over a ``VectorStore`` (mem0-like): add, get, get_all, search, update,
     delete, delete_all, history, consolidate."""
-    def __init__(self, store: VectorStore, embedder: Embedder, config: MemoryConfig | None = None,
-                 digester: Digester | None = None) -> None:
+    def __init__(self, store: VectorStore | None = None, embedder: Embedder | None = None,
+                 config: MemoryConfig | None = None, digester: Digester | None = None) -> None:
+        """``Memory()`` alone: the default store (``default_memory_dir()/default``: ``$LLMREC_MEMORY`` or
+        ``$LLMREC_HOME/memory``, never the working directory or a checkout) and the bundled MiniLM embedder."""
+        if store is None:
+            store = VectorStore(default_memory_dir() / "default")
+        if embedder is None:
+            embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
         self.store, self.embedder, self.digester = store, embedder, digester
         self.config = config or MemoryConfig()
         self._bm25: dict[str, tuple[BM25Index, int]] = {}
@@ -102,9 +121,12 @@ class Memory:
         return out
 
     # ---------------------------------------------------------------- writes
-    def add(self, user_id: str, content: str | Sequence[Mapping[str, str]], session_id: str | None = None,
-            timestamp: float | None = None, metadata: Mapping[str, Any] | None = None) -> list[str]:
-        """Store one text or a list of messages as turn units (and refresh the session unit). Returns turn ids."""
+    def add(self, who: str | Sequence[Mapping[str, str]], content: str | Sequence[Mapping[str, str]] | None = None,
+            session_id: str | None = None, timestamp: float | None = None,
+            metadata: Mapping[str, Any] | None = None, *, user_id: str | None = None) -> list[str]:
+        """Store one text or a list of messages as turn units (and refresh the session unit). Returns turn ids.
+        ``add(user_id, content)``, or mem0's shape ``add(messages, user_id=...)``."""
+        user_id, content = _user_and(who, content, user_id, "content")
         self._check_user(user_id)
         texts = self._turn_texts(content)
         ts = float(timestamp) if timestamp is not None else time.time()
@@ -379,12 +401,17 @@ class Memory:
         self._bm25[user_id] = (index, version)
         return index
 
-    def search(self, user_id: str, query: str, k: int = 5, method: Method = "hybrid",
+    def search(self, who: str, query: str | None = None, k: int = 5, method: Method = "hybrid",
                granularity: Granularity | None = "turn", filters: Mapping[str, Any] | None = None,
-               since: float | None = None, until: float | None = None) -> list[MemoryHit]:
+               since: float | None = None, until: float | None = None, *, user_id: str | None = None,
+               limit: int | None = None) -> list[MemoryHit]:
         """The ``k`` best memories of ``user_id`` for ``query``: ``dense`` (embeddings), ``bm25`` or ``hybrid``
         (min-max mix); only units of ``granularity`` (None: all), matching metadata ``filters`` and with a
-        timestamp in [since, until] (see ``get_all``)."""
+        timestamp in [since, until] (see ``get_all``). ``search(user_id, query)``, or mem0's shape
+        ``search(query, user_id=..., limit=...)`` (``limit`` is ``k``)."""
+        user_id, query = _user_and(who, query, user_id, "query")
+        if limit is not None:
+            k = limit
         self._check_user(user_id)
         self._check_text(query, "query")
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:

@@ -2,7 +2,9 @@
 them). Importing this package registers all built-in models; see ``llmrec.models.registry``."""
 from llmrec.models.registry import (FAMILIES, MODELS, Family, ModelConfigBase, ModelEntry, build_model,
                                     describe_models, model_defaults, register_model, resolve_model_config)
-from llmrec.models import ctr, diversify, graph, graphrag, multitask, push, rl, sequential, session  # noqa: F401,E402  (registers the built-in models)
+from llmrec.registry import import_all  # noqa: E402
+
+LOADED = import_all(__name__)  # every family package (and so every model file) registers itself: a model is a new file
 
 __all__ = ["FAMILIES", "MODELS", "Family", "ModelConfigBase", "ModelEntry", "build_model", "describe_models",
            "model_defaults", "register_model", "resolve_model_config"]

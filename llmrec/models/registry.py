@@ -26,6 +26,7 @@ not with the CTR family's BARS settings.
 the field."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -172,7 +173,11 @@ def resolve_model_config(spec: Mapping[str, Any] | ModelConfigBase, field: str =
         raise ConfigError(f"{field}.name: a model config needs a name (one of {MODELS.names()})")
     name = spec["name"]
     if name not in MODELS:
-        raise ConfigError(f"{field}.name: unknown model {name!r} (have {MODELS.names()})")
+        near = [n for n in MODELS.names() if n.lower() == str(name).lower()] or \
+            difflib.get_close_matches(str(name), MODELS.names(), n=3)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ConfigError(f"{field}.name: unknown model {name!r} ({hint}`llmrec models` lists all "
+                          f"{len(MODELS.names())})")
     entry = MODELS.get(name)
     raw = deep_merge(model_defaults(name), {k: v for k, v in spec.items() if k != "name"})
     try:

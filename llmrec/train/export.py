@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmrec.ctr.features import Batch, FeatureEncoder
-from llmrec.data.graph import InteractionGraph
 from llmrec.data.views import ItemSpace
 from llmrec.errors import MissingFileError
+from llmrec.families import view_of
 from llmrec.models import MODELS, build_model
 
 
@@ -46,12 +46,7 @@ def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | Ite
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         entry = MODELS.get(model.config.name)
-        if isinstance(encoder, ItemSpace):
-            (tmp / "encoder.json").write_text(json.dumps({"users": encoder.users, "items": encoder.items}))
-            if encoder.graph is not None:  # graph models are rebuilt on their training edges
-                encoder.graph.save(tmp / "graph.npz")
-        else:
-            (tmp / "encoder.json").write_text(encoder.to_json())
+        view_of(entry.family).save_context(tmp, encoder)
         (tmp / "config.json").write_text(json.dumps(
             {"kind": entry.family, "model": model.config.name, "config": model.config.model_dump(mode="json")},
             indent=2))
@@ -76,13 +71,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, FeatureEncoder | ItemSpace]
             raise MissingFileError(f"{path / f}: missing; not a saved llmrec model")
     meta = json.loads((path / "config.json").read_text())
     config = meta["config"] if "config" in meta else _legacy_config(meta["model"])
-    family = MODELS.get(config["name"]).family
-    raw = json.loads((path / "encoder.json").read_text())
-    if family in ("graph", "sequential"):
-        graph = InteractionGraph.load(path / "graph.npz") if (path / "graph.npz").exists() else None
-        encoder = ItemSpace(users=raw["users"], items=raw["items"], graph=graph)
-    else:
-        encoder = FeatureEncoder.from_json((path / "encoder.json").read_text())
+    encoder = view_of(MODELS.get(config["name"]).family).load_context(path)
     model = build_model(encoder, config)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.eval()

@@ -67,6 +67,16 @@ class SelectorConfig(StrictConfig):
     repeats: int = Field(2, ge=1)  # permutation: shuffles per field
 
 
+class FieldSelection(StrictConfig):
+    """Field selection as an option of a training job (``selection:``): ``selector`` ranks the job's embedded
+    fields with ``backbone`` (a model trained on every field, for the selectors that need one), and the job
+    then trains on the ``k`` best (fields that are not embedded, such as behaviour sequences, stay)."""
+    selector: str
+    k: int = Field(ge=1)
+    backbone: dict = {"name": "dnn", "embedding_dim": 8}
+    config: SelectorConfig = SelectorConfig()
+
+
 class SelectionInput:
     """What a selector may use. ``trained`` (a backbone fitted with early stopping) is computed once and shared
     by the selectors that need it."""

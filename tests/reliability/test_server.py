@@ -35,6 +35,7 @@ def real(llm):
     srv.stop()
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_a_poisoned_batch_fails_only_the_bad_requests(real):
     good = [{"messages": msg(f"Say a word about the number {i}."), "max_tokens": 4} for i in range(9)]
     bad = [{"messages": [{"role": "robot", "content": "hi"}], "max_tokens": 4},

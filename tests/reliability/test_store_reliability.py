@@ -113,6 +113,7 @@ def test_two_processes_flushing_concurrently(tmp_path):
         assert s.count(who) == 100 and searchable(s, who, s.ids(who)) == []
 
 
+@pytest.mark.slow  # seconds of generation or serving: kept out of the 2-minute fast lane (CI runs it)
 def test_open_during_another_writers_first_write(tmp_path):
     errors = []
     for i in range(150):

@@ -1,2 +1,4 @@
 """The CTR family: one file per model (importing this package registers them all)."""
-from llmrec.models.ctr import autoint, dcnv2, deepfm, dgenn, din, dnn, fgcnn, fm, lr, optinter, pnn  # noqa: F401
+from llmrec.registry import import_all
+
+MODULES = import_all(__name__)  # every model file of the family registers itself

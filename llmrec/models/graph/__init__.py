@@ -1,2 +1,4 @@
 """The graph collaborative-filtering family (importing this package registers its models)."""
-from llmrec.models.graph import cigf, confrec, l2q, lightgcn, mf, multigccf  # noqa: F401
+from llmrec.registry import import_all
+
+MODULES = import_all(__name__)  # every model file of the family registers itself

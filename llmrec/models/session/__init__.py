@@ -1,3 +1,5 @@
 """The session family (AHC-KNN, papers.md §31): anonymous-session recommenders fitted without a trainer
 (``fit(sessions, starts, n_items)``, ``scores(session)``, ``recommend(session, k)``)."""
-from llmrec.models.session import ahc_knn, sknn, vsknn  # noqa: F401  (registers the models)
+from llmrec.registry import import_all
+
+MODULES = import_all(__name__)  # every model file of the family registers itself

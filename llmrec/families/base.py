@@ -1,0 +1,93 @@
+"""A family's view of a data set as an object: ``View`` prepares a job's data (split, encoders, knowledge),
+saves and loads what its models are built from (the context: a fitted ``FeatureEncoder`` or an
+``ItemSpace``), and scores every item for one user (``llmrec.recommend``). ``VIEWS`` holds one per data view
+that the training job can train; a family names its view (``llmrec.models.FAMILIES``), so the job, the
+model files and recommendations ask the view instead of branching on family names. A new trainable family
+is its ``Family`` record plus, when its view is new, one module registering a ``View`` here."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.data.views import ItemSpace
+
+from llmrec.data.schema import RecData
+from llmrec.errors import ConfigError, DataError
+from llmrec.models import FAMILIES
+from llmrec.registry import Registry
+
+
+@dataclass
+class Prepared:
+    """A data set in a family's view: what models are built from and the three splits."""
+    data: RecData
+    context: Any  # FeatureEncoder (impressions) or ItemSpace (interactions, sequences)
+    train: Any
+    valid: Any
+    test: Any
+    test_groups: np.ndarray | None = None  # users of the test rows (gAUC)
+    test_scenarios: np.ndarray | None = None  # scenario of each test row (per-scenario AUC), if the data has one
+
+
+class View:
+    """How one data view reaches the training job, the model files and recommendations."""
+    name = ""
+
+    def prepare(self, job: Any, data: RecData) -> Prepared:
+        """``data`` split and encoded for ``job`` (its knowledge included)."""
+        raise NotImplementedError
+
+    def save_context(self, folder: Path, context: Any) -> None:
+        """Write the context (encoders, id maps) into a model folder being saved."""
+        raise NotImplementedError
+
+    def load_context(self, folder: Path) -> Any:
+        """The context ``save_context`` wrote."""
+        raise NotImplementedError
+
+    def scores(self, model: Any, context: Any, job: Any, data: RecData, user: str, include_seen: bool
+               ) -> tuple[np.ndarray, list[str]]:
+        """A score per item id (``-inf`` for items never to recommend) and the ids, for one user."""
+        raise NotImplementedError
+
+
+def save_space(folder: Path, space: ItemSpace) -> None:
+    """The id maps of a ranking view (``encoder.json``)."""
+    (folder / "encoder.json").write_text(json.dumps({"users": space.users, "items": space.items}))
+
+
+def load_space(folder: Path) -> ItemSpace:
+    """The id maps ``save_space`` wrote."""
+    raw = json.loads((folder / "encoder.json").read_text())
+    return ItemSpace(users=raw["users"], items=raw["items"])
+
+
+def item_ids(space: ItemSpace) -> list[str]:
+    """Item ids by index (index 0, the padding, is "")."""
+    names = [""] * space.n_items
+    for item, idx in space.items.items():
+        names[idx] = item
+    return names
+
+
+def check_user(user: str, known, where: str) -> None:
+    """A named error unless ``user`` is among ``known`` (the model's or the data's users)."""
+    if user not in known:
+        raise DataError(f"user: {user!r} is not a user of {where} ({len(known)} users)")
+
+
+VIEWS: Registry[View] = Registry("data view")
+
+
+def view_of(family: str) -> View:
+    """The view a family's models read; a named error for families the training job does not train."""
+    name = FAMILIES.get(family).view
+    if name not in VIEWS:
+        trainable = sorted(f for f in FAMILIES.names() if FAMILIES.get(f).view in VIEWS)
+        raise ConfigError(f"model: the {family} family ({name}) is trained by its own experiment kind, not by the "
+                          f"training job (the job trains {trainable})")
+    return VIEWS.get(name)
