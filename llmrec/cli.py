@@ -238,7 +238,9 @@ SetOpt = typer.Option(None, "--set", help="override a config value: dotted.key=v
 def recommend(
     config: Optional[str] = typer.Option(None, help="the job config the model was trained with (default: the "
                                                    "job.json beside --model-dir)"),
-    user: list[str] = typer.Option(..., help="a user id, as in the data (repeat for a batch)"),
+    user: Optional[list[str]] = typer.Option(None, help="a user id, as in the data (repeat for a batch)"),
+    session: Optional[list[str]] = typer.Option(None, help="session models: an item id of the current session, "
+                                                           "oldest first (repeat; instead of --user)"),
     model_dir: Optional[Path] = typer.Option(None, help="saved model, or the training output folder (default: "
                                                        "the config's output_dir)"),
     k: int = typer.Option(10, min=1, help="how many items"),
@@ -246,8 +248,9 @@ def recommend(
     as_json: bool = typer.Option(False, "--json", help="one JSON object: user -> [{item, score, title, info}]"),
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
-    """Top-k items for one user or a batch from a trained model (CTR, graph and sequential models), with
-    each item's title and what the data says about it."""
+    """Top-k items for one user or a batch from a trained model (CTR, graph, sequential and session models),
+    or the next clicks after a session of items (session models), with each item's title and what the data
+    says about it."""
     from dataclasses import asdict
 
     from llmrec.api import load
@@ -264,7 +267,10 @@ def recommend(
         rec = load(model_dir)
     else:
         raise typer.BadParameter("give --config (the training job) or --model-dir (its output folder)")
-    out = rec.recommend_batch(user, k, include_seen)
+    if bool(user) == bool(session):
+        raise typer.BadParameter("give --user (one or more) or --session (the items of one session), not both")
+    out = rec.recommend_batch(user, k, include_seen) if user else {"session": rec.recommend_session(session, k,
+                                                                                                   include_seen)}
     if as_json:
         typer.echo(json.dumps({u: [asdict(r) for r in recs] for u, recs in out.items()}))
         return

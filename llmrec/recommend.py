@@ -4,7 +4,9 @@ the model's family view scores every item (``llmrec.families``):
 - sequential: the user's whole history (the job's sequence view, last ``max_len`` items) -> next-item scores;
 - graph: the user's vector against every item;
 - ctr / multitask: every catalogue item scored for the user as an impression built from the user's latest
-  row, with each item's own attributes (the columns that are constant per item in the data) put in.
+  row, with each item's own attributes (the columns that are constant per item in the data) put in;
+- session: the next click after the user's latest session in the data (``recommend_session``: after any
+  session of item ids).
 Items the user has already interacted with are left out unless ``include_seen``."""
 from __future__ import annotations
 
@@ -50,6 +52,23 @@ class Recommender:
         user = str(user)
         with torch.no_grad():
             scores, names = self.view.scores(self.model, self.context, self.job, self.data, user, include_seen)
+        return self._top(scores, names, k)
+
+    def recommend_session(self, items: list[str], k: int = 10, include_seen: bool = False) -> list[Recommendation]:
+        """Session models: the ``k`` best next clicks after a session given as item ids (an anonymous
+        visitor's clicks, oldest first); the session's own items are left out unless ``include_seen``."""
+        if k < 1:
+            raise ConfigError(f"k: must be at least 1, got {k}")
+        if not hasattr(self.view, "session_scores"):
+            raise ConfigError(f"session: {self.model.config.name} is a {self.family} model; only session models "
+                              "recommend from a session of items (give a user instead)")
+        scores = self.view.session_scores(self.model, self.context, [str(i) for i in items])
+        names = list(self.context.item_ids)
+        if not include_seen:
+            scores[[n for n, i in enumerate(names) if i in {str(x) for x in items}]] = -np.inf
+        return self._top(scores, names, k)
+
+    def _top(self, scores: np.ndarray, names: list[str], k: int) -> list[Recommendation]:
         info = self.data.item_info
         top = np.argsort(-scores, kind="stable")[:k]
         return [Recommendation(names[i], float(scores[i]), info.get(names[i], {}).get("title"),

@@ -9,7 +9,8 @@ import pytest
 from llmrec.data.schema import DataError, DataFormatError
 from llmrec.data.sessions import (SessionConfig, SessionWorldConfig, cut_by_gap, load_sessions, read_diginetica,
                                   read_yoochoose, split_sessions, synthetic_sessions)
-from llmrec.experiments.session import SessionExperiment, next_click_metrics, run_session
+from llmrec.experiments.session import SessionExperiment, run_session
+from llmrec.models.session.base import next_click_metrics
 from llmrec.models import build_model, describe_models
 from llmrec.models.session.base import SessionError, per_item_candidates, recent_candidates
 

@@ -32,7 +32,7 @@ from pydantic import Field
 from llmrec.config import StrictConfig
 from llmrec.data.catalog import require_dataset
 from llmrec.data.movielens import load_movielens
-from llmrec.data.schema import DataError, DataFormatError
+from llmrec.data.schema import DataError, DataFormatError, RecData
 
 
 class SessionWorldConfig(StrictConfig):
@@ -46,16 +46,26 @@ class SessionWorldConfig(StrictConfig):
     seed: int = 0
 
 
-class SessionConfig(StrictConfig):
-    """Which sessions to load and how to split them."""
-    source: Literal["movielens100k", "movielens1m", "synthetic", "yoochoose", "diginetica"] = "synthetic"
-    path: str | None = None  # yoochoose / diginetica file; MovieLens folder (None: the catalog's copy)
-    gap_seconds: float = Field(3600.0, gt=0)  # MovieLens: a pause this long starts a new session
-    synthetic: SessionWorldConfig = SessionWorldConfig()
+class SessionSplit(StrictConfig):
+    """How interactions become sessions and how the sessions are split (SR-GNN's preprocessing)."""
+    gap_seconds: float = Field(3600.0, gt=0)  # user interactions: a pause this long starts a new session
     min_item_support: int = Field(5, ge=1)
     valid_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     max_length: int | None = Field(None, ge=2)  # keep the first N clicks of a session (None: all)
+
+
+class SessionViewConfig(SessionSplit):
+    """The session family's view of a training job's data (``session:``): how the data's interactions are cut
+    into sessions and split, and the cutoff k of HR@k and MRR@k."""
+    cutoff: int = Field(20, ge=1)
+
+
+class SessionConfig(SessionSplit):
+    """Which sessions to load (a session source) and how to split them."""
+    source: Literal["movielens100k", "movielens1m", "synthetic", "yoochoose", "diginetica"] = "synthetic"
+    path: str | None = None  # yoochoose / diginetica file; MovieLens folder (None: the catalog's copy)
+    synthetic: SessionWorldConfig = SessionWorldConfig()
 
 
 @dataclass
@@ -175,14 +185,21 @@ def load_sessions(c: SessionConfig) -> Sessions:
             raise DataError(f"sessions.path: a {c.source} file is needed (it is not shipped; see the module doc)")
         raw, starts = (read_yoochoose if c.source == "yoochoose" else read_diginetica)(c.path)
     else:
-        d = load_movielens(c.path or require_dataset(c.source))
-        raw, starts = cut_by_gap(np.asarray(d.columns["user_id"]).astype(str),
-                                 np.asarray(d.columns["item_id"]).astype(str),
-                                 np.asarray(d.columns["timestamp"], np.float64), c.gap_seconds)
+        raw, starts = user_sessions(load_movielens(c.path or require_dataset(c.source)), c)
     return split_sessions(raw, starts, c)
 
 
-def split_sessions(raw: list[list[str]], starts: np.ndarray, c: SessionConfig) -> Sessions:
+def user_sessions(data: RecData, c: SessionSplit) -> tuple[list[list[str]], np.ndarray]:
+    """A data set's interactions cut into sessions: each user's rows in time order, a new session after every
+    pause of ``c.gap_seconds`` (the data's time column, in seconds)."""
+    if data.time not in data.columns:
+        raise DataError(f"{data.name}: sessions need a time column ({data.time!r} is not among its columns)")
+    return cut_by_gap(np.asarray(data.columns[data.user_col]).astype(str),
+                      np.asarray(data.columns[data.item_col]).astype(str),
+                      np.asarray(data.columns[data.time], np.float64), c.gap_seconds)
+
+
+def split_sessions(raw: list[list[str]], starts: np.ndarray, c: SessionSplit) -> Sessions:
     """SR-GNN's filtering, then the time split and the removal of items unseen in training."""
     if c.max_length is not None:
         raw = [s[: c.max_length] for s in raw]

@@ -28,11 +28,13 @@ from llmrec.configfiles import blame_overrides, find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
+from llmrec.data.sessions import SessionViewConfig
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
 from llmrec.families import KnowledgeFeatures, Prepared, view_of
+from llmrec.families.base import FitView
 from llmrec.families.impressions import attach_labels, feature_specs
 from llmrec.families.knowledge import knowledge_inputs
 from llmrec.models import FAMILIES, MODELS, build_model
@@ -54,6 +56,7 @@ class TrainJobConfig(StrictConfig):
     multilabel: MultiLabelTaskConfig = MultiLabelTaskConfig()  # the multilabel task's masking and RLU
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
+    session: SessionViewConfig = SessionViewConfig()  # the session family's view (pause cut, split, cutoff)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     output_dir: str = "runs/ctr"
 
@@ -68,6 +71,9 @@ class TrainJobConfig(StrictConfig):
         """Knowledge a model would never read is an error, not a silent no-op: graph and sequential models
         take item vectors only through a content input (``text_dim``: ConFRec, SASRec, GRU4Rec)."""
         fam = FAMILIES.get(self.family)
+        if self.knowledge is not None and fam.view == "sessions":
+            raise ValueError(f"knowledge: {self.model.name} is a session model; session models read no item "
+                             "knowledge (they score items by co-occurrence in past sessions)")
         if (self.knowledge is not None and fam.view in ("interactions", "sequences")
                 and "text_dim" not in type(self.model).model_fields):
             readers = sorted(n for n in MODELS.names() if MODELS.get(n).family == self.family
@@ -152,6 +158,10 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     """Search stage (if the model has one), model, fit, test: the model and its result dict."""
     entry = MODELS.get(job.model.name)
     config = job.model
+    view = view_of(entry.family)
+    if isinstance(view, FitView):  # fitted, not trained by the loop (session KNN)
+        model = build_model(p.context, config)
+        return model, view.fit(job, p, model)
     torch.manual_seed(job.trainer.seed)  # the model is built right after its search stage, if it has one
     if entry.prepare is not None:
         config = entry.prepare(p.context, config, p.train, p.valid, job.trainer)
@@ -200,6 +210,9 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     model, context = load_model(model_dir)
     job = job.model_copy(update={"model": model.config})
     p = prepare(job)
+    view = view_of(job.family)
+    if isinstance(view, FitView):
+        return {"model_dir": str(model_dir), "data": p.data.name, "test": view.evaluate(job, p, model)}
     if isinstance(context, FeatureEncoder):  # the saved encoder, not one refitted
         _, _, te = split_rows(p.data, job.data)
         p.test = context.transform(p.data.take(te), label=p.data.label,

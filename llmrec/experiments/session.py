@@ -12,17 +12,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from pydantic import Field, field_validator
-from tqdm import tqdm
 
 from llmrec.config import StrictConfig
-from llmrec.data.sessions import SessionConfig, Sessions, load_sessions
+from llmrec.data.sessions import SessionConfig, load_sessions
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model
+from llmrec.models.session.base import next_click_metrics
 from llmrec.results import pyplot, save_figure
 
 
@@ -48,19 +47,6 @@ class SessionExperiment(StrictConfig):
     progress: bool = True
 
     _labels = field_validator("methods")(distinct_labels)
-
-
-def next_click_metrics(model, sessions: Sessions, split: str, k: int, progress: bool = False) -> dict:
-    """HR@k and MRR@k of ``model`` over every prefix of the split's sessions."""
-    prefixes, nxt = sessions.prefixes(split)
-    ranks = np.full(len(nxt), np.inf)
-    for n, (p, y) in enumerate(tqdm(list(zip(prefixes, nxt)), desc=split, disable=not progress, leave=False)):
-        top = model.recommend(p, k)
-        hit = np.flatnonzero(top == y)
-        if len(hit):
-            ranks[n] = hit[0] + 1
-    return {f"hr@{k}": float(np.isfinite(ranks).mean()), f"mrr@{k}": float((1.0 / ranks).mean()),
-            "predictions": int(len(nxt))}
 
 
 def run_dataset(exp: SessionExperiment, d: SessionDataset) -> dict:

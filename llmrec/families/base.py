@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.torch import load_file, save_file
 
 from llmrec.data.views import ItemSpace
 
 from llmrec.data.schema import RecData
 from llmrec.errors import ConfigError, DataError
-from llmrec.models import FAMILIES
+from llmrec.models import FAMILIES, build_model
 from llmrec.registry import Registry
 
 
@@ -52,6 +53,33 @@ class View:
     def scores(self, model: Any, context: Any, job: Any, data: RecData, user: str, include_seen: bool
                ) -> tuple[np.ndarray, list[str]]:
         """A score per item id (``-inf`` for items never to recommend) and the ids, for one user."""
+        raise NotImplementedError
+
+    # what a saved model folder holds besides the context and config.json (``llmrec.train.export``)
+    state_file = "model.safetensors"
+
+    def save_state(self, folder: Path, model: Any) -> None:
+        """Write the model's trained state (its weights) into a model folder being saved."""
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / self.state_file))
+
+    def load_state(self, folder: Path, context: Any, config: Any) -> Any:
+        """The model ``save_state`` wrote, rebuilt from its config and context, in eval mode."""
+        model = build_model(context, config)
+        model.load_state_dict(load_file(str(folder / self.state_file)))
+        model.eval()
+        return model
+
+
+class FitView(View):
+    """A view whose models are fitted, not trained by the one training loop (no trainer: session KNN)."""
+
+    def fit(self, job: Any, p: Prepared, model: Any) -> dict:
+        """Fit ``model`` on ``p.train`` and return its result (validation and test metrics, like the loop's)."""
+        raise NotImplementedError
+
+    def evaluate(self, job: Any, p: Prepared, model: Any) -> dict:
+        """Test metrics of a fitted model."""
         raise NotImplementedError
 
 

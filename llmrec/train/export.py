@@ -1,8 +1,9 @@
 """Saving, loading and exporting trained models (every registered model; ONNX for the impression families).
 
-A saved model is a folder: ``model.safetensors`` (weights), ``encoder.json`` (the fitted feature encoder, or
-the ``ItemSpace`` id maps of ranking families; graph models add ``graph.npz``, their training edges) and ``config.json`` (family, model name and its resolved
-config). It is written to a temporary folder and renamed into place. ``export_onnx`` writes an ONNX graph
+A saved model is a folder: the model's state as its family's view writes it (``model.safetensors``, the
+weights; session models: ``sessions.npz``, the training sessions a load refits on), ``encoder.json`` (the
+fitted feature encoder, or the id maps of ranking families; graph models add ``graph.npz``, their training
+edges) and ``config.json`` (family, model name and its resolved config). It is written to a temporary folder and renamed into place. ``export_onnx`` writes an ONNX graph
 over plain tensors and checks its outputs against PyTorch.
 
 Folders saved before the model registry (``{"kind": "ctr", "model": {"name": ..., <every model's
@@ -18,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.data.views import ItemSpace
 from llmrec.errors import MissingFileError
 from llmrec.families import view_of
-from llmrec.models import MODELS, build_model
+from llmrec.models import MODELS
 
 
 def _legacy_config(old: dict) -> dict:
@@ -43,10 +43,10 @@ def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | Ite
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=path.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
         entry = MODELS.get(model.config.name)
-        view_of(entry.family).save_context(tmp, encoder)
+        view = view_of(entry.family)
+        view.save_state(tmp, model)
+        view.save_context(tmp, encoder)
         (tmp / "config.json").write_text(json.dumps(
             {"kind": entry.family, "model": model.config.name, "config": model.config.model_dump(mode="json")},
             indent=2))
@@ -66,16 +66,16 @@ def save_model(path: str | Path, model: nn.Module, encoder: FeatureEncoder | Ite
 def load_model(path: str | Path) -> tuple[nn.Module, FeatureEncoder | ItemSpace]:
     """A saved model and its encoder (current and earlier folder formats)."""
     path = Path(path)
-    for f in ("model.safetensors", "encoder.json", "config.json"):
-        if not (path / f).exists():
-            raise MissingFileError(f"{path / f}: missing; not a saved llmrec model")
+    if not (path / "config.json").exists():
+        raise MissingFileError(f"{path / 'config.json'}: missing; not a saved llmrec model")
     meta = json.loads((path / "config.json").read_text())
     config = meta["config"] if "config" in meta else _legacy_config(meta["model"])
-    encoder = view_of(MODELS.get(config["name"]).family).load_context(path)
-    model = build_model(encoder, config)
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    model.eval()
-    return model, encoder
+    view = view_of(MODELS.get(config["name"]).family)
+    for f in (view.state_file, "encoder.json"):
+        if not (path / f).exists():
+            raise MissingFileError(f"{path / f}: missing; not a saved llmrec model")
+    encoder = view.load_context(path)
+    return view.load_state(path, encoder, config), encoder
 
 
 class _TensorInputs(nn.Module):

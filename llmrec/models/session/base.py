@@ -14,7 +14,9 @@ from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm import tqdm
 
+from llmrec.data.sessions import Sessions
 from llmrec.errors import LLMRecError
 
 
@@ -163,3 +165,16 @@ def per_item_candidates(ix: SessionIndex, session: np.ndarray, m: int) -> np.nda
     items = np.unique(session)
     per = int(np.ceil(m / len(items)))
     return np.unique(np.concatenate([ix.sessions_of(int(i))[:per] for i in items]))
+
+
+def next_click_metrics(model, sessions: Sessions, split: str, k: int, progress: bool = False) -> dict:
+    """HR@k and MRR@k of ``model`` over every prefix of the split's sessions."""
+    prefixes, nxt = sessions.prefixes(split)
+    ranks = np.full(len(nxt), np.inf)
+    for n, (p, y) in enumerate(tqdm(list(zip(prefixes, nxt)), desc=split, disable=not progress, leave=False)):
+        top = model.recommend(p, k)
+        hit = np.flatnonzero(top == y)
+        if len(hit):
+            ranks[n] = hit[0] + 1
+    return {f"hr@{k}": float(np.isfinite(ranks).mean()), f"mrr@{k}": float((1.0 / ranks).mean()),
+            "predictions": int(len(nxt))}
