@@ -545,3 +545,49 @@ def test_rsir_duplicates_control_repeats_the_real_rows_and_generates_nothing():
         "trainer": {"epochs": 1, "batch_size": 8, "progress": False}})
     r = run_rsir(job, RSIRConfig(rounds=2), duplicates=True)["rounds"]
     assert [x["train_rows"] for x in r] == [20, 40, 60] and r[1]["generated"] == 0
+
+
+def _augment_job(tmp_path, augment: dict) -> dict:
+    return {"data": {"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 40, "min_length": 5,
+                                                                    "max_length": 25}},
+            "sequence": {"max_len": 30, "interactions": "all"},
+            "model": {"name": "sasrec", "max_len": 30, "hidden_size": 16, "inner_size": 32},
+            "trainer": {"epochs": 1, "batch_size": 8, "progress": False}, "augment": augment,
+            "output_dir": str(tmp_path / "run")}
+
+
+def test_rsir_is_a_job_option_with_the_benchmarks_rounds(tmp_path):
+    """``augment: {method: rsir}`` trains the rounds through the training job, saves the last model and
+    reports every round; the benchmark's ``run_rsir`` is the same procedure (identical metrics)."""
+    import llmrec
+    from llmrec.augment import RSIRConfig
+    from llmrec.experiments.augment import run_rsir
+    from llmrec.experiments.jobs import TrainJobConfig
+
+    raw = _augment_job(tmp_path, {"method": "rsir", "rsir": {"rounds": 2, "generate": 3}})
+    rec = llmrec.train(raw)
+    rounds = rec.result["augment"]["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert rounds[0]["train_rows"] < rounds[1]["train_rows"] < rounds[2]["train_rows"]
+    assert rec.result["test"] == rounds[-1]["test"]  # the saved model is the last round's
+    bench = run_rsir(TrainJobConfig.model_validate({**raw, "augment": None}), RSIRConfig(rounds=2, generate=3))
+    assert [r["test"] for r in bench["rounds"]] == [r["test"] for r in rounds]
+    assert (tmp_path / "run" / "checkpoint" / "augment-2").is_dir()  # each training resumes on its own
+    user = next(iter(llmrec.load(tmp_path / "run").context.users))
+    assert len(llmrec.load(tmp_path / "run").recommend(user, k=3)) == 3
+
+
+def test_diffuasr_is_a_job_option_and_augment_is_refused_where_it_cannot_apply(tmp_path):
+    import llmrec
+    from llmrec.errors import ConfigError
+
+    rec = llmrec.train(_augment_job(tmp_path, {"method": "diffuasr", "diffuasr": {
+        "prefix": 3, "steps": 50, "epochs": 5, "hidden": 32, "short_below": 12}}))
+    a = rec.result["augment"]
+    assert a["method"] == "diffuasr" and 0 < a["short_users"] < a["users"]
+    assert "ndcg@5" in a["base"]["test"] and len(a["diffusion_loss_first_last"]) == 2
+    assert (tmp_path / "run" / "checkpoint" / "augment-1").is_dir()  # retrained after the prefixes were added
+    with pytest.raises(ConfigError, match="augment: RSIR and DiffuASR augment user sequences; mf is a graph"):
+        llmrec.train({**_augment_job(tmp_path, {"method": "rsir"}), "model": {"name": "mf"}, "sequence": {}})
+    with pytest.raises(ConfigError, match="set sequence.train: sequences"):
+        llmrec.train({**_augment_job(tmp_path, {"method": "rsir"}), "sequence": {"train": "prefixes"}})

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmrec.config import StrictConfig
 from llmrec.data.graph import InteractionGraph, split_counts
@@ -334,11 +334,26 @@ class SequenceViewConfig(StrictConfig):
     interactions: Literal["all", "positive"] = "positive"  # "all": every row (RecBole on MovieLens)
     train: Literal["sequences", "prefixes"] = "sequences"  # one row per user with a target at every position
     # (the same (prefix -> next) pairs as prefix rows, one forward pass per user) or one row per prefix
-    stride: int | None = Field(None, ge=1)  # train: sequences with histories over max_len: None = the last
-    # max_len items only (SASRec's original); k = also earlier windows every k items (``sequence_rows``)
+    # train: sequences with histories over max_len: "half" = windows every max_len // 2 items, so every
+    # (prefix -> next) pair of a long history is a target once with at least half a window of context (RecBole's
+    # prefix rows also cover every pair); k = windows every k items (``sequence_rows``); None = the last
+    # max_len items only (SASRec's original: on MovieLens-100K that drops about half the pairs)
+    stride: int | Literal["half"] | None = "half"
     exclude_history: bool = False  # at evaluation, rank the user's history items last (RecBole does not)
     sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (target vs N negatives), as extra
     # metrics beside full ranking
+
+    @field_validator("stride")
+    @classmethod
+    def _stride_positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"stride: must be at least 1, got {v}")
+        return v
+
+    @property
+    def window_stride(self) -> int | None:
+        """The stride ``sequence_rows`` takes (``"half"`` resolved against ``max_len``)."""
+        return max(1, self.max_len // 2) if self.stride == "half" else self.stride
 
     # a seeded random share of the kept users (their whole sequences): leave-one-out has no split seed, so
     # out-of-sample checks draw other user samples instead (the same draw for every library given the view)
@@ -388,7 +403,7 @@ def sequence_view(data: RecData, max_len: int = 50, min_len: int = 3, config: Se
             seq_rows.append((uix, ids[:-2]))
         valid.append((uix, ids[:-2], ids[-2]))
         test.append((uix, ids[:-1], ids[-1]))
-    train_batch = sequence_rows(seq_rows, L, c.stride) if c.train == "sequences" else rows(train)
+    train_batch = sequence_rows(seq_rows, L, c.window_stride) if c.train == "sequences" else rows(train)
     return space, train_batch, rows(valid), rows(test)
 
 

@@ -1,6 +1,5 @@
-"""The sequence-augmentation experiment (kind ``augment``; ``configs/experiments/sequential_augment.yaml``), and
-the training rounds of each augmentation (``run_rsir``, ``run_diffuasr``) over the algorithms of
-``llmrec.augment``:
+"""The sequence-augmentation experiment (kind ``augment``; ``configs/experiments/sequential_augment.yaml``): the
+procedures of ``llmrec.augment.rounds`` (also the training job's ``augment`` option) with their ablations:
 RSIR rounds (with the no-filter ablation) and DiffuASR prefixes (with the random-prefix ablation) for one
 sequential model on one data set, over seeds; test metrics per round / variant (mean and std over seeds),
 DiffuASR's also on the short-history users, and a plot."""
@@ -13,12 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmrec.augment.diffuasr import DiffuASRConfig, ddim_sample, round_to_items, train_diffusion
-from llmrec.augment.rsir import RSIRConfig, generate_continuations
+from llmrec.augment.diffuasr import DiffuASRConfig
+from llmrec.augment.rounds import rsir_rounds, short_user_prefixes, with_prefixes
+from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig
 from llmrec.data.registry import load_data
-from llmrec.data.views import sequence_rows, user_sequences
-from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
+from llmrec.data.views import sequence_rows
+from llmrec.experiments.jobs import TrainJobConfig, augment_inputs, make_trainer, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
@@ -40,42 +40,27 @@ class AugmentExperiment(StrictConfig):
 
 
 def run_rsir(job, c: RSIRConfig, data=None, duplicates: bool = False) -> dict:
-    """Round 0 (the base model) and ``c.rounds`` self-improvement rounds of one training job; per round the
-    valid / test metrics and the generation counts. Needs the sequence view with ``train: sequences``.
+    """Round 0 (the base model) and ``c.rounds`` self-improvement rounds of one training job
+    (``llmrec.augment.rounds.rsir_rounds``); per round the valid / test metrics and the generation counts.
     ``duplicates``: the control, every round adds each real sequence once more and generates nothing."""
     if job.sequence.train != "sequences":
         raise ValueError("sequence.train: RSIR extends whole sequences, set train: sequences")
     p = prepare(job, data)
-    space, by_user, _ = user_sequences(p.data, job.sequence)
-    real = [(space.users[u], ids[:-2]) for u, ids in by_user.items()]  # the training part only
-    model, result = train_prepared(job, p)
-    rounds = [{"round": 0, "valid": result["valid"], "test": result["test"], "train_rows": len(p.train)}]
-    synthetic: list[tuple[int, list[int]]] = []
-    for r in range(1, c.rounds + 1):
-        if duplicates:
-            counts: dict = {"generated": 0, "accepted": 0, "acceptance": None}
-            synthetic += real
-        else:
-            extra, counts = generate_continuations(model, [ids for _, ids in real], job.sequence.max_len,
-                                                   c.model_copy(update={"seed": c.seed + r}))
-            synthetic += [(u, ids + more) for (u, ids), more in zip(real, extra) if more]
-        train = sequence_rows(real + synthetic, job.sequence.max_len, job.sequence.stride)
-        model, result = train_prepared(job, replace(p, train=train))
-        rounds.append({"round": r, "valid": result["valid"], "test": result["test"], "train_rows": len(train),
-                       **counts})
+    users, real = augment_inputs(job, p)
+    _, rounds = rsir_rounds(lambda rows: train_prepared(job, p if rows is None else replace(p, train=rows)),
+                            list(zip(users, real)), c, job.sequence.max_len, job.sequence.window_stride, duplicates)
+    rounds[0]["train_rows"] = len(p.train)
     return {"config": c.model_dump(), "rounds": rounds}
 
 
 def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
     """Base model, then the same model retrained with diffusion prefixes and with random prefixes for the short
-    users; test metrics overall and on the short users for each. Needs ``train: sequences``."""
+    users (``llmrec.augment.rounds.short_user_prefixes``); test metrics overall and on the short users."""
     if job.sequence.train != "sequences":
         raise ValueError("sequence.train: DiffuASR prepends to whole sequences, set train: sequences")
     p = prepare(job, data)
-    space, by_user, _ = user_sequences(p.data, job.sequence)
-    users = [space.users[u] for u in by_user]
-    real = [ids[:-2] for ids in by_user.values()]
-    short = np.array([len(ids) < c.short_below for ids in by_user.values()])
+    users, real = augment_inputs(job, p)
+    short = np.array([len(ids) + 2 < c.short_below for ids in real])
     test_short = np.isin(p.test.users.numpy(), np.array(users)[short])
 
     def scores(model, result) -> dict:
@@ -89,27 +74,10 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
            "base": scores(base, result)}
     with torch.no_grad():
         table = base.item_table().detach().float()
-    long_ids = [s for s in real if len(s) >= c.prefix + 1]
-    if not long_ids:
-        raise ValueError(f"prefix: no training sequence is longer than {c.prefix} items to learn prefixes from")
-    x0 = torch.stack([table[torch.tensor(s[:c.prefix])] for s in long_ids])
-    guides = torch.stack([table[torch.tensor(s[c.prefix:])].mean(0) for s in long_ids])
-    model, sched, losses = train_diffusion(x0, guides, c)
-    targets = [i for i in range(len(real)) if short[i]]
-    user_guides = torch.stack([table[torch.tensor(real[i])].mean(0) for i in targets]) if targets else None
-    rng = np.random.default_rng(c.seed)
-    prefixes = {}
-    if targets:
-        gen = ddim_sample(model, sched, user_guides, c.sample_steps, c.seed)
-        prefixes["diffusion"] = round_to_items(gen, table, [set(real[i]) for i in targets])
-        prefixes["random_prefix"] = [list(rng.choice(sorted(set(range(1, space.n_items)) - set(real[i])), c.prefix,
-                                                     replace=False)) for i in targets]
-    out["diffusion_loss_first_last"] = [losses[0], losses[-1]]
+    prefixes, diffusion = short_user_prefixes(table, real, short, p.context.n_items, c)
+    out.update(diffusion)
     for name, pre in prefixes.items():
-        seqs = [(u, list(s)) for u, s in zip(users, real)]
-        for i, add in zip(targets, pre):
-            seqs[i] = (users[i], [int(x) for x in add] + real[i])
-        rows = sequence_rows(seqs, job.sequence.max_len, job.sequence.stride)
+        rows = sequence_rows(with_prefixes(users, real, short, pre), job.sequence.max_len, job.sequence.window_stride)
         model_r, result_r = train_prepared(job, replace(p, train=rows))
         out[name] = scores(model_r, result_r)
     return out

@@ -17,19 +17,24 @@ Unknown keys anywhere are errors naming the field. ``--set model.dropout=0.1`` s
 are applied on top of the file."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, ValidationError, model_validator
 
+from llmrec.augment.diffuasr import DiffuASRConfig
+from llmrec.augment.rounds import rsir_rounds, short_user_prefixes, with_prefixes
+from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig, validation_message
 from llmrec.configfiles import blame_overrides, find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
 from llmrec.data.sessions import SessionViewConfig
-from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig
+from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, sequence_rows, user_sequences
 from llmrec.errors import ConfigError
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
@@ -45,6 +50,16 @@ from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
 
 
+class AugmentOption(StrictConfig):
+    """Sequential jobs: train on augmented sequences. ``rsir``: RSIR's self-improvement rounds (the model
+    extends every training sequence, fidelity-filtered, and is retrained, ``rsir.rounds`` times); ``diffuasr``:
+    diffusion-generated prefixes for the users with fewer than ``diffuasr.short_below`` interactions, then
+    retrained. The saved model is the last one; the result's ``augment`` block has every step's metrics."""
+    method: Literal["rsir", "diffuasr"]
+    rsir: RSIRConfig = RSIRConfig()
+    diffuasr: DiffuASRConfig = DiffuASRConfig()
+
+
 class TrainJobConfig(StrictConfig):
     """A training job: data, features, knowledge, model, trainer, task and output folder."""
     data: DataConfig = DataConfig()
@@ -58,6 +73,7 @@ class TrainJobConfig(StrictConfig):
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
     session: SessionViewConfig = SessionViewConfig()  # the session family's view (pause cut, split, cutoff)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
+    augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
     output_dir: str = "runs/ctr"
 
     @model_validator(mode="before")
@@ -91,6 +107,17 @@ class TrainJobConfig(StrictConfig):
                                  f"{self.family} model")
             if self.selection.selector not in SELECTORS.names():
                 raise ValueError(f"selection.selector: {self.selection.selector!r} is not one of {SELECTORS.names()}")
+        return self
+
+    @model_validator(mode="after")
+    def _augment_fits(self) -> "TrainJobConfig":
+        """Augmentation extends whole user sequences: sequential jobs that train on them."""
+        if self.augment is not None:
+            if FAMILIES.get(self.family).view != "sequences":
+                raise ValueError(f"augment: RSIR and DiffuASR augment user sequences; {self.model.name} is a "
+                                 f"{self.family} model")
+            if self.sequence.train != "sequences":
+                raise ValueError("augment: RSIR and DiffuASR extend whole sequences; set sequence.train: sequences")
         return self
 
     @property
@@ -154,8 +181,53 @@ def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
     return Trainer(job.trainer, task)
 
 
+def augment_inputs(job: TrainJobConfig, p: Prepared) -> tuple[list[int], list[list[int]]]:
+    """The users (indices) of a prepared sequential job and their real training sequences (without the last
+    two items: validation and test)."""
+    space, by_user, _ = user_sequences(p.data, job.sequence)
+    return [space.users[u] for u in by_user], [ids[:-2] for ids in by_user.values()]
+
+
+def train_augmented(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None = None
+                    ) -> tuple[torch.nn.Module, dict]:
+    """The ``augment`` option: every training of the procedure (``llmrec.augment.rounds``) is this job without
+    it, checkpointed in its own folder (a killed job resumes); the last model and its result, with the
+    procedure's steps under ``augment``."""
+    plain, c = job.model_copy(update={"augment": None}), job.augment
+    users, real = augment_inputs(job, p)
+    results: list[dict] = []
+
+    def train(rows: SeqBatch | None) -> tuple[torch.nn.Module, dict]:
+        ckpt = checkpoint_dir / f"augment-{len(results)}" if checkpoint_dir is not None else None
+        model, result = train_prepared(plain, p if rows is None else replace(p, train=rows), checkpoint_dir=ckpt)
+        results.append(result)
+        return model, result
+
+    if c.method == "rsir":
+        model, rounds = rsir_rounds(train, list(zip(users, real)), c.rsir, job.sequence.max_len, job.sequence.window_stride)
+        rounds[0]["train_rows"] = len(p.train)
+        steps = {"method": "rsir", "config": c.rsir.model_dump(), "rounds": rounds}
+    else:
+        base, first = train(None)
+        short = np.array([len(ids) + 2 < c.diffuasr.short_below for ids in real])
+        with torch.no_grad():
+            table = base.item_table().detach().float()
+        prefixes, diffusion = short_user_prefixes(table, real, short, p.context.n_items, c.diffuasr)
+        steps = {"method": "diffuasr", "config": c.diffuasr.model_dump(), "short_users": int(short.sum()),
+                 "users": len(users), "base": {"valid": first["valid"], "test": first["test"]}, **diffusion}
+        model = base
+        if "diffusion" in prefixes:  # no short user: the base model is the result
+            rows = sequence_rows(with_prefixes(users, real, short, prefixes["diffusion"]), job.sequence.max_len,
+                                 job.sequence.window_stride)
+            model, _ = train(rows)
+    return model, {**results[-1], "augment": steps}
+
+
 def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None = None) -> tuple[torch.nn.Module, dict]:
-    """Search stage (if the model has one), model, fit, test: the model and its result dict."""
+    """Search stage (if the model has one), model, fit, test: the model and its result dict (through the
+    ``augment`` procedure when the job has one)."""
+    if job.augment is not None:
+        return train_augmented(job, p, checkpoint_dir)
     entry = MODELS.get(job.model.name)
     config = job.model
     view = view_of(entry.family)
@@ -223,5 +295,6 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     return {"model_dir": str(model_dir), "data": p.data.name, "test": metrics}
 
 
-__all__ = ["KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
-           "load_job_config", "make_trainer", "prepare", "run_training", "train_prepared"]
+__all__ = ["AugmentOption", "KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
+           "load_job_config", "make_trainer", "prepare", "run_training", "train_augmented",
+           "train_prepared", "augment_inputs"]
