@@ -36,6 +36,7 @@ from llmrec.data.schema import RecData
 from llmrec.data.sessions import SessionViewConfig
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, sequence_rows, user_sequences
 from llmrec.errors import ConfigError
+from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
 from llmrec.families import KnowledgeFeatures, Prepared, view_of
@@ -48,6 +49,7 @@ from llmrec.train import TASKS, BPRTask, NextItemTask, PointwiseTask, Trainer, T
 from llmrec.train.selection import SELECTORS, FieldSelection, SelectionInput, select, top_k
 from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
+from llmrec.train.update import drop_known, extend_space, grown, new_edges, remap_eval, remap_graph, remap_pairs, with_graph
 
 
 class AugmentOption(StrictConfig):
@@ -58,6 +60,16 @@ class AugmentOption(StrictConfig):
     method: Literal["rsir", "diffuasr"]
     rsir: RSIRConfig = RSIRConfig()
     diffuasr: DiffuASRConfig = DiffuASRConfig()
+
+
+class UpdateOption(StrictConfig):
+    """Graph jobs: update a saved model on newer interactions instead of training one from scratch
+    (``llmrec.train.update``): the saved model's ids kept and the new ones appended, its weights the start,
+    training on the edges its graph lacked (selection on the job's validation split). ``graphsail`` distils the
+    saved model's structure into the update (GraphSAIL); ``finetune`` trains without it."""
+    model_dir: str  # the saved model: its folder, or the training output folder holding ``model/``
+    method: Literal["graphsail", "finetune"] = "graphsail"
+    graphsail: GraphSAILConfig = GraphSAILConfig()
 
 
 class TrainJobConfig(StrictConfig):
@@ -74,6 +86,7 @@ class TrainJobConfig(StrictConfig):
     session: SessionViewConfig = SessionViewConfig()  # the session family's view (pause cut, split, cutoff)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
+    update: UpdateOption | None = None  # graph: update a saved model on newer interactions (GraphSAIL)
     output_dir: str = "runs/ctr"
 
     @model_validator(mode="before")
@@ -118,6 +131,18 @@ class TrainJobConfig(StrictConfig):
                                  f"{self.family} model")
             if self.sequence.train != "sequences":
                 raise ValueError("augment: RSIR and DiffuASR extend whole sequences; set sequence.train: sequences")
+        return self
+
+    @model_validator(mode="after")
+    def _update_fits(self) -> "TrainJobConfig":
+        """Updating grows user and item tables over the graph: graph models without item knowledge."""
+        if self.update is not None:
+            if FAMILIES.get(self.family).view != "interactions":
+                raise ValueError(f"update: updating a saved model on new interactions is for graph models; "
+                                 f"{self.model.name} is a {self.family} model")
+            if self.knowledge is not None or self.graph.behaviours:
+                raise ValueError("update: item knowledge and behaviour graphs are not grown by an update; train "
+                                 "such a model from scratch")
         return self
 
     @property
@@ -228,6 +253,8 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     ``augment`` procedure when the job has one)."""
     if job.augment is not None:
         return train_augmented(job, p, checkpoint_dir)
+    if job.update is not None:
+        return train_updated(job, p, checkpoint_dir)
     entry = MODELS.get(job.model.name)
     config = job.model
     view = view_of(entry.family)
@@ -238,8 +265,15 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     if entry.prepare is not None:
         config = entry.prepare(p.context, config, p.train, p.valid, job.trainer)
     model = build_model(p.context, config)
+    return model, fit_and_report(job, p, model, config, checkpoint_dir)
+
+
+def fit_and_report(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, config: Any,
+                   checkpoint_dir: Path | None = None, train: Any = None) -> dict:
+    """Train a built model with the job's trainer on ``train`` (default ``p.train``), test it: the result."""
+    entry = MODELS.get(config.name)
     trainer = make_trainer(job, p)
-    fit = trainer.fit(model, p.train, p.valid, checkpoint_dir=checkpoint_dir)
+    fit = trainer.fit(model, p.train if train is None else train, p.valid, checkpoint_dir=checkpoint_dir)
     test = trainer.evaluate(model, p.test, groups=p.test_groups)
     by_scenario = None
     if p.test_scenarios is not None and trainer.task.name == "pointwise":
@@ -258,7 +292,42 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
         "epoch_seconds": fit.train_seconds / max(1, len(fit.history)) if fit.train_seconds else None,
         "parameters": int(sum(q.numel() for q in model.parameters())),
     }
-    return model, result
+    return result
+
+
+def train_updated(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None = None
+                  ) -> tuple[torch.nn.Module, dict]:
+    """The ``update`` option: the saved model grown onto the new data's ids, trained on the new edges (with
+    GraphSAIL's distillation from the saved model, or plain fine-tuning); the updated model (the student) and
+    its result, with what changed under ``update``."""
+    c = job.update
+    where = Path(c.model_dir)
+    old, old_space = load_model(where / "model" if (where / "model").is_dir() else where)
+    if old.config.name != job.model.name:
+        raise ConfigError(f"update.model_dir: {c.model_dir} holds a {old.config.name} model; the job trains "
+                          f"{job.model.name}")
+    space, umap, imap = extend_space(old_space, p.context)
+    graph = remap_graph(p.context.graph, space, umap, imap)
+    old_graph = remap_graph(old_space.graph, space)
+    valid, moved_valid = drop_known(remap_eval(p.valid, umap, imap), old_graph)
+    test, moved_test = drop_known(remap_eval(p.test, umap, imap), old_graph)
+    q = replace(p, context=with_graph(space, graph), train=remap_pairs(p.train, umap, imap), valid=valid, test=test)
+    fresh = new_edges(q.train, old_graph)
+    torch.manual_seed(job.trainer.seed)  # the fresh rows of new users and items
+    config = old.config
+    student = grown(old, build_model(q.context, config), old_space.n_users, old_space.n_items)
+    model = student
+    if c.method == "graphsail":
+        teacher = grown(old, build_model(with_graph(space, old_graph), config), old_space.n_users, old_space.n_items)
+        model = GraphSAIL(student, teacher, old_graph, c.graphsail, seed=job.trainer.seed)
+    result = fit_and_report(job, q, model, config, checkpoint_dir, train=fresh)
+    result["update"] = {"model_dir": c.model_dir, "method": c.method, "new_edges": len(fresh),
+                        "edges": int(len(graph.users)), "new_users": space.n_users - old_space.n_users,
+                        "new_items": space.n_items - old_space.n_items,
+                        # gold items of the new split the saved model had trained on: left out of evaluation
+                        "known_gold_left_out": {"valid": moved_valid, "test": moved_test}}
+    p.context = q.context  # the job saves the student with the extended ids and the whole new graph
+    return student, result
 
 
 def run_training(job: TrainJobConfig) -> dict:
@@ -295,6 +364,6 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     return {"model_dir": str(model_dir), "data": p.data.name, "test": metrics}
 
 
-__all__ = ["AugmentOption", "KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
+__all__ = ["AugmentOption", "UpdateOption", "fit_and_report", "train_updated", "KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
            "load_job_config", "make_trainer", "prepare", "run_training", "train_augmented",
            "train_prepared", "augment_inputs"]

@@ -1,0 +1,74 @@
+"""A saved graph model updated on newer interactions through the training job (``update:``; GraphSAIL or
+plain fine-tuning): ids kept and grown, the old weights the start, training on the new edges only, and
+evaluation that never counts an edge the saved model trained on."""
+import numpy as np
+import pytest
+import torch
+
+import llmrec
+from llmrec.data.views import ItemSpace
+from llmrec.errors import ConfigError, DataError
+from llmrec.models import build_model
+from llmrec.train.update import extend_space, grown
+
+
+@pytest.fixture
+def logs(tmp_path):
+    """An older log (80 users, 60 items) and the full log with 20 new users and 10 new items."""
+    rng = np.random.default_rng(0)
+    rows = ["who,what,when"]
+    for n in range(3000):
+        u, i = rng.integers(0, 80 if n < 2000 else 100), rng.integers(0, 60 if n < 2000 else 70)
+        rows.append(f"u{u},sku-{i},{1_700_000_000 + 60 * n}")
+    (tmp_path / "all.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "old.csv").write_text("\n".join(rows[:2001]) + "\n")
+    return tmp_path
+
+
+def job(root, path: str, out: str, model: str = "lightgcn", **over) -> dict:
+    return {"data": {"source": "files", "files": {"interactions": {"path": str(root / path)},
+                                                  "columns": {"user": "who", "item": "what", "time": "when"}}},
+            "model": {"name": model, "embedding_dim": 8}, "trainer": {"epochs": 3, "progress": False},
+            "output_dir": str(root / out), **over}
+
+
+def test_extend_space_keeps_old_ids_and_grown_keeps_old_rows():
+    old = ItemSpace(users={"a": 0, "b": 1}, items={"x": 1, "y": 2})
+    new = ItemSpace(users={"b": 0, "c": 1}, items={"y": 1, "z": 2})
+    space, umap, imap = extend_space(old, new)
+    assert space.users == {"a": 0, "b": 1, "c": 2} and space.items == {"x": 1, "y": 2, "z": 3}
+    assert umap.tolist() == [1, 2] and imap.tolist() == [0, 2, 3]
+    torch.manual_seed(0)
+    small = build_model(old, {"name": "mf", "embedding_dim": 4})
+    big = grown(small, build_model(space, {"name": "mf", "embedding_dim": 4}), old.n_users, old.n_items)
+    for k, v in small.state_dict().items():
+        assert torch.equal(big.state_dict()[k][: v.shape[0]], v)  # the old rows, unchanged
+    assert big.state_dict()["user.weight"].shape[0] == 3
+
+
+@pytest.mark.parametrize("method", ["graphsail", "finetune"])
+def test_a_saved_graph_model_is_updated_on_new_interactions(logs, method):
+    llmrec.train(job(logs, "old.csv", "base"))
+    rec = llmrec.train(job(logs, "all.csv", "update", update={"model_dir": str(logs / "base"), "method": method}))
+    u = rec.result["update"]
+    assert u["method"] == method and u["new_users"] == 20 and u["new_items"] == 10
+    assert 0 < u["new_edges"] < u["edges"]  # trained on what the saved graph lacked, not on everything
+    assert u["known_gold_left_out"]["test"] > 0  # a fresh split put old training edges there: left out
+    loaded = llmrec.load(logs / "update")
+    base = llmrec.load(logs / "base").context
+    assert all(loaded.context.users[x] == n for x, n in base.users.items())  # old ids keep their index
+    assert all(loaded.context.items[x] == n for x, n in base.items.items())
+    assert len(loaded.context.users) == len(base.users) + 20
+    newcomer = next(x for x in ("u80", "u81", "u82", "u83") if x in loaded.context.users)
+    assert len(loaded.recommend(newcomer, k=5)) == 5
+
+
+def test_an_update_is_refused_where_it_cannot_apply(logs):
+    llmrec.train(job(logs, "old.csv", "base"))
+    with pytest.raises(ConfigError, match="holds a lightgcn model; the job trains mf"):
+        llmrec.train(job(logs, "all.csv", "u1", model="mf", update={"model_dir": str(logs / "base")}))
+    with pytest.raises(ConfigError, match="update: updating a saved model on new interactions is for graph models"):
+        llmrec.train({**job(logs, "all.csv", "u2", update={"model_dir": str(logs / "base")}),
+                      "model": {"name": "sasrec"}})
+    with pytest.raises(DataError, match="nothing to update on"):
+        llmrec.train(job(logs, "old.csv", "u3", update={"model_dir": str(logs / "base")}))
