@@ -151,7 +151,8 @@ def test_ctr_select_retrains_on_top_k_and_reports_aukc(tmp_path):
     assert s["best"]["selector"] == "lasso"
     assert s["best"]["over_random"] == pytest.approx(s["selectors"]["lasso"]["aukc"]["mean"] -
                                                      s["selectors"]["random"]["aukc"]["mean"])
-    assert (tmp_path / "sel.png").stat().st_size > 0 and not (tmp_path / "sel.partial.json").exists()
+    # the runner keeps the finished items (git-ignored): a later run with more seeds or ks trains only what is new
+    assert (tmp_path / "sel.png").stat().st_size > 0 and (tmp_path / "sel.partial.json").exists()
 
 
 @pytest.mark.slow

@@ -8,10 +8,9 @@ k values (the area under AUC against k / F, right Riemann sum; the higher, the b
 budget), its rankings and the seconds it took. The backbone trained on every field (no selection) is run too,
 so ``all_fields_gap`` (its AUC minus the top-F retrain's) checks that selecting everything changes nothing.
 A retrain is cached by (data set, seed, field set), so rankings that share a prefix share the training, and
-every finished ranking and retrain is kept in ``<output>.partial.json`` (a killed run resumes)."""
+every finished ranking and retrain is kept by the runner in ``<output>.partial.json`` (a killed run resumes)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,10 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.errors import ConfigError
 from llmrec.experiments.jobs import TrainJobConfig, feature_specs, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import load_resume, save_resume, settings_key
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.models import build_model
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.train import PointwiseTask, Trainer, TrainerConfig
 from llmrec.train.selection import SELECTORS, SelectionInput, SelectorConfig, select, top_k
 
@@ -81,8 +81,8 @@ def retrain(exp: SelectExperiment, d: SelectDataset, data, specs: list[FeatureSp
             "best_epoch": res["best_epoch"], "seconds": time.perf_counter() - t0}
 
 
-def run_dataset(exp: SelectExperiment, dname: str, d: SelectDataset, done: dict, save) -> dict:
-    """Rankings and retrains of one data set over the seeds (cached in ``done``)."""
+def run_dataset(exp: SelectExperiment, dname: str, d: SelectDataset, runner: Runner) -> dict:
+    """Rankings and retrains of one data set over the seeds (each kept by the runner as it finishes)."""
     data = load_data(d.data)
     specs = feature_specs(data, d.features)
     if any(s.type == "behavior" for s in specs):
@@ -100,27 +100,24 @@ def run_dataset(exp: SelectExperiment, dname: str, d: SelectDataset, done: dict,
             return build_model(p.context, job.model)
 
         inp = SelectionInput(p.context, p.train, p.valid, build, Trainer(job.trainer, PointwiseTask()), seed)
-        key = json.dumps({"dataset": dname, "seed": seed, "all": True})
-        if key not in done:
-            done[key] = retrain(exp, d, data, d.features, seed)  # the features as configured, no selection
-            save()
-        runs["no_selection"].append(done[key])
+        # the features as configured, no selection
+        runs["no_selection"].append(runner.cached({"label": f"{dname} all fields", "seed": seed},
+                                                  lambda: retrain(exp, d, data, d.features, seed)))
         for name in exp.selectors:
-            rkey = json.dumps({"dataset": dname, "seed": seed, "selector": name})
-            if rkey not in done:
+            def ranked(name=name) -> dict:
                 t0 = time.perf_counter()
-                done[rkey] = {**select(name, inp, exp.selector), "seconds": time.perf_counter() - t0}
-                save()
-            ranking = done[rkey]["ranking"]
-            runs["rankings"].setdefault(name, []).append(done[rkey])
+                return {**select(name, inp, exp.selector), "seconds": time.perf_counter() - t0}
+
+            chosen_by = runner.cached({"label": f"{dname} ranking {name}", "seed": seed}, ranked)
+            ranking = chosen_by["ranking"]
+            runs["rankings"].setdefault(name, []).append(chosen_by)
             curve = []
             for k in ks:
-                chosen = set(top_k(ranking, k))
-                ckey = json.dumps({"dataset": dname, "seed": seed, "fields": sorted(chosen)})
-                if ckey not in done:
-                    done[ckey] = retrain(exp, d, data, [s for s in specs if s.name in chosen], seed)
-                    save()
-                curve.append({"k": k, "fields": sorted(chosen), **done[ckey]})
+                chosen = sorted(top_k(ranking, k))
+                res = runner.cached({"label": f"{dname} fields", "seed": seed, "fields": chosen},
+                                    lambda chosen=chosen: retrain(exp, d, data, [s for s in specs if s.name in chosen],
+                                                                  seed))
+                curve.append({"k": k, "fields": chosen, **res})
             runs["curves"].setdefault(name, []).append(curve)
             print(f"{dname} seed {seed} {name}: {ranking} AUKC {np.mean([c['auc'] for c in curve]):.4f}", flush=True)
     runs["fields"], runs["ks"] = fields, ks
@@ -174,17 +171,10 @@ def plot(summaries: dict[str, dict], path: Path) -> None:
 
 def run_ctr_select(exp: SelectExperiment, out: str | Path | None = None) -> dict:
     """Every data set, seed and selector; writes the result JSON (rankings, curves, AUKC) and the plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name.replace(".json", ".partial.json"))
-    key = settings_key(exp, exclude=("name", "output", "seeds", "selectors", "ks"))
-    done = load_resume(partial, "settings", key, "runs")
-    runs = {dname: run_dataset(exp, dname, d, done, lambda: save_resume(partial, "settings", key, "runs", done))
-            for dname, d in exp.datasets.items()}
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "selectors", "ks")), out)
+    runs = {dname: run_dataset(exp, dname, d, runner) for dname, d in exp.datasets.items()}
     summary = {dname: summarize(r) for dname, r in runs.items()}
-    write_result(path, {"summary": summary, "runs": runs}, exp, exp.seeds)
-    plot(summary, path.with_suffix(".png"))
-    partial.unlink(missing_ok=True)
+    path = runner.write({"summary": summary, "runs": runs}, plot=lambda png: plot(summary, png))
     return {"output": str(path), "summary": summary}
 
 

@@ -41,11 +41,11 @@ from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
 from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
-from llmrec.io import load_resume, save_resume
+from llmrec.experiments.runner import Runner
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.llm.registry import LLMConfig
 from llmrec.metrics import auc
-from llmrec.results import pyplot, save_figure, write_result
+from llmrec.results import pyplot, save_figure
 from llmrec.threads import peak_rss_mb
 from llmrec.train import PointwiseTask, TrainerConfig
 from llmrec.train.sam import frequent_feature_eigenvalue
@@ -403,39 +403,15 @@ def peer_hyperparameters(job: TrainJobConfig) -> dict:
                                  "attention_softmax") if k in m}}
 
 
-class ResumeCache:
-    """Finished (data set, variant) and (data set, peer) results of an experiment, kept in
-    ``<output>.partial.json`` after each one, so a killed run resumes where it stopped. An item is reused
-    only when the settings it ran with (its resolved job, the seeds, the peer) are the same now, dumped
-    without default-valued fields (``llmrec.io.settings_key``'s rule); editing or adding variants keeps the
-    others' finished runs."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.path, self.name = path, name
-        self.done = load_resume(path, "experiment", name, "done")
-
-    def get(self, key: str, settings: Any, compute) -> dict:
-        """The cached result of ``key`` if it ran with ``settings``, else ``compute()`` (then saved)."""
-        s = json.dumps(settings, sort_keys=True, default=str)
-        hit = self.done.get(key)
-        if hit is not None and hit["settings"] == s:
-            print(f"resumed {key} from {self.path}", flush=True)
-            return hit["result"]
-        result = compute()
-        self.done[key] = {"settings": s, "result": result}
-        save_resume(self.path, "experiment", self.name, "done", self.done)
-        return result
-
-
 def _settings(exp: ExperimentConfig, dataset: str, variant: Variant, seeds: list[int]) -> dict:
     return {"job": job_config(exp, dataset, variant, seeds[0]).model_dump(mode="json", exclude_defaults=True),
             "variant": variant.model_dump(mode="json", exclude_defaults=True), "seeds": seeds}
 
 
 def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: list[str] | None = None,
-              cache: ResumeCache | None = None) -> dict:
+              runner: Runner | None = None) -> dict:
     """Each peer on the split of the variant it copies; with ``variants``, only the peers of those variants;
-    with ``cache``, a peer that already finished with the same settings is not run again."""
+    with ``runner``, a peer that already finished with the same settings is not run again."""
     root = repo_root() or Path.cwd()
     python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
     if not exp.peers:
@@ -452,7 +428,8 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
         key = f"{peer.library}:{peer.model}"
         compute = (lambda peer=peer, base=base: run_peer(exp, dataset, peer, base, seeds, python, root))
         settings = {**_settings(exp, dataset, base, seeds), "peer": peer.model_dump(mode="json")}
-        out[key] = cache.get(f"{dataset}/peer/{key}", settings, compute) if cache is not None else compute()
+        out[key] = (runner.cached({"label": f"{dataset}/peer/{key}", "settings": settings}, compute)
+                    if runner is not None else compute())
     return out
 
 
@@ -771,8 +748,9 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
     peaks = {"fp32_gflops_1024x400x400": matmul_gflops(torch.float32),
              "bf16_gflops_1024x400x400": matmul_gflops(torch.bfloat16)}
     results, jobs = {}, {}
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    cache = ResumeCache(path.with_name(path.stem + ".partial.json"), exp.name)
+    # every (data set, variant) and (data set, peer) is one item of the runner, keyed by the settings it ran
+    # with (its resolved job, the seeds, the peer): editing or adding variants keeps the others' finished runs
+    runner = Runner(exp, exp.name, out)
     for ds in datasets or list(exp.datasets):
         try:
             load_data(exp.datasets[ds].data)
@@ -787,9 +765,9 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
         for v in exp.variants:
             if variants and v.key not in variants:
                 continue
-            r = cache.get(f"{ds}/variant/{v.key}", _settings(exp, ds, v, seeds),
-                          lambda v=v, ds=ds: _run_isolated(exp, ds, v, seeds) if exp.isolate
-                          else run_variant(exp, ds, v, seeds))
+            r = runner.cached({"label": f"{ds}/variant/{v.key}", "settings": _settings(exp, ds, v, seeds)},
+                              lambda v=v, ds=ds: _run_isolated(exp, ds, v, seeds) if exp.isolate
+                              else run_variant(exp, ds, v, seeds))
             s = summarize(r["runs"])
             peak = peaks["bf16_gflops_1024x400x400" if r["job"]["trainer"]["precision"] == "bf16"
                          else "fp32_gflops_1024x400x400"]
@@ -803,20 +781,22 @@ def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, var
             m = r["primary_metric"]
             print(ds, v.key, f"{m} {s[f'{m}_mean']:.4f} ± {s[f'{m}_std']:.4f}",
                   f"{s['train_samples_per_second']:.0f} samples/s", flush=True)
-        res["peers"] = run_peers(exp, ds, seeds, variants, cache)
+        res["peers"] = run_peers(exp, ds, seeds, variants, runner)
         results[ds] = res
     lean_curves(results)
-    if results and all(r["variants"] for r in results.values()):
-        plot(results, path.with_suffix(".png"))
-        plot_curves(results, path.with_name(path.stem + "_curves.png"))
     table = parity(exp, results)
     for row in table:
         print(f"parity {row['variant']} vs {row['peer']} {row['metric']}: diff {row['diff_mean']:+.4f} ± "
               f"{row['diff_std']:.4f} over {row['pairs']} pairs -> {'parity' if row['parity'] else 'NO parity'}; "
               f"time ratio {row['time_ratio']}", flush=True)
-    write_result(path, {"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs,
-                        **({"parity": table} if table else {})},
-                 config=exp.model_dump(mode="json"), seeds=seeds)
+    def plots(png: Path) -> None:
+        if results and all(r["variants"] for r in results.values()):
+            plot(results, png)
+            plot_curves(results, png.with_name(png.stem + "_curves.png"))
+
+    path = runner.write({"experiment": exp.name, "matmul_peaks": peaks, "datasets": results, "jobs": jobs,
+                         **({"parity": table} if table else {})}, plot=plots, seeds=seeds,
+                        config=exp.model_dump(mode="json"))
     return {"output": str(path), "datasets": results}
 
 

@@ -28,36 +28,50 @@ Item = tuple[str, Any, "int | None"]  # (label, what the kind runs, seed; None: 
 class Runner:
     """Result path, resume, progress and the final write of one experiment."""
 
-    def __init__(self, exp: Any, key: str, out: str | Path | None = None) -> None:
+    def __init__(self, exp: Any, key: str, out: str | Path | None = None, resume_at: Path | None = None) -> None:
         self.exp, self.key = exp, key
         self.path = result_path(exp.name, getattr(exp, "output", None), out)
-        self.partial = self.path.with_name(self.path.stem + ".partial.json")
+        # finished items are kept beside the result, or beside ``resume_at`` (one file whatever ``out`` says)
+        where = resume_at or self.path
+        self.partial = where.with_name(where.stem + ".partial.json")
+        self._done: dict | None = None  # finished items, read from the resume file on first use
 
     def run(self, items: Iterable[Item], run_one: Callable[[Any, "int | None"], dict]) -> dict[str, list[dict]]:
         """Every item's result by label (in seed order); items finished under the same settings are reused."""
-        done = load_resume(self.partial, "settings", self.key, "runs")
         items = list(items)
         out: dict[str, list[dict]] = {}
         for n, (label, what, seed) in enumerate(items, 1):
             # an item's own settings (a variant's, a data set's) key it too: editing one reruns only that one
             own = what.model_dump(mode="json", exclude_defaults=True) if hasattr(what, "model_dump") else None
-            tag = json.dumps({"label": label, "seed": seed, **({"settings": own} if own else {})}, sort_keys=True)
             name = f"[{n}/{len(items)}] {label}" + (f" seed {seed}" if seed is not None else "")
-            if tag in done:
-                print(f"{name}: resumed", flush=True)
-            else:
-                t = time.perf_counter()
-                done[tag] = run_one(what, seed)
-                save_resume(self.partial, "settings", self.key, "runs", done)
-                print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
-            out.setdefault(label, []).append(done[tag])
+            tag = {"label": label, "seed": seed, **({"settings": own} if own else {})}
+            out.setdefault(label, []).append(self.cached(tag, lambda what=what, seed=seed: run_one(what, seed), name))
         return out
 
-    def write(self, payload: dict, plot: Callable[[Path], None] | None = None) -> Path:
-        """The result JSON with its provenance and the plot beside it. The resume file stays (git-ignored): a
-        later run over more seeds or variants under the same settings trains only what is new."""
-        config = self.exp.model_dump(mode="json", by_alias=True)
-        write_result(self.path, payload, config=config, seeds=getattr(self.exp, "seeds", None))
+    def cached(self, tag: dict, compute: Callable[[], dict], name: str | None = None) -> dict:
+        """One finished item: its result if it ran under ``tag`` (its label and settings) before, else
+        ``compute()``, kept in the resume file at once."""
+        if self._done is None:
+            self._done = load_resume(self.partial, "settings", self.key, "runs")
+        key = json.dumps(tag, sort_keys=True, default=str)
+        name = name or str(tag.get("label"))
+        if key in self._done:
+            print(f"{name}: resumed from {self.partial}", flush=True)
+            return self._done[key]
+        t = time.perf_counter()
+        self._done[key] = compute()
+        save_resume(self.partial, "settings", self.key, "runs", self._done)
+        print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
+        return self._done[key]
+
+    def write(self, payload: dict, plot: Callable[[Path], None] | None = None, seeds: list[int] | None = None,
+              config: dict | None = None) -> Path:
+        """The result JSON with its provenance (the experiment's config and seeds unless given) and the plot
+        beside it. The resume file stays (git-ignored): a later run over more seeds or variants under the same
+        settings trains only what is new."""
+        config = config if config is not None else self.exp.model_dump(mode="json", by_alias=True)
+        write_result(self.path, payload, config=config,
+                     seeds=seeds if seeds is not None else getattr(self.exp, "seeds", None))
         if plot is not None:
             plot(self.path.with_suffix(".png"))
         return self.path

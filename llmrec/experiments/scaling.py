@@ -5,7 +5,6 @@ with D = raw tokens; MAPE on the held-out grid points; a fitted-vs-measured plot
 the full data. Valid / test users are the same for every point (only training rows are subsampled)."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +18,9 @@ from llmrec.config import StrictConfig, deep_merge
 from llmrec.data.views import user_sequences
 from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import load_resume, save_resume, settings_key
-from llmrec.results import pyplot, write_result
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
+from llmrec.results import pyplot, result_path
 from llmrec.scaling import PerformanceLaw, data_proxy, mape, recommend_size
 
 
@@ -50,11 +50,10 @@ class PerformanceLawExperiment(StrictConfig):
     budgets: list[int] = Field(default_factory=list)
 
 
-def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int, cache: dict[str, dict],
-                cache_path: Path) -> list[dict]:
+def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int, runner: Runner) -> list[dict]:
     """Every (fraction, layers, width) of the grid trained on one data variant: size, data measures, metric.
-    Trained points are kept in ``cache`` (written atomically to ``cache_path`` after each), so a killed run
-    resumes and a refit with other held-out settings trains nothing."""
+    Each trained point is kept by the runner, so a killed run resumes and a refit with other held-out
+    settings trains nothing."""
     p = prepare(base)
     space, by_user, _ = user_sequences(p.data, base.sequence)
     symbol = symbol_map(p.data, space, exp.apen_symbol)
@@ -71,39 +70,35 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                              "(no repeated windows); use a coarser item attribute")
         for layers in exp.layers:
             for width in exp.widths:
-                key = f"{json.dumps(exp.data_variants[variant], sort_keys=True)}/{frac}/{layers}/{width}"
-                if key in cache:
-                    points.append({**cache[key], "data_variant": variant})
-                    continue
-                model_cfg = {**base.model.model_dump(), "n_layers": layers, "hidden_size": width,
-                             "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
-                job = TrainJobConfig.model_validate({**base.model_dump(), "model": model_cfg})
-                model, r = train_prepared(job, replace(p, train=sub))
-                n = int(sum(q.numel() for q in model.parameters()))
-                points.append({"data_variant": variant, "fraction": frac, "layers": layers, "width": width, "parameters": n,
-                               "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
-                               "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]})
-                cache[key] = points[-1]
-                save_resume(cache_path, "grid", grid_key(exp), "points", cache)
-                print(f"data {variant} fraction {frac} layers {layers} width {width}: {exp.metric} {r['test'][exp.metric]:.4f} "
-                      f"(N {n}, D' {proxy.d_prime:.0f})", flush=True)
+                def train_point(layers=layers, width=width, sub=sub, proxy=proxy, frac=frac) -> dict:
+                    model_cfg = {**base.model.model_dump(), "n_layers": layers, "hidden_size": width,
+                                 "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
+                    job = TrainJobConfig.model_validate({**base.model_dump(), "model": model_cfg})
+                    model, r = train_prepared(job, replace(p, train=sub))
+                    n = int(sum(q.numel() for q in model.parameters()))
+                    print(f"{exp.metric} {r['test'][exp.metric]:.4f} (N {n}, D' {proxy.d_prime:.0f})", flush=True)
+                    return {"fraction": frac, "layers": layers, "width": width, "parameters": n,
+                            "tokens": proxy.tokens, "apen": proxy.apen, "d_prime": proxy.d_prime,
+                            "metric": r["test"][exp.metric], "valid": r["valid"][exp.metric]}
+
+                # a point's key names its own data variant's settings, not its place in the list
+                tag = {"label": "point", "data": exp.data_variants[variant], "fraction": frac, "layers": layers,
+                       "width": width}
+                pt = runner.cached(tag, train_point, f"data {variant} fraction {frac} layers {layers} width {width}")
+                points.append({"data_variant": variant, **pt})
     return points
 
 
 def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dict:
     """Train the grid on every data variant, fit the law with D' and with raw tokens on the fitting points,
     score the held-out ones; Spearman(ApEn, metric) across the data subsets of the largest model."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    # one cache per experiment, whatever --out says, so refits of other slices reuse the same trained points
-    cache_path = Path(exp.output or f"eval/results/{exp.name}.json").with_suffix(".points.json")
-    cache = load_resume(cache_path, "grid", grid_key(exp), "points")
-    if cache:
-        print(f"{len(cache)} trained grid points reused from {cache_path}", flush=True)
+    # one resume file per experiment, whatever --out says, so refits of other slices reuse the trained points
+    runner = Runner(exp, grid_key(exp), out, resume_at=result_path(exp.name, exp.output, None))
     points = []
     for k, override in enumerate(exp.data_variants):
         job = TrainJobConfig.model_validate({**exp.job.model_dump(),
                                              "data": deep_merge(exp.job.data.model_dump(), override)})
-        points += grid_points(exp, job, k, cache, cache_path)
+        points += grid_points(exp, job, k, runner)
     held = np.zeros(len(points), dtype=bool)
     held[np.random.default_rng(exp.seed + 1).permutation(len(points))[: len(points) // exp.holdout_every]] = True
     y = np.array([pt["metric"] for pt in points])
@@ -140,8 +135,8 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     payload = {"data": [str(v) for v in exp.data_variants], "metric": exp.metric, "apen_spearman": apen_rho, "points": points, "heldout": held.tolist(), "fits": fits,
                "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full},
                "recommended_for_budgets": for_budgets}
-    write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.job.trainer.seed])
-    plot(points, fits, held, exp.metric, path.with_suffix(".png"))
+    path = runner.write(payload, plot=lambda png: plot(points, fits, held, exp.metric, png),
+                        seeds=[exp.job.trainer.seed], config=exp.model_dump(mode="json"))
     return {"output": str(path), "fits": fits}
 
 
