@@ -241,6 +241,8 @@ def recommend(
     user: Optional[list[str]] = typer.Option(None, help="a user id, as in the data (repeat for a batch)"),
     session: Optional[list[str]] = typer.Option(None, help="session models: an item id of the current session, "
                                                            "oldest first (repeat; instead of --user)"),
+    campaign_item: Optional[list[str]] = typer.Option(None, help="push models: a seed item of the campaign (repeat; "
+                                                                 "prints the k users to push it to)"),
     model_dir: Optional[Path] = typer.Option(None, help="saved model, or the training output folder (default: "
                                                        "the config's output_dir)"),
     k: int = typer.Option(10, min=1, help="how many items"),
@@ -267,8 +269,17 @@ def recommend(
         rec = load(model_dir)
     else:
         raise typer.BadParameter("give --config (the training job) or --model-dir (its output folder)")
-    if bool(user) == bool(session):
-        raise typer.BadParameter("give --user (one or more) or --session (the items of one session), not both")
+    if sum(bool(x) for x in (user, session, campaign_item)) != 1:
+        raise typer.BadParameter("give one of --user (one or more), --session (the items of one session) or "
+                                 "--campaign-item (a push campaign's seed items), not both")
+    if campaign_item:
+        members = rec.audience(campaign_item, k)
+        if as_json:
+            typer.echo(json.dumps({"audience": [asdict(m) for m in members]}))
+        else:
+            for rank, m in enumerate(members, 1):
+                typer.echo(f"{rank:3d}. {m.user}\t{m.score:.6f}")
+        return
     out = rec.recommend_batch(user, k, include_seen) if user else {"session": rec.recommend_session(session, k,
                                                                                                    include_seen)}
     if as_json:

@@ -154,3 +154,10 @@ def greedy_ideal(judgments: np.ndarray, k: int, alpha: float = 0.5) -> list[int]
         seen += judgments[best]
         left.remove(best)
     return out
+
+
+def precision_at(scores: np.ndarray, candidates: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Share of ``targets`` among the top ``k`` candidates by score (ties: lower user index first)."""
+    s = scores[candidates]
+    top = candidates[np.lexsort((candidates, -s))[:k]]
+    return float(np.isin(top, targets).sum() / min(k, len(candidates)))

@@ -6,7 +6,8 @@ the model's family view scores every item (``llmrec.families``):
 - ctr / multitask: every catalogue item scored for the user as an impression built from the user's latest
   row, with each item's own attributes (the columns that are constant per item in the data) put in;
 - session: the next click after the user's latest session in the data (``recommend_session``: after any
-  session of item ids).
+  session of item ids);
+- push: users, not items: ``audience(items, k)`` ranks the users to push a campaign of those seed items to.
 Items the user has already interacted with are left out unless ``include_seen``."""
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ class Recommendation:
     score: float
     title: str | None = None
     info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AudienceMember:
+    """One user to push a campaign to: the user id and the push model's score."""
+    user: str
+    score: float
 
 
 class Recommender:
@@ -68,6 +76,17 @@ class Recommender:
             scores[[n for n, i in enumerate(names) if i in {str(x) for x in items}]] = -np.inf
         return self._top(scores, names, k)
 
+    def audience(self, items: list[str], k: int = 100) -> list[AudienceMember]:
+        """Push models: the ``k`` users to push a campaign to, the campaign given by its seed items (item ids)."""
+        if k < 1:
+            raise ConfigError(f"k: must be at least 1, got {k}")
+        if not hasattr(self.view, "audience_scores"):
+            raise ConfigError(f"campaign: {self.model.config.name} is a {self.family} model; only push models rank "
+                              "users for a campaign")
+        scores = self.view.audience_scores(self.model, self.context, [str(i) for i in items])
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [AudienceMember(self.context.users[i], float(scores[i])) for i in top]
+
     def _top(self, scores: np.ndarray, names: list[str], k: int) -> list[Recommendation]:
         info = self.data.item_info
         top = np.argsort(-scores, kind="stable")[:k]
@@ -86,4 +105,4 @@ def recommend(model_dir, job, user: str, k: int = 10, include_seen: bool = False
     return Recommender(model_dir, job).recommend(user, k, include_seen)
 
 
-__all__ = ["Recommendation", "Recommender", "item_columns", "recommend"]
+__all__ = ["AudienceMember", "Recommendation", "Recommender", "item_columns", "recommend"]

@@ -143,3 +143,39 @@ def test_rl_experiment_end_to_end(tmp_path, monkeypatch):
     out = run_rl(exp, tmp_path / "r.json")
     assert set(out["summary"]["variants"]) == {"ave", "n"} and out["summary"]["baselines"]["PMF"] > 0
     assert (tmp_path / "r.png").exists()
+
+
+def test_drr_trains_through_the_job_on_your_ratings_and_matches_the_experiment(tmp_path, monkeypatch):
+    """``model: {name: drr}`` on a ratings file: the job fits PMF, trains DDPG (``rl:``), reports validation and
+    test precision@k as the rl experiment does at the same settings and seed, saves, reloads and recommends
+    items for a user (their last positive ratings as the state), never an item they rated."""
+    import json
+
+    import llmrec
+
+    log = low_rank_log(n_users=40, per_user=30)
+    rows = ["who,what,stars,when"] + [f"{log.user_ids[u]},{log.item_ids[i]},{r:g},{1_700_000_000 + 60 * t}"
+                                      for u, i, r, t in zip(log.user, log.item, log.rating, log.time)]
+    (tmp_path / "ratings.csv").write_text("\n".join(rows) + "\n")
+    rl = {"pmf": {"dim": 4, "l2": 1.0},
+          "ddpg": {"episodes": 20, "episode_length": 5, "eval_every": 10, "batch_size": 16, "k": 5}}
+    data = {"source": "files", "files": {"interactions": {"path": str(tmp_path / "ratings.csv")},
+                                         "columns": {"user": "who", "item": "what", "rating": "stars", "time": "when"}}}
+    model = {"name": "drr", "state": "ave", "hidden": 16}
+    rec = llmrec.train({"data": data, "model": model, "rl": rl, "trainer": {"seed": 0, "progress": False},
+                        "output_dir": str(tmp_path / "run")})
+    r = rec.result
+    assert r["family"] == "rl" and r["primary_metric"] == "precision@5" and len(r["history"]) == 2
+
+    exp = RLExperiment.model_validate({"name": "t", "seeds": [0], "data": data, **rl,
+                                       "ddpg": {**rl["ddpg"], "progress": False},
+                                       "variants": [{"label": "ave", "model": model}]})
+    run_rl(exp, tmp_path / "r.json")
+    bench = json.loads((tmp_path / "r.json").read_text())["variants"]["ave"]["runs"][0]
+    assert r["test"] == bench["test"] and r["best_episode"] == bench["best_episode"]
+
+    loaded = llmrec.load(tmp_path / "run")
+    top = loaded.recommend("u3", k=5)
+    rated = {log.item_ids[i] for i in log.item[log.user == 3]}
+    assert len(top) == 5 and not rated & {x.item for x in top}
+    assert [x.item for x in top] == [x.item for x in rec.recommend("u3", k=5)]

@@ -10,7 +10,9 @@ import scipy.sparse as sp
 from llmrec.data import SyntheticConfig, generate_world
 from llmrec.data.push import PushConfig, push_view
 from llmrec.data.schema import DataError, RecData
-from llmrec.experiments.push import PushExperiment, precision_at, run_push
+from llmrec.errors import ConfigError
+from llmrec.experiments.push import PushExperiment, run_push
+from llmrec.metrics import precision_at
 from llmrec.models import MODELS, build_model, describe_models
 from llmrec.models.push.base import PushError, PushGraph
 
@@ -174,3 +176,34 @@ def test_push_experiment_end_to_end(tmp_path):
     assert r["results"]["syn"]["users"] <= len(set(world.columns["user_id"]))
     with pytest.raises(ValueError, match="methods"):
         PushExperiment.model_validate({**exp.model_dump(), "methods": [{"label": "x", "model": {"name": "nope"}}]})
+
+
+PUSH_SYN = {"data": {"source": "synthetic", "synthetic": {"n_users": 150, "n_items": 60, "impressions_per_user": 30}},
+            "push": {"campaign_by": "category", "edges": "positive", "split_by": "user", "horizon": 3, "min_items": 5,
+                     "min_targets": 5, "seed_items": 3, "k": 20, "draws": 2}}
+
+
+def test_a_push_model_trains_through_the_job_and_gets_the_experiments_precision(tmp_path):
+    """``model: {name: a_parw}`` fits through the training job on the push view; its test precision@k is the
+    push experiment's at the same settings and seed draws; the saved model ranks an audience for seed items."""
+    import llmrec
+    from llmrec.experiments.push import precisions, user_scores
+
+    rec = llmrec.train({**PUSH_SYN, "model": {"name": "a_parw", "alpha": 1.0},
+                        "trainer": {"seed": 0}, "output_dir": str(tmp_path / "run")})
+    r = rec.result
+    assert r["family"] == "push" and r["primary_metric"] == "precision@20"
+    push = {k: v for k, v in PUSH_SYN["push"].items() if k not in ("k", "draws")}  # the experiment's own fields
+    exp = PushExperiment.model_validate({"name": "t", "seeds": [0, 1], "k": 20,
+                                         "datasets": {"syn": {**PUSH_SYN, "push": push}},
+                                         "methods": [{"label": "A", "model": {"name": "a_parw", "alpha": 1.0}}]})
+    view = push_view(llmrec.dataset(PUSH_SYN["data"]), PushConfig(**push))
+    scores = user_scores(view, {"name": "a_parw", "alpha": 1.0}, exp, 3)["scores"]
+    assert r["test"]["by_campaign"] == pytest.approx(precisions(view, scores, "test", exp, 3)["precision"])
+    loaded = llmrec.load(tmp_path / "run")
+    items = loaded.context.items[:3]
+    crowd = loaded.audience(items, k=5)
+    assert len(crowd) == 5 and crowd[0].score >= crowd[-1].score
+    assert [m.user for m in crowd] == [m.user for m in rec.audience(items, k=5)]  # the reload refits the same walk
+    with pytest.raises(ConfigError, match="is a push model: it ranks users for a campaign"):
+        loaded.recommend(crowd[0].user)

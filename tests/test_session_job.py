@@ -71,7 +71,7 @@ def test_the_cli_recommends_after_a_session_as_json(clicks):
 
 
 def test_session_models_refuse_knowledge_and_other_models_refuse_sessions(clicks, tmp_path):
-    with pytest.raises(ConfigError, match="knowledge: ahc_knn is a session model"):
+    with pytest.raises(ConfigError, match="knowledge: ahc_knn is a session model; session models read no"):
         llmrec.train(job(clicks, knowledge={"source": "text", "kinds": ["item"]}))
     graph = llmrec.train({**job(clicks), "model": {"name": "mf", "embedding_dim": 4},
                           "trainer": {"epochs": 1, "progress": False}, "output_dir": str(tmp_path / "mf")})

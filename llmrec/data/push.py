@@ -46,6 +46,13 @@ class PushConfig(StrictConfig):
     exclude: list[str] = ["unknown"]  # campaign values never used (MovieLens' "unknown" genre)
 
 
+class PushViewConfig(PushConfig):
+    """The push family's view of a training job's data (``push:``): how the log becomes campaigns and periods,
+    the k of precision@k and how many seeded draws of each campaign's seed items are averaged."""
+    k: int = Field(100, ge=1)
+    draws: int = Field(3, ge=1)
+
+
 @dataclass
 class PushPeriod:
     """One evaluated period: its candidate users and its interactions (user index, item index or -1 for an

@@ -33,6 +33,7 @@ from llmrec.configfiles import blame_overrides, find_config, read_config_file
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
+from llmrec.data.push import PushViewConfig
 from llmrec.data.sessions import SessionViewConfig
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, sequence_rows, user_sequences
 from llmrec.errors import ConfigError
@@ -41,6 +42,7 @@ from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
 from llmrec.families import KnowledgeFeatures, Prepared, view_of
 from llmrec.families.base import FitView
+from llmrec.families.rl import RLViewConfig
 from llmrec.families.impressions import attach_labels, feature_specs
 from llmrec.families.knowledge import knowledge_inputs
 from llmrec.models import FAMILIES, MODELS, build_model
@@ -84,6 +86,8 @@ class TrainJobConfig(StrictConfig):
     sequence: SequenceViewConfig = SequenceViewConfig()  # the sequential family's view and evaluation
     graph: GraphViewConfig = GraphViewConfig()  # the graph family's view (split, interactions, negatives)
     session: SessionViewConfig = SessionViewConfig()  # the session family's view (pause cut, split, cutoff)
+    push: PushViewConfig = PushViewConfig()  # the push family's view (campaign column, periods, precision@k)
+    rl: RLViewConfig = RLViewConfig()  # the rl family's view (per-user time split, PMF, DDPG)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
     update: UpdateOption | None = None  # graph: update a saved model on newer interactions (GraphSAIL)
@@ -100,9 +104,9 @@ class TrainJobConfig(StrictConfig):
         """Knowledge a model would never read is an error, not a silent no-op: graph and sequential models
         take item vectors only through a content input (``text_dim``: ConFRec, SASRec, GRU4Rec)."""
         fam = FAMILIES.get(self.family)
-        if self.knowledge is not None and fam.view == "sessions":
-            raise ValueError(f"knowledge: {self.model.name} is a session model; session models read no item "
-                             "knowledge (they score items by co-occurrence in past sessions)")
+        if self.knowledge is not None and fam.view in ("sessions", "push", "rl"):
+            raise ValueError(f"knowledge: {self.model.name} is a {self.family} model; {self.family} models read no "
+                             "item knowledge (they walk or count co-occurrences in the interactions)")
         if (self.knowledge is not None and fam.view in ("interactions", "sequences")
                 and "text_dim" not in type(self.model).model_fields):
             readers = sorted(n for n in MODELS.names() if MODELS.get(n).family == self.family
@@ -258,9 +262,8 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
     entry = MODELS.get(job.model.name)
     config = job.model
     view = view_of(entry.family)
-    if isinstance(view, FitView):  # fitted, not trained by the loop (session KNN)
-        model = build_model(p.context, config)
-        return model, view.fit(job, p, model)
+    if isinstance(view, FitView):  # fitted, not trained by the loop (session KNN, push walks, DRR's DDPG)
+        return view.fit(job, p, config)
     torch.manual_seed(job.trainer.seed)  # the model is built right after its search stage, if it has one
     if entry.prepare is not None:
         config = entry.prepare(p.context, config, p.train, p.valid, job.trainer)

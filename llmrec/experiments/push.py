@@ -27,6 +27,7 @@ from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import build_model, resolve_model_config
+from llmrec.metrics import precision_at
 from llmrec.results import pyplot, save_figure
 
 
@@ -47,13 +48,6 @@ class PushExperiment(StrictConfig):
     iterations_sweep: list[int] = [1, 2, 3, 5, 10, 20, 50]
 
     _labels = field_validator("methods")(distinct_labels)
-
-
-def precision_at(scores: np.ndarray, candidates: np.ndarray, targets: np.ndarray, k: int) -> float:
-    """Share of ``targets`` among the top ``k`` candidates by score (ties: lower user index first)."""
-    s = scores[candidates]
-    top = candidates[np.lexsort((candidates, -s))[:k]]
-    return float(np.isin(top, targets).sum() / min(k, len(candidates)))
 
 
 def user_scores(view: PushData, model_spec: dict, exp: PushExperiment, n_seeds: int) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -94,6 +95,7 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     }
     users, items = embeddings(pmf)
     def run_one(v, seed: int) -> dict:
+        torch.manual_seed(seed)  # the actor's and critic's initial weights (train_ddpg seeds what follows)
         model = build_model((users, items), v.model)
         trained = train_ddpg(model, sim, train, valid, filler, c.model_copy(update={"seed": seed}))
         return {"seed": seed, "test": evaluate(trained.model, past, test, filler, c),

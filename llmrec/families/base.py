@@ -74,8 +74,9 @@ class View:
 class FitView(View):
     """A view whose models are fitted, not trained by the one training loop (no trainer: session KNN)."""
 
-    def fit(self, job: Any, p: Prepared, model: Any) -> dict:
-        """Fit ``model`` on ``p.train`` and return its result (validation and test metrics, like the loop's)."""
+    def fit(self, job: Any, p: Prepared, config: Any) -> tuple[Any, dict]:
+        """Build the model of ``config`` from the context, fit it on ``p.train``: the model and its result
+        (validation and test metrics, like the loop's)."""
         raise NotImplementedError
 
     def evaluate(self, job: Any, p: Prepared, model: Any) -> dict:
@@ -100,6 +101,16 @@ def item_ids(space: ItemSpace) -> list[str]:
     for item, idx in space.items.items():
         names[idx] = item
     return names
+
+
+def indices_of(items: list[str], catalogue: list[str], what: str) -> np.ndarray:
+    """The indices in ``catalogue`` of the ``items`` it holds (in order, others left out); a named error when
+    none is there (``what``: the catalogue, in words)."""
+    index = {item: n for n, item in enumerate(catalogue)}
+    found = np.array([index[str(i)] for i in items if str(i) in index], np.int64)
+    if not len(found):
+        raise DataError(f"items: none of {list(items)[:5]} is {what}")
+    return found
 
 
 def check_user(user: str, known, where: str) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from llmrec.data.schema import RecData
 from llmrec.data.sessions import Sessions, cut_by_gap, split_sessions, user_sessions
 from llmrec.errors import DataError
-from llmrec.families.base import VIEWS, FitView, Prepared
+from llmrec.families.base import VIEWS, FitView, Prepared, indices_of
 from llmrec.models import build_model
 from llmrec.models.session.base import next_click_metrics
 
@@ -41,18 +41,19 @@ class SessionView(FitView):
         ctx = SessionContext([str(i) for i in s.item_ids], s.train, s.train_start)
         return Prepared(data, ctx, s.train, s.valid, s.test)
 
-    def fit(self, job: Any, p: Prepared, model: Any) -> dict:
+    def fit(self, job: Any, p: Prepared, config: Any) -> tuple[Any, dict]:
         """Index the training sessions; HR@k / MRR@k on the validation and test prefixes."""
         ctx: SessionContext = p.context
         t = time.perf_counter()
-        model.fit(ctx.train, ctx.starts, len(ctx.item_ids))
+        model = build_model(None, config).fit(ctx.train, ctx.starts, len(ctx.item_ids))
         fit_seconds = time.perf_counter() - t
         valid = self._metrics(job, p, model, "valid")
         test = self._metrics(job, p, model, "test")
-        return {"data": p.data.name, "sessions": {"train": len(p.train), "valid": len(p.valid), "test": len(p.test)},
-                "items": len(ctx.item_ids), "model": model.config.model_dump(mode="json"), "family": "session",
-                "task": "fit", "primary_metric": f"hr@{job.session.cutoff}", "valid": valid, "test": test,
-                "fit_seconds": fit_seconds, "history": []}
+        return model, {"data": p.data.name, "sessions": {"train": len(p.train), "valid": len(p.valid),
+                                                         "test": len(p.test)},
+                       "items": len(ctx.item_ids), "model": model.config.model_dump(mode="json"), "family": "session",
+                       "task": "fit", "primary_metric": f"hr@{job.session.cutoff}", "valid": valid, "test": test,
+                       "fit_seconds": fit_seconds, "history": []}
 
     def evaluate(self, job: Any, p: Prepared, model: Any) -> dict:
         """HR@k / MRR@k on the test prefixes."""
@@ -107,11 +108,7 @@ class SessionView(FitView):
 
     def session_scores(self, model, context: SessionContext, items: list[str]) -> np.ndarray:
         """Next-click scores after a session given as item ids (an anonymous visitor's clicks)."""
-        index = {item: n for n, item in enumerate(context.item_ids)}
-        known = np.array([index[str(i)] for i in items if str(i) in index], np.int64)
-        if not len(known):
-            raise DataError(f"items: none of {list(items)[:5]} is known to the model")
-        return np.asarray(model.scores(known), np.float64)
+        return np.asarray(model.scores(indices_of(items, context.item_ids, "known to the model")), np.float64)
 
 
 VIEWS.add("sessions", SessionView())

@@ -84,11 +84,11 @@ for _f in (
     Family("graph", "interactions", "PairBatch", "bpr", "collaborative filtering over the user-item graph"),
     Family("sequential", "sequences", "SeqBatch", "next_item", "next item from a user's ordered history"),
     Family("session", "sessions", "item-index sessions", "fit", "next click in an anonymous session (no trainer)"),
-    Family("rl", "ratings + user simulator", "transitions", "actor_critic",
+    Family("rl", "rl", "transitions", "actor_critic",
            "recommendation as sequential decisions, DDPG against a simulator"),
     Family("diversify", "queries with candidates and subtopics", "DiversityQuery", "policy_gradient",
            "diversified ranking of a query's candidates (subtopic coverage)"),
-    Family("push", "push campaigns", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
+    Family("push", "push", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
     Family("graphrag", "textual knowledge graph + questions", "Subgraph", "fit",
            "the subgraph an LLM answers from (graph RAG, no trainer of the one loop)"),
 ):
