@@ -41,10 +41,11 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.shards import ShardSet, open_shards, write_recdata_shards
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.io import load_resume, save_resume, settings_key
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.models import build_model
 from llmrec.models.registry import resolve_model_config
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.threads import peak_rss_mb, rss_mb
 from llmrec.train import Trainer, TrainerConfig
 
@@ -314,26 +315,20 @@ def plot(summary: dict, runs: dict[str, list[dict]], path: Path, limit_mb: int |
     plt.close(fig)
 
 
-RESUME_FORMAT = "ctr_scale/2"
+RESUME_FORMAT = "ctr_scale/3"  # the resume key: runs kept under an older format are not reused
 
 
 def run_ctr_scale(exp: ScaleExperiment, out: str | Path | None = None) -> dict:
     """Every (variant, seed) and peer; writes the result JSON and plot."""
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
     s = shard_set(exp.data)
-    partial = path.with_name(path.name.replace(".json", ".partial.json"))
-    # each finished (variant, seed) / peer is kept with the settings it ran with, and reused only with the same
-    done = load_resume(partial, "format", RESUME_FORMAT, "runs")
+    # each finished (variant, seed) / peer is kept by the runner with the settings it ran with (and the data's),
+    # and reused only with the same
+    runner = Runner(exp, RESUME_FORMAT, out)
     data_key = settings_key(exp.data)
     runs: dict[str, list[dict]] = {}
 
     def cached(item: str, settings: dict, compute) -> dict:
-        key = json.dumps({**settings, "data": data_key}, sort_keys=True, default=str)
-        if done.get(item, {}).get("settings") != key:
-            done[item] = {"settings": key, "result": compute()}
-            save_resume(partial, "format", RESUME_FORMAT, "runs", done)
-        return done[item]["result"]
+        return runner.cached({"label": item, "settings": settings, "data": data_key}, compute)
 
     for v in exp.variants:
         for seed in exp.seeds:
@@ -375,9 +370,7 @@ def run_ctr_scale(exp: ScaleExperiment, out: str | Path | None = None) -> dict:
                                                                    ("train_days", "valid_days", "test_days")},
                  "decoded_train_mb": s.select(exp.data.train_days).rows * _row_bytes(s) / 2 ** 20}
     result = {"data": data_info, "summary": summary, "runs": runs, "memory_limit_mb": exp.memory_limit_mb}
-    write_result(path, result, exp, exp.seeds)
-    plot(summary, runs, path.with_suffix(".png"), exp.memory_limit_mb)
-    partial.unlink(missing_ok=True)
+    path = runner.write(result, plot=lambda png: plot(summary, runs, png, exp.memory_limit_mb))
     return {**result, "output": str(path)}
 
 

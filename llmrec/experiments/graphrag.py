@@ -36,6 +36,8 @@ from llmrec.data.textgraph import build_graph, write_triples
 from llmrec.embed import default_embedder
 from llmrec.errors import DataError
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.knowledge.graph import extract_triples
 from llmrec.lexical import exact_match, normalize, token_f1
 from llmrec.llm import GenerationParams, LLMConfig, make_llm
@@ -45,7 +47,7 @@ from llmrec.models import build_model
 from llmrec.models.graphrag.align_grag import AlignExample, prune
 from llmrec.models.graphrag.retriever import GraphIndex, select_subgraph
 from llmrec.prompts import load_prompt
-from llmrec.results import grouped_bars, pyplot, result_path, save_figure, write_result
+from llmrec.results import grouped_bars, pyplot, save_figure
 
 
 class AlignVariant(StrictConfig):
@@ -167,32 +169,42 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
     test_subs = [select_subgraph(index, v, sub_cfg) for v in index.encode([q.question for q in test])]
 
     results: dict[str, dict] = {}
-    results["no context (LLM alone)"] = answer_all(llm, test, [None] * len(test), cfg.answer_tokens, "no context")
-    results["plain graph RAG"] = answer_all(llm, test, [s.text(graph) for s in test_subs], cfg.answer_tokens,
-                                            "plain graph RAG")
+    # every system's answers (per seed for the trained aligners) are one item of the runner: a killed run resumes
+    runner = Runner(cfg, settings_key(cfg, exclude=("name", "output", "seeds", "variants", "controls")), out)
+    results["no context (LLM alone)"] = runner.cached({"label": "no context"}, lambda: answer_all(
+        llm, test, [None] * len(test), cfg.answer_tokens, "no context"))
+    results["plain graph RAG"] = runner.cached({"label": "plain graph RAG"}, lambda: answer_all(
+        llm, test, [s.text(graph) for s in test_subs], cfg.answer_tokens, "plain graph RAG"))
     training: dict[str, list] = {}
     for v in cfg.variants:
         runs = []
         training[v.label] = []
         for seed in cfg.seeds:
-            model = build_model(None, {"name": "align_grag", "subgraph": sub_cfg.model_dump(),
-                                       "keep_ratio": cfg.keep_ratio, **v.overrides, "seed": seed})
-            t = time.perf_counter()
-            model.fit(index, examples, progress=True)
-            training[v.label].append({"seed": seed, "seconds": time.perf_counter() - t, "history": model.history})
-            pruned = [model.prune(s) for s in test_subs]
-            runs.append(answer_all(llm, test, [s.text(graph) for s in pruned], cfg.answer_tokens,
-                                   f"{v.label} seed {seed}"))
+            def aligned(v=v, seed=seed) -> dict:
+                model = build_model(None, {"name": "align_grag", "subgraph": sub_cfg.model_dump(),
+                                           "keep_ratio": cfg.keep_ratio, **v.overrides, "seed": seed})
+                t = time.perf_counter()
+                model.fit(index, examples, progress=True)
+                fit = {"seed": seed, "seconds": time.perf_counter() - t, "history": model.history}
+                pruned = [model.prune(s) for s in test_subs]
+                return {"training": fit, "answers": answer_all(llm, test, [s.text(graph) for s in pruned],
+                                                               cfg.answer_tokens, f"{v.label} seed {seed}")}
+
+            got = runner.cached({"label": v.label, "seed": seed, "settings": v.overrides}, aligned)
+            training[v.label].append(got["training"])
+            runs.append(got["answers"])
         results[v.label] = summarize(runs)
     for control in cfg.controls:
         runs = []
         for seed in (cfg.seeds if control == "random" else cfg.seeds[:1]):
-            rng = np.random.default_rng(seed)
-            pruned = [prune(index, s, rng.random(len(s.nodes)) if control == "random"
-                            else index.node_vectors[s.nodes] @ s.question, cfg.keep_ratio, sub_cfg.max_edges)
-                      for s in test_subs]
-            runs.append(answer_all(llm, test, [s.text(graph) for s in pruned], cfg.answer_tokens,
-                                   f"{control} pruning"))
+            def controlled(control=control, seed=seed) -> dict:
+                rng = np.random.default_rng(seed)
+                pruned = [prune(index, s, rng.random(len(s.nodes)) if control == "random"
+                                else index.node_vectors[s.nodes] @ s.question, cfg.keep_ratio, sub_cfg.max_edges)
+                          for s in test_subs]
+                return answer_all(llm, test, [s.text(graph) for s in pruned], cfg.answer_tokens, f"{control} pruning")
+
+            runs.append(runner.cached({"label": f"{control} pruning", "seed": seed}, controlled))
         results[f"{control.replace('_', ' ')} pruning (control)"] = summarize(runs)
     for name, r in results.items():
         print(f"{name:34s} F1 {r['token_f1']:.4f} EM {r['exact_match']:.3f} prompt tokens "
@@ -209,9 +221,7 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
                "acceptance": acceptance, "results": results, "training": training,
                "reasoning_examples": [{"question": q.question, "reasoning": r} for q, r in zip(train[:3], reasonings[:3])],
                "seconds": time.perf_counter() - t0}
-    path = write_result(result_path(cfg.name, cfg.output, out), payload, config=cfg.model_dump(mode="json"),
-                        seeds=cfg.seeds)
-    plot(results, path.with_suffix(".png"))
+    path = runner.write(payload, plot=lambda png: plot(results, png), config=cfg.model_dump(mode="json"))
     return {"output": str(path), "results": results, "acceptance": acceptance}
 
 

@@ -36,9 +36,10 @@ from llmrec.eval.calibration import calibrate, mtrag_judge_items, plot_calibrati
 from llmrec.eval.judge import (ExpectedScoreJudge, JudgeItem, Judgment, PairwiseJudge, RubricJudge,
                                parse_winner)
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.lexical import normalize, rouge_l, token_f1
 from llmrec.llm import LLMConfig, make_llm
-from llmrec.results import write_result
 
 Method = Literal["rubric", "expected", "expected_calibrated", "hybrid", "lexical_only", "pairwise",
                  "pairwise_likelihood"]
@@ -150,14 +151,19 @@ def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
     results, scores_by = {}, {}
     probs = None
     shown = [clip_documents(it, exp.max_document_words) for it in items]  # what the LLM judges read
+    # the LLM's work (score distributions, rubric verdicts, pairwise verdicts) is kept by the runner as each
+    # finishes: a killed run resumes, and a run with other methods or a refit reuses it
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output", "methods")), out)
     if {"expected", "expected_calibrated", "hybrid"} & set(exp.methods):
-        probs = ExpectedScoreJudge(llm, exp.criterion, progress=True).probabilities(shown)
+        probs = np.array(runner.cached({"label": "expected-score probabilities"}, lambda: {
+            "probs": ExpectedScoreJudge(llm, exp.criterion, progress=True).probabilities(shown).tolist()})["probs"])
         expected = probs @ np.arange(1, 6)
         scores_by["expected"] = expected
     if "rubric" in exp.methods:
         held_items = [it for it, h in zip(shown, held) if h]
-        js = RubricJudge(llm, exp.criterion, max_new_tokens=exp.rubric_max_new_tokens, progress=True).judge_many(held_items)
-        results["rubric"] = calibrate(js, list(human[held]))
+        results["rubric"] = runner.cached({"label": "rubric"}, lambda: calibrate(
+            RubricJudge(llm, exp.criterion, max_new_tokens=exp.rubric_max_new_tokens, progress=True)
+            .judge_many(held_items), list(human[held])))
     if "expected" in exp.methods:
         results["expected"] = calibrate([Judgment("expected", exp.criterion, float(s), "", "", "expected")
                                          for s in expected[held]], list(human[held]))
@@ -184,15 +190,18 @@ def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
         judge = PairwiseJudge(llm, exp.criterion, max_new_tokens=exp.pairwise_max_new_tokens)
         shown_pairs = [(shown[a], shown[b]) for a, b in pairs]
         if "pairwise_likelihood" in exp.methods:
-            results["pairwise_likelihood"] = pairwise_agreement(judge.preferences(shown_pairs, progress=True),
-                                                                human_first)
+            results["pairwise_likelihood"] = runner.cached({"label": "pairwise_likelihood"}, lambda: pairwise_agreement(
+                judge.preferences(shown_pairs, progress=True), human_first))
         if "pairwise" in exp.methods:
-            verdicts = judge.compare_many(shown_pairs)
-            value = {"A": 1.0, "B": 0.0}
-            wins = np.array([[value.get(parse_winner(v.raw[0]), 0.5), 1.0 - value.get(parse_winner(v.raw[1]), 0.5)]
-                             for v in verdicts]).reshape(-1, 2)
-            results["pairwise"] = {**pairwise_agreement(wins, human_first),
-                                   "unparsed": int(sum(parse_winner(r) is None for v in verdicts for r in v.raw))}
+            def verdicts() -> dict:
+                value = {"A": 1.0, "B": 0.0}
+                got = judge.compare_many(shown_pairs)
+                wins = np.array([[value.get(parse_winner(v.raw[0]), 0.5),
+                                  1.0 - value.get(parse_winner(v.raw[1]), 0.5)] for v in got]).reshape(-1, 2)
+                return {**pairwise_agreement(wins, human_first),
+                        "unparsed": int(sum(parse_winner(r) is None for v in got for r in v.raw))}
+
+            results["pairwise"] = runner.cached({"label": "pairwise"}, verdicts)
         if "hybrid" in scores_by:  # the pointwise hybrid judge's order on the same pairs, for comparison
             h = scores_by["hybrid"]
             diff = np.array([[h[a] > h[b], h[a] > h[b]] for a, b in pairs], float)
@@ -205,15 +214,14 @@ def run_judge(exp: JudgeExperiment, out: str | Path | None = None) -> dict:
             continue
         print(f"{name:20s} held-out n={r['scored']} Spearman {r['spearman']} weighted kappa {r['kappa_quadratic']}",
               flush=True)
-    path = Path(out or exp.output or f"eval/results/{exp.name}.json")
     payload = {"criterion": exp.criterion, "llm": llm.model_id, "responses": len(items),
                "fit_responses": int(fit.sum()), "heldout_responses": int(held.sum()),
                "fit_conversations": len({m["task_id"].split("<::>")[0] for m, f in zip(meta, fit) if f}),
                "heldout_conversations": len({m["task_id"].split("<::>")[0] for m, f in zip(meta, fit) if not f}),
                "split": f"conversations shuffled with seed {exp.seed}, {exp.fit_fraction:.0%} for fitting",
                "results": results, "seconds": time.perf_counter() - t0}
-    write_result(path, payload, config=exp.model_dump(mode="json"), seeds=[exp.seed])
-    plot_calibration(results, path.with_suffix(".png"))
+    path = runner.write(payload, plot=lambda png: plot_calibration(results, png), seeds=[exp.seed],
+                        config=exp.model_dump(mode="json"))
     return {"output": str(path), "results": results}
 
 

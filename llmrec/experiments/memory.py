@@ -28,6 +28,8 @@ from llmrec.data.locomo import CATEGORIES, DEV_CONVERSATIONS, HELDOUT_CONVERSATI
 from llmrec.embed import default_embedder
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.llm.cache import CachedLLM
 from llmrec.llm.server import LLMServer
@@ -37,7 +39,7 @@ from llmrec.memory.memgas import MemGAS, MemGASConfig, fit_view_prior
 from llmrec.memory.locomo import add_conversation
 from llmrec.memory.units import ExtractiveDigester, SessionDigester
 from llmrec.metrics import ndcg_at, recall_all_at, recall_any_at
-from llmrec.results import pyplot, write_result
+from llmrec.results import pyplot
 from llmrec.retrieval import Hit, Retriever, make_retriever, sessions_in_order
 from llmrec.store import VectorStore
 
@@ -214,7 +216,9 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
               f"ndcg@5={o['ndcg@5']:.3f} recall_all@10={o['recall_all@10']:.3f}")
     tag = "_nodigest" if not exp.digest else ("_extractive" if exp.digester == "extractive" else "")
     default = f"eval/results/{exp.name}_{exp.split}{tag}.json"
-    path = write_result(Path(out or exp.output or default), {
+    # one pass over conversations that share a store: written through the runner, with no per-item resume
+    runner = Runner(exp, settings_key(exp, exclude=("name", "output")), out or exp.output or default)
+    path = runner.write({
         "split": exp.split, "conversations": [c.sample_id for c in convs], "embedder": embedder.model_id,
         "malformed_evidence_ids": malformed, "questions_without_gold_session_excluded": no_gold,
         "add_units_per_second": add_units / add_seconds,
@@ -228,8 +232,7 @@ def run_memory(exp: MemoryExperiment, out: str | Path | None = None) -> dict:
         "search_latency_ms_p50": float(np.percentile(np.array(latencies) * 1000, 50)),
         "search_latency_ms_p95": float(np.percentile(np.array(latencies) * 1000, 95)),
         "results": results,
-    }, config=exp.model_dump(mode="json"), seeds=[0])
-    plot(results, exp.split, path.with_suffix(".png"))
+    }, plot=lambda png: plot(results, exp.split, png), seeds=[0], config=exp.model_dump(mode="json"))
     return {"output": str(path), "results": results}
 
 

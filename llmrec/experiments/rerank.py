@@ -22,13 +22,15 @@ from llmrec.config import StrictConfig, llmrec_home
 from llmrec.embed import default_embedder
 from llmrec.errors import DataError
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.rerank.base import BiEncoderReranker
 from llmrec.rerank.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
 from llmrec.rerank.pipeline import (DenseFirstStage, QADataConfig, answer_metrics, answer_questions, load_qa,
                                     make_groups, ranking_metrics, rerank_all)
 from llmrec.rerank.radio import GroupTrainConfig, RADIOConfig, train_reranker
-from llmrec.results import grouped_bars, pyplot, write_result
+from llmrec.results import grouped_bars, pyplot
 
 LabelSource = Literal["retrieval", "radio", "radio_likelihood", "gold"]
 SYSTEM_NAMES = {"retrieval": "retrieval-labels fine-tuned", "radio": "RADIO fine-tuned",
@@ -116,24 +118,28 @@ def run_rerank(cfg: RerankExperiment, out: str | Path | None = None) -> dict:
                  if "answers" in res else ""), flush=True)
         return res
 
+    # every system (and every fine-tuned one per seed) is one item of the runner: a killed run resumes
+    runner = Runner(cfg, settings_key(cfg, exclude=("name", "output", "seeds", "variants", "work_dir")), out)
     for name, rr in fixed.items():
-        results[name] = evaluate(name, rr, None, answers=True)
+        results[name] = runner.cached({"label": name}, lambda name=name, rr=rr: evaluate(name, rr, None, answers=True))
     for labels in cfg.variants:
         runs = []
         for i, seed in enumerate(cfg.seeds):
-            torch.manual_seed(seed)
-            rr = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
-            ckpt = work / f"ckpt-{labels}-{t.epochs}-{t.learning_rate}-{len(train)}-s{seed}"
-            info = train_reranker(rr, groups_by[labels], t.model_copy(update={"seed": seed}), checkpoint_dir=ckpt)
-            training[labels]["per_seed"][seed] = info
-            runs.append(evaluate(SYSTEM_NAMES[labels], rr, seed, answers=i == 0))
+            def fine_tuned(labels=labels, seed=seed, first=i == 0) -> dict:
+                torch.manual_seed(seed)
+                rr = CrossEncoderReranker(CrossEncoderConfig(max_length=cfg.max_length))
+                ckpt = work / f"ckpt-{labels}-{t.epochs}-{t.learning_rate}-{len(train)}-s{seed}"
+                info = train_reranker(rr, groups_by[labels], t.model_copy(update={"seed": seed}), checkpoint_dir=ckpt)
+                return {"training": info, "metrics": evaluate(SYSTEM_NAMES[labels], rr, seed, answers=first)}
+
+            got = runner.cached({"label": SYSTEM_NAMES[labels], "seed": seed, "answers": i == 0}, fine_tuned)
+            training[labels]["per_seed"][seed] = got["training"]
+            runs.append(got["metrics"])
         results[SYSTEM_NAMES[labels]] = seed_summary(runs, cfg.seeds)
     payload = {"passages": len(corpus.passages), "queries": {"train": len(train), "dev": len(dev), "test": len(test)},
                "first_stage": f"all-MiniLM-L6-v2 dense top {cfg.first_stage_k} (llmrec VectorStore, flat)",
                "llm": llm.model_id, "training": training, "results": results, "seconds": time.perf_counter() - t_start}
-    path = write_result(Path(out or cfg.output or f"eval/results/{cfg.name}.json"), payload,
-                        config=cfg.model_dump(mode="json"), seeds=cfg.seeds)
-    plot(results, path.with_suffix(".png"))
+    path = runner.write(payload, plot=lambda png: plot(results, png), config=cfg.model_dump(mode="json"))
     return {"output": str(path), "results": results}
 
 

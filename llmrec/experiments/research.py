@@ -20,13 +20,15 @@ from llmrec.embed import default_embedder
 from llmrec.eval.calibration import calibrate, mtrag_judge_items
 from llmrec.eval.judge import JudgeItem, JudgePanel, PairwiseJudge, RubricJudge
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.runner import Runner
+from llmrec.io import settings_key
 from llmrec.lexical import lexical_scores
 from llmrec.llm import LLMConfig, make_llm
 from llmrec.memory import Memory
 from llmrec.rerank.pipeline import QADataConfig, load_qa
 from llmrec.research import MemorySource, PersonalizedResearcher, ResearchConfig, StoreSource
 from llmrec.research.tasks import locomo_tasks, prefeval_tasks
-from llmrec.results import grouped_bars, pyplot, write_result
+from llmrec.results import grouped_bars, pyplot
 from llmrec.store import VectorStore
 
 
@@ -76,17 +78,22 @@ def run_research(cfg: ResearchExperiment, out: str | Path | None = None) -> dict
 
     rcfg = cfg.research
     runs: dict[str, list[dict]] = {}
+    # each variant's research runs are one item of the runner (a killed run resumes after the finished variant)
+    runner = Runner(cfg, settings_key(cfg, exclude=("name", "output")), out)
     for variant, private_stage in (("personalized", True), ("no private stage", False)):
-        r = PersonalizedResearcher(llm, [MemorySource(memory)], [StoreSource(public, emb)],
-                                   config=rcfg.model_copy(update={"private_stage": private_stage}))
-        rows = []
-        for t in tasks:
-            res = r.run(t["user_id"], t["question"])
-            rows.append({"task_id": t["task_id"], "source": t["source"], "report": res.report,
-                        "claims_text": " ".join(c.text for c in res.claims), "stop_reason": res.stop_reason,
-                        "tokens": res.trace["tokens"], "private_evidence": sum(e.private for e in res.evidence),
-                        "lexical": lexical_scores(" ".join(c.text for c in res.claims), t["reference"])})
-        runs[variant] = rows
+        def researched(private_stage=private_stage) -> dict:
+            r = PersonalizedResearcher(llm, [MemorySource(memory)], [StoreSource(public, emb)],
+                                       config=rcfg.model_copy(update={"private_stage": private_stage}))
+            rows = []
+            for t in tasks:
+                res = r.run(t["user_id"], t["question"])
+                rows.append({"task_id": t["task_id"], "source": t["source"], "report": res.report,
+                             "claims_text": " ".join(c.text for c in res.claims), "stop_reason": res.stop_reason,
+                             "tokens": res.trace["tokens"], "private_evidence": sum(e.private for e in res.evidence),
+                             "lexical": lexical_scores(" ".join(c.text for c in res.claims), t["reference"])})
+            return {"rows": rows}
+
+        runs[variant] = runner.cached({"label": f"research {variant}"}, researched)["rows"]
         print(variant, "done", f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     panels = {crit: JudgePanel([RubricJudge(llm, crit, reference_guided=True, max_new_tokens=80, name=f"{crit}:ref"),
@@ -126,9 +133,7 @@ def run_research(cfg: ResearchExperiment, out: str | Path | None = None) -> dict
                                                                       for s in ("prefeval", "locomo")},
                "config": rcfg.model_dump(), "summary": summary, "pairwise_personalization": pairwise,
                "judge_agreement_with_humans_mtrag": agreement, "runs": runs, "seconds": time.perf_counter() - t0}
-    out_path = write_result(Path(out or cfg.output or f"eval/results/{cfg.name}.json"), payload,
-                            config=cfg.model_dump(mode="json"))
-    plot(summary, out_path.with_suffix(".png"))
+    out_path = runner.write(payload, plot=lambda png: plot(summary, png), config=cfg.model_dump(mode="json"))
     return {"output": str(out_path), "summary": summary}
 
 

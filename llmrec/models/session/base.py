@@ -131,15 +131,16 @@ class SessionKNN:
         rows = ix.matrix[cand]
         sim = self.similarity(s, rows, cand)
         k = self.config.k
-        top = np.argpartition(-sim, k - 1)[:k] if len(sim) > k else np.arange(len(sim))
+        # a stable sort, not argpartition: among tied similarities the earlier candidate wins on every CPU
+        # (argpartition's order of ties depends on the SIMD kernel numpy picks for the machine)
+        top = np.argsort(-sim, kind="stable")[:k]
         top = top[sim[top] > 0]
         return np.asarray(rows[top].T @ sim[top]).ravel()
 
     def recommend(self, session: np.ndarray, k: int = 20) -> np.ndarray:
         """The top ``k`` item indices for the next click."""
         sc = self.scores(session)
-        top = np.argpartition(-sc, min(k, len(sc)) - 1)[:k]
-        return top[np.lexsort((top, -sc[top]))]
+        return np.argsort(-sc, kind="stable")[:k]  # ties: the lower item index first, on every CPU
 
 
 def position_weights(session: np.ndarray, decay: str, n_items: int) -> np.ndarray:
