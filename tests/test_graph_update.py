@@ -67,8 +67,45 @@ def test_an_update_is_refused_where_it_cannot_apply(logs):
     llmrec.train(job(logs, "old.csv", "base"))
     with pytest.raises(ConfigError, match="holds a lightgcn model; the job trains mf"):
         llmrec.train(job(logs, "all.csv", "u1", model="mf", update={"model_dir": str(logs / "base")}))
-    with pytest.raises(ConfigError, match="update: updating a saved model on new interactions is for graph models"):
+    with pytest.raises(ConfigError, match="update: updating a saved model on new data is for graph, CTR and multi-task models; sasrec"):
         llmrec.train({**job(logs, "all.csv", "u2", update={"model_dir": str(logs / "base")}),
                       "model": {"name": "sasrec"}})
     with pytest.raises(DataError, match="nothing to update on"):
         llmrec.train(job(logs, "old.csv", "u3", update={"model_dir": str(logs / "base")}))
+
+
+def _ctr(tmp_path, out: str, seed: int, **over) -> dict:
+    return {"data": {"source": "synthetic", "synthetic": {"n_users": 120, "n_items": 60, "impressions_per_user": 40,
+                                                          "seed": seed}},
+            "model": {"name": "deepfm", "embedding_dim": 4, "hidden_units": [16]},
+            "trainer": {"epochs": 2, "batch_size": 256, "progress": False}, "output_dir": str(tmp_path / out), **over}
+
+
+def test_a_saved_ctr_model_is_updated_with_incctrs_distillation_and_replay(tmp_path):
+    """``update: {method: incctr}`` trains the saved DeepFM further on new rows (encoded with its own encoder)
+    plus replayed earlier rows, distilling its saved predictions: a heavy distillation weight keeps the updated
+    model's test predictions closer to the saved model's than plain fine-tuning does."""
+    from llmrec.experiments.jobs import TrainJobConfig, prepare
+    from llmrec.train import Trainer
+
+    llmrec.train(_ctr(tmp_path, "base", 0))
+    earlier = _ctr(tmp_path, "x", 0)["data"]
+    kd = llmrec.train(_ctr(tmp_path, "kd", 1, update={"model_dir": str(tmp_path / "base"), "method": "incctr",
+                                                      "kd_weight": 50.0, "replay": 0.5, "replay_data": earlier}))
+    ft = llmrec.train(_ctr(tmp_path, "ft", 1, update={"model_dir": str(tmp_path / "base"), "method": "finetune"}))
+    u = kd.result["update"]
+    assert u["method"] == "incctr" and u["replayed_rows"] == round(0.5 * u["new_rows"]) and u["kd_weight"] == 50.0
+    assert ft.result["update"]["replayed_rows"] == 0 and 0.4 < kd.result["test"]["auc"] <= 1
+
+    base, kd_model, ft_model = (llmrec.load(tmp_path / n) for n in ("base", "kd", "ft"))
+    job = TrainJobConfig.model_validate(_ctr(tmp_path, "y", 1))
+    data = prepare(job).data
+    from llmrec.data.registry import split_rows
+    _, _, te = split_rows(data, job.data)
+    rows = base.context.transform(data.take(te), label=data.label)  # the saved encoder: the same for all three
+    pred = {n: Trainer(job.trainer).predict(r.model, rows) for n, r in (("base", base), ("kd", kd_model),
+                                                                         ("ft", ft_model))}
+    drift = {n: float(np.abs(pred[n] - pred["base"]).mean()) for n in ("kd", "ft")}
+    assert drift["kd"] < drift["ft"], drift
+    with pytest.raises(ConfigError, match="update.method: graphsail updates graph models"):
+        llmrec.train(_ctr(tmp_path, "z", 1, update={"model_dir": str(tmp_path / "base"), "method": "graphsail"}))

@@ -36,7 +36,7 @@ from llmrec.data.schema import RecData
 from llmrec.data.push import PushViewConfig
 from llmrec.data.sessions import SessionViewConfig
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, sequence_rows, user_sequences
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, DataError
 from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
 from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
@@ -49,7 +49,8 @@ from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec, resolve_model_config, with_family_trainer
 from llmrec.train import TASKS, BPRTask, NextItemTask, PointwiseTask, Trainer, TrainerConfig, world
 from llmrec.train.selection import SELECTORS, FieldSelection, SelectionInput, select, top_k
-from llmrec.train.tasks import MultiLabelTask, MultiLabelTaskConfig
+from llmrec.train.incctr import frozen_copy
+from llmrec.train.tasks import DistillTask, MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
 from llmrec.train.update import drop_known, extend_space, grown, new_edges, remap_eval, remap_graph, remap_pairs, with_graph
 
@@ -65,13 +66,23 @@ class AugmentOption(StrictConfig):
 
 
 class UpdateOption(StrictConfig):
-    """Graph jobs: update a saved model on newer interactions instead of training one from scratch
-    (``llmrec.train.update``): the saved model's ids kept and the new ones appended, its weights the start,
-    training on the edges its graph lacked (selection on the job's validation split). ``graphsail`` distils the
-    saved model's structure into the update (GraphSAIL); ``finetune`` trains without it."""
+    """Update a saved model on newer data instead of training one from scratch; its weights are the start.
+
+    Graph jobs (``llmrec.train.update``): the saved model's ids kept and the new ones appended, training on the
+    edges its graph lacked (selection on the job's validation split); ``graphsail`` distils the saved model's
+    structure into the update (GraphSAIL), ``finetune`` trains without it.
+
+    CTR and multi-task jobs: the job's data are the new rows, encoded with the saved model's encoder (an id it
+    never saw takes the encoder's unknown row); ``incctr`` is IncCTR's model module, BCE plus ``kd_weight`` x
+    the saved model's click probabilities as soft targets, with ``replay`` x the new training rows drawn
+    uniformly from ``replay_data`` (the earlier rows), ``finetune`` trains on the new rows alone. (IncCTR's
+    feature module, rows for new ids, works on streamed shard sets: ``llmrec.train.incctr.IncCTRUpdater``.)"""
     model_dir: str  # the saved model: its folder, or the training output folder holding ``model/``
-    method: Literal["graphsail", "finetune"] = "graphsail"
+    method: Literal["graphsail", "finetune", "incctr"] = "graphsail"
     graphsail: GraphSAILConfig = GraphSAILConfig()
+    kd_weight: float = Field(0.5, ge=0)  # incctr: the distillation weight
+    replay: float = Field(0.1, ge=0, le=1)  # incctr: earlier rows replayed, as a share of the new training rows
+    replay_data: DataConfig | None = None  # incctr: where the earlier rows come from (None: no replay)
 
 
 class TrainJobConfig(StrictConfig):
@@ -141,10 +152,15 @@ class TrainJobConfig(StrictConfig):
     def _update_fits(self) -> "TrainJobConfig":
         """Updating grows user and item tables over the graph: graph models without item knowledge."""
         if self.update is not None:
-            if FAMILIES.get(self.family).view != "interactions":
-                raise ValueError(f"update: updating a saved model on new interactions is for graph models; "
-                                 f"{self.model.name} is a {self.family} model")
-            if self.knowledge is not None or self.graph.behaviours:
+            view, method = FAMILIES.get(self.family).view, self.update.method
+            if view not in ("interactions", "impressions"):
+                raise ValueError(f"update: updating a saved model on new data is for graph, CTR and multi-task "
+                                 f"models; {self.model.name} is a {self.family} model")
+            if view == "interactions" and method == "incctr":
+                raise ValueError("update.method: incctr updates CTR models; a graph model takes graphsail or finetune")
+            if view == "impressions" and method == "graphsail":
+                raise ValueError("update.method: graphsail updates graph models; a CTR model takes incctr or finetune")
+            if view == "interactions" and (self.knowledge is not None or self.graph.behaviours):
                 raise ValueError("update: item knowledge and behaviour graphs are not grown by an update; train "
                                  "such a model from scratch")
         return self
@@ -272,10 +288,11 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
 
 
 def fit_and_report(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, config: Any,
-                   checkpoint_dir: Path | None = None, train: Any = None) -> dict:
-    """Train a built model with the job's trainer on ``train`` (default ``p.train``), test it: the result."""
+                   checkpoint_dir: Path | None = None, train: Any = None, task: Any = None) -> dict:
+    """Train a built model with the job's trainer on ``train`` (default ``p.train``; ``task`` instead of the
+    job's, e.g. IncCTR's distillation), test it: the result."""
     entry = MODELS.get(config.name)
-    trainer = make_trainer(job, p)
+    trainer = make_trainer(job, p) if task is None else Trainer(job.trainer, task)
     fit = trainer.fit(model, p.train if train is None else train, p.valid, checkpoint_dir=checkpoint_dir)
     test = trainer.evaluate(model, p.test, groups=p.test_groups)
     by_scenario = None
@@ -309,6 +326,8 @@ def train_updated(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None 
     if old.config.name != job.model.name:
         raise ConfigError(f"update.model_dir: {c.model_dir} holds a {old.config.name} model; the job trains "
                           f"{job.model.name}")
+    if isinstance(old_space, FeatureEncoder):
+        return _update_impressions(job, p, old, old_space, checkpoint_dir)
     space, umap, imap = extend_space(old_space, p.context)
     graph = remap_graph(p.context.graph, space, umap, imap)
     old_graph = remap_graph(old_space.graph, space)
@@ -347,6 +366,43 @@ def run_training(job: TrainJobConfig) -> dict:
         write_json_atomic(out / "job.json", job.model_dump(mode="json", exclude_unset=True))  # llmrec.load reads it
         write_json_atomic(out / "result.json", result)
     return result
+
+
+def _update_impressions(job: TrainJobConfig, p: Prepared, old: torch.nn.Module, enc: FeatureEncoder,
+                        checkpoint_dir: Path | None) -> tuple[torch.nn.Module, dict]:
+    """CTR / multi-task update: the new rows encoded with the saved encoder, the saved model trained further on
+    them (and on replayed earlier rows) with IncCTR's distillation from its saved self, or plain fine-tuning."""
+    c = job.update
+    data = p.data
+    if data.tasks:
+        raise ConfigError("update: a multi-label model is not updated in place; train it from scratch on the data")
+    tr, va, te = split_rows(data, job.data)
+    tables = knowledge_inputs(job.knowledge, data, split=job.data)[1]
+    cols = data.take(tr)
+    replayed = 0
+    if c.method == "incctr" and c.replay and c.replay_data is not None:
+        earlier = load_data(c.replay_data)
+        missing = sorted(set(cols) - set(earlier.columns))
+        if missing:
+            raise DataError(f"update.replay_data: {earlier.name} lacks the columns {missing} of the new rows")
+        rng = np.random.default_rng(job.trainer.seed)
+        pick = rng.choice(len(earlier), min(len(earlier), int(round(c.replay * len(tr)))), replace=False)
+        back = earlier.take(np.sort(pick))
+        cols = {k: np.concatenate([np.asarray(back[k]), np.asarray(v)]) for k, v in cols.items()}
+        replayed = len(pick)
+    batches = [enc.transform(cols, label=data.label, dense_tables=tables),
+               *(enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (va, te))]
+    q = replace(p, context=enc, train=batches[0], valid=batches[1], test=batches[2])
+    teacher = frozen_copy(old) if c.method == "incctr" and c.kd_weight else None
+    task = DistillTask(teacher, c.kd_weight) if teacher is not None else None
+    old.train()
+    for w in old.parameters():
+        w.requires_grad_(True)
+    result = fit_and_report(job, q, old, old.config, checkpoint_dir, task=task)
+    result["update"] = {"model_dir": c.model_dir, "method": c.method, "new_rows": int(len(tr)),
+                        "replayed_rows": replayed, "kd_weight": c.kd_weight if teacher is not None else 0.0}
+    p.context = enc  # the job saves the updated model with the saved encoder
+    return old, result
 
 
 def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
