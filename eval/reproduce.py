@@ -48,7 +48,24 @@ def push(d: dict) -> dict[str, Figure]:
             for ds, r in d["results"].items() for m, x in r["methods"].items()}
 
 
+def augment(d: dict) -> dict[str, Figure]:
+    """Test recall@10 of every RSIR round (with and without the filter, the duplicates control) and of the
+    DiffuASR variants (all users and the short-history users)."""
+    s, out = d["summary"], {}
+    for system in ("rsir", "rsir_no_filter", "rsir_duplicates"):
+        for r in s.get(system, []):
+            out[f"{system} / round {r['round']} / recall@10"] = (r["recall@10_mean"], r["recall@10_std"])
+    for variant, v in s.get("diffuasr", {}).items():
+        if isinstance(v, dict):
+            for part in ("all", "short_users"):
+                if v.get(part):
+                    out[f"diffuasr / {variant} / {part} / recall@10"] = (v[part]["recall@10_mean"],
+                                                                         v[part]["recall@10_std"])
+    return out
+
+
 READERS: dict[str, Callable[[dict], dict[str, Figure]]] = {
+    "sequential_augment": augment,
     "push_psp": push, "session_knn": session, "graph_models": recommender, "graph_benchmark": recommender,
     "minimal_defaults": recommender, "graph_l2q": recommender, "ctr_din": recommender,
 }

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import llmrec
 from llmrec.cli import app
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, DataError
 from tests.conftest import shared
 
 PAIRS = 12  # item a{n} is followed by b{n} in a session; c* items are popular noise
@@ -68,6 +68,14 @@ def test_the_cli_recommends_after_a_session_as_json(clicks):
     assert out["session"][0]["item"] == "b5" and len(out["session"]) == 2
     both = CliRunner().invoke(app, ["recommend", "--model-dir", str(clicks / "run"), "--session", "a5", "--user", "v1"])
     assert both.exit_code != 0 and "not both" in both.output
+
+
+def test_sessions_need_real_time(clicks):
+    raw = job(clicks)
+    raw["data"]["files"] = {**raw["data"]["files"], "columns": {"user": "visitor", "item": "product"},
+                            "file_order_is_time": True}
+    with pytest.raises(DataError, match="file_order_is_time: sessions are cut at pauses in real time"):
+        llmrec.train(raw)
 
 
 def test_session_models_refuse_knowledge_and_other_models_refuse_sessions(clicks, tmp_path):

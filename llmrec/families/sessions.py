@@ -36,6 +36,10 @@ class SessionView(FitView):
 
     def prepare(self, job: Any, data: RecData) -> Prepared:
         """The job's data as time-split sessions (item indices into the training catalogue)."""
+        files = getattr(job.data, "files", None)
+        if files is not None and files.file_order_is_time:
+            raise DataError("data.files.file_order_is_time: sessions are cut at pauses in real time; name the time "
+                            "column (columns.time)")
         raw, starts = user_sessions(data, job.session)
         s = split_sessions(raw, starts, job.session)
         ctx = SessionContext([str(i) for i in s.item_ids], s.train, s.train_start)
