@@ -64,7 +64,14 @@ def augment(d: dict) -> dict[str, Figure]:
     return out
 
 
+def diversify(d: dict) -> dict[str, Figure]:
+    """Test alpha-NDCG of every method at its validation-chosen setting (mean ± std over its seeds)."""
+    return {f"{m} / test alpha-NDCG": (x["test_alpha_ndcg"]["mean"], x["test_alpha_ndcg"]["std"])
+            for m, x in d["methods"].items()}
+
+
 READERS: dict[str, Callable[[dict], dict[str, Figure]]] = {
+    "diversify_mdp": diversify,
     "sequential_augment": augment,
     "push_psp": push, "session_knn": session, "graph_models": recommender, "graph_benchmark": recommender,
     "minimal_defaults": recommender, "graph_l2q": recommender, "ctr_din": recommender,
