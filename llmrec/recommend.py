@@ -7,7 +7,8 @@ the model's family view scores every item (``llmrec.families``):
   row, with each item's own attributes (the columns that are constant per item in the data) put in;
 - session: the next click after the user's latest session in the data (``recommend_session``: after any
   session of item ids);
-- push: users, not items: ``audience(items, k)`` ranks the users to push a campaign of those seed items to.
+- push: users, not items: ``audience(items, k)`` ranks the users to push a campaign of those seed items to;
+- diversify: ``diversify(items, k)`` orders a set of candidate items (the query: their mean vector).
 Items the user has already interacted with are left out unless ``include_seen``."""
 from __future__ import annotations
 
@@ -86,6 +87,20 @@ class Recommender:
         scores = self.view.audience_scores(self.model, self.context, [str(i) for i in items])
         top = np.argsort(-scores, kind="stable")[:k]
         return [AudienceMember(self.context.users[i], float(scores[i])) for i in top]
+
+    def diversify(self, items: list[str], k: int = 10) -> list[Recommendation]:
+        """Diversify models: ``items`` (candidate item ids) in the order the model lists them, ``k`` long; the
+        score is 1 / rank."""
+        if k < 1:
+            raise ConfigError(f"k: must be at least 1, got {k}")
+        if not hasattr(self.view, "diversified"):
+            raise ConfigError(f"items: {self.model.config.name} is a {self.family} model; only diversify models "
+                              "order a set of candidates")
+        order = self.view.diversified(self.model, self.context, [str(i) for i in items], k)
+        info = self.data.item_info
+        names = self.context.item_ids
+        return [Recommendation(names[i], 1.0 / rank, info.get(names[i], {}).get("title"), dict(info.get(names[i], {})))
+                for rank, i in enumerate(order, 1)]
 
     def _top(self, scores: np.ndarray, names: list[str], k: int) -> list[Recommendation]:
         info = self.data.item_info

@@ -113,3 +113,34 @@ def test_diversify_experiment_on_movielens(tmp_path):
     assert out["summary"]["MDP"]["episodes_ratio_to_reference"] == 1.0
     assert set(r["methods"]["kNN"]["valid_per_setting"]) == {"knn_prune=1", "knn_prune=2"}
     assert 0 < out["summary"]["MMR"]["test_alpha_ndcg"] <= 1 and (tmp_path / "d.png").exists()
+
+
+@pytest.mark.slow
+def test_mdp_div_and_mmr_train_through_the_job_as_the_experiment_scores_them(tmp_path):
+    """``model: {name: mdp_div}`` (and MMR) on MovieLens through the training job: the job's test alpha-NDCG is
+    the diversify experiment's at the same settings and seed; the saved model reloads and orders candidates."""
+    import llmrec
+    from llmrec.errors import ConfigError
+
+    path = shared("ml-100k")
+    queries = {"samples_per_genre": 1}
+    training = {"episodes": 60, "eval_every": 30, "smooth": 20, "ntn_steps": 20}
+    data = {"source": "movielens100k", "path": str(path)}
+    torch.set_num_threads(1)
+    exp = DiversifyExperiment.model_validate({
+        "name": "t", "seeds": [0], "data": data, "diversity": queries,
+        "training": {**training, "progress": False},
+        "methods": [{"label": "MMR", "model": {"name": "mmr"}}, {"label": "MDP", "model": {"name": "mdp_div"}}]})
+    bench = run_diversify(exp, tmp_path / "d.json")["summary"]
+    for name, label in (("mmr", "MMR"), ("mdp_div", "MDP")):
+        rec = llmrec.train({"data": data, "model": {"name": name}, "output_dir": str(tmp_path / name),
+                            "diversify": {"queries": queries, "training": training},
+                            "trainer": {"seed": 0, "progress": False}})
+        assert rec.result["test"]["alpha_ndcg@10"] == pytest.approx(bench[label]["test_alpha_ndcg"])
+        loaded = llmrec.load(tmp_path / name)
+        candidates = ["50", "181", "172", "1", "100", "127", "98", "56"]
+        order = loaded.diversify(candidates, k=5)
+        assert len(order) == 5 and len({r.item for r in order}) == 5 and {r.item for r in order} <= set(candidates)
+        assert [r.item for r in order] == [r.item for r in rec.diversify(candidates, k=5)]
+        with pytest.raises(ConfigError, match="is a diversify model: it orders a set of candidate items"):
+            loaded.recommend("1")

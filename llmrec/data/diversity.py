@@ -53,7 +53,12 @@ class DiversityQuery:
 
 
 class MovieLensDiversityConfig(StrictConfig):
-    """How MovieLens becomes diversity queries."""
+    """How MovieLens (or any rated data with an item column of groups) becomes diversity queries: a query is a
+    value of ``query_column`` (genres), its subtopics the candidates' other values of it, their values of
+    ``subtopic_columns`` and, with ``decades``, the release decades read from the item descriptions."""
+    query_column: str = "genres"
+    subtopic_columns: list[str] = []
+    decades: bool = True
     candidates: int = Field(40, ge=10)
     samples_per_genre: int = Field(4, ge=1)
     min_ratings: int = Field(10, ge=1)
@@ -79,8 +84,12 @@ def movielens_diversity(data: RecData, item_vectors: dict[str, np.ndarray], c: M
     ids, inv, counts = np.unique(items, return_inverse=True, return_counts=True)
     mean = np.bincount(inv, weights=rating) / counts
     first = {i: n for n, i in reversed(list(enumerate(items)))}
-    genres = {i: tuple(data.columns["genres"][first[i]]) for i in ids}
-    decade = {i: _decade(data.item_info.get(i, {}).get("description", "")) for i in ids}
+    for col in (c.query_column, *c.subtopic_columns):
+        if col not in data.columns:
+            raise DataFormatError(data.name, None, col, f"no such item column (have {sorted(data.columns)})")
+    genres = {i: _values(data.columns[c.query_column][first[i]]) for i in ids}
+    decade = {i: _decade(data.item_info.get(i, {}).get("description", "")) if c.decades else "" for i in ids}
+    extra = {i: tuple(v for col in c.subtopic_columns for v in _values(data.columns[col][first[i]])) for i in ids}
     ok = [n for n, i in enumerate(ids) if counts[n] >= c.min_ratings and i in item_vectors]
     by_genre: dict[str, list[int]] = {}
     for n in ok:
@@ -98,8 +107,9 @@ def movielens_diversity(data: RecData, item_vectors: dict[str, np.ndarray], c: M
             for s in range(c.samples_per_genre):
                 pick = rng.choice(by_genre[g], c.candidates, replace=False)
                 doc = ids[pick]
-                topics = sorted({t for d in doc for t in (*genres[d], decade[d]) if t != g and t})
-                judg = np.array([[float(mean[n] >= c.relevant_mean and (t in genres[d] or t == decade[d]))
+                topics = sorted({t for d in doc for t in (*genres[d], *extra[d], decade[d]) if t != g and t})
+                judg = np.array([[float(mean[n] >= c.relevant_mean and (t in genres[d] or t in extra[d]
+                                                                        or t == decade[d]))
                                   for t in topics] for n, d in zip(pick, doc)]).reshape(len(doc), len(topics))
                 feats = np.stack([item_vectors[d] for d in doc]).astype(np.float32)
                 try:
@@ -108,6 +118,11 @@ def movielens_diversity(data: RecData, item_vectors: dict[str, np.ndarray], c: M
                     skipped += 1
         out[part] = qs
     return DiversitySet(out["train"], out["valid"], out["test"], skipped)
+
+
+def _values(value) -> tuple[str, ...]:
+    """A multi-value cell's values, or a single value as a one-value tuple."""
+    return tuple(str(v) for v in value) if isinstance(value, (tuple, list)) else (str(value),)
 
 
 def _decade(description: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -55,6 +56,7 @@ def run_method(exp: DiversifyExperiment, m: GridMethod, ds, dim: int) -> dict:
         spec = {**m.model, **point}
         runs = []
         for seed in (exp.seeds if trained else exp.seeds[:1]):
+            torch.manual_seed(seed)  # the policy's initial weights (train_reinforce seeds what follows)
             model = build_model(dim, spec)
             if trained:
                 t = train_reinforce(model, ds.train, ds.valid, c.model_copy(update={"seed": seed}))

@@ -42,6 +42,7 @@ from llmrec.io import write_json_atomic
 from llmrec.metrics import auc
 from llmrec.families import KnowledgeFeatures, Prepared, view_of
 from llmrec.families.base import FitView
+from llmrec.families.diversify import DiversifyViewConfig
 from llmrec.families.rl import RLViewConfig
 from llmrec.families.impressions import attach_labels, feature_specs
 from llmrec.families.knowledge import knowledge_inputs
@@ -99,6 +100,7 @@ class TrainJobConfig(StrictConfig):
     session: SessionViewConfig = SessionViewConfig()  # the session family's view (pause cut, split, cutoff)
     push: PushViewConfig = PushViewConfig()  # the push family's view (campaign column, periods, precision@k)
     rl: RLViewConfig = RLViewConfig()  # the rl family's view (per-user time split, PMF, DDPG)
+    diversify: DiversifyViewConfig = DiversifyViewConfig()  # the diversify family's view (queries, PMF, REINFORCE)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
     update: UpdateOption | None = None  # graph: update a saved model on newer interactions (GraphSAIL)
@@ -115,7 +117,7 @@ class TrainJobConfig(StrictConfig):
         """Knowledge a model would never read is an error, not a silent no-op: graph and sequential models
         take item vectors only through a content input (``text_dim``: ConFRec, SASRec, GRU4Rec)."""
         fam = FAMILIES.get(self.family)
-        if self.knowledge is not None and fam.view in ("sessions", "push", "rl"):
+        if self.knowledge is not None and fam.view in ("sessions", "push", "rl", "diversify"):
             raise ValueError(f"knowledge: {self.model.name} is a {self.family} model; {self.family} models read no "
                              "item knowledge (they walk or count co-occurrences in the interactions)")
         if (self.knowledge is not None and fam.view in ("interactions", "sequences")

@@ -86,7 +86,7 @@ for _f in (
     Family("session", "sessions", "item-index sessions", "fit", "next click in an anonymous session (no trainer)"),
     Family("rl", "rl", "transitions", "actor_critic",
            "recommendation as sequential decisions, DDPG against a simulator"),
-    Family("diversify", "queries with candidates and subtopics", "DiversityQuery", "policy_gradient",
+    Family("diversify", "diversify", "DiversityQuery", "policy_gradient",
            "diversified ranking of a query's candidates (subtopic coverage)"),
     Family("push", "push", "user-item graph", "fit", "whom to push a campaign's items to (no trainer)"),
     Family("graphrag", "textual knowledge graph + questions", "Subgraph", "fit",
