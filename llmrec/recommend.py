@@ -36,6 +36,12 @@ class Recommendation:
     info: dict[str, str] = field(default_factory=dict)
 
 
+def _check_k(k: int) -> None:
+    """A named error for a list length below 1."""
+    if k < 1:
+        raise ConfigError(f"k: must be at least 1, got {k}")
+
+
 @dataclass
 class AudienceMember:
     """One user to push a campaign to: the user id and the push model's score."""
@@ -56,8 +62,7 @@ class Recommender:
     def recommend(self, user: str, k: int = 10, include_seen: bool = False) -> list[Recommendation]:
         """The ``k`` best items for ``user``; items the user already interacted with are left out unless
         ``include_seen``."""
-        if k < 1:
-            raise ConfigError(f"k: must be at least 1, got {k}")
+        _check_k(k)
         user = str(user)
         with torch.no_grad():
             scores, names = self.view.scores(self.model, self.context, self.job, self.data, user, include_seen)
@@ -66,8 +71,7 @@ class Recommender:
     def recommend_session(self, items: list[str], k: int = 10, include_seen: bool = False) -> list[Recommendation]:
         """Session models: the ``k`` best next clicks after a session given as item ids (an anonymous
         visitor's clicks, oldest first); the session's own items are left out unless ``include_seen``."""
-        if k < 1:
-            raise ConfigError(f"k: must be at least 1, got {k}")
+        _check_k(k)
         if not hasattr(self.view, "session_scores"):
             raise ConfigError(f"session: {self.model.config.name} is a {self.family} model; only session models "
                               "recommend from a session of items (give a user instead)")
@@ -79,8 +83,7 @@ class Recommender:
 
     def audience(self, items: list[str], k: int = 100) -> list[AudienceMember]:
         """Push models: the ``k`` users to push a campaign to, the campaign given by its seed items (item ids)."""
-        if k < 1:
-            raise ConfigError(f"k: must be at least 1, got {k}")
+        _check_k(k)
         if not hasattr(self.view, "audience_scores"):
             raise ConfigError(f"campaign: {self.model.config.name} is a {self.family} model; only push models rank "
                               "users for a campaign")
@@ -91,8 +94,7 @@ class Recommender:
     def diversify(self, items: list[str], k: int = 10) -> list[Recommendation]:
         """Diversify models: ``items`` (candidate item ids) in the order the model lists them, ``k`` long; the
         score is 1 / rank."""
-        if k < 1:
-            raise ConfigError(f"k: must be at least 1, got {k}")
+        _check_k(k)
         if not hasattr(self.view, "diversified"):
             raise ConfigError(f"items: {self.model.config.name} is a {self.family} model; only diversify models "
                               "order a set of candidates")

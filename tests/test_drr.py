@@ -7,7 +7,8 @@ import torch
 
 from llmrec.data.schema import DataError, RecData
 from llmrec.data.simulator import RatingLog, RatingSimulator, SimulatorError, rating_log, reward_of, split_by_user
-from llmrec.experiments.rl import RLExperiment, embeddings, run_rl
+from llmrec.experiments.rl import RLExperiment, run_rl
+from llmrec.train.pmf import pmf_vectors
 from llmrec.models import build_model, describe_models
 from llmrec.models.rl.drr import StateModule
 from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, initial_window, train_ddpg
@@ -95,7 +96,7 @@ def test_evaluation_with_the_pmf_direction_equals_pmf_ranking():
     log = low_rank_log(n_users=80, per_user=30)
     tr, va, te = split_by_user(log, (0.6, 0.1, 0.3))
     pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
-    users, items = embeddings(pmf)
+    users, items = pmf_vectors(pmf)
     model = build_model((users, items), {"name": "drr"})
     model.action = lambda u, recent: model.users[u]  # a policy that always answers PMF's ranking vector
     c = DDPGConfig(k=5)
@@ -114,7 +115,7 @@ def test_ddpg_runs_keeps_the_best_actor_and_its_actions_are_unit_vectors():
     tr, va, te = split_by_user(log, (0.6, 0.2, 0.2))
     pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
     sim = RatingSimulator(tr, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
-    model = build_model(embeddings(pmf), {"name": "drr", "state": "ave", "window": 3, "hidden": 32})
+    model = build_model(pmf_vectors(pmf), {"name": "drr", "state": "ave", "window": 3, "hidden": 32})
     c = DDPGConfig(episodes=40, episode_length=5, eval_every=20, batch_size=16, k=5, progress=False)
     out = train_ddpg(model, sim, tr, va, np.arange(5), c)
     assert [p["episode"] for p in out.curve] == [20, 40]

@@ -24,7 +24,7 @@ from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
 from llmrec.models import MODELS, build_model
 from llmrec.results import pyplot, save_figure
-from llmrec.train.pmf import PMFConfig, fit_pmf
+from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 from llmrec.train.policy_gradient import (PolicyGradientConfig, episodes_to, evaluate_policy, moving_average,
                                           train_reinforce)
 
@@ -88,7 +88,7 @@ def run_diversify(exp: DiversifyExperiment, out: str | Path | None = None) -> di
     data = load_data(exp.data)
     log = rating_log(data)
     pmf = fit_pmf(log, exp.pmf)
-    vectors = {i: np.hstack([pmf.V[n], pmf.bi[n]]).astype(np.float32) for n, i in enumerate(log.item_ids)}
+    vectors = dict(zip(log.item_ids, pmf_vectors(pmf)[1]))
     ds = movielens_diversity(data, vectors, exp.diversity)
     dim = exp.pmf.dim + 1
     runner = Runner(exp, settings_key(exp, exclude=("name", "output", "methods", "reference")), out)

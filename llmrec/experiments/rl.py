@@ -26,8 +26,8 @@ from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.models import build_model, resolve_model_config
 from llmrec.results import pyplot, save_figure
-from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, train_ddpg
-from llmrec.train.pmf import PMF, PMFConfig, fit_pmf
+from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, popular_positives, train_ddpg
+from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
 class RLVariant(StrictConfig):
@@ -65,12 +65,6 @@ def static_precision(score: Any, split: RatingLog, k: int, positive: float) -> f
     return float(np.mean(out)) if out else 0.0
 
 
-def embeddings(pmf: PMF) -> tuple[np.ndarray, np.ndarray]:
-    """DRR's frozen vectors from PMF: users [u; 1], items [v; b_i]."""
-    return (np.hstack([pmf.U, np.ones((len(pmf.U), 1))]).astype(np.float32),
-            np.hstack([pmf.V, pmf.bi[:, None]]).astype(np.float32))
-
-
 def _mean_std(xs: list[float]) -> dict:
     return {"mean": float(np.mean(xs)), "std": float(np.std(xs)), "per_seed": xs}
 
@@ -83,8 +77,7 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     pmf = fit_pmf(train, exp.pmf, valid)
     sim = RatingSimulator(train, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
     c, k = exp.ddpg, exp.ddpg.k
-    counts = np.bincount(train.item[train.rating >= c.positive], minlength=train.n_items)
-    filler = np.argsort(-counts, kind="stable")[: exp.filler]
+    filler = popular_positives(train, c.positive, exp.filler)
     past = UserHistory.of(train, valid)
     popularity = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
     baselines = {
@@ -93,7 +86,7 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
         "random order (base rate)": float(np.mean([(test.rating[r] >= c.positive).mean()
                                                    for r in test.by_user() if len(r) >= k])),
     }
-    users, items = embeddings(pmf)
+    users, items = pmf_vectors(pmf)
     def run_one(v, seed: int) -> dict:
         torch.manual_seed(seed)  # the actor's and critic's initial weights (train_ddpg seeds what follows)
         model = build_model((users, items), v.model)

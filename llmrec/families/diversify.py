@@ -22,7 +22,7 @@ from llmrec.data.simulator import rating_log
 from llmrec.errors import ConfigError
 from llmrec.families.base import VIEWS, FitView, Prepared, indices_of
 from llmrec.models import MODELS, build_model
-from llmrec.train.pmf import PMFConfig, fit_pmf
+from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 from llmrec.train.policy_gradient import PolicyGradientConfig, evaluate_policy, train_reinforce
 
 
@@ -55,7 +55,7 @@ class DiversifyView(FitView):
         c = job.diversify
         log = rating_log(data)
         pmf = fit_pmf(log, c.pmf)
-        vectors = np.hstack([pmf.V, pmf.bi[:, None]]).astype(np.float32)
+        vectors = pmf_vectors(pmf)[1]
         ids = [str(i) for i in log.item_ids]
         ds = movielens_diversity(data, dict(zip(ids, vectors)), c.queries)
         return Prepared(data, DiversifyContext(ids, vectors), ds.train, ds.valid, ds.test)

@@ -21,8 +21,9 @@ from llmrec.data.simulator import RatingSimulator, rating_log, split_by_user
 from llmrec.errors import DataError
 from llmrec.families.base import VIEWS, FitView, Prepared, check_user
 from llmrec.models import build_model
-from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, initial_window, train_ddpg
-from llmrec.train.pmf import PMFConfig, fit_pmf
+from llmrec.train.actor_critic import (DDPGConfig, UserHistory, evaluate, initial_window, popular_positives,
+                                       train_ddpg)
+from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
 class RLViewConfig(StrictConfig):
@@ -55,11 +56,8 @@ class RLView(FitView):
         log = rating_log(data)
         train, valid, test = split_by_user(log, c.split)
         pmf = fit_pmf(train, c.pmf, valid)
-        counts = np.bincount(train.item[train.rating >= c.ddpg.positive], minlength=train.n_items)
-        ctx = RLContext([str(u) for u in log.user_ids], [str(i) for i in log.item_ids],
-                        np.hstack([pmf.U, np.ones((len(pmf.U), 1))]).astype(np.float32),
-                        np.hstack([pmf.V, pmf.bi[:, None]]).astype(np.float32),
-                        np.argsort(-counts, kind="stable")[: c.filler])
+        ctx = RLContext([str(u) for u in log.user_ids], [str(i) for i in log.item_ids], *pmf_vectors(pmf),
+                        popular_positives(train, c.ddpg.positive, c.filler))
         sim = RatingSimulator(train, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
         return Prepared(data, ctx, (train, sim), valid, test)
 

@@ -72,6 +72,12 @@ class UserHistory:
                    [np.concatenate(x) if x else np.zeros(0) for x in ratings])
 
 
+def popular_positives(train: RatingLog, positive: float, n: int) -> np.ndarray:
+    """The ``n`` items with the most positive training ratings (what pads a short state window)."""
+    counts = np.bincount(train.item[train.rating >= positive], minlength=train.n_items)
+    return np.argsort(-counts, kind="stable")[:n]
+
+
 def initial_window(items: np.ndarray, ratings: np.ndarray, window: int, positive: float,
                    filler: np.ndarray) -> np.ndarray:
     """The last ``window`` positive items of a history, padded in front by ``filler`` (popular positives)."""

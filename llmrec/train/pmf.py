@@ -73,3 +73,10 @@ def fit_pmf(train: RatingLog, config: PMFConfig = PMFConfig(), valid: RatingLog 
         out.rmse["valid"] = float(np.sqrt(np.mean((np.clip(out.predict(valid.user, valid.item), 1, 5)
                                                    - valid.rating) ** 2)))
     return out
+
+
+def pmf_vectors(pmf: PMF) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen feature vectors from PMF: users [u; 1], items [v; b_i] (so a . e_i can carry the item bias):
+    DRR's embeddings and the diversifiers' document features."""
+    return (np.hstack([pmf.U, np.ones((len(pmf.U), 1))]).astype(np.float32),
+            np.hstack([pmf.V, pmf.bi[:, None]]).astype(np.float32))
