@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -24,9 +23,9 @@ from llmrec.data.simulator import RatingLog, RatingSimulator, rating_log, split_
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
-from llmrec.models import build_model, resolve_model_config
+from llmrec.models import resolve_model_config
 from llmrec.results import pyplot, save_figure
-from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, popular_positives, train_ddpg
+from llmrec.train.actor_critic import DDPGConfig, popular_positives, train_drr
 from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
@@ -78,7 +77,6 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     sim = RatingSimulator(train, pmf.U, pmf.V, pmf.bu, pmf.bi, pmf.mean)
     c, k = exp.ddpg, exp.ddpg.k
     filler = popular_positives(train, c.positive, exp.filler)
-    past = UserHistory.of(train, valid)
     popularity = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
     baselines = {
         "PMF": static_precision(lambda u, it: pmf.predict(np.full(len(it), u), it), test, k, c.positive),
@@ -88,10 +86,9 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
     }
     users, items = pmf_vectors(pmf)
     def run_one(v, seed: int) -> dict:
-        torch.manual_seed(seed)  # the actor's and critic's initial weights (train_ddpg seeds what follows)
-        model = build_model((users, items), v.model)
-        trained = train_ddpg(model, sim, train, valid, filler, c.model_copy(update={"seed": seed}))
-        return {"seed": seed, "test": evaluate(trained.model, past, test, filler, c),
+        trained, tested = train_drr(v.model, (users, items), sim, train, valid, test, filler,
+                                    c.model_copy(update={"seed": seed}))
+        return {"seed": seed, "test": tested,
                 "best_episode": trained.best_episode, "seconds": trained.seconds, "curve": trained.curve}
 
     runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "variants")), out)

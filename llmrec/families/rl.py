@@ -20,9 +20,8 @@ from llmrec.data.schema import RecData
 from llmrec.data.simulator import RatingSimulator, rating_log, split_by_user
 from llmrec.errors import DataError
 from llmrec.families.base import VIEWS, FitView, Prepared, check_user
-from llmrec.models import build_model
 from llmrec.train.actor_critic import (DDPGConfig, UserHistory, evaluate, initial_window, popular_positives,
-                                       train_ddpg)
+                                       train_drr)
 from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
@@ -65,10 +64,7 @@ class RLView(FitView):
         """DDPG against the simulator (the actor with the best validation precision kept); test precision."""
         c, ctx = job.rl.ddpg.model_copy(update={"seed": job.trainer.seed, "progress": job.trainer.progress}), p.context
         train, sim = p.train
-        torch.manual_seed(job.trainer.seed)  # the actor's and critic's initial weights (train_ddpg seeds the rest)
-        model = build_model((ctx.users, ctx.items), config)
-        trained = train_ddpg(model, sim, train, p.valid, ctx.filler, c)
-        test = evaluate(trained.model, UserHistory.of(train, p.valid), p.test, ctx.filler, c)
+        trained, test = train_drr(config, (ctx.users, ctx.items), sim, train, p.valid, p.test, ctx.filler, c)
         best = max(trained.curve, key=lambda r: r[f"valid_precision@{c.k}"])
         return trained.model, {
             "data": p.data.name, "ratings": {"train": len(train.user), "valid": len(p.valid.user),

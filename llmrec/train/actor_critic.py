@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from llmrec.config import StrictConfig
 from llmrec.data.simulator import RatingLog, RatingSimulator
+from llmrec.models import build_model
 from llmrec.models.rl.drr import DRR
 
 
@@ -237,3 +238,13 @@ def _update(model: DRR, target: DRR, replay: Replay, rng: np.random.Generator, a
     with torch.no_grad():
         for p, tp in zip(model.parameters(), target.parameters()):
             tp.mul_(1 - c.tau).add_(c.tau * p)
+
+
+def train_drr(config, vectors: tuple[np.ndarray, np.ndarray], sim: RatingSimulator, train: RatingLog,
+              valid: RatingLog, test: RatingLog, filler: np.ndarray, c: DDPGConfig) -> tuple[TrainedPolicy, dict]:
+    """A DRR policy of ``config`` over the frozen ``vectors`` (users, items), its initial weights seeded by
+    ``c.seed``, trained by DDPG; the trained policy and its test precision (the state starts from the training
+    and validation ratings). The training job's rl view and the rl experiment both train through this."""
+    torch.manual_seed(c.seed)  # the actor's and critic's initial weights (train_ddpg seeds what follows)
+    trained = train_ddpg(build_model(vectors, config), sim, train, valid, filler, c)
+    return trained, evaluate(trained.model, UserHistory.of(train, valid), test, filler, c)
