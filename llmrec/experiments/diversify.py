@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -22,11 +21,10 @@ from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.experiments.methods import GridMethod, distinct_labels, setting_key
-from llmrec.models import MODELS, build_model
+from llmrec.models import MODELS
 from llmrec.results import pyplot, save_figure
 from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
-from llmrec.train.policy_gradient import (PolicyGradientConfig, episodes_to, evaluate_policy, moving_average,
-                                          train_reinforce)
+from llmrec.train.policy_gradient import PolicyGradientConfig, episodes_to, fit_diversifier, moving_average
 
 
 class DiversifyExperiment(StrictConfig):
@@ -56,21 +54,16 @@ def run_method(exp: DiversifyExperiment, m: GridMethod, ds, dim: int) -> dict:
         spec = {**m.model, **point}
         runs = []
         for seed in (exp.seeds if trained else exp.seeds[:1]):
-            torch.manual_seed(seed)  # the policy's initial weights (train_reinforce seeds what follows)
-            model = build_model(dim, spec)
-            if trained:
-                t = train_reinforce(model, ds.train, ds.valid, c.model_copy(update={"seed": seed}))
-                best = t.policy
-                runs.append({"seed": seed, "valid": max(v["alpha_ndcg"] for v in t.valid),
-                             "test": evaluate_policy(best, ds.test, c.k, c.alpha), "seconds": t.seconds,
+            _, valid, test, t = fit_diversifier(spec, dim, ds.train, ds.valid, ds.test,
+                                                c.model_copy(update={"seed": seed}))
+            if t is not None:
+                runs.append({"seed": seed, "valid": valid, "test": test, "seconds": t.seconds,
                              "episodes_to_95": episodes_to(t.rewards, 0.95, c.smooth),
                              "final_reward": float(np.mean(t.rewards[-c.smooth:])),
                              "curve": [float(x) for x in moving_average(t.rewards, c.smooth)][::10],
                              "valid_curve": t.valid})
             else:
-                model.fit(ds.train)
-                runs.append({"seed": seed, "valid": evaluate_policy(model, ds.valid, c.k, c.alpha),
-                             "test": evaluate_policy(model, ds.test, c.k, c.alpha)})
+                runs.append({"seed": seed, "valid": valid, "test": test})
         settings[setting_key(point)] = {"point": point, "valid": float(np.mean([r["valid"] for r in runs])),
                                         "runs": runs}
     best = max(settings, key=lambda k: settings[k]["valid"])

@@ -21,9 +21,9 @@ from llmrec.data.schema import RecData
 from llmrec.data.simulator import rating_log
 from llmrec.errors import ConfigError
 from llmrec.families.base import VIEWS, FitView, Prepared, indices_of
-from llmrec.models import MODELS, build_model
+from llmrec.models import build_model
 from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
-from llmrec.train.policy_gradient import PolicyGradientConfig, evaluate_policy, train_reinforce
+from llmrec.train.policy_gradient import PolicyGradientConfig, evaluate_policy, fit_diversifier
 
 
 class DiversifyViewConfig(StrictConfig):
@@ -63,22 +63,14 @@ class DiversifyView(FitView):
     def fit(self, job: Any, p: Prepared, config: Any) -> tuple[Any, dict]:
         """MMR fitted on the training queries, or a policy trained by REINFORCE (validation-best kept)."""
         t = job.diversify.training.model_copy(update={"seed": job.trainer.seed, "progress": job.trainer.progress})
-        torch.manual_seed(job.trainer.seed)
-        model = build_model(p.context.dim, config)
-        out: dict = {"history": []}
-        if MODELS.get(config.name).default_task == "fit":
-            model.fit(p.train)
-            valid = evaluate_policy(model, p.valid, t.k, t.alpha)
-        else:
-            trained = train_reinforce(model, p.train, p.valid, t)
-            model, valid = trained.policy, max(v["alpha_ndcg"] for v in trained.valid)
-            out.update(history=trained.valid, seconds=trained.seconds)
+        model, valid, test, trained = fit_diversifier(config, p.context.dim, p.train, p.valid, p.test, t)
+        out: dict = {"history": []} if trained is None else {"history": trained.valid, "seconds": trained.seconds}
         metric = f"alpha_ndcg@{t.k}"
         return model, {**out, "data": p.data.name, "queries": {"train": len(p.train), "valid": len(p.valid),
                                                                "test": len(p.test)},
                        "model": config.model_dump(mode="json"), "family": "diversify", "task": "policy_gradient",
                        "primary_metric": metric, "valid": {metric: valid},
-                       "test": {metric: evaluate_policy(model, p.test, t.k, t.alpha)}}
+                       "test": {metric: test}}
 
     def evaluate(self, job: Any, p: Prepared, model: Any) -> dict:
         """alpha-NDCG@k on the test queries."""

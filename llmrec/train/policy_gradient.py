@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from llmrec.config import StrictConfig
 from llmrec.data.diversity import DiversityQuery
 from llmrec.metrics import alpha_dcg_at, alpha_dcg_gains, alpha_ndcg_at, greedy_ideal
+from llmrec.models import MODELS, build_model
 from llmrec.models.diversify.mdp_div import MDPDiv
 
 
@@ -143,3 +145,19 @@ def train_reinforce(policy: MDPDiv, train: list[DiversityQuery], valid: list[Div
                 best, out.policy = v, copy.deepcopy(policy)
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def fit_diversifier(config, dim: int, train: list[DiversityQuery], valid: list[DiversityQuery],
+                    test: list[DiversityQuery], c: PolicyGradientConfig
+                    ) -> tuple[Any, float, float, "TrainedDiversifier | None"]:
+    """A diversifier of ``config`` for ``dim``-wide features: a policy (initial weights seeded by ``c.seed``)
+    trained by REINFORCE with its validation-best checkpoint kept, or a fitted ranker (MMR); the model, its
+    validation and test alpha-NDCG@k and the training record (None for a fitted ranker). The training job's
+    diversify view and the diversify experiment both fit through this."""
+    torch.manual_seed(c.seed)  # the policy's initial weights (train_reinforce seeds what follows)
+    model = build_model(dim, config)
+    if MODELS.get(model.config.name).default_task == "fit":
+        model.fit(train)
+        return model, evaluate_policy(model, valid, c.k, c.alpha), evaluate_policy(model, test, c.k, c.alpha), None
+    t = train_reinforce(model, train, valid, c)
+    return t.policy, max(v["alpha_ndcg"] for v in t.valid), evaluate_policy(t.policy, test, c.k, c.alpha), t
