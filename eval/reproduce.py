@@ -75,6 +75,8 @@ READERS: dict[str, Callable[[dict], dict[str, Figure]]] = {
     "sequential_augment": augment,
     "push_psp": push, "session_knn": session, "graph_models": recommender, "graph_benchmark": recommender,
     "minimal_defaults": recommender, "graph_l2q": recommender, "ctr_din": recommender,
+    "graph_behaviours": recommender, "ctr_kaml": recommender, "ctr_alpt_ml100k": recommender,
+    "ctr_dgenn": recommender, "ctr_miss": recommender, "ctr_helen": recommender,
 }
 
 

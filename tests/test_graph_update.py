@@ -109,3 +109,53 @@ def test_a_saved_ctr_model_is_updated_with_incctrs_distillation_and_replay(tmp_p
     assert drift["kd"] < drift["ft"], drift
     with pytest.raises(ConfigError, match="update.method: graphsail updates graph models"):
         llmrec.train(_ctr(tmp_path, "z", 1, update={"model_dir": str(tmp_path / "base"), "method": "graphsail"}))
+
+
+def test_incctrs_feature_module_gives_new_ids_rows_of_their_own_on_ordinary_data(tmp_path):
+    """``update: {method: incctr, grow_ids: true}`` on files: users and items the saved encoder lacks (seen
+    ``min_count`` times in the new training rows) get rows appended after the saved ones, started from the
+    unknown row; old rows keep their index, the teacher reads the unknown row for them, and the grown model
+    saves, loads and scores a newcomer differently from an unseen id."""
+    rng = np.random.default_rng(1)
+    rows = ["who,what,clicked,when"]
+    for n in range(4000):
+        u, i = rng.integers(0, 60 if n < 2500 else 90), rng.integers(0, 40 if n < 2500 else 55)
+        rows.append(f"u{u},sku-{i},{int(rng.random() < (0.2 + 0.6 * (i % 3 == 0)))},{1_700_000_000 + 60 * n}")
+    (tmp_path / "old.csv").write_text("\n".join(rows[:2501]) + "\n")
+    (tmp_path / "new.csv").write_text("\n".join(rows[:1] + rows[2501:]) + "\n")
+
+    def ctr(path, out, **over):
+        return {"data": {"source": "files", "files": {"interactions": {"path": str(tmp_path / path)},
+                                                      "columns": {"user": "who", "item": "what", "time": "when",
+                                                                  "label": "clicked"}}},
+                "model": {"name": "deepfm", "embedding_dim": 4, "hidden_units": [16]},
+                "trainer": {"epochs": 2, "batch_size": 256, "progress": False},
+                "output_dir": str(tmp_path / out), **over}
+
+    llmrec.train(ctr("old.csv", "base"))
+    base = llmrec.load(tmp_path / "base")
+    grown_rec = llmrec.train(ctr("new.csv", "grown", update={"model_dir": str(tmp_path / "base"), "method": "incctr",
+                                                             "grow_ids": True, "min_count": 2, "kd_weight": 1.0}))
+    plain = llmrec.train(ctr("new.csv", "plain", update={"model_dir": str(tmp_path / "base"), "method": "incctr",
+                                                         "kd_weight": 1.0}))
+    enc, old_enc = llmrec.load(tmp_path / "grown").context, base.context
+    added = {f: v for f, v in enc.added.items() if v}
+    assert set(added) == {"user_id", "item_id"}  # new users and new items (the mapped columns), nothing else
+    assert grown_rec.result["update"]["new_id_rows"] == sum(len(v) for v in added.values()) > 20
+    assert plain.result["update"]["new_id_rows"] == 0 and not any(llmrec.load(tmp_path / "plain").context.added.values())
+    assert enc.vocab == old_enc.vocab and enc.offsets() == old_enc.offsets()  # old rows kept their index
+    assert min(r for v in added.values() for r in v.values()) == old_enc.n_categorical_rows()
+    model = llmrec.load(tmp_path / "grown").model
+    weight = next(m.table.weight for m in model.modules() if hasattr(m, "grow"))
+    assert weight.shape[0] == enc.n_categorical_rows()
+    # a newcomer user seen in the new rows is not read as the unknown user any more
+    newcomer = next(u for u in (f"u{k}" for k in range(60, 90)) if u in enc.added["user_id"])
+    cols = {"user_id": np.array([newcomer, "never-seen"]), "item_id": np.array(["sku-0", "sku-0"]),
+            "label": np.array([1, 1])}
+    j = [s.name for s in enc.categorical].index("user_id")
+    cat = enc.transform(cols).cat
+    assert cat[0, j] == enc.added["user_id"][newcomer] and cat[1, j] == enc.offsets()["user_id"]
+    assert llmrec.load(tmp_path / "grown").recommend(newcomer, k=3)
+    with pytest.raises(ConfigError, match="update.grow_ids: new-id rows are IncCTR's feature module"):
+        llmrec.train(ctr("new.csv", "x", update={"model_dir": str(tmp_path / "base"), "method": "finetune",
+                                                 "grow_ids": True}))

@@ -99,6 +99,7 @@ class FeatureEncoder:
         self.edges: dict[str, list[float]] = {}
         self.truncated: dict[str, int] = {}  # behavior: rows whose sequence was longer than max_len (cut)
         self.nan_counts: dict[str, int] = {}  # numerical: NaN / inf values transformed (as missing)
+        self.added: dict[str, dict[str, int]] = {}  # categorical values given rows after fitting (``extend``)
         self.fitted = False
 
     def of_type(self, kind: str) -> list[FeatureSpec]:
@@ -162,9 +163,7 @@ class FeatureEncoder:
         offsets = self.offsets()
         cats = []
         for s in self.categorical:
-            vocab = self.vocab[s.name]
-            ids = np.fromiter((vocab.get(str(v), 0) for v in self._column(columns, s.name)), np.int64, n)
-            cats.append(ids + offsets[s.name])
+            cats.append(self._rows(s.name, self._column(columns, s.name), offsets[s.name], n))
         cat = torch.from_numpy(np.stack(cats, 1)) if cats else torch.zeros((n, 0), dtype=torch.long)
         nums, buckets = [], []
         for s in self.numerical:
@@ -191,14 +190,13 @@ class FeatureEncoder:
                 mat[r, : len(ids)] = ids
             seq[s.name] = torch.from_numpy(mat)
         for s in self.behavior:  # 1 + the target field's row in the shared table (0 = padding), oldest first
-            vocab, off = self.vocab[s.target], offsets[s.target] + 1
             mat = np.zeros((n, s.max_len), np.int64)
             cut = 0
             for r, toks in enumerate(self._column(columns, s.name)):
                 toks = list(toks)
                 if len(toks) > s.max_len:
                     toks, cut = toks[-s.max_len:], cut + 1
-                mat[r, : len(toks)] = [vocab.get(str(t), 0) + off for t in toks]
+                mat[r, : len(toks)] = self._rows(s.target, toks, offsets[s.target], len(toks)) + 1
             self.truncated[s.name] = self.truncated.get(s.name, 0) + cut
             seq[s.name] = torch.from_numpy(mat)
         dense = {}
@@ -222,6 +220,32 @@ class FeatureEncoder:
             y = torch.from_numpy(lab)
         return Batch(cat=cat, num=num, num_bucket=num_bucket, seq=seq, dense=dense, label=y)
 
+    def _rows(self, field: str, values, offset: int, n: int) -> np.ndarray:
+        """Table rows of one categorical field's values: its fitted vocabulary (after ``offset``), then the rows
+        ``extend`` appended, else the field's out-of-vocabulary row."""
+        vocab, added = self.vocab[field], self.added.get(field, {})
+        return np.fromiter((vocab[k] + offset if k in vocab else added.get(k, offset)
+                            for k in map(str, values)), np.int64, n)
+
+    def extend(self, columns: Mapping[str, np.ndarray], min_count: int | None = None) -> np.ndarray:
+        """IncCTR's feature module on in-memory rows: categorical values of ``columns`` seen at least
+        ``min_count`` times (default: each field's own ``min_count``) that have no row yet get new rows after
+        every existing row; known values keep theirs (offsets do not move). Returns, for each new row in order,
+        the row its value used before (its field's out-of-vocabulary row), so a model can start from it."""
+        if not self.fitted:
+            raise ConfigError("FeatureEncoder.extend called before fit")
+        offsets, previous = self.offsets(), []
+        start = self.n_categorical_rows()
+        for s in self.categorical:
+            counts = Counter(str(v) for v in self._column(columns, s.name))
+            known, added = self.vocab[s.name], self.added.setdefault(s.name, {})
+            new = sorted(v for v, c in counts.items() if c >= (min_count or s.min_count)
+                         and v not in known and v not in added)
+            for v in new:
+                added[v] = start + len(previous)
+                previous.append(offsets[s.name])
+        return np.asarray(previous, np.int64)
+
     def offsets(self) -> dict[str, int]:
         """Start row of each categorical field in one shared embedding table."""
         out, total = {}, 0
@@ -231,8 +255,9 @@ class FeatureEncoder:
         return out
 
     def n_categorical_rows(self) -> int:
-        """Rows of the shared categorical embedding table (all fields together)."""
-        return sum(len(self.vocab[s.name]) + 1 for s in self.categorical)
+        """Rows of the shared categorical embedding table (all fields together, rows ``extend`` added too)."""
+        return (sum(len(self.vocab[s.name]) + 1 for s in self.categorical)
+                + sum(len(v) for v in self.added.values()))
 
     def to_json(self) -> str:
         """The fitted encoder as JSON (saved with a model)."""
@@ -241,6 +266,7 @@ class FeatureEncoder:
             "vocab": self.vocab,
             "stats": self.stats,
             "edges": self.edges,
+            "added": self.added,
         })
 
     @classmethod
@@ -251,5 +277,6 @@ class FeatureEncoder:
         enc.vocab = d["vocab"]
         enc.stats = {k: tuple(v) for k, v in d["stats"].items()}
         enc.edges = d.get("edges", {})
+        enc.added = d.get("added", {})
         enc.fitted = True
         return enc

@@ -50,7 +50,7 @@ from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec, resolve_model_config, with_family_trainer
 from llmrec.train import TASKS, BPRTask, NextItemTask, PointwiseTask, Trainer, TrainerConfig, world
 from llmrec.train.selection import SELECTORS, FieldSelection, SelectionInput, select, top_k
-from llmrec.train.incctr import frozen_copy
+from llmrec.train.incctr import frozen_copy, grow_rows
 from llmrec.train.tasks import DistillTask, MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
 from llmrec.train.update import drop_known, extend_space, grown, new_edges, remap_eval, remap_graph, remap_pairs, with_graph
@@ -76,14 +76,18 @@ class UpdateOption(StrictConfig):
     CTR and multi-task jobs: the job's data are the new rows, encoded with the saved model's encoder (an id it
     never saw takes the encoder's unknown row); ``incctr`` is IncCTR's model module, BCE plus ``kd_weight`` x
     the saved model's click probabilities as soft targets, with ``replay`` x the new training rows drawn
-    uniformly from ``replay_data`` (the earlier rows), ``finetune`` trains on the new rows alone. (IncCTR's
-    feature module, rows for new ids, works on streamed shard sets: ``llmrec.train.incctr.IncCTRUpdater``.)"""
+    uniformly from ``replay_data`` (the earlier rows), ``finetune`` trains on the new rows alone. ``grow_ids``
+    (incctr) is IncCTR's feature module: values of the new training rows seen ``min_count`` times that the
+    saved encoder lacks get rows of their own, each started from the unknown row it used (the distillation
+    teacher keeps reading the unknown row for them); models over behaviour sequences (DIN) do not grow."""
     model_dir: str  # the saved model: its folder, or the training output folder holding ``model/``
     method: Literal["graphsail", "finetune", "incctr"] = "graphsail"
     graphsail: GraphSAILConfig = GraphSAILConfig()
     kd_weight: float = Field(0.5, ge=0)  # incctr: the distillation weight
     replay: float = Field(0.1, ge=0, le=1)  # incctr: earlier rows replayed, as a share of the new training rows
     replay_data: DataConfig | None = None  # incctr: where the earlier rows come from (None: no replay)
+    grow_ids: bool = False  # incctr: IncCTR's feature module (rows for ids new in the update's training rows)
+    min_count: int | None = Field(None, ge=1)  # grow_ids: occurrences an id needs (None: each feature's min_count)
 
 
 class TrainJobConfig(StrictConfig):
@@ -103,7 +107,7 @@ class TrainJobConfig(StrictConfig):
     diversify: DiversifyViewConfig = DiversifyViewConfig()  # the diversify family's view (queries, PMF, REINFORCE)
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
-    update: UpdateOption | None = None  # graph: update a saved model on newer interactions (GraphSAIL)
+    update: UpdateOption | None = None  # graph or CTR: update a saved model on newer data (GraphSAIL, IncCTR)
     output_dir: str = "runs/ctr"
 
     @model_validator(mode="before")
@@ -162,6 +166,9 @@ class TrainJobConfig(StrictConfig):
                 raise ValueError("update.method: incctr updates CTR models; a graph model takes graphsail or finetune")
             if view == "impressions" and method == "graphsail":
                 raise ValueError("update.method: graphsail updates graph models; a CTR model takes incctr or finetune")
+            if self.update.grow_ids and method != "incctr":
+                raise ValueError(f"update.grow_ids: new-id rows are IncCTR's feature module (method incctr), "
+                                 f"not {method}")
             if view == "interactions" and (self.knowledge is not None or self.graph.behaviours):
                 raise ValueError("update: item knowledge and behaviour graphs are not grown by an update; train "
                                  "such a model from scratch")
@@ -392,17 +399,20 @@ def _update_impressions(job: TrainJobConfig, p: Prepared, old: torch.nn.Module, 
         back = earlier.take(np.sort(pick))
         cols = {k: np.concatenate([np.asarray(back[k]), np.asarray(v)]) for k, v in cols.items()}
         replayed = len(pick)
+    teacher = frozen_copy(old) if c.method == "incctr" and c.kd_weight else None
+    rows_before = enc.n_categorical_rows()
+    grew = grow_rows(old, enc, data.take(tr), c.min_count) if c.grow_ids else None
     batches = [enc.transform(cols, label=data.label, dense_tables=tables),
                *(enc.transform(data.take(rows), label=data.label, dense_tables=tables) for rows in (va, te))]
     q = replace(p, context=enc, train=batches[0], valid=batches[1], test=batches[2])
-    teacher = frozen_copy(old) if c.method == "incctr" and c.kd_weight else None
-    task = DistillTask(teacher, c.kd_weight) if teacher is not None else None
+    task = DistillTask(teacher, c.kd_weight, grew) if teacher is not None else None
     old.train()
     for w in old.parameters():
         w.requires_grad_(True)
     result = fit_and_report(job, q, old, old.config, checkpoint_dir, task=task)
     result["update"] = {"model_dir": c.model_dir, "method": c.method, "new_rows": int(len(tr)),
-                        "replayed_rows": replayed, "kd_weight": c.kd_weight if teacher is not None else 0.0}
+                        "replayed_rows": replayed, "kd_weight": c.kd_weight if teacher is not None else 0.0,
+                        "new_id_rows": enc.n_categorical_rows() - rows_before}
     p.context = enc  # the job saves the updated model with the saved encoder
     return old, result
 

@@ -20,10 +20,11 @@ import torch
 from pydantic import Field
 
 from llmrec.config import StrictConfig
-from llmrec.ctr.features import Batch
+from llmrec.ctr.features import Batch, FeatureEncoder
 from llmrec.ctr.ids import IdEncoder
 from llmrec.ctr.layers import FieldEmbedding
 from llmrec.data.shards import ShardSet
+from llmrec.errors import ConfigError
 from llmrec.train.loop import Trainer, TrainerConfig
 from llmrec.train.tasks import DistillTask, PointwiseTask
 
@@ -83,6 +84,26 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def grow_rows(model: torch.nn.Module, encoder: FeatureEncoder, cols: dict[str, np.ndarray],
+              min_count: int | None = None) -> torch.Tensor:
+    """IncCTR's feature module for a model trained on in-memory rows: ``encoder.extend`` gives the values of
+    ``cols`` seen ``min_count`` times rows of their own, and every categorical table of ``model`` grows by those
+    rows, each started from the unknown row the value used. Returns the map from every row of the grown table
+    to the row the model read before (``DistillTask``'s ``teacher_rows``)."""
+    if encoder.behavior:
+        raise ConfigError("update.grow_ids: models over behaviour sequences (DIN) do not grow new-id rows; "
+                          "update them without grow_ids")
+    tables = [m for m in model.modules() if isinstance(m, FieldEmbedding)]
+    before = encoder.n_categorical_rows()
+    if not tables or any(m.table.weight.shape[0] != before for m in tables):
+        raise ConfigError(f"update.grow_ids: {type(model).__name__} does not keep its id rows in one table of "
+                          f"the encoder's {before} rows; update it without grow_ids")
+    previous = torch.from_numpy(encoder.extend(cols, min_count))
+    for m in tables:
+        m.grow(previous, "oov")
+    return torch.cat([torch.arange(before), previous])
 
 
 class IncCTRUpdater:
