@@ -15,7 +15,8 @@ from llmrec.data.criteo import CriteoSynthConfig, generate_criteo
 from llmrec.data.schema import RecData
 from llmrec.data.shards import open_shards, write_recdata_shards
 from llmrec.errors import DataError
-from llmrec.experiments.ctr_assign import AssignExperiment, _grow, run_ctr_assign
+from llmrec.experiments.ctr_assign import AssignExperiment, run_ctr_assign
+from llmrec.train.assign import grow_assigned
 from llmrec.models import build_model
 from llmrec.train import PointwiseTask, Trainer, TrainerConfig
 
@@ -39,7 +40,7 @@ def test_min_count_rule_shares_first_then_starts_an_own_row_from_the_slot(shards
     day0 = shards.select([0]).read_all()
     torch.manual_seed(0)
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
-    _grow(model, a, a.decide(day0, 0), "slot")
+    grow_assigned(model, a, a.decide(day0, 0), "slot")
     ids, counts = np.unique(day0["C3"], return_counts=True)
     j = a.fields.index("C3")
     # an id seen twice or more owns a row; a once-seen id shares its field's slot
@@ -54,7 +55,7 @@ def test_min_count_rule_shares_first_then_starts_an_own_row_from_the_slot(shards
     again = {k: v[:1].copy() for k, v in day0.items()}
     again["C3"] = np.array([once])
     starts = a.decide(again, 1)
-    _grow(model, a, starts, "slot")
+    grow_assigned(model, a, starts, "slot")
     own = a.own[j][once]
     torch.testing.assert_close(model.embedding.table.weight[own], w[j * 4 + a.slot[j][once]])
 
@@ -73,7 +74,7 @@ def test_learned_policy_scores_rows_counterfactually_and_evicts_only_stale_rows(
     torch.manual_seed(0)
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
     day0, day1 = (shards.select([d]).read_all() for d in (0, 1))
-    _grow(model, a, a.decide(day0, 0), "slot")
+    grow_assigned(model, a, a.decide(day0, 0), "slot")
     train = a.transform(day0, 0)
     Trainer(cfg).fit(model, train, train.slice(torch.arange(500)))
     predict = lambda b: PointwiseTask().predict(model, b, Trainer(cfg))  # noqa: E731
@@ -117,7 +118,7 @@ def test_memory_budget_raises_the_keep_threshold_when_over_budget(shards):
     model = build_model(a, {"name": "deepfm", "hidden_units": [8]})
     day0, day1 = (shards.select([d]).read_all() for d in (0, 1))
     a.config = a.config.model_copy(update={"min_count": 1})  # warm-up rule: every id a row -> over budget
-    _grow(model, a, a.decide(day0, 0), "slot")
+    grow_assigned(model, a, a.decide(day0, 0), "slot")
     stats = a.learn(day1, lambda b: PointwiseTask().predict(model, b, Trainer(cfg)), 1)
     assert stats["rows_fraction"] > 0.9 and stats["threshold"] == pytest.approx(0.5 * (stats["rows_fraction"] - 0.2))
 
@@ -179,3 +180,57 @@ def test_ctr_assign_experiment_runs_and_resumes(tmp_path, monkeypatch):
         AssignExperiment.model_validate({**raw, "chunks": [0]})
     with pytest.raises(ValueError, match="variants.0.assign.policy"):
         AssignExperiment.model_validate({**raw, "variants": [{"label": "x", "assign": {"policy": "nope"}}]})
+
+
+def _export(tmp_path, n=3000):
+    rng = np.random.default_rng(3)
+    rows = ["who,what,clicked,when,price"]
+    for k in range(n):  # users and items arrive over time; a few are busy, most are rare
+        u = int(rng.zipf(1.6)) % (40 + k // 20)
+        i = int(rng.zipf(1.4)) % (30 + k // 40)
+        rows.append(f"u{u},sku-{i},{int(rng.random() < 0.15 + 0.5 * (i % 4 == 0))},{1_700_000_000 + 60 * k},"
+                    f"{rng.uniform(1, 50):.2f}")
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    return {"source": "files", "files": {"interactions": {"path": str(tmp_path / "log.csv")},
+                                         "columns": {"user": "who", "item": "what", "time": "when",
+                                                     "label": "clicked"},
+                                         "features": {"price": "numeric"}}}
+
+
+def test_autoassign_is_an_option_of_the_training_job_and_its_model_saves_loads_and_recommends(tmp_path):
+    """``assign:`` streams a CTR job's training rows (time order, ``chunks``) through AutoAssign+: every
+    training chunk is trained on, the validation rows are the last tested chunk, the result has the stream's
+    per-chunk figures, and the saved assignment scores raw rows again after ``llmrec.load``."""
+    import llmrec
+    from llmrec.data.registry import load_data, split_rows
+    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train.assign import AssignedIds
+
+    data = _export(tmp_path)
+    job = {"data": data, "model": {"name": "deepfm", "embedding_dim": 4, "hidden_units": [16],
+                                   "numeric_embedding": "bucket"},
+           "trainer": {"batch_size": 128, "progress": False, "seed": 5}, "output_dir": str(tmp_path / "run"),
+           "assign": {"chunks": 5, "assigner": {"policy": "learned", "warmup": 1, "updates": 5}}}
+    rec = llmrec.train(job)
+    a = rec.result["assign"]
+    assert [c["chunk"] for c in a["chunks"]] == [1, 2, 3, 4, 5]  # chunk 5 = the validation rows
+    assert a["rare_fields"] == ["user_id", "item_id"] and 0 < a["rows_in_use"]
+    assert 0.4 < rec.result["test"]["auc"] <= 1 and rec.result["valid"]["auc"] == pytest.approx(a["chunks"][-1]["auc"])
+    loaded = llmrec.load(tmp_path / "run")
+    assert isinstance(loaded.context, AssignedIds)
+    ctx = loaded.context.assigner
+    assert ctx.rows_total == rec.context.assigner.rows_total and ctx.own == rec.context.assigner.own
+    cfg = TrainJobConfig.model_validate(job)
+    d = load_data(cfg.data)
+    _, _, te = split_rows(d, cfg.data)
+    from llmrec.train import PointwiseTask, Trainer
+    t = Trainer(cfg.trainer, PointwiseTask())
+    before = t.predict(rec.model, rec.context.transform(d.take(te), label=d.label))
+    after = t.predict(loaded.model, loaded.context.transform(d.take(te), label=d.label))
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)  # the saved assignment encodes alike
+    from llmrec.metrics import auc
+    assert auc(d.columns[d.label][te], after) == pytest.approx(rec.result["test"]["auc"], abs=1e-6)
+    recs = loaded.recommend("u1", k=3)
+    assert len(recs) == 3
+    with pytest.raises(Exception, match="assign: not combined with"):
+        llmrec.train({**job, "selection": {"selector": "lasso", "k": 1}})

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -192,27 +192,41 @@ def hash_strings(values: pa.Array, hex_ids: bool) -> np.ndarray:
     return table[idx.astype(np.int64)]
 
 
-def write_recdata_shards(data: RecData, root: str | Path, chunks: int, source: dict | None = None) -> ShardSet:
-    """A ``RecData`` (e.g. MovieLens) as a shard set whose days are ``chunks`` equal, time-ordered chunks
-    (ties in time broken by row order), one shard per chunk: categorical fields as BLAKE2b-hashed ids of
-    their string values, numerical ones as float32, the label 0/1. Multi-hot fields have no shard column
-    and are left out. Shards already complete are kept (resume)."""
-    if not 1 <= chunks <= len(data):
-        raise DataError(f"chunks: must be in [1, {len(data)}] for {data.name}, got {chunks}")
+def hashed_columns(columns: Mapping[str, np.ndarray], categorical: list[str], numerical: list[str],
+                   label: str | None, label_as: str = "label") -> dict[str, np.ndarray]:
+    """Raw columns as a shard holds them: categorical values as int64 BLAKE2b ids of their strings, numbers
+    as float32, the label (if given) 0/1 under ``label_as``."""
+    out = {f: hash_strings(pa.array(np.asarray(columns[f]).astype(str)), hex_ids=False) for f in categorical}
+    out.update({f: np.asarray(columns[f], np.float32) for f in numerical})
+    if label is not None:
+        out[label_as] = np.asarray(columns[label]).astype(np.int8)
+    return out
+
+
+def write_day_shards(data: RecData, root: str | Path, days: list[np.ndarray], categorical: list[str],
+                     numerical: list[str], source: dict | None = None) -> ShardSet:
+    """Rows of a ``RecData`` as a shard set, day d holding the rows ``days[d]`` (one shard each), columns as
+    ``hashed_columns``. Multi-hot fields have no shard column. Shards already complete are kept (resume)."""
     root = Path(root)
-    cat = [f for f, t in data.fields.items() if t == "categorical"]
-    num = [f for f, t in data.fields.items() if t == "numerical"]
-    order = np.argsort(data.columns[data.time], kind="stable")
-    schema = shard_schema("label", cat, num)
+    schema = shard_schema("label", categorical, numerical)
     shards = []
-    for day, rows in enumerate(np.array_split(order, chunks)):
+    for day, rows in enumerate(days):
         rel = f"day={day:03d}/part-00000.parquet"
         if complete_rows(root / rel) != len(rows):
-            cols = {f: hash_strings(pa.array(data.columns[f][rows].astype(str)), hex_ids=False) for f in cat}
-            cols.update({f: data.columns[f][rows].astype(np.float32) for f in num})
-            cols["label"] = data.columns[data.label][rows].astype(np.int8)
-            write_shard(root / rel, cols, schema)
+            write_shard(root / rel, hashed_columns(data.take(rows), categorical, numerical, data.label), schema)
         shards.append(Shard(rel, day, len(rows)))
-    out = ShardSet(root, "label", cat, num, shards, {"recdata": data.name, "chunks": chunks, **(source or {})})
+    out = ShardSet(root, "label", categorical, numerical, shards, {"recdata": data.name, **(source or {})})
     out.write_manifest()
     return out
+
+
+def write_recdata_shards(data: RecData, root: str | Path, chunks: int, source: dict | None = None) -> ShardSet:
+    """A ``RecData`` (e.g. MovieLens) as a shard set whose days are ``chunks`` equal, time-ordered chunks
+    (ties in time broken by row order), one shard per chunk: every categorical and numerical field of the
+    data (``write_day_shards``), the label 0/1."""
+    if not 1 <= chunks <= len(data):
+        raise DataError(f"chunks: must be in [1, {len(data)}] for {data.name}, got {chunks}")
+    order = np.argsort(data.columns[data.time], kind="stable")
+    cat = [f for f, t in data.fields.items() if t == "categorical"]
+    num = [f for f, t in data.fields.items() if t == "numerical"]
+    return write_day_shards(data, root, np.array_split(order, chunks), cat, num, {"chunks": chunks, **(source or {})})

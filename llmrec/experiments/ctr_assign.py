@@ -19,16 +19,15 @@ from pydantic import Field, ValidationError, model_validator
 from llmrec.config import StrictConfig, deep_merge, validation_message
 from llmrec.ctr.assign import AssignConfig, IdAssigner
 from llmrec.ctr.ids import IdEncoder, IdEncoderConfig
-from llmrec.ctr.layers import FieldEmbedding
 from llmrec.experiments.ctr_scale import ShardSource, shard_set
 from llmrec.errors import ConfigError
 from llmrec.experiments.runner import Runner
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.io import settings_key
-from llmrec.metrics import auc, logloss
 from llmrec.models import build_model
 from llmrec.results import pyplot
-from llmrec.train import PointwiseTask, Trainer, TrainerConfig
+from llmrec.train import TrainerConfig
+from llmrec.train.assign import stream_assigned
 
 
 class AssignVariant(StrictConfig):
@@ -69,26 +68,8 @@ class AssignExperiment(StrictConfig):
         return self
 
 
-def _grow(model: torch.nn.Module, assigner: IdAssigner, starts: list[tuple[int, int]], init: str) -> None:
-    """Append / restart the exclusive rows the assigner created: from their slot's row or N(0, 1e-4)."""
-    for m in model.modules():
-        if not isinstance(m, FieldEmbedding):
-            continue
-        n = m.table.weight.shape[0]
-        new = sorted((r, src) for r, src in starts if r >= n)
-        if assigner.n_categorical_rows() > n:
-            need = assigner.n_categorical_rows() - n
-            src = torch.tensor([s for _, s in new] + [0] * (need - len(new)), dtype=torch.long)
-            m.grow(src, "oov" if init == "slot" else "random")
-        with torch.no_grad():
-            w = m.table.weight
-            for r, src in starts:
-                if r < n:  # a reused (evicted) row starts again
-                    w[r] = w[src] if init == "slot" else torch.randn(w.shape[1]) * 1e-4
-
-
 def run_variant(exp: AssignExperiment, s, v: AssignVariant, seed: int) -> list[dict]:
-    """Every chunk of one method at one seed."""
+    """Every chunk of one method at one seed (``llmrec.train.assign.stream_assigned``)."""
     cfg = AssignConfig(**deep_merge(exp.assign.model_dump(), {**v.assign, "seed": seed}))
     tc = TrainerConfig(**deep_merge(exp.trainer.model_dump(), {"seed": seed}))
     missing = sorted(set(exp.chunks) - set(s.days))
@@ -97,34 +78,14 @@ def run_variant(exp: AssignExperiment, s, v: AssignVariant, seed: int) -> list[d
     bad = [f for f in exp.rare_fields if f not in s.categorical]
     if bad:
         raise ConfigError(f"rare_fields: {bad} are not categorical fields of the data ({s.categorical})")
-    first = s.select([exp.chunks[0]])
     numbers = IdEncoder(IdEncoderConfig(mode="hash", table_rows=len(s.categorical)), s.categorical,
-                        s.numerical, s.label).fit(first, progress=False)
+                        s.numerical, s.label).fit(s.select([exp.chunks[0]]), progress=False)
     assigner = IdAssigner(cfg, numbers, len(exp.chunks))
     torch.manual_seed(seed)
     model = build_model(assigner, exp.model)
-    out = []
-    for t, (day, nxt) in enumerate(zip(exp.chunks[:-1], exp.chunks[1:])):
-        cols = s.select([day]).read_all()
-        starts = assigner.decide(cols, t)
-        _grow(model, assigner, starts, cfg.init)
-        train = assigner.transform(cols, t)
-        Trainer(tc).fit(model, train, train.slice(torch.arange(min(len(train), 5000))))
-        test_cols = s.select([nxt]).read_all()
-        test = assigner.transform(test_cols, t + 1)
-        p = PointwiseTask().predict(model, test, Trainer(tc))
-        y = test.label.numpy()
-        rare = np.zeros(len(y), bool)
-        for f in exp.rare_fields:
-            j = assigner.fields.index(f)
-            rare |= np.array([assigner.count[j].get(i, 0) <= exp.rare_max for i in test_cols[f].tolist()])
-        stats = assigner.learn(test_cols, lambda b: PointwiseTask().predict(model, b, Trainer(tc)), t + 1)
-        out.append({"chunk": nxt, "auc": auc(y, p), "logloss": logloss(y, p),
-                    "auc_rare": auc(y[rare], p[rare]) if len(np.unique(y[rare])) == 2 else None,
-                    "rare_rows": int(rare.sum()), "rows_in_use": assigner.memory_rows(), **stats})
-        print(f"{v.label} seed {seed} chunk {nxt}: AUC {out[-1]['auc']:.4f}, rare {out[-1]['auc_rare'] or 0:.4f}, "
-              f"rows {out[-1]['rows_in_use']:,}", flush=True)
-    return out
+    out = stream_assigned(model, assigner, tc, lambda t: s.select([exp.chunks[t]]).read_all(), len(exp.chunks),
+                          exp.rare_fields, exp.rare_max, label=f"{v.label} seed {seed}")
+    return [{**r, "chunk": exp.chunks[r["chunk"]]} for r in out]  # the tested chunk's day
 
 
 def summarize(exp: AssignExperiment, runs: dict[str, list[list[dict]]]) -> dict:

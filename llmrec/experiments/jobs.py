@@ -30,9 +30,12 @@ from llmrec.augment.rounds import rsir_rounds, short_user_prefixes, with_prefixe
 from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig, validation_message
 from llmrec.configfiles import blame_overrides, find_config, read_config_file
+from llmrec.ctr.assign import IdAssigner
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
+from llmrec.ctr.ids import IdEncoder, IdEncoderConfig
 from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.schema import RecData
+from llmrec.data.shards import write_day_shards
 from llmrec.data.push import PushViewConfig
 from llmrec.data.sessions import SessionViewConfig
 from llmrec.data.views import GraphViewConfig, SeqBatch, SequenceViewConfig, sequence_rows, user_sequences
@@ -50,6 +53,7 @@ from llmrec.models import FAMILIES, MODELS, build_model
 from llmrec.models.registry import ModelSpec, resolve_model_config, with_family_trainer
 from llmrec.train import TASKS, BPRTask, NextItemTask, PointwiseTask, Trainer, TrainerConfig, world
 from llmrec.train.selection import SELECTORS, FieldSelection, SelectionInput, select, top_k
+from llmrec.train.assign import AssignedIds, AssignOption, stream_assigned
 from llmrec.train.incctr import frozen_copy, grow_rows
 from llmrec.train.tasks import DistillTask, MultiLabelTask, MultiLabelTaskConfig
 from llmrec.train.export import load_model, save_model
@@ -108,6 +112,7 @@ class TrainJobConfig(StrictConfig):
     selection: FieldSelection | None = None  # ctr / multitask: train on the k fields a selector ranks best (ERASE)
     augment: AugmentOption | None = None  # sequential: train on RSIR- or DiffuASR-augmented sequences
     update: UpdateOption | None = None  # graph or CTR: update a saved model on newer data (GraphSAIL, IncCTR)
+    assign: AssignOption | None = None  # ctr: train chunk by chunk with AutoAssign+ deciding which ids get rows
     output_dir: str = "runs/ctr"
 
     @model_validator(mode="before")
@@ -152,6 +157,19 @@ class TrainJobConfig(StrictConfig):
                                  f"{self.family} model")
             if self.sequence.train != "sequences":
                 raise ValueError("augment: RSIR and DiffuASR extend whole sequences; set sequence.train: sequences")
+        return self
+
+    @model_validator(mode="after")
+    def _assign_fits(self) -> "TrainJobConfig":
+        """Id assignment streams a CTR model's training rows: impression jobs trained from scratch on raw
+        categorical and numerical fields."""
+        if self.assign is not None:
+            if FAMILIES.get(self.family).view != "impressions":
+                raise ValueError(f"assign: id assignment streams impression rows; {self.model.name} is a "
+                                 f"{self.family} model")
+            clash = [k for k in ("knowledge", "update", "selection") if getattr(self, k) is not None]
+            if clash:
+                raise ValueError(f"assign: not combined with {clash} (the assigner encodes raw ids and numbers only)")
         return self
 
     @model_validator(mode="after")
@@ -284,6 +302,8 @@ def train_prepared(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
         return train_augmented(job, p, checkpoint_dir)
     if job.update is not None:
         return train_updated(job, p, checkpoint_dir)
+    if job.assign is not None:
+        return train_assigned(job, p, checkpoint_dir)
     entry = MODELS.get(job.model.name)
     config = job.model
     view = view_of(entry.family)
@@ -322,6 +342,50 @@ def fit_and_report(job: TrainJobConfig, p: Prepared, model: torch.nn.Module, con
         "parameters": int(sum(q.numel() for q in model.parameters())),
     }
     return result
+
+
+def train_assigned(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None = None
+                   ) -> tuple[torch.nn.Module, dict]:
+    """The ``assign`` option (``llmrec.train.assign``): the training rows in time order cut into chunks (a
+    shard set under the checkpoint folder, with the validation and test rows as two more days), streamed
+    through AutoAssign+'s assigner and the model, the validation rows the last tested chunk; the model, and
+    its result with the stream's per-chunk figures under ``assign``. The saved context is the assigner."""
+    c, data, enc = job.assign, p.data, p.context
+    if data.tasks:
+        raise ConfigError("assign: a multi-label model is not streamed; train it without assign")
+    if enc.multi_hot or enc.behavior or enc.dense:
+        raise ConfigError(f"assign: the assigner encodes categorical and numerical fields only; drop "
+                          f"{[s.name for s in (*enc.multi_hot, *enc.behavior, *enc.dense)]} from features")
+    tr, va, te = split_rows(data, job.data)
+    if len(tr) < c.chunks:
+        raise DataError(f"assign.chunks: {c.chunks} chunks of {len(tr)} training rows")
+    order = tr[np.argsort(np.asarray(data.columns[data.time])[tr], kind="stable")]
+    cat, num = [s.name for s in enc.categorical], [s.name for s in enc.numerical]
+    root = (checkpoint_dir or Path(job.output_dir) / "checkpoint") / "assign-chunks"
+    s = write_day_shards(data, root, [*np.array_split(order, c.chunks), va, te], cat, num)
+    numbers = IdEncoder(IdEncoderConfig(mode="hash", table_rows=len(cat)), cat, num).fit(s.select([0]), progress=False)
+    assigner = IdAssigner(c.assigner.model_copy(update={"seed": job.trainer.seed}), numbers, c.chunks + 2)
+    torch.manual_seed(job.trainer.seed)
+    model = build_model(assigner, job.model)
+    rare = c.rare_fields if c.rare_fields is not None else [f for f in (data.user_col, data.item_col) if f in cat]
+    tc = job.trainer.model_copy(update={"epochs": c.epochs_per_chunk})
+    stream = stream_assigned(model, assigner, tc, lambda t: s.select([t]).read_all(), c.chunks + 1, rare,
+                             c.rare_max, c.valid_rows, label=f"assign ({c.assigner.policy})")
+    trainer = Trainer(tc, PointwiseTask())
+    final = AssignedIds(assigner, c.chunks + 1, data.label)
+    valid = trainer.evaluate(model, assigner.transform(s.select([c.chunks]).read_all(), c.chunks))
+    test = trainer.evaluate(model, assigner.transform(s.select([c.chunks + 1]).read_all(), c.chunks + 1),
+                            groups=np.asarray(data.columns[data.user_col])[te])
+    p.context = final  # the job saves the model with the assignment it ended with
+    result = {"data": data.name, "rows": {"train": len(tr), "valid": len(va), "test": len(te)},
+              "model": job.model.model_dump(mode="json"), "family": MODELS.get(job.model.name).family,
+              "task": trainer.task.name, "primary_metric": trainer.task.primary, "trainer": tc.model_dump(),
+              "best_epoch": None, "valid": valid, "test": test, "history": [],
+              "parameters": int(sum(q.numel() for q in model.parameters())),
+              "assign": {"config": c.model_dump(mode="json"), "rare_fields": rare, "chunks": stream,
+                         "rows_in_use": assigner.memory_rows(), "ids_seen": assigner.ids_seen(),
+                         "rows_per_id": assigner.memory_rows() / max(1, assigner.ids_seen())}}
+    return model, result
 
 
 def train_updated(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None = None
@@ -435,6 +499,6 @@ def evaluate_saved(model_dir: str | Path, job: TrainJobConfig) -> dict:
     return {"model_dir": str(model_dir), "data": p.data.name, "test": metrics}
 
 
-__all__ = ["AugmentOption", "UpdateOption", "fit_and_report", "train_updated", "KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
+__all__ = ["AssignOption", "AugmentOption", "UpdateOption", "fit_and_report", "train_assigned", "train_updated", "KnowledgeFeatures", "Prepared", "TrainJobConfig", "evaluate_saved", "feature_specs", "knowledge_inputs",
            "load_job_config", "make_trainer", "prepare", "run_training", "train_augmented",
            "train_prepared", "augment_inputs"]

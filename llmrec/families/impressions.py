@@ -17,6 +17,7 @@ from llmrec.errors import ConfigError
 from llmrec.families.base import VIEWS, Prepared, View, check_user
 from llmrec.families.knowledge import knowledge_inputs
 from llmrec.train import PointwiseTask, Trainer
+from llmrec.train.assign import AssignedIds
 
 
 def feature_specs(data: RecData, features: list[FeatureSpec] | None) -> list[FeatureSpec]:
@@ -73,13 +74,20 @@ class ImpressionView(View):
         return Prepared(data, enc, *batches, test_groups=data.columns[data.user_col][te],
                         test_scenarios=data.columns[data.scenario_col][te] if data.scenario_col else None)
 
-    def save_context(self, folder: Path, context: FeatureEncoder) -> None:
-        """Write the context into the model folder being saved."""
-        (folder / "encoder.json").write_text(context.to_json())
+    def save_context(self, folder: Path, context: FeatureEncoder | AssignedIds) -> None:
+        """Write the context into the model folder being saved: the feature encoder, or the id assignment a
+        job with ``assign`` ended with."""
+        if isinstance(context, AssignedIds):
+            context.save(folder)
+        else:
+            (folder / "encoder.json").write_text(context.to_json())
 
-    def load_context(self, folder: Path) -> FeatureEncoder:
+    def load_context(self, folder: Path) -> FeatureEncoder | AssignedIds:
         """The context ``save_context`` wrote."""
-        return FeatureEncoder.from_json((folder / "encoder.json").read_text())
+        text = (folder / "encoder.json").read_text()
+        if AssignedIds.wrote(text):
+            return AssignedIds.load(folder)
+        return FeatureEncoder.from_json(text)
 
     def scores(self, model, context, job, data, user, include_seen):
         """A score per item for ``user`` (``-inf``: never recommend) and the item ids."""
