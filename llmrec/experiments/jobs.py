@@ -381,6 +381,8 @@ def train_assigned(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None
               "model": job.model.model_dump(mode="json"), "family": MODELS.get(job.model.name).family,
               "task": trainer.task.name, "primary_metric": trainer.task.primary, "trainer": tc.model_dump(),
               "best_epoch": None, "valid": valid, "test": test, "history": [],
+              "train_samples_per_second": (sum(c["train_rows"] for c in stream)
+                                           / max(1e-9, sum(c["train_seconds"] for c in stream))),
               "parameters": int(sum(q.numel() for q in model.parameters())),
               "assign": {"config": c.model_dump(mode="json"), "rare_fields": rare, "chunks": stream,
                          "rows_in_use": assigner.memory_rows(), "ids_seen": assigner.ids_seen(),

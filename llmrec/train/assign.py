@@ -27,6 +27,7 @@ from llmrec.ctr.features import Batch
 from llmrec.ctr.ids import IdEncoder
 from llmrec.ctr.layers import FieldEmbedding
 from llmrec.data.shards import hashed_columns
+from llmrec.errors import ConfigError
 from llmrec.metrics import auc, logloss
 from llmrec.train.loop import Trainer, TrainerConfig
 from llmrec.train.tasks import PointwiseTask
@@ -72,7 +73,6 @@ def stream_assigned(model: torch.nn.Module, assigner: IdAssigner, trainer: Train
     log loss, rare-id AUC, rows in use and the policy's learning statistics."""
     unknown = sorted(set(rare_fields) - set(assigner.fields))
     if unknown:
-        from llmrec.errors import ConfigError
         raise ConfigError(f"rare_fields: {unknown} are not categorical fields of the data ({assigner.fields})")
     out = []
     nxt_cols = read(0)
@@ -80,7 +80,7 @@ def stream_assigned(model: torch.nn.Module, assigner: IdAssigner, trainer: Train
         cols, nxt_cols = nxt_cols, read(t + 1)
         grow_assigned(model, assigner, assigner.decide(cols, t), assigner.config.init)
         train = assigner.transform(cols, t)
-        Trainer(trainer).fit(model, train, train.slice(torch.arange(min(len(train), valid_rows))))
+        fit = Trainer(trainer).fit(model, train, train.slice(torch.arange(min(len(train), valid_rows))))
         test = assigner.transform(nxt_cols, t + 1)
         p = PointwiseTask().predict(model, test, Trainer(trainer))
         y = test.label.numpy()
@@ -91,7 +91,8 @@ def stream_assigned(model: torch.nn.Module, assigner: IdAssigner, trainer: Train
         stats = assigner.learn(nxt_cols, lambda b: PointwiseTask().predict(model, b, Trainer(trainer)), t + 1)
         out.append({"chunk": t + 1, "auc": auc(y, p), "logloss": logloss(y, p),
                     "auc_rare": auc(y[rare], p[rare]) if len(np.unique(y[rare])) == 2 else None,
-                    "rare_rows": int(rare.sum()), "rows_in_use": assigner.memory_rows(), **stats})
+                    "rare_rows": int(rare.sum()), "rows_in_use": assigner.memory_rows(),
+                    "train_rows": len(train), "train_seconds": fit.train_seconds, **stats})
         print(f"{label} chunk {t + 1}: AUC {out[-1]['auc']:.4f}, rare {out[-1]['auc_rare'] or 0:.4f}, "
               f"rows {out[-1]['rows_in_use']:,}", flush=True)
     return out
