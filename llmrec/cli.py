@@ -446,7 +446,8 @@ def research(
     memory_dir: Optional[Path] = typer.Option(None, help="the user's memory store (default: memory/ or LLMREC_HOME)"),
     corpus_dir: Optional[Path] = typer.Option(None, help="a VectorStore whose 'public' namespace is the public corpus"),
     graph: Optional[Path] = typer.Option(None, help="a JSONL knowledge graph (`llmrec corpus graph`) read as a "
-                                                    "public source by plain graph RAG"),
+                                                    "public source by plain graph RAG, or a folder built by "
+                                                    "`llmrec graphrag build` (its retriever, e.g. Align-GRAG)"),
     max_iterations: int = typer.Option(3, min=1, help="research rounds at most"),
     token_budget: int = typer.Option(8000, min=100, help="LLM tokens (prompt + completion) at most"),
     max_new_tokens: int = typer.Option(64, min=4, help="tokens per LLM call"),
@@ -467,7 +468,12 @@ def research(
     emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
     private = [] if no_private else [MemorySource(Memory(VectorStore(memory_dir or default_memory_dir()), emb))]
     public = [StoreSource(VectorStore(corpus_dir), emb)] if corpus_dir else []
-    if graph:
+    if graph and graph.is_dir():
+        from llmrec.knowledge.graphrag import load_retriever
+        from llmrec.research import GraphSource
+
+        public.append(GraphSource(load_retriever(graph)))
+    elif graph:
         from llmrec.data.textgraph import build_graph, read_triples
         from llmrec.models import build_model
         from llmrec.models.graphrag.retriever import GraphIndex
@@ -769,6 +775,49 @@ def corpus_graph(
     write_triples(out, triples)
     typer.echo(json.dumps({"out": str(out), "nodes": graph.n_nodes, "facts": graph.n_edges, **stats.as_dict(),
                            **graph.report}))
+
+
+graphrag_app = typer.Typer(no_args_is_help=True, help="Graph RAG / Align-GRAG on your own passages: build, ask.")
+app.add_typer(graphrag_app, name="graphrag")
+
+
+@graphrag_app.command("build")
+def graphrag_build(config: Path = typer.Option(..., help="a graph RAG build YAML (passages, questions, model, llm, "
+                                                         "output_dir)"),
+                   overrides: Optional[list[str]] = typer.Option(None, "--set", help="dotted.key=value over the "
+                                                                                     "config")) -> None:
+    """Extract facts from your passages with the LLM (cached: a rerun resumes), build the graph, train
+    Align-GRAG's aligner on your questions (or keep plain graph RAG) and save the retriever folder."""
+    from pydantic import ValidationError
+
+    from llmrec.config import validation_message
+    from llmrec.configfiles import find_config, read_config_file
+    from llmrec.errors import ConfigError
+    from llmrec.knowledge.graphrag import GraphRAGBuild, build_retriever
+
+    path = find_config(config)
+    try:
+        cfg = GraphRAGBuild.model_validate(read_config_file(path, overrides))
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e, '')}") from None
+    build_retriever(cfg, base=path.parent)
+    typer.echo((Path(cfg.output_dir) / "retriever.json").read_text())
+
+
+@graphrag_app.command("ask")
+def graphrag_ask(folder: Path = typer.Argument(..., help="a folder written by `llmrec graphrag build`"),
+                 question: str = typer.Argument(..., help="the question"),
+                 k: int = typer.Option(8, min=1, help="facts at most"),
+                 as_json: bool = typer.Option(False, "--json", help="the facts as JSON")) -> None:
+    """The facts the retriever keeps for a question (Align-GRAG: the aligner's pruned subgraph)."""
+    from llmrec.knowledge.graphrag import load_retriever
+
+    hits = load_retriever(folder).retrieve("", question, k)
+    if as_json:
+        typer.echo(json.dumps([{"fact": h.text, "score": h.score, "source": h.metadata.get("source")} for h in hits]))
+    else:
+        for h in hits:
+            typer.echo(f"{h.score:.3f}  {h.text}")
 
 
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")

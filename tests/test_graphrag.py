@@ -216,3 +216,47 @@ def test_experiment_slice_on_ares(tmp_path):
     assert r["Align-GRAG"]["prompt_tokens"] <= r["plain graph RAG"]["prompt_tokens"]
     assert 0 <= r["plain graph RAG"]["token_f1"] <= 1 and out.with_suffix(".png").exists()
     assert (tmp_path / "w" / "graph.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_align_grag_builds_saves_and_answers_on_your_own_passages(tmp_path, monkeypatch):
+    """``llmrec graphrag build`` on a user's passages and questions files (the bundled LLM extracts the facts,
+    ``reasoning: answer`` targets): the folder loads without the LLM and prunes exactly as the trained
+    retriever did; ``graphrag ask`` prints the facts as JSON; bad files name their row and column."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app
+    from llmrec.knowledge.graphrag import GraphRAGBuild, build_retriever, load_retriever
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    (tmp_path / "docs.jsonl").write_text("\n".join(_json.dumps(r) for r in [
+        {"doc": "g", "body": "The Googleplex is the headquarters of Google in Mountain View. Larry Page and "
+                             "Sergey Brin founded Google in 1998."},
+        {"doc": "m", "body": "Microsoft was founded by Bill Gates and Paul Allen in 1975. Its headquarters is "
+                             "in Redmond, Washington."}]) + "\n")
+    (tmp_path / "qa.csv").write_text("q,a\nWho founded Google?,Larry Page and Sergey Brin\n"
+                                     "Where is the headquarters of Google?,Mountain View\n"
+                                     "Who founded Microsoft?,Bill Gates and Paul Allen\n"
+                                     "Where is the headquarters of Microsoft?,Redmond\n")
+    cfg = {"passages": {"path": "docs.jsonl", "id": "doc", "text": "body"},
+           "questions": {"path": "qa.csv", "question": "q", "answer": "a"},
+           "model": {"name": "align_grag", "epochs": 3, "hidden": 16, "val_fraction": 0.0},
+           "reasoning": "answer", "extraction_tokens": 32, "output_dir": str(tmp_path / "rag")}
+    trained = build_retriever(GraphRAGBuild.model_validate(cfg), base=tmp_path)
+    assert trained.index.graph.n_edges > 0 and (tmp_path / "rag" / "aligner.pt").exists()
+    loaded = load_retriever(tmp_path / "rag")
+    q = "Who founded Google?"
+    assert loaded.context(q) == trained.context(q)
+    assert [h.text for h in loaded.retrieve("", q, 5)] == [h.text for h in trained.retrieve("", q, 5)]
+    res = CliRunner().invoke(app, ["graphrag", "ask", str(tmp_path / "rag"), q, "--k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    facts = _json.loads(res.output)
+    assert 1 <= len(facts) <= 3 and all(" | " in f["fact"] and f["source"] in ("g", "m") for f in facts)
+    (tmp_path / "bad.csv").write_text("q,a\nWho founded Google?,\n")
+    with pytest.raises(DataFormatError, match=r"bad.csv.*2.*a"):
+        build_retriever(GraphRAGBuild.model_validate({**cfg, "questions": {"path": "bad.csv", "question": "q",
+                                                                           "answer": "a"}}), base=tmp_path)
+    with pytest.raises(ValueError, match="questions: align_grag trains its aligner"):
+        GraphRAGBuild.model_validate({**cfg, "questions": None})

@@ -32,13 +32,12 @@ from pydantic import Field
 
 from llmrec.config import StrictConfig, llmrec_home
 from llmrec.data.qa import QAQuery, load_ares_nq
-from llmrec.data.textgraph import build_graph, write_triples
 from llmrec.embed import default_embedder
 from llmrec.errors import DataError
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
-from llmrec.knowledge.graph import extract_triples
+from llmrec.knowledge.graphrag import graph_from_passages, reasoning_texts
 from llmrec.lexical import exact_match, normalize, token_f1
 from llmrec.llm import GenerationParams, LLMConfig, make_llm
 from llmrec.llm.base import generate_with_progress
@@ -145,26 +144,15 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
     llm = CachedLLM(make_llm(cfg.llm), llmrec_home() / "generations.sqlite")
     print(f"{len(passages)} passages; questions train {len(train)} / test {len(test)}", flush=True)
 
-    triples, stats = extract_triples(llm, passages, max_new_tokens=cfg.extraction_tokens, two_part=cfg.two_part)
-    graph = build_graph(triples)
-    write_triples(work / "graph.jsonl", triples)
-    graph_info = {"nodes": graph.n_nodes, "facts": graph.n_edges, "extraction": stats.as_dict(),
-                  "build": graph.report, "file": str(work / "graph.jsonl")}
-    print(f"graph: {graph.n_nodes} nodes, {graph.n_edges} facts ({stats.as_dict()})", flush=True)
+    graph, graph_info = graph_from_passages(llm, passages, work / "graph.jsonl", cfg.extraction_tokens, cfg.two_part)
+    print(f"graph: {graph.n_nodes} nodes, {graph.n_edges} facts ({graph_info['extraction']})", flush=True)
     index = GraphIndex(graph, default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite")))
 
     plain = build_model(None, {"name": "graph_rag", **cfg.graph_rag}).fit(index)
     sub_cfg = plain.config.subgraph
     train_subs = [select_subgraph(index, v, sub_cfg) for v in index.encode([q.question for q in train])]
-    if cfg.reasoning == "llm":
-        tpl = load_prompt("graph_reasoning")
-        msgs = [tpl.messages({"facts": s.text(graph), "question": q.question, "answer": q.answers[0]})
-                for q, s in zip(train, train_subs)]
-        gens = generate_with_progress(llm, msgs, GenerationParams(max_new_tokens=cfg.reasoning_tokens),
-                                      desc="reasoning")
-        reasonings = [g.text.strip() or f"{q.question} {q.answers[0]}" for g, q in zip(gens, train)]
-    else:
-        reasonings = [f"{q.question} {q.answers[0]}" for q in train]
+    reasonings = reasoning_texts(llm, graph, train_subs, [q.question for q in train], [q.answers[0] for q in train],
+                                 cfg.reasoning, cfg.reasoning_tokens)
     examples = [AlignExample(s, r) for s, r in zip(train_subs, index.encode(reasonings))]
     test_subs = [select_subgraph(index, v, sub_cfg) for v in index.encode([q.question for q in test])]
 

@@ -255,6 +255,14 @@ class AlignGRAG:
         self.aligner = aligner
         return self
 
+    def restore(self, index: GraphIndex, state: dict[str, torch.Tensor]) -> "AlignGRAG":
+        """A trained aligner's weights (``aligner.state_dict()`` after ``fit``) over ``index``: ready to prune
+        without training again."""
+        aligner = GraphAligner(index.node_vectors.shape[1], self.config)
+        aligner.load_state_dict(state)
+        self.index, self.aligner = index, aligner.eval()
+        return self
+
     def node_scores(self, sub: Subgraph) -> np.ndarray:
         """The aligner's score of every node of ``sub``."""
         if self.aligner is None or self.index is None:
