@@ -70,7 +70,17 @@ def diversify(d: dict) -> dict[str, Figure]:
             for m, x in d["methods"].items()}
 
 
+def assign(d: dict) -> dict[str, Figure]:
+    """Mean AUC and rare-id AUC over the reported chunks, and rows in use, of every assignment method."""
+    out = {}
+    for m, x in d["summary"].items():
+        out[f"{m} / auc"] = (x["auc_mean"], x["auc_std"])
+        out[f"{m} / auc on rare ids"] = (x["auc_rare_mean"], x["auc_rare_std"])
+    return out
+
+
 READERS: dict[str, Callable[[dict], dict[str, Figure]]] = {
+    "ctr_assign_ml100k": assign, "ctr_assign": assign,
     "diversify_mdp": diversify,
     "sequential_augment": augment,
     "push_psp": push, "session_knn": session, "graph_models": recommender, "graph_benchmark": recommender,
