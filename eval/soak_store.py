@@ -94,7 +94,7 @@ def check(path: Path, index: str, quiet: bool) -> dict:
         if i not in [h.id for h in hits]:  # unit vectors: a row is its own nearest neighbour
             report["unsearchable"] += 1
     report["rows"] = len(stored)
-    s._conn.close()
+    s._db.close()
     return report
 
 

@@ -83,7 +83,7 @@ def test_random_kill_loop_faiss_and_sqlite_agree_after_every_round(tmp_path):
         stored = set(s.ids("u"))
         assert acked - deleted <= stored and not deleted & stored
         assert searchable(s, "u", rnd.sample(sorted(stored), min(25, len(stored)))) == []
-        s._conn.close()
+        s._db.close()
     assert len(acked) > 100
 
 
@@ -149,7 +149,7 @@ def _store_with_snapshot(path, n=200, kind="flat"):
 
 def test_snapshot_of_a_deleted_and_recreated_store_is_not_loaded(tmp_path):
     s = _store_with_snapshot(tmp_path)
-    s._conn.close()
+    s._db.close()
     for f in tmp_path.glob("store.sqlite*"):
         f.unlink()
     t = VectorStore(tmp_path)  # a new store in the same folder; the old snapshot is still in index/
@@ -215,8 +215,8 @@ def test_hnsw_rebuilds_when_tombstones_pile_up_and_log_compacts(tmp_path):
     s.delete("u", [str(i) for i in range(20, 30)])
     assert s._indexes["u"].tombstones == set() and s._indexes["u"].index.ntotal == 70  # rebuilt
     s.flush()
-    floor = int(s._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone()[0])
-    assert floor == s.version() and s._conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0] == 0
+    floor = int(s._db.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone()[0])
+    assert floor == s.version() and s._db.execute("SELECT COUNT(*) FROM ops").fetchone()[0] == 0
     s.add("u", ["late"], ["x"], vec(500)[None])
     assert [h.id for h in stale.search("u", vec(500), 1)] == ["late"]  # reloads past the compacted log
     healthy(stale)
@@ -300,7 +300,7 @@ def test_flush_rewrites_only_changed_namespaces_and_compaction_keeps_idle_ones_l
     s.add("busy", [f"late{i}" for i in range(10)], ["x"] * 10, np.stack([vec(900 + i) for i in range(10)]))
     s.flush()  # the log is compacted past the idle namespace's (older) snapshot
     assert (idle_snap.stat().st_ino, idle_snap.stat().st_mtime_ns) == before  # not rewritten
-    floor = int(s._conn.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone()[0])
+    floor = int(s._db.execute("SELECT value FROM meta WHERE key='ops_floor'").fetchone()[0])
     assert read_snapshot(idle_snap, header_only=True)["seq"] < floor == s.version()
     t = VectorStore(tmp_path, cfg)
     assert t._load_snapshot("idle", floor) is not None  # still used, not rebuilt: nothing of it was lost
