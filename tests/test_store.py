@@ -7,7 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from llmrec.store import IndexConfig, StoreConfig, StoreError, VectorStore
+from llmrec.store import IndexConfig, Store, StoreConfig, StoreError
+
+# The store conformance suite: every test runs on the embedded store (SQLite + FAISS) and on the PostgreSQL
+# store (a throwaway cluster, FAISS replicas per store object); the ``backend`` fixture is in conftest.py.
 
 
 def unit(n, d=16, seed=0):
@@ -15,16 +18,17 @@ def unit(n, d=16, seed=0):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_round_trip_reopen_delete(tmp_path):
+def test_round_trip_reopen_delete(backend):
     v = unit(50)
-    with VectorStore(tmp_path / "s") as s:
+    with backend.open() as s:
+        assert isinstance(s, Store)
         s.add("u1", [f"m{i}" for i in range(50)], [f"text {i}" for i in range(50)], v,
               [{"i": i, "even": i % 2 == 0} for i in range(50)])
         hits = s.search("u1", v[7], k=3)
         assert hits[0].id == "m7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert hits[0].text == "text 7" and hits[0].metadata == {"i": 7, "even": False}
         assert s.delete("u1", ["m7", "m8"]) == 2
-    s = VectorStore(tmp_path / "s")
+    s = backend.open()
     assert s.count("u1") == 48
     ids = [h.id for h in s.search("u1", v[7], k=50)]
     assert "m7" not in ids and "m8" not in ids and len(ids) == 48
@@ -33,18 +37,18 @@ def test_round_trip_reopen_delete(tmp_path):
     s.close()
 
 
-def test_reopen_without_snapshot_rebuilds(tmp_path):
+def test_reopen_without_snapshot_rebuilds(backend):
     v = unit(20)
-    s = VectorStore(tmp_path / "s")
+    s = backend.open()
     s.add("u", [str(i) for i in range(20)], ["t"] * 20, v)
     del s  # no close(): no snapshot was written
-    s2 = VectorStore(tmp_path / "s")
+    s2 = backend.open()
     assert s2.search("u", v[4], 1)[0].id == "4"
 
 
-def test_upsert_replaces_and_add_refuses_duplicates(tmp_path):
+def test_upsert_replaces_and_add_refuses_duplicates(backend):
     v = unit(3)
-    s = VectorStore(tmp_path / "s")
+    s = backend.open()
     s.add("u", ["a"], ["old"], v[:1])
     with pytest.raises(StoreError, match="ids: 'a' already exists"):
         s.add("u", ["a"], ["again"], v[:1])
@@ -55,9 +59,9 @@ def test_upsert_replaces_and_add_refuses_duplicates(tmp_path):
     assert s.search("u", v[0], 2)[0].score < 0.999
 
 
-def test_metadata_filters(tmp_path):
+def test_metadata_filters(backend):
     v = unit(40)
-    s = VectorStore(tmp_path / "s")
+    s = backend.open()
     s.add("u", [str(i) for i in range(40)], [f"t{i}" for i in range(40)], v,
           [{"session": i % 4, "kind": "turn" if i < 30 else "summary"} for i in range(40)])
     hits = s.search("u", v[5], k=40, where={"session": 1})
@@ -76,9 +80,9 @@ def test_metadata_filters(tmp_path):
         s.search("u", v[0], 3, where={"bad-key": 1})
 
 
-def test_namespace_isolation(tmp_path):
+def test_namespace_isolation(backend):
     v = unit(10)
-    s = VectorStore(tmp_path / "s")
+    s = backend.open()
     s.add("alice", ["x"], ["alice secret"], v[:1])
     s.add("bob", ["x"], ["bob note"], v[1:2])
     hits = s.search("bob", v[0], k=10)
@@ -97,8 +101,8 @@ def test_namespace_isolation(tmp_path):
     (dict(metadatas=[{"x": object()}]), r"metadatas\[0\]"),
     (dict(namespace=""), "namespace"),
 ])
-def test_bad_input_names_the_field(tmp_path, bad, match):
-    s = VectorStore(tmp_path / "s")
+def test_bad_input_names_the_field(backend, bad, match):
+    s = backend.open()
     s.add("u", ["seed"], ["t"], unit(1))
     args = dict(namespace="u", ids=["a"], texts=["t"], vectors=unit(1, seed=3), metadatas=None) | bad
     with pytest.raises(StoreError, match=match):
@@ -106,8 +110,8 @@ def test_bad_input_names_the_field(tmp_path, bad, match):
     assert s.count("u") == 1  # nothing half-written
 
 
-def test_unknown_namespace_and_ids_on_delete(tmp_path):
-    s = VectorStore(tmp_path / "s")
+def test_unknown_namespace_and_ids_on_delete(backend):
+    s = backend.open()
     s.add("u", ["a"], ["t"], unit(1))
     with pytest.raises(KeyError, match="namespace: unknown namespace 'nobody'"):
         s.delete("nobody", ["a"])
@@ -117,17 +121,17 @@ def test_unknown_namespace_and_ids_on_delete(tmp_path):
     with pytest.raises(StoreError, match="k: must be a positive"):
         s.search("u", unit(1)[0], k=0)
     with pytest.raises(StoreError, match="dim"):
-        VectorStore(tmp_path / "s", StoreConfig(dim=8))
+        backend.open("s", StoreConfig(dim=8))
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
-def test_ann_kinds_recall_and_delete(tmp_path, kind):
+def test_ann_kinds_recall_and_delete(backend, kind):
     d = 32
     cfg = StoreConfig(index=IndexConfig(kind=kind, ivf_nlist=16, pq_m=8, pq_bits=6, ivf_nprobe=16),
                       exact_filter_limit=10)
     n = 3000
     v = unit(n, d, seed=1)
-    s = VectorStore(tmp_path / kind, cfg)
+    s = backend.open(kind, cfg)
     s.add("u", [str(i) for i in range(n)], ["t"] * n, v, [{"g": i % 3} for i in range(n)])
     found = sum(s.search("u", v[i], 1)[0].id == str(i) for i in range(0, n, 100))
     assert found >= 27  # >= 90% self-recall@1 for an approximate index
@@ -137,14 +141,14 @@ def test_ann_kinds_recall_and_delete(tmp_path, kind):
     s.delete("u", ["0", "100"])
     assert all(h.id not in ("0", "100") for h in s.search("u", v[0], 10))
     s.close()
-    s2 = VectorStore(tmp_path / kind, cfg)
+    s2 = backend.open(kind, cfg)
     assert s2.count("u") == n - 2 and all(h.id != "0" for h in s2.search("u", v[0], 10))
 
 
-def test_two_store_objects_see_each_others_writes(tmp_path):
+def test_two_store_objects_see_each_others_writes(backend):
     v = unit(4)
-    a = VectorStore(tmp_path / "s")
-    b = VectorStore(tmp_path / "s")
+    a = backend.open()
+    b = backend.open()
     a.add("u", ["1"], ["one"], v[:1])
     assert b.search("u", v[0], 1)[0].id == "1"
     b.add("u", ["2"], ["two"], v[1:2])
@@ -154,8 +158,8 @@ def test_two_store_objects_see_each_others_writes(tmp_path):
 
 WRITER = r"""
 import sys, numpy as np
-from llmrec.store import VectorStore
-s = VectorStore(sys.argv[1])
+from llmrec.store import open_store
+s = open_store(sys.argv[1])
 rng = np.random.default_rng(0)
 i = 0
 while True:
@@ -173,10 +177,10 @@ while True:
 """
 
 
-def test_sigkill_mid_write_loses_no_acknowledged_add(tmp_path):
-    path = tmp_path / "s"
+def test_sigkill_mid_write_loses_no_acknowledged_add(backend):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, backend.location()], stdout=subprocess.PIPE, text=True,
+                            env=env)
     acked, deleted = set(), set()
     deadline = time.time() + 120
     while len(acked) < 300 and time.time() < deadline:
@@ -186,7 +190,8 @@ def test_sigkill_mid_write_loses_no_acknowledged_add(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(acked) >= 300
-    s = VectorStore(path)
+    s = backend.open()
+    assert all(v == {**v, "duplicates": 0, "missing": 0, "extra": 0} for v in s.verify().values())
     stored = set(s.ids("u"))
     assert (acked - deleted) <= stored, "an acknowledged add was lost"
     assert not (deleted & stored), "an acknowledged delete came back"
@@ -195,3 +200,58 @@ def test_sigkill_mid_write_loses_no_acknowledged_add(tmp_path):
         rec = s.get("u", [x])[0]
         assert s.search("u", rec.vector, 1)[0].id == x or s.search("u", rec.vector, 1)[0].score >= 0.999
     assert s.count("u") == len(stored)
+
+
+def test_transactions_events_versions_and_ranges(backend):
+    v = unit(6)
+    s = backend.open()
+    with s.transaction():
+        s.add("u", ["a", "b"], ["one", "two"], v[:2], [{"t": 1.5}, {"t": 10}])
+        s.log_event("u", ["a", "b"], "add", [{"text": "one"}, {"text": "two"}])
+    assert s.version("u") > 0 and s.version("other") == 0 and s.version() >= s.version("u")
+    before = s.version()
+    with pytest.raises(RuntimeError, match="boom"):
+        with s.transaction():
+            s.add("u", ["c"], ["three"], v[2:3])
+            s.log_event("u", ["c"], "add", [{"text": "three"}])
+            assert s.get("u", ["c"])[0].text == "three"  # the transaction sees its own write
+            raise RuntimeError("boom")
+    assert s.get("u", ["c"]) == [None] and s.version() == before  # rolled back whole
+    assert [h.id for h in s.search("u", v[2], 6)] != [] and "c" not in [h.id for h in s.search("u", v[2], 6)]
+    assert [e["id"] for e in s.events("u")] == ["a", "b"] and s.events("u", "b")[0]["text"] == "two"
+    assert [r.id for r in s.find("u", {"t": {"gte": 2}})] == ["b"]
+    assert [h.id for h in s.search("u", v[0], 5, where={"t": {"lt": 2, "gt": 1}})] == ["a"]
+    assert s.namespaces() == ["u"] and s.count("u") == 2 and s.ids("u") == ["a", "b"]
+    with pytest.raises(StoreError, match=r"texts\[0\]: contains a NUL"):
+        s.add("u", ["n"], ["nul\x00here"], v[3:4])
+    assert s.verify() == {"u": {"rows": 2, "indexed": 2, "duplicates": 0, "missing": 0, "extra": 0}}
+
+
+CONCURRENT = r"""
+import sys, numpy as np
+from llmrec.store import open_store
+s = open_store(sys.argv[1])
+me = sys.argv[2]
+rng = np.random.default_rng(int(me))
+for i in range(60):
+    s.add(f"user{i % 3}", [f"{me}-{i}"], [f"text {me} {i}"], rng.normal(size=(1, 16)).astype(np.float32))
+    if i % 10 == 9:
+        s.delete(f"user{i % 3}", [f"{me}-{i - 3}"])
+    hits = s.search(f"user{i % 3}", rng.normal(size=16).astype(np.float32), 3)
+print("done", flush=True)
+"""
+
+
+def test_concurrent_writers_and_searchers_in_several_processes(backend):
+    s = backend.open()
+    s.add("user0", ["seed"], ["seed"], unit(1))
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, backend.location(), str(w)], stdout=subprocess.PIPE,
+                              text=True, env=env) for w in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and all("done" in o for o in outs)
+    assert sum(s.count(f"user{u}") for u in range(3)) == 1 + 3 * (60 - 6)
+    report = s.verify()
+    assert all(r["duplicates"] == r["missing"] == r["extra"] == 0 for r in report.values()), report
+    fresh = backend.open()  # a new replica agrees
+    assert {ns: r["rows"] for ns, r in fresh.verify().items()} == {ns: r["rows"] for ns, r in report.items()}

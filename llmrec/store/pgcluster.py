@@ -61,6 +61,11 @@ class ThrowawayCluster:
         return f"host={self.sock} port={self.port} dbname=postgres user={self.user}"
 
     @property
+    def url(self) -> str:
+        """The same as a ``postgresql://`` URL (what ``llmrec.store.open_store`` and ``--store`` take)."""
+        return f"postgresql:///postgres?host={self.sock}&port={self.port}&user={self.user}"
+
+    @property
     def tcp_dsn(self) -> str:
         """The same over TCP on 127.0.0.1."""
         return f"host=127.0.0.1 port={self.port} dbname=postgres user={self.user}"
