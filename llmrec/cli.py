@@ -820,6 +820,48 @@ def graphrag_ask(folder: Path = typer.Argument(..., help="a folder written by `l
             typer.echo(f"{h.score:.3f}  {h.text}")
 
 
+memory_app = typer.Typer(no_args_is_help=True, help="Memory as a service: the REST server and the MCP server.")
+app.add_typer(memory_app, name="memory")
+
+
+def _service_keys(keys: Optional[Path]) -> dict[str, str]:
+    import os
+
+    from llmrec.memory.service import load_keys
+
+    if keys is not None:
+        return load_keys(keys)
+    raw = os.environ.get("LLMREC_MEMORY_KEYS", "")
+    pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise typer.BadParameter("give --keys FILE (key: tenant) or LLMREC_MEMORY_KEYS=key1=tenant1,key2=tenant2",
+                                 param_hint="--keys")
+    return {k.strip(): t.strip() for k, t in pairs}
+
+
+@memory_app.command("serve")
+def memory_serve(
+    store: str = typer.Option(..., help="a store folder, or a postgresql:// URL (shared by every node)"),
+    keys: Optional[Path] = typer.Option(None, help="YAML/JSON mapping API key -> tenant (else LLMREC_MEMORY_KEYS)"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8765, min=0, max=65535, help="TCP port"),
+    snapshot_dir: Optional[Path] = typer.Option(None, help="this node's FAISS snapshots (PostgreSQL store)"),
+    rate: float = typer.Option(200.0, min=0.001, help="requests per second per key (token bucket refill)"),
+    burst: int = typer.Option(400, min=1, help="requests a key may make at once"),
+    max_body: int = typer.Option(1_000_000, min=1024, help="largest request body in bytes"),
+) -> None:
+    """Serve the Memory API over HTTP (FastAPI + uvicorn; OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from llmrec.memory.service import ServiceConfig, create_app
+
+    cfg = ServiceConfig(store=store, keys=_service_keys(keys), snapshot_dir=str(snapshot_dir) if snapshot_dir else None,
+                        rate_per_second=rate, burst=burst, max_body_bytes=max_body)
+    app_ = create_app(cfg)
+    console.print(f"memory service on http://{host}:{port} (store {store.split('?')[0]})")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")
 app.add_typer(rerank_app, name="rerank")
 AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv (neither given: both catalog sets)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ from llmrec.memory.bm25 import BM25Index
 from llmrec.metrics import minmax
 from llmrec.retrieval import Hit
 from llmrec.memory.units import Digester, format_date, text_hash
-from llmrec.store import VectorStore
+from llmrec.store import Store, VectorStore, open_store
 from llmrec.errors import NotFoundError
 
 Method = Literal["dense", "bm25", "hybrid"]
@@ -79,14 +80,18 @@ def minmax_scores(scores: dict[str, float]) -> dict[str, float]:
 
 
 class Memory:
-    """User-scoped long-term memory over a ``VectorStore`` (mem0-like): add, get, get_all, search, update,
+    """User-scoped long-term memory over a ``Store`` (mem0-like): add, get, get_all, search, update,
     delete, delete_all, history, consolidate."""
-    def __init__(self, store: VectorStore | None = None, embedder: Embedder | None = None,
+    def __init__(self, store: Store | str | Path | None = None, embedder: Embedder | None = None,
                  config: MemoryConfig | None = None, digester: Digester | None = None) -> None:
         """``Memory()`` alone: the default store (``default_memory_dir()/default``: ``$LLMREC_MEMORY`` or
-        ``$LLMREC_HOME/memory``, never the working directory or a checkout) and the bundled MiniLM embedder."""
+        ``$LLMREC_HOME/memory``, never the working directory or a checkout) and the bundled MiniLM embedder.
+        ``store`` is any ``Store`` (``VectorStore``, ``PostgresStore``) or its location (a folder, or a
+        ``postgresql://`` URL: ``llmrec.store.open_store``)."""
         if store is None:
             store = VectorStore(default_memory_dir() / "default")
+        elif isinstance(store, (str, Path)):
+            store = open_store(store)
         if embedder is None:
             embedder = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
         self.store, self.embedder, self.digester = store, embedder, digester
@@ -98,6 +103,8 @@ class Memory:
     def _check_user(self, user_id: str) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError("user_id: must be a non-empty string")
+        if any(ord(c) < 32 for c in user_id):
+            raise ValueError("user_id: contains a control character")
 
     def _check_text(self, text: Any, name: str) -> str:
         if not isinstance(text, str) or not text.strip():

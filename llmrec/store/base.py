@@ -532,6 +532,8 @@ class LoggedStore:
     def version(self, namespace: str | None = None) -> int:
         """A number that changes whenever any process writes to the store (the last change-log sequence), or
         with ``namespace``, to that namespace only (so a cache of one user survives other users' writes)."""
+        if namespace is not None:
+            self._check_namespace(namespace)
         with self._lock:
             return self._db.max_seq() if namespace is None else self._ns_version(namespace)
 
@@ -543,18 +545,26 @@ class LoggedStore:
 
     def count(self, namespace: str) -> int:
         """Items in a namespace."""
+        self._check_namespace(namespace)
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM items WHERE namespace=?", (namespace,)).fetchone()[0])
 
     def ids(self, namespace: str) -> list[str]:
         """Ids of a namespace's items, in insertion order."""
+        self._check_namespace(namespace)
         with self._lock:
             return [r[0] for r in self._db.execute(
                 "SELECT ext_id FROM items WHERE namespace=? ORDER BY rid", (namespace,)).fetchall()]
 
     def get(self, namespace: str, ids: Sequence[str]) -> list[Record | None]:
         """Records in the order of ``ids`` (None where an id is absent)."""
+        self._check_namespace(namespace)
+        _not_a_string(ids, "ids")
         ids = list(ids)
+        for i, x in enumerate(ids):
+            if not isinstance(x, str):
+                raise StoreError(f"ids[{i}]: must be a string")
+            _check_text(x, f"ids[{i}]")
         out: dict[str, Record] = {}
         with self._lock:
             for ext, text, meta, vec in self._db.select_in(
