@@ -862,6 +862,27 @@ def memory_serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@memory_app.command("mcp")
+def memory_mcp(
+    store: Optional[str] = typer.Option(None, help="a store folder or a postgresql:// URL (default: the default "
+                                                   "memory store, $LLMREC_MEMORY or $LLMREC_HOME/memory)"),
+    transport: str = typer.Option("stdio", help="stdio (launched by the client) or streamable-http"),
+    host: str = typer.Option("127.0.0.1", help="streamable-http: interface"),
+    port: int = typer.Option(8766, min=0, max=65535, help="streamable-http: TCP port"),
+) -> None:
+    """Serve llmrec memory as MCP tools (remember, recall, forget) with the official MCP SDK."""
+    from llmrec.memory import Memory
+    from llmrec.memory.mcp_server import build_server
+
+    if transport not in ("stdio", "streamable-http"):
+        raise typer.BadParameter(f"{transport!r} is not stdio or streamable-http", param_hint="--transport")
+    server = build_server(Memory(store))
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
+
+
 rerank_app = typer.Typer(no_args_is_help=True, help="RADIO reranker: train on a QA corpus, evaluate.")
 app.add_typer(rerank_app, name="rerank")
 AresOpt = typer.Option(None, help="folder of ARES nq_synthetic_queries.tsv (neither given: both catalog sets)")

@@ -76,12 +76,14 @@ UserId = Field(min_length=1, max_length=256, description="the end user whose mem
 
 
 class Message(_Body):
+    """One chat message: role, content, optional speaker name."""
     role: str = Field("user", min_length=1, max_length=64)
     content: str = Field(min_length=1, max_length=20_000)
     name: str | None = Field(None, max_length=64)
 
 
 class AddRequest(_Body):
+    """What POST /memories takes: the user, messages or one text, session, time and metadata."""
     user_id: str = UserId
     messages: list[Message] | None = Field(None, min_length=1, max_length=200)
     text: str | None = Field(None, min_length=1, max_length=20_000)
@@ -100,6 +102,7 @@ class AddRequest(_Body):
 
 
 class SearchRequest(_Body):
+    """What POST /search takes: the user, the query, k (or mem0's limit), method, granularity, filters, time range."""
     user_id: str = UserId
     query: str = Field(min_length=1, max_length=20_000)
     k: int | None = Field(None, ge=1, le=1000)
@@ -112,15 +115,18 @@ class SearchRequest(_Body):
 
 
 class UpdateRequest(_Body):
+    """What PUT /memories/{id} takes: the user and the new text."""
     user_id: str = UserId
     text: str = Field(min_length=1, max_length=20_000)
 
 
 class UserRequest(_Body):
+    """A request naming only the user."""
     user_id: str = UserId
 
 
 class MemoryOut(BaseModel):
+    """One memory as the service returns it (score only from search)."""
     id: str
     memory: str
     user_id: str
@@ -132,34 +138,41 @@ class MemoryOut(BaseModel):
 
 
 class Added(BaseModel):
+    """One memory an add created."""
     id: str
     memory: str
     event: Literal["ADD"] = "ADD"
 
 
 class Results(BaseModel):
+    """Search results, best first."""
     results: list[MemoryOut]
 
 
 class AddResults(BaseModel):
+    """The memories an add created."""
     results: list[Added]
 
 
 class Page(BaseModel):
+    """A page of a user's memories, the total and where the next page starts (null: last page)."""
     results: list[MemoryOut]
     total: int
     next_offset: int | None
 
 
 class Count(BaseModel):
+    """How many stored units a delete removed."""
     deleted: int
 
 
 class Sessions(BaseModel):
+    """How many sessions a consolidate digested."""
     sessions: int
 
 
 class Event(BaseModel):
+    """One history event of a memory."""
     id: str
     event: str
     old: str | None = None
@@ -168,12 +181,14 @@ class Event(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """An error: its type, a one-line message and the field it names."""
     type: str
     message: str
     field: str | None = None
 
 
 class ErrorOut(BaseModel):
+    """Every error answer of the service."""
     error: ErrorBody
 
 

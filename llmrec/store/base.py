@@ -81,26 +81,43 @@ class Store(Protocol):
     config: StoreConfig
 
     @property
-    def dim(self) -> int | None: ...
+    def dim(self) -> int | None:
+        """The vector dimension (None until the first add fixes it)."""
     def add(self, namespace: str, ids: Sequence[str], texts: Sequence[str], vectors: Any,
-            metadatas: Sequence[Mapping[str, Any]] | None = None) -> None: ...
+            metadatas: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert new items (an existing id is an error)."""
     def upsert(self, namespace: str, ids: Sequence[str], texts: Sequence[str], vectors: Any,
-               metadatas: Sequence[Mapping[str, Any]] | None = None) -> None: ...
-    def delete(self, namespace: str, ids: Sequence[str], missing_ok: bool = False) -> int: ...
-    def get(self, namespace: str, ids: Sequence[str]) -> list[Record | None]: ...
-    def find(self, namespace: str, where: Mapping[str, Any]) -> list[Record]: ...
-    def search(self, namespace: str, query: Any, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]: ...
-    def transaction(self) -> Any: ...
+               metadatas: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert or replace items by id."""
+    def delete(self, namespace: str, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Delete items by id; how many were deleted."""
+    def get(self, namespace: str, ids: Sequence[str]) -> list[Record | None]:
+        """Records in the order of ``ids`` (None where absent)."""
+    def find(self, namespace: str, where: Mapping[str, Any]) -> list[Record]:
+        """Records whose metadata matches ``where``."""
+    def search(self, namespace: str, query: Any, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """Top-k hits by inner product, optionally filtered on metadata."""
+    def transaction(self) -> Any:
+        """A context grouping writes: all acknowledged or none."""
     def log_event(self, namespace: str, item_ids: Sequence[str], event: str,
-                  payloads: Sequence[Mapping[str, Any]]) -> None: ...
-    def events(self, namespace: str, item_id: str | None = None) -> list[dict[str, Any]]: ...
-    def namespaces(self) -> list[str]: ...
-    def count(self, namespace: str) -> int: ...
-    def ids(self, namespace: str) -> list[str]: ...
-    def version(self, namespace: str | None = None) -> int: ...
-    def verify(self) -> dict[str, dict[str, int]]: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
+                  payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Append history events (in the current transaction, if any)."""
+    def events(self, namespace: str, item_id: str | None = None) -> list[dict[str, Any]]:
+        """History events, oldest first."""
+    def namespaces(self) -> list[str]:
+        """Every namespace that has held an item."""
+    def count(self, namespace: str) -> int:
+        """Items in a namespace."""
+    def ids(self, namespace: str) -> list[str]:
+        """Ids of a namespace's items, in insertion order."""
+    def version(self, namespace: str | None = None) -> int:
+        """A number that changes with every write (to the store, or to one namespace)."""
+    def verify(self) -> dict[str, dict[str, int]]:
+        """Every namespace's index against its rows: duplicates, missing, extra (0 when healthy)."""
+    def flush(self) -> None:
+        """Persist derived state (snapshots) and compact the change log."""
+    def close(self) -> None:
+        """Flush and close."""
 
 
 class DB(Protocol):
@@ -108,18 +125,30 @@ class DB(Protocol):
     statement holding ``IN ({marks})`` goes through ``select_in``."""
     in_transaction: bool
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
-    def select_in(self, sql: str, values: Sequence[Any], prefix: Sequence[Any] = ()) -> Iterator[tuple]: ...
-    def begin_read(self) -> None: ...
-    def begin_write(self) -> None: ...
-    def commit(self) -> None: ...
-    def rollback(self) -> None: ...
-    def max_seq(self) -> int: ...
-    def insert_items(self, rows: list[tuple[str, str, str, str, bytes]]) -> list[int]: ...
-    def numeric_value_sql(self) -> str: ...
-    def flush_lock(self) -> Any: ...
-    def close(self) -> None: ...
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """Run one statement; a cursor (``fetchone``, ``fetchall``, ``fetchmany``)."""
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row."""
+    def select_in(self, sql: str, values: Sequence[Any], prefix: Sequence[Any] = ()) -> Iterator[tuple]:
+        """Rows of a statement holding ``IN ({marks})`` for any number of ``values``."""
+    def begin_read(self) -> None:
+        """Start a transaction whose reads agree with each other."""
+    def begin_write(self) -> None:
+        """Start a write transaction holding the store's write lock."""
+    def commit(self) -> None:
+        """Commit (a write is acknowledged when this returns)."""
+    def rollback(self) -> None:
+        """Roll back (also after the connection was lost)."""
+    def max_seq(self) -> int:
+        """The last committed change-log sequence (inside a write: this transaction's last op too)."""
+    def insert_items(self, rows: list[tuple[str, str, str, str, bytes]]) -> list[int]:
+        """Insert (namespace, ext_id, text, metadata, vector) rows; their new row ids, in order."""
+    def numeric_value_sql(self) -> str:
+        """An SQL expression: ``meta_kv.value`` as a number, NULL unless it is one."""
+    def flush_lock(self) -> Any:
+        """A context serializing flushes across processes."""
+    def close(self) -> None:
+        """Close the connection."""
 
 
 def _ns_key(ns: str) -> str:
@@ -165,6 +194,7 @@ class LoggedStore:
 
     @property
     def dim(self) -> int | None:
+        """The vector dimension (None until the first add fixes it)."""
         return self.config.dim
 
     def close(self) -> None:

@@ -117,9 +117,11 @@ class PostgresDB:
             return fn()
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """See ``DB``."""
         return self._run(lambda: self._conn.execute(self._q(sql), list(args)))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """See ``DB``."""
         q = self._q(sql)
 
         def run():
@@ -128,6 +130,7 @@ class PostgresDB:
         self._run(run)
 
     def select_in(self, sql: str, values: Sequence[Any], prefix: Sequence[Any] = ()) -> Iterator[tuple]:
+        """See ``DB``."""
         values = list(values)
         if not values:
             return iter(())
@@ -135,10 +138,12 @@ class PostgresDB:
         return iter(self._run(lambda: self._conn.execute(q, [*prefix, values]).fetchall()))
 
     def begin_read(self) -> None:
+        """See ``DB``."""
         self._run(lambda: self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         self.in_transaction = True
 
     def begin_write(self) -> None:
+        """See ``DB``."""
         def run():
             self._conn.execute("BEGIN")
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
@@ -146,6 +151,7 @@ class PostgresDB:
         self.in_transaction, self._writing = True, True
 
     def commit(self) -> None:
+        """See ``DB``."""
         try:
             if self._writing:  # the head the readers see moves in the same commit as the ops
                 self._conn.execute("UPDATE log_head SET seq = GREATEST(seq, COALESCE((SELECT MAX(seq) FROM ops), 0))")
@@ -157,6 +163,7 @@ class PostgresDB:
             self.in_transaction, self._writing = False, False
 
     def rollback(self) -> None:
+        """See ``DB``."""
         self.in_transaction, self._writing = False, False
         try:
             if not (self._conn.closed or self._conn.broken):
@@ -171,6 +178,7 @@ class PostgresDB:
         return int(row[0])
 
     def insert_items(self, rows: list[tuple[str, str, str, str, bytes]]) -> list[int]:
+        """See ``DB``."""
         q = "INSERT INTO items (namespace, ext_id, text, metadata, vector) VALUES (%s,%s,%s,%s,%s) RETURNING rid"
 
         def run():
@@ -191,9 +199,11 @@ class PostgresDB:
 
     @contextmanager
     def flush_lock(self) -> Iterator[None]:
+        """See ``DB``."""
         yield  # snapshots are written atomically per file; compaction runs in a write transaction
 
     def close(self) -> None:
+        """See ``DB``."""
         self._conn.close()
 
 

@@ -104,27 +104,35 @@ class SQLiteDB:
 
     @property
     def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
         return self._conn.in_transaction
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """See ``DB``."""
         return self._conn.execute(sql, args)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """See ``DB``."""
         self._conn.executemany(sql, rows)
 
     def select_in(self, sql: str, values: Sequence[Any], prefix: Sequence[Any] = ()) -> Iterator[tuple]:
+        """See ``DB``."""
         return select_in(self._conn, sql, values, prefix=prefix)
 
     def begin_read(self) -> None:
+        """See ``DB``."""
         self._conn.execute("BEGIN")
 
     def begin_write(self) -> None:
+        """See ``DB``."""
         self._conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        """See ``DB``."""
         self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        """See ``DB``."""
         self._conn.execute("ROLLBACK")
 
     def max_seq(self) -> int:
@@ -133,6 +141,7 @@ class SQLiteDB:
         return int(row[0]) if row else 0
 
     def insert_items(self, rows: list[tuple[str, str, str, str, bytes]]) -> list[int]:
+        """See ``DB``."""
         cur = self._conn.cursor()
         out = []
         for r in rows:
@@ -146,6 +155,7 @@ class SQLiteDB:
 
     @contextmanager
     def flush_lock(self) -> Iterator[None]:
+        """See ``DB``."""
         with open(self.path / "index" / ".flush.lock", "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
@@ -154,6 +164,7 @@ class SQLiteDB:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """See ``DB``."""
         self._conn.close()
 
 
