@@ -1,4 +1,11 @@
-"""A minimal OpenAI-compatible ``/v1/chat/completions`` server around any llmrec ``LLM``.
+"""An OpenAI-compatible server (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
+``/v1/models``) around any llmrec ``LLM``.
+
+``n`` choices are honoured (sampled choices differ by seed; greedy ones are the same text). ``/v1/completions``
+sends each prompt as the user turn of the instruct model's chat template (the LLM protocol has no raw-text
+continuation); ``suffix``, ``echo`` and ``best_of`` are refused. ``response_format`` other than text is a 400
+(there is no constrained JSON decoding). Embeddings come as floats or, as the openai SDK asks by default,
+base64 little-endian float32.
 
 ``llmrec serve`` uses it to expose the bundled model; requests that arrive together are batched into one
 ``generate`` call (up to ``max_batch``), so concurrent clients share the batched decoder.
@@ -22,6 +29,7 @@ With an ``embedder`` (``llmrec serve`` passes the bundled MiniLM), ``/v1/embeddi
 OpenAI-compatible client (mem0, LangChain, the openai SDK) can use llmrec for both its LLM and embeddings."""
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import queue
@@ -33,6 +41,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from llmrec.llm.base import LLM, GenerationParams, to_messages
@@ -100,18 +109,42 @@ class LLMServer:
         self.httpd.server_close()
 
     # ---------------------------------------------------------------- validation (before anything is queued)
-    def parse(self, req: Any) -> _Job:
-        """A request body -> a job, or ``BadRequest`` naming the field."""
+    MAX_N = 8  # choices per request
+
+    def parse(self, req: Any, kind: str = "chat") -> list[_Job]:
+        """A request body -> its jobs (one per choice, ``n``; a list ``prompt`` on /v1/completions gives one
+        per prompt and choice), or ``BadRequest`` naming the field. ``kind``: chat or completion."""
         if not isinstance(req, dict):
             raise BadRequest(400, f"body: expected a JSON object, got {type(req).__name__}")
-        if "messages" not in req:
-            raise BadRequest(400, "messages: missing")
-        if not isinstance(req["messages"], list):
-            raise BadRequest(400, "messages: expected a list of {role, content} objects")
-        try:
-            messages = to_messages(req["messages"])
-        except ValueError as e:
-            raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
+        if kind == "chat":
+            if "messages" not in req:
+                raise BadRequest(400, "messages: missing")
+            if not isinstance(req["messages"], list):
+                raise BadRequest(400, "messages: expected a list of {role, content} objects")
+            try:
+                prompts = [to_messages(req["messages"])]
+            except ValueError as e:
+                raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
+        else:  # /v1/completions: each prompt text is the user turn of the instruct model's chat template
+            raw = req.get("prompt")
+            texts = [raw] if isinstance(raw, str) else raw
+            if not (isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)):
+                raise BadRequest(400, "prompt: expected a non-empty string or a non-empty list of them")
+            if len(texts) > self.max_batch:
+                raise BadRequest(400, f"prompt: {len(texts)} prompts exceed {self.max_batch}")
+            prompts = [to_messages(t) for t in texts]
+            for field in ("suffix", "echo", "best_of"):
+                if req.get(field) not in (None, False, 1):
+                    raise BadRequest(400, f"{field}: not supported")
+        fmt = req.get("response_format")
+        if fmt is not None and fmt != {"type": "text"}:
+            raise BadRequest(400, "response_format: only {'type': 'text'} is supported (this server has no "
+                                  "constrained JSON decoding; ask for JSON in the prompt and parse it)")
+        n = req.get("n", 1)
+        if n is None:
+            n = 1
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.MAX_N:
+            raise BadRequest(400, f"n: expected an integer in [1, {self.MAX_N}]")
         stop = req.get("stop")
         if stop is None:
             stop = []
@@ -122,11 +155,14 @@ class LLMServer:
         max_tokens = req.get("max_tokens", req.get("max_completion_tokens")) or min(128, self.max_tokens_limit)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= self.max_tokens_limit:
             raise BadRequest(400, f"max_tokens: expected an integer in [1, {self.max_tokens_limit}]")
+        logprobs = req.get("logprobs", False)
+        top = req.get("top_logprobs") or 0
+        if kind == "completion" and isinstance(logprobs, int) and not isinstance(logprobs, bool):
+            logprobs, top = logprobs >= 0, logprobs  # completions: logprobs is the top-k count
         try:
-            params = GenerationParams(max_new_tokens=max_tokens, temperature=req.get("temperature", 0.0),
-                                      top_p=req.get("top_p", 1.0), stop=stop, seed=req.get("seed"),
-                                      logprobs=bool(req.get("logprobs", False)),
-                                      top_logprobs=req.get("top_logprobs") or 0)
+            params = GenerationParams(max_new_tokens=max_tokens, temperature=req.get("temperature", 0.0) or 0.0,
+                                      top_p=req.get("top_p", 1.0) or 1.0, stop=stop, seed=req.get("seed"),
+                                      logprobs=bool(logprobs), top_logprobs=top)
         except ValidationError as e:
             err = e.errors()[0]
             field = {"max_new_tokens": "max_tokens"}.get(str(err["loc"][0]), str(err["loc"][0]))
@@ -134,17 +170,25 @@ class LLMServer:
         encode = getattr(self.llm, "encode_prompts", None)  # prompt length against the model's input limit
         if encode is not None:
             try:
-                encode([messages])
+                encode(prompts)
             except ValueError as e:
-                raise BadRequest(400, str(e).replace("prompts[0]", "messages", 1)) from None
+                name = "messages" if kind == "chat" else "prompt"
+                raise BadRequest(400, str(e).replace("prompts[0]", name, 1).replace("prompts[", f"{name}[")) from None
         stream = req.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest(400, "stream: expected true or false")
+        if stream and (kind != "chat" or n > 1):
+            raise BadRequest(400, "stream: streams one chat choice (ask /v1/chat/completions with n = 1)")
         if params.top_logprobs and not params.logprobs:
             raise BadRequest(400, "top_logprobs: needs logprobs: true")
         if stream and params.logprobs:
             raise BadRequest(400, "logprobs: not supported with stream (ask without stream)")
-        return _Job(messages, params, stream)
+        jobs = []
+        for prompt in prompts:
+            for i in range(n):  # sampled choices differ by seed; greedy ones are the same text, as asked
+                seed = params.seed + i if params.seed is not None else None
+                jobs.append(_Job(prompt, params.model_copy(update={"seed": seed}) if i else params, stream))
+        return jobs
 
     def embed(self, req: Any) -> dict:
         """An ``/v1/embeddings`` request -> the OpenAI response (``BadRequest`` naming the field)."""
@@ -160,13 +204,18 @@ class LLMServer:
         dims = req.get("dimensions")
         if dims is not None and dims != self.embedder.dim:
             raise BadRequest(400, f"dimensions: this model has {self.embedder.dim}, got {dims!r}")
-        if req.get("encoding_format", "float") != "float":
-            raise BadRequest(400, "encoding_format: only 'float' is supported")
+        fmt = req.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise BadRequest(400, f"encoding_format: {fmt!r} is not 'float' or 'base64'")
         with self._embed_lock:
             vecs = self.embedder.encode(texts)
+
+        def encoded(v) -> Any:  # base64: the little-endian float32 bytes (what the openai SDK asks for)
+            return ([float(x) for x in v] if fmt == "float"
+                    else base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode())
+
         return {"object": "list", "model": self.embedder.model_id,
-                "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
-                         for i, v in enumerate(vecs)],
+                "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vecs)],
                 "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
                           "total_tokens": sum(len(t.split()) for t in texts)}}
 
@@ -344,36 +393,39 @@ class LLMServer:
                 try:
                     if not self._authorized():
                         return
-                    if self.path.rstrip("/") == "/v1/embeddings":
+                    route = self.path.split("?")[0].rstrip("/")
+                    if route == "/v1/embeddings":
                         self._send(200, server.embed(self._body()))
                         return
-                    if self.path.rstrip("/") != "/v1/chat/completions":
+                    kinds = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}
+                    if route not in kinds:
                         self._error(404, f"no route {self.path}")
                         return
-                    job = server.parse(self._body())
+                    jobs = server.parse(self._body(), kinds[route])
                 except BadRequest as e:
                     self._error(e.code, str(e))
                     return
-                server._jobs.put(job)
-                if job.stream:
-                    self._stream(job)
+                for job in jobs:
+                    server._jobs.put(job)
+                if jobs[0].stream:
+                    self._stream(jobs[0])
                     return
                 deadline = time.monotonic() + server.request_timeout_s
-                while not job.done.wait(0.1):
-                    if self._client_gone():
-                        job.cancelled = True  # dropped before generation if still queued
+                while not all(j.done.wait(0.1) for j in jobs):
+                    if self._client_gone() or time.monotonic() > deadline:
+                        for j in jobs:
+                            j.cancelled = True  # dropped before generation if still queued
+                        if not self._client_gone():
+                            self._error(504, f"no result within {server.request_timeout_s:.0f} s")
                         return
-                    if time.monotonic() > deadline:
-                        job.cancelled = True
-                        self._error(504, f"no result within {server.request_timeout_s:.0f} s")
-                        return
-                if job.error is not None:
-                    code = 400 if isinstance(job.error, ValueError) else 500
-                    self._error(code, str(job.error))
+                failed = next((j.error for j in jobs if j.error is not None), None)
+                if failed is not None:
+                    self._error(400 if isinstance(failed, ValueError) else 500, str(failed))
                     return
-                if job.result is None:  # cancelled
+                if any(j.result is None for j in jobs):  # cancelled
                     return
-                self._send(200, self._completion(job.result))
+                results = [j.result for j in jobs]
+                self._send(200, self._completion(results) if kinds[route] == "chat" else self._text(results))
 
             def _stream(self, job: _Job) -> None:
                 """Server-sent events as the tokens come (continuous scheduler; the batch scheduler sends the
@@ -418,17 +470,40 @@ class LLMServer:
                 except OSError:  # the client went away
                     job.cancelled = True
 
-            def _completion(self, g) -> dict:
-                choice: dict = {"index": 0, "message": {"role": "assistant", "content": g.text},
-                                "finish_reason": g.finish_reason}
-                if g.token_logprobs is not None:
-                    content = [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]
-                    for entry, top in zip(content, g.top_logprobs or []):
-                        entry["top_logprobs"] = [{"token": t, "logprob": lp} for t, lp in top]
-                    choice["logprobs"] = {"content": content}
+            def _completion(self, gens: list) -> dict:
+                choices = []
+                for i, g in enumerate(gens):
+                    choice: dict = {"index": i, "message": {"role": "assistant", "content": g.text},
+                                    "finish_reason": g.finish_reason}
+                    if g.token_logprobs is not None:
+                        content = [{"token": t, "logprob": lp} for t, lp in zip(g.tokens or [], g.token_logprobs)]
+                        for entry, top in zip(content, g.top_logprobs or []):
+                            entry["top_logprobs"] = [{"token": t, "logprob": lp} for t, lp in top]
+                        choice["logprobs"] = {"content": content}
+                    choices.append(choice)
                 return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
-                        "created": int(time.time()), "model": server.llm.model_id, "choices": [choice],
-                        "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                                  "total_tokens": g.prompt_tokens + g.completion_tokens}}
+                        "created": int(time.time()), "model": server.llm.model_id, "choices": choices,
+                        "usage": _usage(gens)}
+
+            def _text(self, gens: list) -> dict:
+                """A /v1/completions answer: a choice per prompt and ``n`` (in that order)."""
+                choices = []
+                for i, g in enumerate(gens):
+                    lp = None
+                    if g.token_logprobs is not None:
+                        lp = {"tokens": list(g.tokens or []), "token_logprobs": list(g.token_logprobs),
+                              "top_logprobs": [dict(top) for top in (g.top_logprobs or [])] or None,
+                              "text_offset": None}
+                    choices.append({"index": i, "text": g.text, "logprobs": lp, "finish_reason": g.finish_reason})
+                return {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion",
+                        "created": int(time.time()), "model": server.llm.model_id, "choices": choices,
+                        "usage": _usage(gens)}
 
         return Handler
+
+
+def _usage(gens: list) -> dict:
+    """Token counts over every choice of a request."""
+    prompt = sum(g.prompt_tokens for g in gens)
+    completion = sum(g.completion_tokens for g in gens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
