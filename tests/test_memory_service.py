@@ -163,3 +163,16 @@ def test_the_python_client_against_two_uvicorn_nodes_on_one_postgres(pg_url, tmp
         for n in nodes:
             n.terminate()
             n.wait(30)
+
+
+@pytest.mark.slow
+def test_node_kill_and_postgres_restart_lose_no_acknowledged_write(pg_url):
+    """The fault run at a small scale (eval/fault_memory_service.py): a node SIGKILLed mid-write and restarted,
+    PostgreSQL killed and restarted mid-load; every acknowledged write is found through both nodes and no
+    replica (the two nodes', a fresh one) disagrees with the rows."""
+    sys.path.insert(0, os.path.join(os.getcwd(), "eval"))
+    from fault_memory_service import run
+
+    res = run(rounds=1, writers=2, searchers=1, seconds=6, users=5, seed=1)
+    assert res["acknowledged_writes"] > 20 and res["errors"] > 0  # the faults were felt by the clients
+    assert res["lost"] == 0 and res["diverged"] == 0, res

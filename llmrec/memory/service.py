@@ -166,6 +166,16 @@ class Count(BaseModel):
     deleted: int
 
 
+class Verified(BaseModel):
+    """A node's replicas against the store: namespaces, rows, indexed ids, and what disagrees (0 when healthy)."""
+    namespaces: int
+    rows: int
+    indexed: int
+    duplicates: int
+    missing: int
+    extra: int
+
+
 class Sessions(BaseModel):
     """How many sessions a consolidate digested."""
     sessions: int
@@ -299,6 +309,14 @@ def create_app(config: ServiceConfig, memory: Memory | None = None):
     def health() -> dict[str, str]:
         """Liveness: the service answers (no key needed)."""
         return {"status": "ok"}
+
+    @app.get("/verify", response_model=Verified, responses=ERRORS)
+    def verify(t: str = Depends(tenant)) -> Verified:
+        """This node's FAISS replicas against the store's rows (totals over every namespace; 0 duplicates,
+        missing and extra on a healthy node). Any tenant's key; no namespace or user is named."""
+        report = memory.store.verify()
+        total = {k: sum(r[k] for r in report.values()) for k in ("rows", "indexed", "duplicates", "missing", "extra")}
+        return Verified(namespaces=len(report), **total)
 
     @app.post("/memories", response_model=AddResults, responses=ERRORS)
     def add(req: AddRequest, t: str = Depends(tenant)) -> AddResults:
