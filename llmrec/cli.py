@@ -849,6 +849,7 @@ def memory_serve(
     rate: float = typer.Option(200.0, min=0.001, help="requests per second per key (token bucket refill)"),
     burst: int = typer.Option(400, min=1, help="requests a key may make at once"),
     max_body: int = typer.Option(1_000_000, min=1024, help="largest request body in bytes"),
+    max_k: int = typer.Option(100, min=1, help="most hits one search may ask for"),
 ) -> None:
     """Serve the Memory API over HTTP (FastAPI + uvicorn; OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -856,7 +857,7 @@ def memory_serve(
     from llmrec.memory.service import ServiceConfig, create_app
 
     cfg = ServiceConfig(store=store, keys=_service_keys(keys), snapshot_dir=str(snapshot_dir) if snapshot_dir else None,
-                        rate_per_second=rate, burst=burst, max_body_bytes=max_body)
+                        rate_per_second=rate, burst=burst, max_body_bytes=max_body, max_k=max_k)
     app_ = create_app(cfg)
     console.print(f"memory service on http://{host}:{port} (store {store.split('?')[0]})")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

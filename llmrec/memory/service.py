@@ -105,8 +105,8 @@ class SearchRequest(_Body):
     """What POST /search takes: the user, the query, k (or mem0's limit), method, granularity, filters, time range."""
     user_id: str = UserId
     query: str = Field(min_length=1, max_length=20_000)
-    k: int | None = Field(None, ge=1, le=1000)
-    limit: int | None = Field(None, ge=1, le=1000, description="mem0's name for k")
+    k: int | None = Field(None, ge=1, le=100_000)
+    limit: int | None = Field(None, ge=1, le=100_000, description="mem0's name for k")
     method: Literal["dense", "bm25", "hybrid", "memgas", "rfmem"] = "hybrid"
     granularity: Literal["turn", "pair", "session", "summary", "keywords"] | None = "turn"
     filters: dict[str, Scalar | list[Scalar]] | None = Field(None, max_length=16)
