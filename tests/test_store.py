@@ -255,3 +255,18 @@ def test_concurrent_writers_and_searchers_in_several_processes(backend):
     assert all(r["duplicates"] == r["missing"] == r["extra"] == 0 for r in report.values()), report
     fresh = backend.open()  # a new replica agrees
     assert {ns: r["rows"] for ns, r in fresh.verify().items()} == {ns: r["rows"] for ns, r in report.items()}
+
+
+def test_filtered_search_follows_writes_and_the_match_all_shortcut_agrees(backend):
+    v = unit(60)
+    s = backend.open(config=StoreConfig(exact_filter_limit=5))  # force the index path for the filters
+    s.add("u", [str(i) for i in range(40)], ["t"] * 40, v[:40], [{"kind": "turn"}] * 40)
+    every = s.search("u", v[3], 5, where={"kind": "turn"})  # matches every row: searched without a selector
+    assert [h.id for h in every] == [h.id for h in s.search("u", v[3], 5)]
+    s.add("u", [str(i) for i in range(40, 60)], ["t"] * 20, v[40:], [{"kind": "pair"}] * 20)
+    assert all(h.metadata["kind"] == "turn" for h in s.search("u", v[45], 10, where={"kind": "turn"}))
+    s.upsert("u", ["3"], ["t"], v[3:4], [{"kind": "pair"}])  # the remembered filter must not outlive the write
+    assert "3" not in [h.id for h in s.search("u", v[3], 10, where={"kind": "turn"})]
+    other = backend.open()  # another replica's write, seen by this one's next filtered search
+    other.upsert("u", ["50"], ["t"], v[50:51], [{"kind": "turn"}])
+    assert s.search("u", v[50], 1, where={"kind": "turn"})[0].id == "50"

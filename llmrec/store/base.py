@@ -170,6 +170,7 @@ class LoggedStore:
         self._indexes: dict[str, AnnIndex] = {}
         self._seq = 0
         self._txn: list[tuple[str, str, np.ndarray, np.ndarray | None]] | None = None  # pending index ops
+        self._filters: dict[tuple[str, str], tuple[int, set[int]]] = {}  # (ns, filter) -> (ns version, row ids)
         self._load_indexes()
 
     # ------------------------------------------------------------------ config & lifecycle
@@ -693,9 +694,13 @@ class LoggedStore:
             k = min(k, idx.ntotal)  # never allocate for more hits than the namespace holds
             allowed = None
             if where:
-                allowed = self._filter_rids(namespace, where)
+                allowed, version = self._cached_filter(namespace, where)
                 if len(allowed) <= self.config.exact_filter_limit:
                     return self._exact(namespace, q, k, allowed)
+                # the filter keeps every row of the namespace as indexed (no write since the replica's
+                # sequence; e.g. every unit is a turn): search without a selector
+                if version <= self._seq and len(allowed) == idx.ntotal - len(idx.tombstones):
+                    allowed = None
             rescore = self.config.index.kind == "ivfpq"
             fetch = k * (self.config.rescore_factor if rescore else 1)
             with _single_thread_faiss():
@@ -704,6 +709,24 @@ class LoggedStore:
             if rescore:
                 return self._exact(namespace, q, k, {r for _, r in pairs})
             return self._hydrate(namespace, pairs)[:k]
+
+    def _cached_filter(self, namespace: str, where: Mapping[str, Any]) -> tuple[set[int], int]:
+        """``_filter_rids`` and the namespace's version they were read at (one database snapshot), remembered
+        per (namespace, filter) until the namespace's next write: searches of one user with the same filter
+        (a granularity) do not fetch the matching row ids every time."""
+        if self._db.in_transaction:  # pending writes: not cached, and no version to vouch for them
+            return self._filter_rids(namespace, where), 1 << 62
+        key = (namespace, json.dumps(where, sort_keys=True, default=str))
+        with self._read_txn():
+            version = self._ns_version(namespace)
+            hit = self._filters.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1], version
+            found = self._filter_rids(namespace, where)
+        if len(self._filters) >= 256:
+            self._filters.pop(next(iter(self._filters)))
+        self._filters[key] = (version, found)
+        return found, version
 
     def _rows(self, rids: list[int], columns: str) -> list[tuple]:
         return list(self._db.select_in(f"SELECT {columns} FROM items WHERE rid IN ({{marks}})", rids))
