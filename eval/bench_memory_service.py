@@ -34,6 +34,7 @@ import numpy as np
 
 from llmrec.config import llmrec_home
 from llmrec.embed import default_embedder
+from llmrec.results import write_result
 from llmrec.store.pgcluster import ThrowawayCluster, free_port
 from llmrec.store.postgres import PostgresStore
 
@@ -199,7 +200,7 @@ def main() -> None:
     a = ap.parse_args()
     with ThrowawayCluster() as pg:
         url = f"{pg.url}&schema=bench"
-        res: dict = {"command": " ".join(sys.argv), "clients": a.clients, "cores": os.cpu_count(),
+        res: dict = {"clients": a.clients, "cores": os.cpu_count(),
                      "fill": fill(url, a.users, a.units_per_user, a.pool, a.seed), "runs": []}
         snaps = Path(pg.root) / "snapshots"
         one, base1, start1 = start_node(url, snaps / "1")
@@ -218,8 +219,13 @@ def main() -> None:
         finally:
             one.terminate()
             one.wait(60)
+    res["summary"] = {f"{r['nodes']} node(s)": {"dense p95 ms": r["dense"]["p95_ms"], "hybrid p95 ms": r["hybrid"]["p95_ms"],
+                                               "adds/s": r["add"]["adds_per_second"],
+                                               "dense searches/s": r["dense"]["queries_per_second"]}
+                      for r in res["runs"]}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
+    write_result(a.out, res, config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+                 seeds=[a.seed])
     plot(res, a.out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in res.items() if k != "runs"}, indent=1))
 

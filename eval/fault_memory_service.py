@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from llmrec.results import write_result
 from llmrec.store.pgcluster import ThrowawayCluster, free_port
 
 KEY = "fault-test-key-" + "x" * 16
@@ -171,8 +172,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     res = run(a.rounds, a.writers, a.searchers, a.seconds, a.users, a.seed)
+    res["summary"] = {k: res[k] for k in ("node_kills", "postgres_restarts", "acknowledged_writes", "lost", "diverged",
+                                          "errors")}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
+    write_result(a.out, res, config=vars(a) | {"out": str(a.out)}, seeds=[a.seed])
     print(json.dumps({k: v for k, v in res.items() if k not in ("faults", "nodes_verified")}, indent=1))
 
 

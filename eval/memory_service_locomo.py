@@ -11,7 +11,6 @@ questions' rankings differ between the two paths (0 when the service serves exac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from llmrec.memory import Memory
 from llmrec.memory.api import namespace
 from llmrec.memory.client import MemoryClient
 from llmrec.memory.locomo import add_conversation, session_time
+from llmrec.results import write_result
 from llmrec.store import VectorStore
 from llmrec.store.pgcluster import ThrowawayCluster, free_port
 
@@ -116,8 +116,11 @@ def main() -> None:
             "service": {k: sum(x[k] for x in s) / len(s) for k in ("recall_all@5", "recall_any@5")},
             "rankings_differ": sum(x != y for x, y in zip(embedded[m], served[m]))}
         print(m, res["methods"][m], flush=True)
+    res["summary"] = {m: {"embedded recall_all@5": r["embedded"]["recall_all@5"],
+                          "service recall_all@5": r["service"]["recall_all@5"], "rankings differ": r["rankings_differ"]}
+                      for m, r in res["methods"].items()}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
+    write_result(a.out, res, config={"split": a.split, "methods": a.methods})
 
 
 if __name__ == "__main__":
