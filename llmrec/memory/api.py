@@ -47,6 +47,31 @@ class MemoryConfig(StrictConfig):
 MemoryHit = Hit  # the memory API's results are the Retriever protocol's hits (``unit`` = the granularity)
 
 
+def fused_candidates(dense: dict[str, float], index: BM25Index, query: str, group: str | None, a: float,
+                     k: int) -> dict[str, float]:
+    """Hybrid scores ``a * minmax(dense) + (1 - a) * minmax(BM25)`` of every document that can be in the top
+    ``k``: the dense pool, and the documents outside it whose BM25 reaches the ``k``-th best of them (ties
+    included). Outside the pool a score is ``(1 - a)`` x its scaled BM25, so no other document can outrank
+    ``k`` of these; the values are the ones the full fusion computes, with the same float operations."""
+    slots, lex = index.score_arrays(query, group)
+    d = minmax_scores(dense)
+    if not len(lex):
+        return {i: a * v + (1 - a) * 0.0 for i, v in d.items()}
+    scaled = minmax(lex, constant=1.0)
+    pool = np.array([s for s in (index.slot(i) for i in d) if s is not None], np.int64)
+    at = np.searchsorted(slots, pool)
+    inside = pool[(at < len(slots)) & (slots[np.minimum(at, len(slots) - 1)] == pool)]
+    outside = ~np.isin(slots, inside)
+    rest = scaled[outside]
+    keep = np.flatnonzero(outside)
+    if len(rest) > k:
+        cut = np.partition(rest, len(rest) - k)[len(rest) - k]  # the k-th best outside the pool
+        keep = keep[rest >= cut]
+    l = {index.doc_id(int(slots[j])): float(scaled[j]) for j in keep}
+    l.update({index.doc_id(int(s)): float(scaled[np.searchsorted(slots, s)]) for s in inside})
+    return {i: a * d.get(i, 0.0) + (1 - a) * l.get(i, 0.0) for i in set(d) | set(l)}
+
+
 _RESERVED = ("granularity", "session_id", "timestamp", "source_hash", "model_id", "prev_id", "position")
 
 
@@ -437,20 +462,23 @@ class Memory:
                 q = self.embedder.encode([query])[0]
                 pool = min(n, max(self.config.hybrid_pool, 20 * k)) if method == "hybrid" else k
                 dense = {h.id: h.score for h in self.store.search(ns, q, pool, where=where)}
+            a = self.config.hybrid_alpha
             lexical: dict[str, float] = {}
-            if method in ("bm25", "hybrid"):
-                lexical = self.bm25_index(user_id).scores(query, granularity)
-                if narrowed:
-                    allowed = {r.id for r in self.store.find(ns, where)}
-                    lexical = {i: v for i, v in lexical.items() if i in allowed}
-            if method == "dense":
-                scores = dense
-            elif method == "bm25":
-                scores = lexical
+            if method == "hybrid" and not narrowed and 0.0 < a < 1.0:
+                scores = fused_candidates(dense, self.bm25_index(user_id), query, granularity, a, k)
             else:
-                d, l = minmax_scores(dense), minmax_scores(lexical)
-                a = self.config.hybrid_alpha
-                scores = {i: a * d.get(i, 0.0) + (1 - a) * l.get(i, 0.0) for i in set(d) | set(l)}
+                if method in ("bm25", "hybrid"):
+                    lexical = self.bm25_index(user_id).scores(query, granularity)
+                    if narrowed:
+                        allowed = {r.id for r in self.store.find(ns, where)}
+                        lexical = {i: v for i, v in lexical.items() if i in allowed}
+                if method == "dense":
+                    scores = dense
+                elif method == "bm25":
+                    scores = lexical
+                else:
+                    d, l = minmax_scores(dense), minmax_scores(lexical)
+                    scores = {i: a * d.get(i, 0.0) + (1 - a) * l.get(i, 0.0) for i in set(d) | set(l)}
             top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
             recs = {r.id: r for r in self.store.get(ns, [i for i, _ in top]) if r is not None}
         return [memory_hit(recs[i], s) for i, s in top if i in recs]
