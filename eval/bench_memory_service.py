@@ -14,7 +14,8 @@ PostgreSQL store, at 100,000 units per user and 1,000,000 units in all, one node
    each, MiniLM embedding in the service, ``--clients`` clients at once.
 3. A second node joins on the same store and the clients are split over both: the same measurements.
 
-Latency is wall time at the client (HTTP, validation, query embedding, FAISS, hydration from PostgreSQL).
+Every query and added text is new (numbered), and the nodes start with an empty embedding cache, so each
+request embeds its text with MiniLM. Latency is wall time at the client (HTTP, validation, query embedding, FAISS, hydration from PostgreSQL).
 Both nodes, PostgreSQL and the clients share this machine's 2 cores, so a second node adds no cores: its
 figures say what sharing costs and that it is correct, not how a second machine would scale."""
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from llmrec.config import llmrec_home
 from llmrec.embed import default_embedder
 from llmrec.results import write_result
 from llmrec.store.pgcluster import ThrowawayCluster, free_port
@@ -55,7 +55,7 @@ def fill(url: str, users: int, per_user: int, pool: int, seed: int) -> dict:
     """Every user's units straight into the store; seconds and rows."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
-    emb = default_embedder(cache_path=str(llmrec_home() / "embeddings.sqlite"))
+    emb = default_embedder()  # no cache: the pool is embedded afresh
     texts = [sentence(rng) for _ in range(pool)]
     t = time.perf_counter()
     vecs = np.asarray(emb.encode(texts), np.float32)
@@ -77,9 +77,10 @@ def fill(url: str, users: int, per_user: int, pool: int, seed: int) -> dict:
             "per_user": per_user, "users": users}
 
 
-def start_node(url: str, snapshots: Path) -> tuple[subprocess.Popen, str, float]:
+def start_node(url: str, snapshots: Path, home: Path) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
-    env = dict(os.environ, LLMREC_MEMORY_KEYS=f"{KEY}={TENANT}", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, LLMREC_MEMORY_KEYS=f"{KEY}={TENANT}", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               LLMREC_HOME=str(home))  # a fresh home: no embedding cache from earlier runs
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", url, "--port", str(port),
                              "--snapshot-dir", str(snapshots), "--burst", "10000000", "--rate", "1000000"],
@@ -128,20 +129,21 @@ def measure(bases: list[str], queries: int, adds: int, clients: int, seed: int) 
     http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {KEY}"},
                         limits=httpx.Limits(max_connections=64))
     out: dict = {"nodes": len(bases)}
-    qs = [f"what did {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS)}" for _ in range(queries)]
+    def search(i: int, method: str, phase: str):
+        # every query text is new (numbered): no embedding cache hit inside or across phases and runs
+        query = f"what did {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS)} ({phase} {len(bases)} {i})"
 
-    def search(i: int, method: str):
         def call() -> None:
             r = http.post(f"{bases[i % len(bases)]}/search",
-                          json={"user_id": "u0", "query": qs[i], "k": 10, "method": method})
+                          json={"user_id": "u0", "query": query, "k": 10, "method": method})
             r.raise_for_status()
         return call
 
     for method in ("dense", "hybrid"):
-        for b in bases:  # warm: BM25 index of the user, first FAISS pages
-            search(0, method)()
-        seq, wall = timed([search(i, method) for i in range(queries)], 1)
-        con, cwall = timed([search(i, method) for i in range(queries)], clients)
+        for j, b in enumerate(bases):  # warm: BM25 index of the user, first FAISS pages
+            search(j, method, "warm")()
+        seq, wall = timed([search(i, method, f"{method} one") for i in range(queries)], 1)
+        con, cwall = timed([search(i, method, f"{method} many") for i in range(queries)], clients)
         out[method] = {"p50_ms": 1000 * float(np.percentile(seq, 50)), "p95_ms": 1000 * float(np.percentile(seq, 95)),
                        "concurrent_p50_ms": 1000 * float(np.percentile(con, 50)),
                        "concurrent_p95_ms": 1000 * float(np.percentile(con, 95)),
@@ -151,7 +153,7 @@ def measure(bases: list[str], queries: int, adds: int, clients: int, seed: int) 
     def add(i: int):
         def call() -> None:
             r = http.post(f"{bases[i % len(bases)]}/memories",
-                          json={"user_id": f"u{1 + i % 5}", "text": f"{sentence(rng)} (new {seed}-{i})"})
+                          json={"user_id": f"u{1 + i % 5}", "text": f"{sentence(rng)} (new {seed}-{i} {time.time()})"})
             r.raise_for_status()
         return call
 
@@ -203,11 +205,12 @@ def main() -> None:
         res: dict = {"clients": a.clients, "cores": os.cpu_count(),
                      "fill": fill(url, a.users, a.units_per_user, a.pool, a.seed), "runs": []}
         snaps = Path(pg.root) / "snapshots"
-        one, base1, start1 = start_node(url, snaps / "1")
+        home = Path(pg.root) / "home"
+        one, base1, start1 = start_node(url, snaps / "1", home)
         res["node_start_seconds"] = [start1]
         try:
             res["runs"].append(measure([base1], a.queries, a.adds, a.clients, a.seed))
-            two, base2, start2 = start_node(url, snaps / "2")
+            two, base2, start2 = start_node(url, snaps / "2", home)
             res["node_start_seconds"].append(start2)
             try:
                 res["runs"].append(measure([base1, base2], a.queries, a.adds, a.clients, a.seed + 1))
