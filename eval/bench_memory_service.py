@@ -26,7 +26,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,18 +33,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench_memory import OBJECTS, SUBJECTS, VERBS, WHEN  # the same generated memories as bench_memory.py
 from llmrec.embed import default_embedder
+from llmrec.memory.client import launch_service
 from llmrec.results import write_result
-from llmrec.store.pgcluster import ThrowawayCluster, free_port
+from llmrec.store.pgcluster import ThrowawayCluster
 from llmrec.store.postgres import PostgresStore
 
 KEY = "bench-service-key-" + "x" * 8
 TENANT = "bench"
-SUBJECTS = ["my sister", "the dentist", "our neighbour", "my manager", "the yoga teacher", "grandma", "Tom", "Aiko"]
-VERBS = ["recommended", "cooked", "complained about", "bought", "forgot", "painted", "read", "visited"]
-OBJECTS = ["a ramen shop in Osaka", "the blue bicycle", "a jazz album", "the hiking trail", "a sourdough recipe",
-           "the museum pass", "a chess set", "the garden shed", "a sci-fi novel", "the budget spreadsheet"]
-WHEN = ["last Monday", "in March", "yesterday", "two weeks ago", "at the weekend", "on her birthday"]
 
 
 def sentence(rng: random.Random) -> str:
@@ -83,22 +79,12 @@ def fill(url: str, users: int, per_user: int, pool: int, seed: int) -> dict:
 
 
 def start_node(url: str, snapshots: Path, home: Path) -> tuple[subprocess.Popen, str, float]:
-    port = free_port()
-    env = dict(os.environ, LLMREC_MEMORY_KEYS=f"{KEY}={TENANT}", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-               LLMREC_HOME=str(home))  # a fresh home: no embedding cache from earlier runs
+    """A node on an empty embedding cache (a fresh home); its process, URL and seconds to answer."""
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", url, "--port", str(port),
-                             "--snapshot-dir", str(snapshots), "--burst", "10000000", "--rate", "1000000"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return proc, base, time.perf_counter() - t
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise SystemExit("a node did not start")
-            time.sleep(0.5)
+    proc, base = launch_service(url, {KEY: TENANT}, ["--snapshot-dir", str(snapshots), "--burst", "10000000",
+                                                     "--rate", "1000000"],
+                                env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "LLMREC_HOME": str(home)})
+    return proc, base, time.perf_counter() - t
 
 
 def timed(calls: list, clients: int) -> tuple[list[float], float]:

@@ -16,13 +16,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from llmrec.memory.client import launch_service
 from llmrec.results import write_result
 from llmrec.store.pgcluster import ThrowawayCluster, free_port
 
@@ -42,19 +42,9 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ, LLMREC_MEMORY_KEYS=f"{KEY}=fault", LLMREC_HOME=str(self.home), HF_HUB_OFFLINE="1",
-                   PYTHONPATH=os.getcwd())
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", self.url,
-                                      "--port", str(self.port), "--burst", "1000000", "--rate", "100000"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError(f"node on {self.port} did not start")
+        self.proc, _ = launch_service(self.url, {KEY: "fault"}, ["--burst", "1000000", "--rate", "100000"],
+                                      port=self.port, env={"LLMREC_HOME": str(self.home), "HF_HUB_OFFLINE": "1",
+                                                           "PYTHONPATH": os.getcwd()})
 
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)

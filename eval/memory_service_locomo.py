@@ -11,14 +11,9 @@ questions' rankings differ between the two paths (0 when the service serves exac
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 from llmrec.config import llmrec_home
 from llmrec.data.locomo import DEV_CONVERSATIONS, HELDOUT_CONVERSATIONS, load_locomo
@@ -26,11 +21,11 @@ from llmrec.embed import default_embedder
 from llmrec.experiments.memory import load_memory_experiment, rank_sessions, score
 from llmrec.memory import Memory
 from llmrec.memory.api import namespace
-from llmrec.memory.client import MemoryClient
+from llmrec.memory.client import MemoryClient, launch_service
 from llmrec.memory.locomo import add_conversation, session_time
 from llmrec.results import write_result
 from llmrec.store import VectorStore
-from llmrec.store.pgcluster import ThrowawayCluster, free_port
+from llmrec.store.pgcluster import ThrowawayCluster
 
 KEY = "locomo-service-key-" + "x" * 8
 
@@ -75,22 +70,11 @@ def main() -> None:
     t_embedded = time.perf_counter() - t0
 
     with ThrowawayCluster() as pg:
-        port = free_port()
-        env = dict(os.environ, LLMREC_MEMORY_KEYS=f"{KEY}=locomo", HF_HUB_OFFLINE="1")
-        node = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store",
-                                 f"{pg.url}&schema=locomo", "--port", str(port), "--max-k", "100000",
-                                 "--burst", "1000000", "--rate", "100000"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        node, base = launch_service(f"{pg.url}&schema=locomo", {KEY: "locomo"},
+                                    ["--max-k", "100000", "--burst", "1000000", "--rate", "100000"],
+                                    env={"HF_HUB_OFFLINE": "1"})
         try:
-            client = MemoryClient(f"http://127.0.0.1:{port}", KEY, timeout=600)
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                    break
-                except httpx.HTTPError:
-                    if node.poll() is not None:
-                        raise SystemExit("the memory service did not start")
-                    time.sleep(0.5)
+            client = MemoryClient(base, KEY, timeout=600)
             t0 = time.perf_counter()
 
             def add(conv) -> None:

@@ -4,7 +4,6 @@ pagination, every search method, and the Python client against a real uvicorn se
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -127,26 +126,16 @@ def test_a_key_over_its_rate_is_told_when_to_retry(backend, embedder):
 def test_the_python_client_against_two_uvicorn_nodes_on_one_postgres(pg_url, tmp_path):
     """Two real ``llmrec memory serve`` processes on one PostgreSQL store: a memory added through one node is
     found through the other at once (read-after-write across nodes), through ``MemoryClient``."""
-    from llmrec.memory.client import MemoryClient, MemoryServiceError
-    from llmrec.store.pgcluster import free_port
+    from llmrec.memory.client import MemoryClient, MemoryServiceError, launch_service
 
     url = f"{pg_url}&schema=svc{os.getpid()}"
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), LLMREC_MEMORY_KEYS=f"{KEY_A}=acme", LLMREC_HOME=str(tmp_path))
-    ports = [free_port(), free_port()]
-    nodes = [subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", url, "--port", str(p)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for p in ports]
+    env = {"PYTHONPATH": os.getcwd(), "LLMREC_HOME": str(tmp_path)}
+    nodes, clients = [], []
     try:
-        clients = [MemoryClient(f"http://127.0.0.1:{p}", KEY_A) for p in ports]
-        deadline = time.time() + 120
-        for c, n in zip(clients, nodes):
-            while True:
-                try:
-                    c._call("GET", "/health")
-                    break
-                except Exception:  # noqa: BLE001 - not up yet
-                    assert n.poll() is None, n.stderr.read()
-                    assert time.time() < deadline
-                    time.sleep(0.5)
+        for _ in range(2):
+            proc, base = launch_service(url, {KEY_A: "acme"}, env=env, stderr=subprocess.PIPE)
+            nodes.append(proc)
+            clients.append(MemoryClient(base, KEY_A))
         one, two = clients
         ids = one.add([{"role": "user", "content": "I keep bees on my roof in Ghent."}], user_id="zoe",
                       session_id="s1")

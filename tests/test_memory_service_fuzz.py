@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,27 +17,14 @@ KEY = "k" * 24
 def test_no_generated_request_gets_a_server_error(tmp_path):
     import httpx
 
-    from llmrec.store.pgcluster import free_port
+    from llmrec.memory.client import launch_service
 
     cli = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
     if cli is None:
         pytest.skip("schemathesis is not installed (pip install 'llmrec[clients]')")
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), LLMREC_MEMORY_KEYS=f"{KEY}=acme", LLMREC_HOME=str(tmp_path))
-    node = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", str(tmp_path / "s"),
-                             "--port", str(port), "--burst", "100000", "--rate", "10000"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    node, base = launch_service(str(tmp_path / "s"), {KEY: "acme"}, ["--burst", "100000", "--rate", "10000"],
+                                env={"PYTHONPATH": os.getcwd(), "LLMREC_HOME": str(tmp_path)}, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert node.poll() is None, node.stderr.read()
-                assert time.time() < deadline
-                time.sleep(0.5)
         httpx.post(f"{base}/memories", json={"user_id": "alice", "text": "I moved to Lisbon."},
                    headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
         run = subprocess.run([cli, "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {KEY}",

@@ -8,10 +8,15 @@
 Errors come back as ``MemoryServiceError`` with the service's status, type, message and field."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from typing import Any, Mapping, Sequence
 
 from llmrec.errors import LLMRecError
 from llmrec.retrieval import Hit
+from llmrec.store.pgcluster import free_port
 
 
 class MemoryServiceError(LLMRecError):
@@ -100,3 +105,30 @@ class MemoryClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+
+def launch_service(store: str, keys: Mapping[str, str], options: Sequence[str] = (), port: int | None = None,
+                   env: Mapping[str, str] | None = None, stderr: Any = subprocess.DEVNULL,
+                   timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+    """Start ``llmrec memory serve --store STORE`` (keys ``key -> tenant``, more CLI ``options``) in a child
+    process of this Python and wait until ``/health`` answers; (the process, its base URL). A node that exits
+    or is not up within ``timeout`` is an error (its stderr, when piped, in the message)."""
+    import httpx
+
+    port = port or free_port()
+    full = dict(os.environ, **(env or {}), LLMREC_MEMORY_KEYS=",".join(f"{k}={t}" for k, t in keys.items()))
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "memory", "serve", "--store", store,
+                             "--port", str(port), *options], env=full, stdout=subprocess.DEVNULL, stderr=stderr,
+                            text=True)
+    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            why = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise MemoryServiceError(503, "unavailable", f"memory service on {base} did not start {why}", None)
+        time.sleep(0.3)

@@ -17,15 +17,13 @@ import functools
 from typing import Literal
 
 from llmrec.memory.api import Memory
+from llmrec.retrieval import make_retriever  # retrievers registered by llmrec.memory's __init__
 
 
 def build_server(memory: Memory, name: str = "llmrec-memory"):
     """An ``MCPServer`` whose tools read and write ``memory``."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
-
-    import llmrec.memory.retrievers  # noqa: F401 - registers memgas / rfmem
-    from llmrec.retrieval import make_retriever
 
     def checked(fn):
         """The tool's bad input (ValueError, KeyError: the memory's one-line messages) as a tool error the

@@ -37,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llmrec.config import StrictConfig
 from llmrec.errors import NotFoundError, StoreError
 from llmrec.memory.api import Memory, MemoryConfig
-from llmrec.retrieval import Hit
+from llmrec.retrieval import Hit, make_retriever  # retrievers registered by llmrec.memory's __init__
+from llmrec.store import open_store
 
 TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Scalar = str | int | float | bool | None
@@ -236,10 +237,6 @@ def create_app(config: ServiceConfig, memory: Memory | None = None):
     from fastapi import Depends, FastAPI, Header, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-
-    import llmrec.memory.retrievers  # noqa: F401 - registers dense / bm25 / hybrid / memgas / rfmem
-    from llmrec.retrieval import make_retriever
-    from llmrec.store import open_store
 
     if memory is None:
         memory = Memory(open_store(config.store, snapshot_dir=config.snapshot_dir), config=config.memory)

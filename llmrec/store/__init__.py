@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from llmrec.store.base import Hit, LoggedStore, Record, Store, StoreConfig
 from llmrec.store.index import AnnIndex, IndexConfig
+from llmrec.store.postgres import PostgresStore  # psycopg itself is imported only when one is opened
 from llmrec.store.vector_store import StoreError, VectorStore
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -28,12 +29,10 @@ def open_store(location: str | Path, config: StoreConfig | None = None,
     parameter names the store, default ``llmrec``; ``snapshot_dir`` keeps this process's FAISS snapshots),
     anything else is the folder of an embedded store."""
     if isinstance(location, str) and location.startswith(POSTGRES_SCHEMES):
-        from llmrec.store.postgres import PostgresStore
-
         dsn, schema = split_schema(location)
         return PostgresStore(dsn, schema, config, snapshot_dir)
     return VectorStore(location, config)
 
 
-__all__ = ["AnnIndex", "IndexConfig", "Hit", "LoggedStore", "Record", "Store", "StoreConfig", "StoreError",
+__all__ = ["AnnIndex", "IndexConfig", "Hit", "LoggedStore", "PostgresStore", "Record", "Store", "StoreConfig", "StoreError",
            "VectorStore", "open_store", "split_schema"]
