@@ -29,7 +29,7 @@ import numpy as np
 
 from llmrec.config import repo_root
 from llmrec.experiments.harness import job_config, load_experiment, run_recbole_graph
-from llmrec.experiments.jobs import prepare, train_prepared
+from llmrec.train_job import prepare, train_prepared
 from llmrec.results import pyplot, save_figure, write_result
 from llmrec.train import TrainerConfig
 from llmrec.models.registry import family_trainer_defaults

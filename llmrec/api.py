@@ -23,7 +23,7 @@ from llmrec.data.files import FileReport
 from llmrec.data.registry import DataConfig, check_data, load_data
 from llmrec.data.schema import RecData
 from llmrec.errors import ConfigError, MissingFileError
-from llmrec.experiments.jobs import TrainJobConfig, run_training
+from llmrec.train_job import TrainJobConfig, run_training
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction
 from llmrec.recommend import Recommendation, Recommender
 

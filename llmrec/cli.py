@@ -256,7 +256,7 @@ def recommend(
     from dataclasses import asdict
 
     from llmrec.api import load
-    from llmrec.experiments.jobs import load_job_config
+    from llmrec.train_job import load_job_config
     from llmrec.recommend import Recommender
 
     if config is not None:
@@ -299,7 +299,7 @@ def train(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Train any registered model (resumes from output_dir/checkpoint after a kill; works under torchrun)."""
-    from llmrec.experiments.jobs import load_job_config, run_training
+    from llmrec.train_job import load_job_config, run_training
     from llmrec.train.distributed import init_from_env, shutdown
 
     job = load_job_config(config, set_)
@@ -332,7 +332,7 @@ def evaluate(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Evaluate a saved model on the test split; prints JSON."""
-    from llmrec.experiments.jobs import evaluate_saved, load_job_config
+    from llmrec.train_job import evaluate_saved, load_job_config
 
     job = load_job_config(config, set_)
     res = evaluate_saved(model_dir or Path(job.output_dir) / "model", job)

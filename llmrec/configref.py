@@ -18,7 +18,7 @@ from pydantic_core import PydanticUndefined
 from llmrec.data.files import Columns, FilesConfig, SideTable, TableFile
 from llmrec.data.registry import DataConfig
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig
-from llmrec.experiments.jobs import KnowledgeFeatures, TrainJobConfig
+from llmrec.train_job import KnowledgeFeatures, TrainJobConfig
 from llmrec.knowledge.job import KnowledgeJobConfig
 from llmrec.llm.registry import LLMConfig
 from llmrec.memory.api import MemoryConfig

@@ -145,7 +145,7 @@ def test_set_typos_are_blamed_on_the_override_with_a_suggestion():
     """A misspelt `--set` key names the override, not the config file, and suggests the field; a model name
     in the wrong case suggests the registered one."""
     from llmrec.errors import ConfigError
-    from llmrec.experiments.jobs import load_job_config
+    from llmrec.train_job import load_job_config
 
     with pytest.raises(ConfigError) as e:
         load_job_config("deepfm_ml100k", ["trainer.epoch=3"])

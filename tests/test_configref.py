@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from llmrec.cli import app
 from llmrec.configref import field_comments, reference
 from llmrec.data.files import FilesConfig
-from llmrec.experiments.jobs import TrainJobConfig
+from llmrec.train_job import TrainJobConfig
 from llmrec.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -203,7 +203,7 @@ def test_autoassign_is_an_option_of_the_training_job_and_its_model_saves_loads_a
     per-chunk figures, and the saved assignment scores raw rows again after ``llmrec.load``."""
     import llmrec
     from llmrec.data.registry import load_data, split_rows
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
     from llmrec.train.assign import AssignedIds
 
     data = _export(tmp_path)

@@ -109,7 +109,7 @@ def test_optinter_search_then_retrain(small):
 
 TRAIN_JOB = r"""
 import json, sys
-from llmrec.experiments.jobs import TrainJobConfig, run_training
+from llmrec.train_job import TrainJobConfig, run_training
 from llmrec.train.distributed import init_from_env, shutdown
 job = TrainJobConfig.model_validate(json.loads(sys.argv[1]))
 init_from_env()

@@ -11,7 +11,7 @@ import torch
 from llmrec.ctr.features import FeatureEncoder, FeatureSpec
 from llmrec.errors import ConfigError
 from llmrec.experiments.harness import user_activity_auc
-from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.metrics import auc
 from llmrec.models import build_model, resolve_model_config
 from llmrec.models.ctr.dgenn import _top_cosine, build_graph, dgenn_graphs

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llmrec.experiments.harness import ExperimentConfig, job_config, load_experiment, parity
-from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, prepare, train_prepared
 from llmrec.models.registry import family_trainer_defaults
 from llmrec.train import NextItemTask, Trainer, TrainerConfig
 from llmrec.train.loop import stop_epoch, stopping_score

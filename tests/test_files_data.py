@@ -163,7 +163,7 @@ def test_data_check_cli_prints_the_report_and_fails_on_errors(export):
 def test_own_files_train_a_ctr_a_graph_and_a_sequential_model(tmp_path, model, knowledge):
     """The files feed every family's view through the one training job (a tiny export, one epoch), with the
     items file's text as knowledge (MiniLM over each item's title and description)."""
-    from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+    from llmrec.train_job import TrainJobConfig, prepare, train_prepared
 
     rng = np.random.default_rng(0)
     lines = ["who,what,when,score,channel"]

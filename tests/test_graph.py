@@ -517,7 +517,7 @@ def test_tail_metrics_judge_only_rarely_trained_items(clustered):
 
 def test_peer_split_files_are_the_view_s_split(clustered, tmp_path):
     from llmrec.experiments.harness import graph_split_files, recbole_graph_hyperparameters
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
 
     csv = tmp_path / "toy.csv"
     csv.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in zip(

@@ -85,7 +85,7 @@ def test_a_saved_ctr_model_is_updated_with_incctrs_distillation_and_replay(tmp_p
     """``update: {method: incctr}`` trains the saved DeepFM further on new rows (encoded with its own encoder)
     plus replayed earlier rows, distilling its saved predictions: a heavy distillation weight keeps the updated
     model's test predictions closer to the saved model's than plain fine-tuning does."""
-    from llmrec.experiments.jobs import TrainJobConfig, prepare
+    from llmrec.train_job import TrainJobConfig, prepare
     from llmrec.train import Trainer
 
     llmrec.train(_ctr(tmp_path, "base", 0))

@@ -12,7 +12,7 @@ from llmrec.data.multilabel import (ATTRIBUTED, REPORTED, UNKNOWN, MultiLabelCon
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.schema import RecData
 from llmrec.errors import ConfigError, DataError
-from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, prepare, train_prepared
 from llmrec.metrics import auc
 from llmrec.models import build_model
 from llmrec.models.multitask.mmoe import mmoe_tasks

@@ -269,7 +269,7 @@ def test_experiment_knowledge_variants_shuffle_control_and_per_scenario_auc(tmp_
     pointwise runs on data with scenarios report AUC per scenario."""
     from llmrec.data.registry import DataConfig, load_data
     from llmrec.experiments.harness import ExperimentConfig, Variant, job_config, run_experiment
-    from llmrec.experiments.jobs import KnowledgeFeatures, knowledge_inputs
+    from llmrec.train_job import KnowledgeFeatures, knowledge_inputs
     from llmrec.knowledge.encode import save_vectors, vectors_path
 
     data_cfg = {"synthetic": {"n_users": 40, "n_items": 30, "impressions_per_user": 25}}

@@ -13,7 +13,7 @@ from llmrec.data.schema import RecData
 from llmrec.data.synthetic import SequenceWorldConfig, generate_sequences
 from llmrec.data.views import SeqBatch, add_history
 from llmrec.errors import ConfigError, LLMRecError
-from llmrec.experiments.jobs import TrainJobConfig, make_trainer, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, make_trainer, prepare, train_prepared
 from llmrec.models import MODELS, describe_models, model_defaults, resolve_model_config
 from llmrec.train.tasks import TASKS
 from llmrec.train.export import export_onnx, load_model, save_model
@@ -143,7 +143,7 @@ def test_bad_model_configs_name_the_field():
 
 
 def test_job_files_report_errors_as_llmrec_errors(tmp_path):
-    from llmrec.experiments.jobs import load_job_config
+    from llmrec.train_job import load_job_config
 
     f = tmp_path / "job.yaml"
     f.write_text("model: {name: deepfm, dropout: 0.1}\ntrainer: {epochs: 2}\n")

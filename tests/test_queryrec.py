@@ -11,7 +11,7 @@ from llmrec.data import SyntheticConfig, generate_world
 from llmrec.data.views import add_search_history
 from llmrec.errors import ConfigError, DataError
 from llmrec.experiments.harness import column_auc
-from llmrec.experiments.jobs import KnowledgeFeatures, TrainJobConfig, prepare, train_prepared
+from llmrec.train_job import KnowledgeFeatures, TrainJobConfig, prepare, train_prepared
 from llmrec.train.queryrec import (QueryEncoder, QueryPairs, QueryRecConfig, cosine_schedule,
                                    query_features)
 

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from llmrec.cli import app
 from llmrec.data.registry import load_data
-from llmrec.experiments.jobs import TrainJobConfig, run_training
+from llmrec.train_job import TrainJobConfig, run_training
 from llmrec.recommend import item_columns, recommend
 
 SEQ = {"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 30, "max_length": 12, "follow": 0.9}}

@@ -192,7 +192,7 @@ def test_llmrec_select_cli_prints_rankings(tmp_path):
 def test_field_selection_is_an_option_of_the_training_job(tmp_path):
     """``selection: {selector, k}`` in a job: the selector ranks the job's fields on a backbone, the job trains
     on the k best, and the result says what was kept. On a planted file only ``signal`` moves the label."""
-    from llmrec.experiments.jobs import TrainJobConfig, run_training
+    from llmrec.train_job import TrainJobConfig, run_training
 
     rng = np.random.default_rng(0)
     effect = np.random.default_rng(5).normal(0, 2.0, 30)

@@ -235,7 +235,7 @@ def test_sequential_benchmark_slice_through_the_harness(tmp_path):
 @pytest.mark.slow
 def test_item_text_vectors_are_fused_saved_and_reloaded(tmp_path):
     from llmrec.data.synthetic import SequenceWorldConfig
-    from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+    from llmrec.train_job import TrainJobConfig, prepare, train_prepared
     from llmrec.train.export import load_model, save_model
 
     job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": SequenceWorldConfig(
@@ -288,7 +288,7 @@ def test_rsir_generation_respects_fidelity_and_never_repeats_history(seqs):
 def test_rsir_rounds_train_successors_on_more_rows():
     from llmrec.augment import RSIRConfig
     from llmrec.experiments.augment import run_rsir
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
 
     job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 30,
                                                                              "max_length": 12}},
@@ -346,7 +346,7 @@ def test_diffusion_learns_the_prefix_distribution_of_its_guide():
 def test_diffuasr_run_prepends_to_short_users_only():
     from llmrec.augment.diffuasr import DiffuASRConfig
     from llmrec.experiments.augment import run_diffuasr
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
 
     job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 40,
                                                                              "min_length": 5, "max_length": 25}},
@@ -535,7 +535,7 @@ def test_windows_make_every_prefix_pair_a_target_once(seqs, stride):
 def test_rsir_duplicates_control_repeats_the_real_rows_and_generates_nothing():
     from llmrec.augment.rsir import RSIRConfig
     from llmrec.experiments.augment import run_rsir
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
 
     job = TrainJobConfig.model_validate({
         "data": {"source": "synthetic_sequences", "sequences": {"n_users": 20, "n_items": 20, "min_length": 5,
@@ -562,7 +562,7 @@ def test_rsir_is_a_job_option_with_the_benchmarks_rounds(tmp_path):
     import llmrec
     from llmrec.augment import RSIRConfig
     from llmrec.experiments.augment import run_rsir
-    from llmrec.experiments.jobs import TrainJobConfig
+    from llmrec.train_job import TrainJobConfig
 
     raw = _augment_job(tmp_path, {"method": "rsir", "rsir": {"rounds": 2, "generate": 3}})
     rec = llmrec.train(raw)

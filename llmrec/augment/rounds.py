@@ -1,7 +1,7 @@
 """The training procedures of the augmentations, for any sequential model and any way of training it: the
 caller passes ``train(rows)`` (train a fresh model on these training rows, ``None`` for the data's own rows;
 return the model and its result with ``valid`` / ``test`` metrics). The training job's ``augment`` option
-(``llmrec.experiments.jobs``) and the ``augment`` experiment kind both call these.
+(``llmrec.train_job``) and the ``augment`` experiment kind both call these.
 
 - ``rsir_rounds``: RSIR's recursive self-improvement: train, let the model extend every real training
   sequence (``generate_continuations``, fidelity-filtered), retrain on the real plus the accumulated synthetic

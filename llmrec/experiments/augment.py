@@ -18,7 +18,7 @@ from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig
 from llmrec.data.registry import load_data
 from llmrec.data.views import sequence_rows
-from llmrec.experiments.jobs import TrainJobConfig, augment_inputs, make_trainer, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, augment_inputs, make_trainer, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key

@@ -23,7 +23,7 @@ from llmrec.config import StrictConfig
 from llmrec.ctr.features import FeatureSpec
 from llmrec.data.registry import DataConfig, load_data
 from llmrec.errors import ConfigError
-from llmrec.experiments.jobs import TrainJobConfig, feature_specs, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, feature_specs, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key

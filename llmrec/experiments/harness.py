@@ -39,7 +39,7 @@ from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
-from llmrec.experiments.jobs import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
+from llmrec.train_job import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
 from llmrec.experiments.runner import Runner
 from llmrec.knowledge.job import KnowledgeJobConfig, run_extraction

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from llmrec.config import StrictConfig, deep_merge
 from llmrec.data.views import user_sequences
-from llmrec.experiments.jobs import TrainJobConfig, prepare, train_prepared
+from llmrec.train_job import TrainJobConfig, prepare, train_prepared
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
