@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmrec-installed
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast install bench clean peers peers-code
 
 install: $(STAMP)
 
@@ -55,4 +55,14 @@ peers: .venv-peers/.installed
 	# then put FuxiCTR's ray back; both import and run with it (eval/peers/peer_recbole.py)
 	.venv-peers/bin/python -m pip install -q recbole==1.2.1
 	.venv-peers/bin/python -m pip install -q "ray[data]>=2.52.0"
+	# the Helen authors' code (eval/peers/peer_helen.py runs it): Hydra and matplotlib are what it imports
+	.venv-peers/bin/python -m pip install -q hydra-core==1.3.8 matplotlib
 	touch $@
+
+# papers' own code run as peers (issue 37), each at the commit compared in docs/methods/: HELEN_GIT may point
+# at a local mirror of the repository
+HELEN_GIT ?= https://github.com/NUS-HPC-AI-Lab/Helen.git
+peers-code: .peers/Helen/optim/Helen.py
+.peers/Helen/optim/Helen.py:
+	git clone -q $(HELEN_GIT) .peers/Helen
+	git -C .peers/Helen checkout -q 89c5907

@@ -60,6 +60,37 @@ def test_helen_scales_each_row_by_its_batch_frequency_within_its_field():
         assert float(e[lo + top].norm()) == pytest.approx(0.05 * float(g[lo + top].norm() / g[lo:hi].norm()), rel=1e-4)
 
 
+def test_helen_dense_parameters_step_with_the_first_pass_gradient_unless_net_pert():
+    """The authors' released setting (net_pert False): only the tables move; after the second backward the
+    dense parameters carry the first pass's gradient, the tables the second pass's."""
+    enc, model, b = _with_grads("dnn")
+    w = model.embedding.table.weight
+    dense = [p for p in model.parameters() if p is not w and p.grad is not None]
+    first = [p.grad.clone() for p in dense]
+    values = [p.detach().clone() for p in dense]
+    step = SharpnessStep(model, SAMConfig(kind="helen"))
+    moved = step.ascend(b)
+    assert all(torch.equal(p.detach(), v) for p, v in zip(dense, values))  # dense parameters not perturbed
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.binary_cross_entropy_with_logits(model(b), b.label).backward()  # at w + e
+    second_w, second_dense = w.grad.clone(), [p.grad.clone() for p in dense]
+    step.restore(moved)
+    assert all(torch.equal(p.grad, g) for p, g in zip(dense, first))
+    assert not all(torch.equal(g, f) for g, f in zip(second_dense, first))  # the perturbation changed them
+    assert torch.equal(w.grad, second_w)
+    # net_pert: the dense parameters move by rho along their own gradient's direction
+    _, model, b = _with_grads("dnn")
+    w = model.embedding.table.weight
+    dense = [p for p in model.parameters() if p is not w and p.grad is not None]
+    values = [p.detach().clone() for p in dense]
+    grads = [p.grad.clone() for p in dense]
+    SharpnessStep(model, SAMConfig(kind="helen", net_pert=True)).ascend(b)
+    shift = torch.sqrt(sum((p.detach() - v).pow(2).sum() for p, v in zip(dense, values)))
+    assert float(shift) == pytest.approx(0.05, rel=1e-4)
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+    torch.testing.assert_close(dense[0].detach() - values[0], grads[0] * (0.05 / norm))
+
+
 def test_trainer_runs_two_passes_per_step_and_learns():
     enc, cols = _data()
     full = enc.transform(cols)

@@ -267,7 +267,7 @@ def test_rsir_generation_respects_fidelity_and_never_repeats_history(seqs):
     real = [ids[:-2] for ids in by_user.values()]
     torch.manual_seed(0)
     model = build_model(space, resolve_model_config({"name": "sasrec", "max_len": 12})).eval()
-    c = RSIRConfig(generate=4, tau=3, exploit=0.5, sample_top=10)
+    c = RSIRConfig(style="continue", generate=4, tau=3, exploit=0.5, sample_top=10)
     extra, counts = generate_continuations(model, real, 12, c)
     assert len(extra) == len(real) and counts["generated"] == 4 * len(real)
     assert 0 < counts["accepted"] < counts["generated"]  # a tight tau rejects some explored items
@@ -282,6 +282,49 @@ def test_rsir_generation_respects_fidelity_and_never_repeats_history(seqs):
                 assert int((logits > logits[i]).sum()) + 1 <= 3
     open_, counts_open = generate_continuations(model, real, 12, c.model_copy(update={"fidelity": False}))
     assert counts_open["accepted"] == counts_open["generated"] == 4 * len(real)
+
+
+def test_rsir_regenerate_follows_the_authors_procedure(seqs):
+    """style regenerate: new sequences from each real sequence's first item; with local 1 every step is the
+    top-scored item of S not yet written, and a sequence stops exactly when no unwritten item of S ranks within
+    the top tau (or S is used up, or max_len is reached)."""
+    from llmrec.augment import RSIRConfig, generate_sequences
+    from llmrec.data.views import user_sequences
+
+    space, by_user, _ = user_sequences(seqs, SequenceViewConfig(max_len=12, interactions="all"))
+    real = [ids[:-2] for ids in by_user.values()]
+    torch.manual_seed(0)
+    model = build_model(space, resolve_model_config({"name": "sasrec", "max_len": 12})).eval()
+
+    def scores(prefix):
+        window = torch.zeros(1, 12, dtype=torch.long)
+        window[0, -len(prefix[-12:]):] = torch.tensor(prefix[-12:])
+        with torch.no_grad():
+            return model(SeqBatch(window, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)))[0]
+
+    c = RSIRConfig(sequences=2, local=1.0, tau=4, min_len=2)
+    out, counts = generate_sequences(model, real, 12, c)
+    assert counts["generated"] == 2 * len(real) and 0 < counts["accepted"] <= counts["generated"]
+    assert len({tuple(ids) for _, ids in out}) == len(out)  # duplicates dropped
+    assert len({k for k, _ in out}) == len(out)  # local 1 is deterministic: one distinct sequence per real one
+    stopped_by_fidelity = 0
+    for k, ids in out[:15]:
+        S = set(real[k])
+        assert ids[0] == real[k][0] and len(set(ids)) == len(ids) and set(ids) <= S and 2 <= len(ids) <= 12
+        for t in range(1, len(ids) + 1):
+            sc = scores(ids[:t])
+            left = [i for i in S if i not in ids[:t]]
+            within = [i for i in left if int((sc > sc[i]).sum()) + 1 <= 4]
+            if t < len(ids):  # it went on: some unwritten item of S was within the top tau, the next is S's best
+                assert within and ids[t] == max(left, key=lambda i: float(sc[i]))
+            elif len(ids) < 12:  # it stopped: nothing of S left, or nothing of it within the top tau
+                assert not within
+                stopped_by_fidelity += bool(left)
+    assert stopped_by_fidelity > 0
+    free, free_counts = generate_sequences(model, real, 12, c.model_copy(update={"fidelity": False}))
+    assert free_counts["mean_length"] > counts["mean_length"]  # without the filter, sequences run on
+    mixed, _ = generate_sequences(model, real, 12, c.model_copy(update={"local": 0.0, "sequences": 1}))
+    assert any(not set(ids) <= set(real[k]) for k, ids in mixed)  # global steps write items outside S
 
 
 @pytest.mark.slow

@@ -3,9 +3,10 @@ caller passes ``train(rows)`` (train a fresh model on these training rows, ``Non
 return the model and its result with ``valid`` / ``test`` metrics). The training job's ``augment`` option
 (``llmrec.train_job``) and the ``augment`` experiment kind both call these.
 
-- ``rsir_rounds``: RSIR's recursive self-improvement: train, let the model extend every real training
-  sequence (``generate_continuations``, fidelity-filtered), retrain on the real plus the accumulated synthetic
-  sequences, ``rounds`` times (or, as a control, add the real sequences again and generate nothing).
+- ``rsir_rounds``: RSIR's recursive self-improvement: train, let the model write synthetic sequences from
+  the real training sequences (``generate_sequences``, or ``generate_continuations`` for ``style:
+  continue``; fidelity-controlled), retrain on the real plus the accumulated synthetic sequences, ``rounds``
+  times (or, as a control, add the real sequences again and generate nothing).
 - ``short_user_prefixes``: DiffuASR's generated prefixes for the short-history users: a guided diffusion
   model over item embeddings learns the first ``prefix`` items of the long training sequences from the mean
   of their remaining items, then writes a prefix for each short user from theirs (a random prefix beside it
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from llmrec.augment.diffuasr import DiffuASRConfig, ddim_sample, round_to_items, train_diffusion
-from llmrec.augment.rsir import RSIRConfig, generate_continuations
+from llmrec.augment.rsir import RSIRConfig, generate_continuations, generate_sequences
 from llmrec.data.views import SeqBatch, sequence_rows
 
 Train = Callable[["SeqBatch | None"], "tuple[Any, dict]"]  # training rows (None: the data's own) -> model, result
@@ -36,6 +37,10 @@ def rsir_rounds(train: Train, real: list[tuple[int, list[int]]], c: RSIRConfig, 
         if duplicates:
             counts: dict = {"generated": 0, "accepted": 0, "acceptance": None}
             synthetic += real
+        elif c.style == "regenerate":
+            written, counts = generate_sequences(model, [ids for _, ids in real], max_len,
+                                                 c.model_copy(update={"seed": c.seed + r}))
+            synthetic += [(real[k][0], ids) for k, ids in written]
         else:
             extra, counts = generate_continuations(model, [ids for _, ids in real], max_len,
                                                    c.model_copy(update={"seed": c.seed + r}))

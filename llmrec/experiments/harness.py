@@ -98,25 +98,35 @@ class Variant(StrictConfig):
 
 
 PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "din"),
-               "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf")}
+               "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"),
+               "helen": ("dnn", "deepfm")}  # the Helen authors' repository (`make peers-code`)
+# papers' own code run as peers: a checkout under .peers/ (`make peers-code`), its commit pinned there
+PAPER_CODE = {"helen": ".peers/Helen"}
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 RECBOLE_STOPPING_STEP = 10  # RecBole 1.2.1's default stopping_step
 PARITY_METRICS = {"recbole": ("ndcg@10", "ndcg@20", "recall@20"), "fuxictr": ("auc", "logloss"),
-                  "deepctr": ("auc", "logloss")}
+                  "deepctr": ("auc", "logloss"), "helen": ("auc", "logloss")}
 LOWER_IS_BETTER = {"logloss"}
 
 
 class Peer(StrictConfig):
     """A peer library's model run on the same split with the settings of the variant it copies."""
-    library: Literal["fuxictr", "deepctr", "recbole"]
-    model: Literal["deepfm", "dcnv2", "din", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"] = "deepfm"
+    library: Literal["fuxictr", "deepctr", "recbole", "helen"]
+    model: Literal["deepfm", "dcnv2", "din", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf", "dnn"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
+    optimizer: Literal["helen", "adam"] | None = None  # helen (the authors' code): their optimizer config
 
     @model_validator(mode="after")
     def _library_has_model(self) -> "Peer":
         if self.model not in PEER_MODELS[self.library]:
             raise ValueError(f"model: {self.library} runs {list(PEER_MODELS[self.library])} here, not {self.model!r}")
+        if (self.optimizer is None) != (self.library != "helen"):
+            raise ValueError("optimizer: set it (helen or adam) for the helen library and only there")
         return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.library}:{self.model}" + (f":{self.optimizer}" if self.optimizer else "")
 
 
 class KnowledgeExtraction(StrictConfig):
@@ -425,7 +435,10 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
         if variants and (peer.variant or peer.model) not in variants:
             continue
         base = by_key[peer.variant or peer.model]
-        key = f"{peer.library}:{peer.model}"
+        key = peer.key
+        if peer.library in PAPER_CODE and not (root / PAPER_CODE[peer.library]).is_dir():
+            print(f"peer {key} skipped: {PAPER_CODE[peer.library]} not found (run `make peers-code`)", flush=True)
+            continue
         compute = (lambda peer=peer, base=base: run_peer(exp, dataset, peer, base, seeds, python, root))
         settings = {**_settings(exp, dataset, base, seeds), "peer": peer.model_dump(mode="json")}
         out[key] = (runner.cached({"label": f"{dataset}/peer/{key}", "settings": settings}, compute)
@@ -440,22 +453,26 @@ def run_peer(exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant, see
     if peer.library == "recbole":
         run = run_recbole_graph if peer.model in RECBOLE_GRAPH else run_recbole
         return run(python, root, exp, dataset, base, seeds, peer.model)
-    script = root / "eval" / "peers" / "peer_ctr.py"
     p = prepare(job)
     runs, rss = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
         export_split(p.context, p, Path(tmp), peer_hyperparameters(job))
         for seed in seeds:
-            res = subprocess.run([str(python), str(script), f"{tmp}/split.npz", f"{tmp}/spec.json", peer.library,
-                                  str(seed), peer.model], capture_output=True, text=True)
+            if peer.library in PAPER_CODE:  # the paper's own code: <library>.py with the checkout's path
+                cmd = [str(root / "eval" / "peers" / f"peer_{peer.library}.py"), f"{tmp}/split.npz", f"{tmp}/spec.json",
+                       str(root / PAPER_CODE[peer.library]), str(seed), peer.model, str(peer.optimizer)]
+            else:
+                cmd = [str(root / "eval" / "peers" / "peer_ctr.py"), f"{tmp}/split.npz", f"{tmp}/spec.json",
+                       peer.library, str(seed), peer.model]
+            res = subprocess.run([str(python), *cmd], capture_output=True, text=True)
             if res.returncode:
-                raise BackendError(f"peer {peer.library}:{peer.model} failed:\n{res.stderr[-3000:]}")
+                raise BackendError(f"peer {peer.key} failed:\n{(res.stderr or res.stdout)[-3000:]}")
             r = json.loads(res.stdout.strip().splitlines()[-1])
             rss = max(rss, r.pop("peak_rss_mb"))
             runs.append({"seed": seed, "test": {"auc": r.pop("auc"), "logloss": r.pop("logloss")},
                          "train_samples_per_second": r.pop("train_samples_per_second"), **r})
     out = {"runs": runs, "peak_rss_mb": rss, "primary_metric": "auc", **summarize(runs)}
-    print(dataset, "peer", peer.library, peer.model, round(out["auc_mean"], 4), flush=True)
+    print(dataset, "peer", peer.key, round(out["auc_mean"], 4), flush=True)
     return out
 
 
@@ -555,7 +572,7 @@ def parity(exp: ExperimentConfig, results: dict) -> list[dict]:
     sample where one side does not report epochs) over ours."""
     rows = []
     for peer in exp.peers:
-        variant, key = peer.variant or peer.model, f"{peer.library}:{peer.model}"
+        variant, key = peer.variant or peer.model, peer.key
         pairs: dict[str, list[float]] = {}
         ours_s, theirs_s, where = [], [], []
         for ds, res in results.items():

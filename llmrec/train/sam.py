@@ -10,8 +10,12 @@ second gradient.
   frequency), so each categorical embedding row k is perturbed in proportion to how often it occurs in the
   batch: e_k = rho g_k / ||g_field|| * s_k, s_k = max(N_k / max_{j in field} N_j, xi), with N_k the row's
   occurrences in the batch and ||g_field|| the gradient norm of the row's field (the authors' per-field
-  tables; ours share one table, so rows are grouped by field). The other parameters get SAM's
-  e = rho g / ||g_net|| when ``net_pert`` (the authors' default), else none.
+  tables; ours share one table, so rows are grouped by field). The other (dense) parameters are not
+  perturbed and Adam steps them with the FIRST pass's gradient (the authors' ``optim/Helen.py`` with
+  ``net_pert: False``, the setting of their released configs ``conf/optim/Helen.yaml``); with ``net_pert``
+  they get SAM's e = rho g / ||g_net|| and step with the second pass's gradient like the tables. (Their
+  class's ``net_pert=True`` path divides by the norm of the last embedding table's gradient, a variable
+  reused inside their loop; docs/methods/helen.md compares the three.)
 
 ``top_eigenvalue``: the largest eigenvalue of the loss's Hessian restricted to some rows of a parameter
 (e.g. the embedding of the most frequent feature), by power iteration on Hessian-vector products."""
@@ -33,7 +37,9 @@ class SAMConfig(StrictConfig):
     kind: Literal["sam", "helen"] = "helen"
     rho: float = Field(0.05, gt=0)
     xi: float = Field(0.3, ge=0, le=1)  # helen: the smallest row scale
-    net_pert: bool = True  # helen: perturb the non-embedding parameters too (SAM's way)
+    # helen: perturb the dense parameters too (SAM's way); False = the authors' released setting: dense
+    # parameters unperturbed, stepped with the first pass's gradient
+    net_pert: bool = False
 
 
 class SharpnessStep:
@@ -51,17 +57,20 @@ class SharpnessStep:
                     self.tables.append((m.table.weight, m.field_starts))
 
     @torch.no_grad()
-    def ascend(self, batch: Batch) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    def ascend(self, batch: Batch) -> list[tuple[nn.Parameter, torch.Tensor, bool]]:
         """Move every parameter by its perturbation (from the gradients now in ``.grad``); returns the
-        parameters and their values before (restored exactly: w + e - e is not always w in floating point)."""
+        parameters with their values before (restored exactly: w + e - e is not always w in floating point),
+        or, for Helen's unperturbed dense parameters, their first-pass gradients (flag True)."""
         c, moved = self.config, []
         table_ids = {id(w) for w, _ in self.tables}
         rest = [p for p in self.params if p.grad is not None and id(p) not in table_ids]
+        if c.kind == "helen" and not c.net_pert:
+            moved.extend((p, p.grad.detach().clone(), True) for p in rest)
         if c.kind == "sam" or c.net_pert:
             grads = [p.grad for p in (rest if c.kind == "helen" else self.params) if p.grad is not None]
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else 0
             for p in (rest if c.kind == "helen" else [q for q in self.params if q.grad is not None]):
-                moved.append((p, p.detach().clone()))
+                moved.append((p, p.detach().clone(), False))
                 p.add_(p.grad * (c.rho / (norm + 1e-12)))
         if self.tables:
             ids = batch.cat.reshape(-1)
@@ -76,16 +85,20 @@ class SharpnessStep:
                     0, field, counts, "amax", include_self=True)
                 scale = (counts / top[field].clamp(min=1)).clamp(min=c.xi)
                 g2 = torch.zeros(n_fields, dtype=w.dtype, device=w.device).index_add_(0, field, w.grad.pow(2).sum(1))
-                moved.append((w, w.detach().clone()))
+                moved.append((w, w.detach().clone(), False))
                 w.add_(w.grad * (c.rho * scale / (g2.sqrt()[field] + 1e-12)).unsqueeze(1))
         return moved
 
     @staticmethod
     @torch.no_grad()
-    def restore(moved: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
-        """Undo ``ascend``."""
-        for p, before in moved:
-            p.copy_(before)
+    def restore(moved: list[tuple[nn.Parameter, torch.Tensor, bool]]) -> None:
+        """Undo ``ascend`` after the second backward: perturbed parameters get their values back; kept
+        first-pass gradients replace the second pass's."""
+        for p, before, is_grad in moved:
+            if is_grad:
+                p.grad = before
+            else:
+                p.copy_(before)
 
 
 def top_eigenvalue(loss_fn: Callable[[], torch.Tensor], param: nn.Parameter, rows: torch.Tensor,
