@@ -26,7 +26,7 @@ import torch
 from pydantic import Field, ValidationError, model_validator
 
 from llmrec.augment.diffuasr import DiffuASRConfig
-from llmrec.augment.rounds import rsir_rounds, short_user_prefixes, with_prefixes
+from llmrec.augment.rounds import prefix_users, rsir_rounds, short_user_prefixes, with_prefixes
 from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig, validation_message
 from llmrec.configfiles import blame_overrides, find_config, read_config_file
@@ -62,9 +62,9 @@ from llmrec.train.update import drop_known, extend_space, grown, new_edges, rema
 
 class AugmentOption(StrictConfig):
     """Sequential jobs: train on augmented sequences. ``rsir``: RSIR's self-improvement rounds (the model
-    extends every training sequence, fidelity-filtered, and is retrained, ``rsir.rounds`` times); ``diffuasr``:
-    diffusion-generated prefixes for the users with fewer than ``diffuasr.short_below`` interactions, then
-    retrained. The saved model is the last one; the result's ``augment`` block has every step's metrics."""
+    writes synthetic training sequences, fidelity-controlled, and is retrained, ``rsir.rounds`` times);
+    ``diffuasr``: diffusion-generated prefixes for the users with fewer than ``diffuasr.short_below``
+    interactions (or every user, ``diffuasr.users: all``), then retrained. The saved model is the last one; the result's ``augment`` block has every step's metrics."""
     method: Literal["rsir", "diffuasr"]
     rsir: RSIRConfig = RSIRConfig()
     diffuasr: DiffuASRConfig = DiffuASRConfig()
@@ -281,15 +281,15 @@ def train_augmented(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | Non
         steps = {"method": "rsir", "config": c.rsir.model_dump(), "rounds": rounds}
     else:
         base, first = train(None)
-        short = np.array([len(ids) + 2 < c.diffuasr.short_below for ids in real])
+        chosen = prefix_users(real, c.diffuasr)
         with torch.no_grad():
             table = base.item_table().detach().float()
-        prefixes, diffusion = short_user_prefixes(table, real, short, p.context.n_items, c.diffuasr)
-        steps = {"method": "diffuasr", "config": c.diffuasr.model_dump(), "short_users": int(short.sum()),
+        prefixes, diffusion = short_user_prefixes(table, real, chosen, p.context.n_items, c.diffuasr)
+        steps = {"method": "diffuasr", "config": c.diffuasr.model_dump(), "prefixed_users": int(chosen.sum()),
                  "users": len(users), "base": {"valid": first["valid"], "test": first["test"]}, **diffusion}
         model = base
-        if "diffusion" in prefixes:  # no short user: the base model is the result
-            rows = sequence_rows(with_prefixes(users, real, short, prefixes["diffusion"]), job.sequence.max_len,
+        if "diffusion" in prefixes:  # nobody to prefix: the base model is the result
+            rows = sequence_rows(with_prefixes(users, real, chosen, prefixes["diffusion"]), job.sequence.max_len,
                                  job.sequence.window_stride)
             model, _ = train(rows)
     return model, {**results[-1], "augment": steps}

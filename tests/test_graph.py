@@ -292,6 +292,19 @@ def test_l2q_scores_are_the_packed_one_bit_codes(clustered):
     u = torch.stack(coded).sum(0)  # LightGCN's score (inner product of the layer sums), each layer coded
     np.testing.assert_allclose(cross.full_scores(torch.arange(space.n_users)).numpy(),
                                (u[: space.n_users] @ u[space.n_users:].T).numpy(), rtol=1e-4, atol=1e-6)
+    # the authors' (BiGeaR) increasing level weights: level l's code times (l + 1) / 3, so its scores weigh
+    # level l by ((l + 1) / 3)^2; the packed codes carry the weights in their scales
+    inc = build_model(space, {"name": "l2q_gcn", "embedding_dim": 16, "layer_weights": "increasing"})
+    inc.load_state_dict(m.state_dict())
+    inc.eval()
+    np.testing.assert_allclose(code_scores(*inc.codes(), 16), inc.full_scores(torch.arange(space.n_users)).numpy(),
+                               rtol=1e-3, atol=1e-6)
+    levels = [e.detach() for e in m.levels()]
+    coded = [torch.where(e >= 0, 1.0, -1.0) * (e.abs().mean(1, keepdim=True) * (k + 1) / 3).half().float()
+             for k, e in enumerate(levels)]
+    u = torch.cat(coded, 1)
+    np.testing.assert_allclose(inc.full_scores(torch.arange(space.n_users)).numpy(),
+                               (u[: space.n_users] @ u[space.n_users:].T).numpy(), rtol=1e-4, atol=1e-6)
     big = build_model(space, {"name": "l2q_gcn"})
     assert big.float_bytes / big.code_bytes >= 8  # 3 x (64 bits + 16-bit scale) = 30 bytes vs 256
     final = build_model(space, {"name": "l2q_gcn", "levels": "final"})

@@ -385,6 +385,31 @@ def test_diffusion_learns_the_prefix_distribution_of_its_guide():
     assert torch.equal(gen, ddim_sample(model, sched, torch.stack([a_dir] * 10 + [b_dir] * 10), c.sample_steps))
 
 
+def test_diffuasr_prefixes_every_user_with_the_authors_settings():
+    """users: all (the authors' released code) writes a prefix for every user, short or not, before the
+    user's own items; the guide's sum and mean condition the noise model differently."""
+    from llmrec.augment.diffuasr import DiffuASRConfig
+    from llmrec.augment.rounds import prefix_users, short_user_prefixes, short_users, with_prefixes
+
+    rng = np.random.default_rng(0)
+    real = [list(rng.choice(np.arange(1, 60), size=n, replace=False)) for n in [4, 6, 15, 20, 25, 30] * 4]
+    table = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    base = dict(prefix=3, steps=20, epochs=3, hidden=16, short_below=12, sample_steps=4)
+    short = DiffuASRConfig(**base)
+    every = DiffuASRConfig(**base, users="all", guide="sum")
+    assert prefix_users(real, short).tolist() == short_users(real, short).tolist() and 0 < short_users(real, short).sum() < len(real)
+    assert prefix_users(real, every).all()
+    out, losses = short_user_prefixes(table, real, prefix_users(real, every), 60, every)
+    assert len(out["diffusion"]) == len(real) and all(len(p) == 3 for p in out["diffusion"])
+    for ids, pre in zip(real, out["diffusion"]):
+        assert not set(pre) & set(ids)  # a prefix never repeats the user's own items
+    seqs = with_prefixes(list(range(len(real))), real, prefix_users(real, every), out["diffusion"])
+    assert all(s[3:] == list(r) and len(s) == len(r) + 3 for (_, s), r in zip(seqs, real))
+    _, mean_losses = short_user_prefixes(table, real, prefix_users(real, every), 60,
+                                         every.model_copy(update={"guide": "mean"}))
+    assert mean_losses["diffusion_loss_first_last"] != losses["diffusion_loss_first_last"]
+
+
 @pytest.mark.slow
 def test_diffuasr_run_prepends_to_short_users_only():
     from llmrec.augment.diffuasr import DiffuASRConfig
@@ -627,7 +652,7 @@ def test_diffuasr_is_a_job_option_and_augment_is_refused_where_it_cannot_apply(t
     rec = llmrec.train(_augment_job(tmp_path, {"method": "diffuasr", "diffuasr": {
         "prefix": 3, "steps": 50, "epochs": 5, "hidden": 32, "short_below": 12}}))
     a = rec.result["augment"]
-    assert a["method"] == "diffuasr" and 0 < a["short_users"] < a["users"]
+    assert a["method"] == "diffuasr" and 0 < a["prefixed_users"] < a["users"]
     assert "ndcg@5" in a["base"]["test"] and len(a["diffusion_loss_first_last"]) == 2
     assert (tmp_path / "run" / "checkpoint" / "augment-1").is_dir()  # retrained after the prefixes were added
     with pytest.raises(ConfigError, match="augment: RSIR and DiffuASR augment user sequences; mf is a graph"):

@@ -1,19 +1,22 @@
 """DiffuASR (Liu et al., CIKM 2023): diffusion-generated item prefixes for short sequences.
 
 - x0: the embeddings of a user's first ``prefix`` items ([prefix, d], from a trained sequential model's item
-  table); guide g: the mean embedding of the items after them. DDPM forward q(x_t | x0) with a linear beta
+  table); guide g: the mean (``guide: sum``: the sum, as the authors' code) of the embeddings of the items
+  after them. DDPM forward q(x_t | x0) with a linear beta
   schedule over ``steps`` (T); the noise model (an MLP over the flattened x_t, g and a sinusoidal step
   embedding) is trained with MSE on the noise.
 - Sampling: DDIM (eta = 0) over ``sample_steps`` evenly spaced steps, guided by each short user's own mean
   embedding; every generated position is rounded to the item of highest cosine similarity, excluding the
   user's items and the prefix items already chosen.
 - Augmentation: the generated items are prepended to the training sequences of users with fewer than
-  ``short_below`` interactions; the recommender retrains on them. ``random_prefix`` is the ablation (the
+  ``short_below`` interactions (``users: all``: of every user, as the authors' released code does); the
+  recommender retrains on them. ``random_prefix`` is the ablation (the
   same number of random unused items prepended; run by ``llmrec.experiments.augment.run_diffuasr``)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -23,8 +26,8 @@ from llmrec.config import StrictConfig
 
 
 class DiffuASRConfig(StrictConfig):
-    """Diffusion settings (prefix length, T, beta range, noise-model width, training, DDIM steps) and which users
-    get a prefix."""
+    """Diffusion settings (prefix length, T, beta range, noise-model width, training, DDIM steps), the guide's
+    pooling and which users get a prefix."""
     prefix: int = Field(10, ge=1)
     steps: int = Field(200, ge=2)  # T
     beta_start: float = Field(1e-4, gt=0)
@@ -34,7 +37,11 @@ class DiffuASRConfig(StrictConfig):
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(128, ge=1)
     sample_steps: int = Field(20, ge=1)
-    short_below: int = Field(20, ge=2)  # users with fewer interactions get a generated prefix
+    short_below: int = Field(20, ge=2)  # users with fewer interactions are the short users (reported apart)
+    # who gets a generated prefix: every user (the authors' released code) or only the short users
+    users: Literal["all", "short"] = "short"
+    # the guide: mean of the items' embeddings, or their sum (the authors' code)
+    guide: Literal["mean", "sum"] = "mean"
     seed: int = 0
 
 

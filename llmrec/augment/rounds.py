@@ -52,22 +52,33 @@ def rsir_rounds(train: Train, real: list[tuple[int, list[int]]], c: RSIRConfig, 
     return model, rounds
 
 
+def short_users(real: list[list[int]], c: DiffuASRConfig) -> np.ndarray:
+    """Which users are short (fewer than ``c.short_below`` interactions; the two held out count)."""
+    return np.array([len(ids) + 2 < c.short_below for ids in real], dtype=bool)
+
+
+def prefix_users(real: list[list[int]], c: DiffuASRConfig) -> np.ndarray:
+    """Which users get a generated prefix: the short ones, or everyone (``users: all``)."""
+    return short_users(real, c) if c.users == "short" else np.ones(len(real), dtype=bool)
+
+
 def short_user_prefixes(table: torch.Tensor, real: list[list[int]], short: np.ndarray, n_items: int,
                         c: DiffuASRConfig) -> tuple[dict[str, list[list[int]]], dict]:
-    """Prefixes for the users marked ``short`` (their real training items ``real``), from a diffusion model
+    """Prefixes for the users marked in ``short`` (``prefix_users``; their real training items ``real``), from a diffusion model
     trained over ``table`` (item embeddings of a trained model, row = item id): ``{"diffusion": ...,
     "random_prefix": ...}`` (one list per short user, in order) and the diffusion loss, first and last."""
     long_ids = [s for s in real if len(s) >= c.prefix + 1]
     if not long_ids:
         raise ValueError(f"prefix: no training sequence is longer than {c.prefix} items to learn prefixes from")
+    pool = (lambda rows: rows.sum(0)) if c.guide == "sum" else (lambda rows: rows.mean(0))
     x0 = torch.stack([table[torch.tensor(s[:c.prefix])] for s in long_ids])
-    guides = torch.stack([table[torch.tensor(s[c.prefix:])].mean(0) for s in long_ids])
+    guides = torch.stack([pool(table[torch.tensor(s[c.prefix:])]) for s in long_ids])
     model, sched, losses = train_diffusion(x0, guides, c)
     targets = [i for i in range(len(real)) if short[i]]
     rng = np.random.default_rng(c.seed)
     prefixes: dict[str, list[list[int]]] = {}
     if targets:
-        user_guides = torch.stack([table[torch.tensor(real[i])].mean(0) for i in targets])
+        user_guides = torch.stack([pool(table[torch.tensor(real[i])]) for i in targets])
         gen = ddim_sample(model, sched, user_guides, c.sample_steps, c.seed)
         prefixes["diffusion"] = round_to_items(gen, table, [set(real[i]) for i in targets])
         prefixes["random_prefix"] = [list(rng.choice(sorted(set(range(1, n_items)) - set(real[i])), c.prefix,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from llmrec.augment.diffuasr import DiffuASRConfig
-from llmrec.augment.rounds import rsir_rounds, short_user_prefixes, with_prefixes
+from llmrec.augment.rounds import prefix_users, rsir_rounds, short_user_prefixes, short_users, with_prefixes
 from llmrec.augment.rsir import RSIRConfig
 from llmrec.config import StrictConfig
 from llmrec.data.registry import load_data
@@ -60,7 +60,7 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
         raise ValueError("sequence.train: DiffuASR prepends to whole sequences, set train: sequences")
     p = prepare(job, data)
     users, real = augment_inputs(job, p)
-    short = np.array([len(ids) + 2 < c.short_below for ids in real])
+    short, chosen = short_users(real, c), prefix_users(real, c)
     test_short = np.isin(p.test.users.numpy(), np.array(users)[short])
 
     def scores(model, result) -> dict:
@@ -70,14 +70,15 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
                 "test_short_users": trainer.evaluate(model, sub) if sub is not None else None}
 
     base, result = train_prepared(job, p)
-    out = {"config": c.model_dump(), "short_users": int(short.sum()), "users": len(users),
+    out = {"config": c.model_dump(), "short_users": int(short.sum()), "prefixed_users": int(chosen.sum()),
+           "users": len(users),
            "base": scores(base, result)}
     with torch.no_grad():
         table = base.item_table().detach().float()
-    prefixes, diffusion = short_user_prefixes(table, real, short, p.context.n_items, c)
+    prefixes, diffusion = short_user_prefixes(table, real, chosen, p.context.n_items, c)
     out.update(diffusion)
     for name, pre in prefixes.items():
-        rows = sequence_rows(with_prefixes(users, real, short, pre), job.sequence.max_len, job.sequence.window_stride)
+        rows = sequence_rows(with_prefixes(users, real, chosen, pre), job.sequence.max_len, job.sequence.window_stride)
         model_r, result_r = train_prepared(job, replace(p, train=rows))
         out[name] = scores(model_r, result_r)
     return out

@@ -3,7 +3,9 @@
 LightGCN propagation E^(l+1) = D^-1/2 A D^-1/2 E^(l), l = 0..L; every layer is quantized, Q^(l) = sign(E^(l))
 in {-1, +1}^d with a per-node scale alpha^(l) = ||E^(l)||_1 / d; a user-item score is
 sum_l alpha_u^(l) alpha_i^(l) <Q_u^(l), Q_i^(l)> (an XOR-popcount per layer and a few multiplies). The
-multi-level codes keep what each layer knows (the final layer alone is over-smoothed); ``levels: final``
+multi-level codes keep what each layer knows (the final layer alone is over-smoothed); ``layer_weights:
+increasing`` multiplies level l's code by (l + 1) / (L + 1) as the authors' extended version (BiGeaR,
+``yankai-chen/BiGeaR``) does (its scores weigh level l by that squared); ``levels: final``
 quantizes only the mean final embedding (the paper's comparison). ``score: cross`` scores every pair of
 levels, sum_l sum_m alpha_u^(l) alpha_i^(m) <Q_u^(l), Q_i^(m)> = <sum_l alpha_u^(l) Q_u^(l), sum_m alpha_i^(m) Q_i^(m)>:
 LightGCN's own score (the inner product of the layer sums) with every layer coded, at the same storage and
@@ -39,6 +41,8 @@ class L2QConfig(ModelConfigBase):
     levels: Literal["all", "final"] = "all"
     sign: Literal["anneal", "ste", "none"] = "anneal"  # none: full precision at every level (the reference)
     score: Literal["levels", "cross"] = "levels"  # levels: sum_l <code_u^l, code_i^l>; cross: every pair (l, m)
+    # each level's code times w_l: equal (1) or increasing ((l + 1) / (L + 1), the authors' BiGeaR code)
+    layer_weights: Literal["equal", "increasing"] = "equal"
     t_start: float = Field(1.0, gt=0)
     t_end: float = Field(0.01, gt=0)
     warmup_steps: int = Field(4000, ge=0)  # full-precision training steps before the codes are learned
@@ -84,10 +88,16 @@ class L2QGCN(GraphScorer):
             out.append(x)
         return out if self.c.levels == "all" else [torch.stack(out).mean(0)]
 
-    def _code(self, e: torch.Tensor) -> torch.Tensor:
+    def level_weights(self, n: int) -> list[float]:
+        """w_l of the ``n`` coded levels."""
+        if self.c.layer_weights == "equal" or n == 1:
+            return [1.0] * n
+        return [(level + 1) / n for level in range(n)]
+
+    def _code(self, e: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         if self.c.sign == "none" or (self.training and int(self.step) <= self.c.warmup_steps):
-            return e
-        scale = e.abs().mean(1, keepdim=True)
+            return e * weight
+        scale = e.abs().mean(1, keepdim=True) * weight
         if not self.training:  # the stored code: signs and a float16 scale
             return torch.where(e >= 0, 1.0, -1.0) * scale.half().float()
         if self.c.sign == "ste":
@@ -99,7 +109,8 @@ class L2QGCN(GraphScorer):
         concatenated (the inner product sums over levels) or, with ``score: cross``, summed (every pair)."""
         if self.training:
             self.step += 1
-        coded = [self._code(e) for e in self.levels()]
+        levels = self.levels()
+        coded = [self._code(e, w) for e, w in zip(levels, self.level_weights(len(levels)))]
         codes = torch.stack(coded).sum(0) if self.c.score == "cross" else torch.cat(coded, 1)
         return codes[: self.n_users], codes[self.n_users:]
 
@@ -122,7 +133,8 @@ class L2QGCN(GraphScorer):
         levels = self.levels()
         self.train(was)
         bits = np.stack([np.packbits((e >= 0).cpu().numpy(), axis=1) for e in levels], 1)
-        scales = np.stack([e.abs().mean(1).half().cpu().numpy() for e in levels], 1)
+        scales = np.stack([(e.abs().mean(1) * w).half().cpu().numpy()
+                           for e, w in zip(levels, self.level_weights(len(levels)))], 1)
         return bits[: self.n_users], scales[: self.n_users], bits[self.n_users:], scales[self.n_users:]
 
 
