@@ -256,6 +256,31 @@ def test_pairbatch_slice_keeps_candidates():
     assert b.slice(torch.tensor([1, 3])).items.tolist() == [[2, 3], [6, 7]]
 
 
+def test_sampled_neighbourhoods_cap_each_mean_and_multigccf_samples_only_in_training(clustered):
+    space, *_ = interaction_view(clustered)
+    g = space.graph
+    rng = np.random.default_rng(0)
+    a, at = g.sampled_neighbours("user", 3, rng)
+    dense, full = a.to_dense(), g.neighbours("user").to_dense()
+    deg = (full > 0).sum(1)
+    assert torch.equal((dense > 0).sum(1), deg.clamp(max=3))  # at most 3 neighbours, all of them when fewer
+    assert torch.allclose(dense.sum(1)[deg > 0], torch.ones(int((deg > 0).sum())))  # each row a mean
+    assert bool(((dense > 0) <= (full > 0)).all())  # only real neighbours
+    assert torch.equal(at.to_dense(), dense.T)
+    again, _ = g.sampled_neighbours("user", 3, np.random.default_rng(1))
+    assert not torch.equal(again.to_dense(), dense)  # another draw, other neighbours
+    torch.manual_seed(0)
+    sampled = build_model(space, {"name": "multigccf", "embedding_dim": 16, "layers": [16, 16], "sample": [10, 5]})
+    torch.manual_seed(0)
+    plain = build_model(space, {"name": "multigccf", "embedding_dim": 16, "layers": [16, 16]})
+    sampled.eval(), plain.eval()
+    assert torch.equal(sampled.representations()[0], plain.representations()[0])  # evaluation: full neighbourhoods
+    sampled.train(), plain.train()
+    assert not torch.equal(sampled.representations()[0], plain.representations()[0])
+    with pytest.raises(ValueError, match="sample: one size per hop"):
+        build_model(space, {"name": "multigccf", "layers": [16, 16], "sample": [10]})
+
+
 def test_multigccf_parts_and_ablation(clustered):
     space, train, _, _ = interaction_view(clustered)
     full = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8, 8], "similarity_k": 3})

@@ -108,6 +108,22 @@ class InteractionGraph:
             self._cache[key] = _csr(r, c, 1.0 / deg[r], n, m)
         return self._cache[key]
 
+    def sampled_neighbours(self, side: Literal["user", "item"], cap: int, rng: np.random.Generator
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GraphSAGE's sampled neighbourhood: the mean over at most ``cap`` of each node's neighbours, drawn
+        without replacement (all of them where it has fewer), as a [U, I] (user side) or [I, U] CSR matrix
+        and its transpose."""
+        r, c, n, m = ((self.users, self.items, self.n_users, self.n_items) if side == "user"
+                      else (self.items, self.users, self.n_items, self.n_users))
+        order = np.lexsort((rng.random(len(r)), r))  # each node's edges in a random order
+        rs = r[order]
+        first = np.searchsorted(rs, rs, side="left")
+        keep = order[np.arange(len(rs)) - first < cap]
+        r, c = r[keep], c[keep]
+        deg = np.bincount(r, minlength=n).astype(np.float64)
+        w = 1.0 / deg[r]
+        return _csr(r, c, w, n, m), _csr(c, r, w, m, n)
+
     def similarity(self, side: Literal["user", "item"], k: int) -> torch.Tensor:
         """Top-``k`` cosine-similarity graph between users (co-interacted items) or items (shared users),
         symmetrized and normalized (``sym``), self-similarity excluded; nodes without any neighbour keep a

@@ -6,11 +6,14 @@
 2. **Multi-graph encoding**: one GCN layer over the user-user and item-item graphs (top-``similarity_k``
    cosine neighbours from the training matrix, symmetric-normalized): z = tanh(S E W_s).
 3. **Skip connection**: the id embedding through a linear layer, s = E W_k.
-Final vector [h; z; s]; BPR with per-batch L2 (``reg_weight``). ``multi_graph: false`` drops z (the paper's
+Final vector [h; z; s]; BPR with per-batch L2 (``reg_weight``). ``sample`` (training only): per hop, at most
+that many neighbours drawn for each node's mean, as GraphSAGE / the paper (S1 = 10, S2 = 5); evaluation
+reads full neighbourhoods (the sampled mean's expectation). ``multi_graph: false`` drops z (the paper's
 ablation without MGE); ``skip: false`` drops s. The layer formulas follow the commonly cited description of
 the paper (no public code; see papers.md §27)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -25,6 +28,9 @@ class MultiGCCFConfig(ModelConfigBase):
     embedding_dim: int = Field(64, ge=1)
     layers: list[int] = Field([64, 64], min_length=1)  # bipartite GCN output width per hop
     similarity_k: int = Field(10, ge=1)  # neighbours per node in the user-user / item-item graphs
+    # training: per hop (the nearest first), at most this many neighbours sampled for each node's mean, as
+    # GraphSAGE and the paper (S1 = 10, S2 = 5); None: full neighbourhoods. Evaluation uses full ones.
+    sample: list[int] | None = None
     multi_graph: bool = True
     skip: bool = True
     reg_weight: float = Field(1e-5, ge=0)
@@ -36,6 +42,9 @@ class MultiGCCF(GraphScorer):
         super().__init__(space, c.embedding_dim)
         g = graph_of(space)
         self.reg_weight, self.multi_graph, self.skip = c.reg_weight, c.multi_graph, c.skip
+        if c.sample is not None and len(c.sample) != len(c.layers):
+            raise ValueError(f"sample: one size per hop, {len(c.layers)} (layers), not {len(c.sample)}")
+        self.graph, self.sample = g, c.sample
         self.u_mean, self.i_mean = g.neighbours("user"), g.neighbours("item")  # [U, I], [I, U]
         self.u_mean_t, self.i_mean_t = transpose_csr(self.u_mean), transpose_csr(self.i_mean)
         dims = [c.embedding_dim, *c.layers]
@@ -54,10 +63,14 @@ class MultiGCCF(GraphScorer):
         """[bipartite GCN; multi-graph GCN; skip] of every user and item, as configured."""
         eu, ei = self.user.weight, self.item.weight
         hu, hi = eu, ei
-        u_mean, i_mean = self.on_device(self.u_mean), self.on_device(self.i_mean)
-        u_t, i_t = self.on_device(self.u_mean_t), self.on_device(self.i_mean_t)
-        for wu, wi in zip(self.user_layers, self.item_layers):
-            agg_u, agg_i = spmm(u_mean, hi, u_t), spmm(i_mean, hu, i_t)
+        full = [(self.u_mean, self.u_mean_t, self.i_mean, self.i_mean_t)] * len(self.user_layers)
+        if self.training and self.sample is not None:  # hop l of the output = layer L - l of the stack
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+            full = [(*self.graph.sampled_neighbours("user", cap, rng), *self.graph.sampled_neighbours("item", cap, rng))
+                    for cap in reversed(self.sample)]
+        for (um, ut, im, it), wu, wi in zip(full, self.user_layers, self.item_layers):
+            agg_u = spmm(self.on_device(um), hi, self.on_device(ut))
+            agg_i = spmm(self.on_device(im), hu, self.on_device(it))
             hu, hi = torch.tanh(wu(torch.cat([hu, agg_u], 1))), torch.tanh(wi(torch.cat([hi, agg_i], 1)))
         users, items = [hu], [hi]
         if self.multi_graph:
