@@ -72,7 +72,8 @@ def write_data(parts: dict, spec: dict, folder: Path) -> int:
 
 # Their code was written for torch 1.10 and scikit-learn 1.0, whose ReduceLROnPlateau took ``verbose`` and
 # log_loss ``eps`` (both removed since); this runs their main.py unchanged after giving both back (eps as
-# the clipping it was).
+# the clipping it was). Their Adam baseline calls ``optim.Adam`` on their own ``optim`` package (which
+# shadows torch.optim there and has no Adam): the name is pointed at torch's Adam, the optimizer it means.
 LAUNCH = """
 import runpy, sys
 import numpy as np
@@ -85,6 +86,10 @@ def log_loss(y_true, y_pred, eps=1e-15, **options):
     return sk_log_loss(y_true, np.clip(y_pred, eps, 1 - eps), **options)
 
 sk_metrics.log_loss = log_loss
+sys.path.insert(0, ".")
+import torch
+import optim as their_optim  # their package; its train.py calls optim.Adam, a name the package never defines
+their_optim.Adam = torch.optim.Adam
 
 class ReduceLROnPlateau(schedulers.ReduceLROnPlateau):
     def __init__(self, *args, verbose=False, **options):
@@ -93,7 +98,6 @@ class ReduceLROnPlateau(schedulers.ReduceLROnPlateau):
 
 schedulers.ReduceLROnPlateau = ReduceLROnPlateau
 sys.argv = ["main.py"] + sys.argv[1:]
-sys.path.insert(0, ".")
 runpy.run_path("main.py", run_name="__main__")
 """
 
