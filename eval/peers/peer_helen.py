@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 
@@ -34,8 +33,8 @@ def load(split_path: str) -> dict[str, dict[str, np.ndarray]]:
             for part in ("train", "valid", "test")}
 
 
-def write_data(parts: dict, spec: dict, folder: Path) -> int:
-    """Their h5 files and feature map under ``folder``; returns the number of training rows."""
+def encode(parts: dict, spec: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """Their feature specs and one float array per part (the fields in order, the label last)."""
     specs, columns, index = {}, [], 0
     for k, f in enumerate(x for x in spec["features"] if x["type"] != "behavior"):  # DNN / DeepFM read no behaviours
         name = f"f{k:02d}"  # their parameter lookup matches feature names as substrings: fixed-width names
@@ -54,6 +53,7 @@ def write_data(parts: dict, spec: dict, folder: Path) -> int:
                            "encoder": "MaskedAveragePooling", "index": list(range(index, index + L))}
             columns.append((f["name"], int(f["vocab"])))
             index += L
+    arrays = {}
     for part, data in parts.items():
         blocks = []
         for col, vocab in columns:
@@ -62,11 +62,20 @@ def write_data(parts: dict, spec: dict, folder: Path) -> int:
                 v = np.where(v > 0, v - 1, vocab - 1)
             blocks.append(v.reshape(len(v), -1).astype(np.float64))
         blocks.append(data["label"].reshape(-1, 1).astype(np.float64))
+        arrays[part] = np.concatenate(blocks, axis=1)
+    return {"dataset_id": "llmrec", "num_fields": len(specs), "num_features": None, "input_length": index,
+            "feature_specs": specs}, arrays
+
+
+def write_data(parts: dict, spec: dict, folder: Path) -> int:
+    """Their h5 files and feature map under ``folder``; returns the number of training rows."""
+    import h5py  # the peers' environment has it
+
+    fmap, arrays = encode(parts, spec)
+    for part, rows in arrays.items():
         with h5py.File(folder / f"{part}.h5", "w") as hf:
-            hf.create_dataset("data", data=np.concatenate(blocks, axis=1))
-    (folder / "feature_map.json").write_text(json.dumps(
-        {"dataset_id": "llmrec", "num_fields": len(specs), "num_features": None, "input_length": index,
-         "feature_specs": specs}))
+            hf.create_dataset("data", data=rows)
+    (folder / "feature_map.json").write_text(json.dumps(fmap))
     return len(parts["train"]["label"])
 
 

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.shards import ShardSet, open_shards, write_recdata_shards
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, validate
+from llmrec.experiments.paper_code import PAPER_CODE
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.models import build_model
@@ -87,10 +88,16 @@ class ScaleVariant(StrictConfig):
 
 
 class ScalePeer(StrictConfig):
-    """A peer library's model, trained with the settings of ``variant`` (its model and trainer)."""
+    """A peer library's model, trained with the settings of ``variant`` (its model and trainer); ``helen``
+    is the Helen authors' code (``make peers-code``) with its ``optimizer``."""
     library: str = "fuxictr"
     model: str = "deepfm"
     variant: str
+    optimizer: Literal["helen", "adam"] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.library}:{self.model}" + (f":{self.optimizer}" if self.optimizer else "")
 
 
 class ScaleExperiment(StrictConfig):
@@ -259,12 +266,19 @@ def run_peer(exp: ScaleExperiment, s: ShardSet, peer: ScalePeer, seed: int, fold
           "batch_size": t.batch_size, "learning_rate": t.learning_rate, "embedding_l2": t.embedding_l2,
           "epochs": t.epochs, "patience": t.patience}
     (folder / "spec.json").write_text(json.dumps({**features, "hp": hp}))
-    res = subprocess.run([str(python), str(root / "eval" / "peers" / "peer_ctr.py"), str(folder / "split.npz"),
-                          str(folder / "spec.json"), peer.library, str(seed), peer.model], capture_output=True,
-                         text=True, env={**os.environ, "BENCH_THREADS": str(exp.threads),
-                                         "OMP_NUM_THREADS": str(exp.threads)})
+    if peer.library in PAPER_CODE:  # the paper's own code (its checkout's path and optimizer)
+        checkout = root / PAPER_CODE[peer.library]
+        if not checkout.is_dir():
+            raise BackendError(f"peer {peer.key}: {PAPER_CODE[peer.library]} not found (run `make peers-code`)")
+        cmd = [str(root / "eval" / "peers" / f"peer_{peer.library}.py"), str(folder / "split.npz"),
+               str(folder / "spec.json"), str(checkout), str(seed), peer.model, str(peer.optimizer)]
+    else:
+        cmd = [str(root / "eval" / "peers" / "peer_ctr.py"), str(folder / "split.npz"), str(folder / "spec.json"),
+               peer.library, str(seed), peer.model]
+    res = subprocess.run([str(python), *cmd], capture_output=True, text=True,
+                         env={**os.environ, "BENCH_THREADS": str(exp.threads), "OMP_NUM_THREADS": str(exp.threads)})
     if res.returncode:
-        raise BackendError(f"peer {peer.library}:{peer.model} failed:\n{res.stderr[-3000:]}")
+        raise BackendError(f"peer {peer.key} failed:\n{(res.stderr or res.stdout)[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -346,7 +360,7 @@ def run_ctr_scale(exp: ScaleExperiment, out: str | Path | None = None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             exported: dict[bool, dict] = {}
             for peer in exp.peers:
-                label = f"{peer.library}:{peer.model}"
+                label = peer.key
                 for seed in exp.seeds:
                     v = next(v for v in exp.variants if v.label == peer.variant)
                     m, t = exp.resolved(v, seed)

@@ -39,6 +39,7 @@ from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
+from llmrec.experiments.paper_code import PAPER_CODE
 from llmrec.train_job import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
 from llmrec.experiments.runner import Runner
@@ -100,8 +101,6 @@ class Variant(StrictConfig):
 PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "din"),
                "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"),
                "helen": ("dnn", "deepfm")}  # the Helen authors' repository (`make peers-code`)
-# papers' own code run as peers: a checkout under .peers/ (`make peers-code`), its commit pinned there
-PAPER_CODE = {"helen": ".peers/Helen"}
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 RECBOLE_STOPPING_STEP = 10  # RecBole 1.2.1's default stopping_step
 PARITY_METRICS = {"recbole": ("ndcg@10", "ndcg@20", "recall@20"), "fuxictr": ("auc", "logloss"),

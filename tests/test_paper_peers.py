@@ -1,0 +1,52 @@
+"""The papers' own code as peers (issue 37): the peer configs and the data shim of the Helen runner (their code
+itself runs in `make peers-code` environments only, through `llmrec experiment ctr_helen_code`)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmrec.experiments.harness import Peer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_helen_peers_name_their_optimizer_and_only_they_do():
+    assert Peer(library="helen", model="dnn", optimizer="adam").key == "helen:dnn:adam"
+    assert Peer(library="fuxictr", model="deepfm").key == "fuxictr:deepfm"
+    with pytest.raises(ValueError, match="optimizer"):
+        Peer(library="helen", model="dnn")
+    with pytest.raises(ValueError, match="optimizer"):
+        Peer(library="fuxictr", model="deepfm", optimizer="adam")
+    with pytest.raises(ValueError, match="helen runs"):
+        Peer(library="helen", model="din", optimizer="helen")
+
+
+def test_helen_shim_encodes_the_split_in_their_format():
+    spec_ = importlib.util.spec_from_file_location("peer_helen", ROOT / "eval" / "peers" / "peer_helen.py")
+    peer = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(peer)
+    rng = np.random.default_rng(0)
+    parts = {}
+    for part, n in (("train", 50), ("valid", 10), ("test", 10)):
+        genres = np.zeros((n, 3), np.int64)
+        genres[:, 0] = rng.integers(1, 5, n)  # ids 1..4, 0 = padding
+        parts[part] = {"user_id": rng.integers(0, 7, n), "age": rng.random(n).astype(np.float32),
+                       "genres": genres, "hist": np.zeros((n, 2), np.int64), "label": rng.integers(0, 2, n).astype(np.float32)}
+    spec = {"features": [{"name": "user_id", "type": "categorical", "vocab": 7}, {"name": "age", "type": "numerical"},
+                         {"name": "genres", "type": "multi_hot", "vocab": 5, "max_len": 3},
+                         {"name": "hist", "type": "behavior", "target": "user_id", "vocab": 8, "max_len": 2}]}
+    feature_map, arrays = peer.encode(parts, spec)
+    fmap = json.loads(json.dumps(feature_map))["feature_specs"]  # what feature_map.json holds
+    assert list(fmap) == ["f00", "f01", "f02"]  # the behaviour field is not read by DNN / DeepFM
+    assert fmap["f00"]["index"] == 0 and fmap["f01"]["type"] == "numeric" and fmap["f02"]["index"] == [2, 3, 4]
+    rows = arrays["train"]
+    t = parts["train"]
+    assert rows.shape == (50, 6)
+    assert np.array_equal(rows[:, 0], t["user_id"]) and np.allclose(rows[:, 1], t["age"])
+    assert np.array_equal(rows[:, 5], t["label"])
+    # multi-value ids 1.. become 0.., padding 0 becomes their padding row (vocab - 1 = 4)
+    assert np.array_equal(rows[:, 2], t["genres"][:, 0] - 1) and (rows[:, 3:5] == 4).all()
