@@ -97,6 +97,7 @@ class ScalePeer(StrictConfig):
 
     @property
     def key(self) -> str:
+        """How results name the peer: library:model, plus :optimizer for a paper's code."""
         return f"{self.library}:{self.model}" + (f":{self.optimizer}" if self.optimizer else "")
 
 
