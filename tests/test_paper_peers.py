@@ -50,3 +50,18 @@ def test_helen_shim_encodes_the_split_in_their_format():
     assert np.array_equal(rows[:, 5], t["label"])
     # multi-value ids 1.. become 0.., padding 0 becomes their padding row (vocab - 1 = 4)
     assert np.array_equal(rows[:, 2], t["genres"][:, 0] - 1) and (rows[:, 3:5] == 4).all()
+
+
+def test_peer_commands_for_libraries_and_for_a_papers_checkout(tmp_path):
+    from llmrec.errors import BackendError
+    from llmrec.experiments.paper_code import peer_command
+
+    lib = peer_command(tmp_path, tmp_path / "run", "fuxictr", "deepfm", 7, None)
+    assert lib[0].endswith("eval/peers/peer_ctr.py") and lib[1:] == [
+        str(tmp_path / "run" / "split.npz"), str(tmp_path / "run" / "spec.json"), "fuxictr", "7", "deepfm"]
+    with pytest.raises(BackendError, match="make peers-code"):
+        peer_command(tmp_path, tmp_path / "run", "helen", "dnn", 7, "helen")
+    (tmp_path / ".peers" / "Helen").mkdir(parents=True)
+    code = peer_command(tmp_path, tmp_path / "run", "helen", "dnn", 7, "helen")
+    assert code[0].endswith("eval/peers/peer_helen.py") and code[3:] == [str(tmp_path / ".peers" / "Helen"), "7",
+                                                                         "dnn", "helen"]

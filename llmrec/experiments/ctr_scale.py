@@ -41,7 +41,7 @@ from llmrec.data.registry import DataConfig, load_data
 from llmrec.data.shards import ShardSet, open_shards, write_recdata_shards
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, validate
-from llmrec.experiments.paper_code import PAPER_CODE
+from llmrec.experiments.paper_code import peer_command
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
 from llmrec.models import build_model
@@ -267,15 +267,7 @@ def run_peer(exp: ScaleExperiment, s: ShardSet, peer: ScalePeer, seed: int, fold
           "batch_size": t.batch_size, "learning_rate": t.learning_rate, "embedding_l2": t.embedding_l2,
           "epochs": t.epochs, "patience": t.patience}
     (folder / "spec.json").write_text(json.dumps({**features, "hp": hp}))
-    if peer.library in PAPER_CODE:  # the paper's own code (its checkout's path and optimizer)
-        checkout = root / PAPER_CODE[peer.library]
-        if not checkout.is_dir():
-            raise BackendError(f"peer {peer.key}: {PAPER_CODE[peer.library]} not found (run `make peers-code`)")
-        cmd = [str(root / "eval" / "peers" / f"peer_{peer.library}.py"), str(folder / "split.npz"),
-               str(folder / "spec.json"), str(checkout), str(seed), peer.model, str(peer.optimizer)]
-    else:
-        cmd = [str(root / "eval" / "peers" / "peer_ctr.py"), str(folder / "split.npz"), str(folder / "spec.json"),
-               peer.library, str(seed), peer.model]
+    cmd = peer_command(root, folder, peer.library, peer.model, seed, peer.optimizer)
     res = subprocess.run([str(python), *cmd], capture_output=True, text=True,
                          env={**os.environ, "BENCH_THREADS": str(exp.threads), "OMP_NUM_THREADS": str(exp.threads)})
     if res.returncode:

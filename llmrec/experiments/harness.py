@@ -39,7 +39,7 @@ from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
-from llmrec.experiments.paper_code import PAPER_CODE
+from llmrec.experiments.paper_code import PAPER_CODE, peer_command
 from llmrec.train_job import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
 from llmrec.experiments.runner import Runner
@@ -458,12 +458,7 @@ def run_peer(exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant, see
     with tempfile.TemporaryDirectory() as tmp:
         export_split(p.context, p, Path(tmp), peer_hyperparameters(job))
         for seed in seeds:
-            if peer.library in PAPER_CODE:  # the paper's own code: <library>.py with the checkout's path
-                cmd = [str(root / "eval" / "peers" / f"peer_{peer.library}.py"), f"{tmp}/split.npz", f"{tmp}/spec.json",
-                       str(root / PAPER_CODE[peer.library]), str(seed), peer.model, str(peer.optimizer)]
-            else:
-                cmd = [str(root / "eval" / "peers" / "peer_ctr.py"), f"{tmp}/split.npz", f"{tmp}/spec.json",
-                       peer.library, str(seed), peer.model]
+            cmd = peer_command(root, Path(tmp), peer.library, peer.model, seed, peer.optimizer)
             res = subprocess.run([str(python), *cmd], capture_output=True, text=True)
             if res.returncode:
                 raise BackendError(f"peer {peer.key} failed:\n{(res.stderr or res.stdout)[-3000:]}")
