@@ -62,7 +62,18 @@ peers: .venv-peers/.installed
 # papers' own code run as peers (issue 37), each at the commit compared in docs/methods/: HELEN_GIT may point
 # at a local mirror of the repository
 HELEN_GIT ?= https://github.com/NUS-HPC-AI-Lab/Helen.git
-peers-code: .peers/Helen/optim/Helen.py
+CIGF_GIT ?= https://github.com/MC-CV/CIGF.git
+# CIGF's code needs TensorFlow 1.14, which has wheels for Python <= 3.7 only (pyenv's 3.7 here)
+PYTHON37 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.7*/bin/python3.7) python3.7)
+peers-code: .peers/Helen/optim/Helen.py .peers/CIGF/base_framework_origin_final.py .venv-cigf/.installed
 .peers/Helen/optim/Helen.py:
 	git clone -q $(HELEN_GIT) .peers/Helen
 	git -C .peers/Helen checkout -q 89c5907
+.peers/CIGF/base_framework_origin_final.py:
+	# the code only: their data files are not read (eval/peers/peer_cigf.py writes the split in their format)
+	git clone -q --no-checkout $(CIGF_GIT) .peers/CIGF
+	git -C .peers/CIGF checkout -q 2d7088b -- DataHandler.py Params.py Utils print_hook.py base_framework_origin_final.py
+.venv-cigf/.installed:
+	$(PYTHON37) -m venv .venv-cigf
+	.venv-cigf/bin/python -m pip install -q tensorflow==1.14.0 numpy==1.16.6 scipy==1.5.4 protobuf==3.20.3
+	touch $@

@@ -247,6 +247,7 @@ def make_trainer(job: TrainJobConfig, prepared: Prepared) -> Trainer:
     if isinstance(task, BPRTask):
         task.n_items = prepared.context.n_items
         task.negatives = job.graph.negatives
+        task.sampled_negatives = job.graph.sampled_negatives
     if isinstance(task, NextItemTask):
         task.exclude_history = job.sequence.exclude_history
         task.sampled_negatives = job.sequence.sampled_negatives

@@ -35,6 +35,30 @@ def test_synthetic_world_is_seeded_and_has_signal():
     assert a.columns["timestamp"][tr].max() <= a.columns["timestamp"][te].min()
 
 
+def test_group_tastes_make_regions_predict_clicks_and_leave_the_rest_alone():
+    plain = generate_world(SyntheticConfig(n_users=600, impressions_per_user=30, seed=1))
+    region = generate_world(SyntheticConfig(n_users=600, impressions_per_user=30, seed=1, group_taste=0.9))
+    hidden = generate_world(SyntheticConfig(n_users=600, impressions_per_user=30, seed=1, group_taste=0.9,
+                                            taste_groups=20))
+    assert np.array_equal(generate_world(SyntheticConfig(n_users=600, impressions_per_user=30, seed=1,
+                                                         group_taste=0.0)).columns["label"], plain.columns["label"])
+    for w in (region, hidden):  # only the labels move
+        for col in ("user_id", "item_id", "region", "category", "timestamp"):
+            assert np.array_equal(w.columns[col], plain.columns[col])
+        assert not np.array_equal(w.columns["label"], plain.columns["label"])
+
+    def region_spread(w):  # how far (region, category) click rates spread around their category's rate
+        reg, cat, y = w.columns["region"], w.columns["category"], w.columns["label"]
+        out = []
+        for c in set(cat):
+            rates = [y[(cat == c) & (reg == r)].mean() for r in set(reg)]
+            out.append(np.var(rates))
+        return float(np.mean(out))
+
+    assert region_spread(region) > 4 * region_spread(plain)
+    assert region_spread(hidden) < 2 * region_spread(plain)  # hidden groups are not the regions
+
+
 def test_split_fractions_validated():
     with pytest.raises(ValueError, match="fractions"):
         generate_world(SyntheticConfig(n_users=5, n_items=5)).chronological_split((0.5, 0.5, 0.5))

@@ -57,6 +57,13 @@ class SyntheticConfig(StrictConfig):
     # mostly name); 0: no intents (the world is unchanged)
     intents: int = Field(0, ge=0)
     intent_weight: float = 1.5
+    # shared tastes: this share of the variance of every user's category and theme preferences is their
+    # group's; groups are the regions (``taste_groups`` 0: a user field, so attributes then predict clicks,
+    # as DG-ENN's attribute graph assumes) or that many hidden groups (seen only through co-clicks, what its
+    # collaborative graph's similarity edges find); group_taste 0: preferences are individual and user
+    # attributes carry no signal (the world is unchanged)
+    group_taste: float = Field(0.0, ge=0.0, le=1.0)
+    taste_groups: int = Field(0, ge=0)
 
 
 def generate_world(config: SyntheticConfig | None = None) -> RecData:
@@ -88,6 +95,13 @@ def generate_world(config: SyntheticConfig | None = None) -> RecData:
     cat_pref = rng.normal(0, 1, (c.n_users, n_cat))
     theme_pref = rng.normal(0, 1, (c.n_users, n_theme))
     price_sens = rng.gamma(2.0, 0.25, c.n_users)
+    if c.group_taste > 0:  # its own stream: the draws above and below are unchanged
+        g = np.random.default_rng([c.seed, 6])
+        n_groups = c.taste_groups or len(REGIONS)
+        group = g.integers(0, n_groups, c.n_users) if c.taste_groups else region
+        keep, share = np.sqrt(1 - c.group_taste), np.sqrt(c.group_taste)
+        cat_pref = keep * cat_pref + share * g.normal(0, 1, (n_groups, n_cat))[group]
+        theme_pref = keep * theme_pref + share * g.normal(0, 1, (n_groups, n_theme))[group]
     user_info = {
         str(u): {"profile": f"{age[u]}-year-old {'woman' if gender[u] == 'F' else 'man'} from the {REGIONS[region[u]]} region"}
         for u in range(c.n_users)

@@ -145,6 +145,8 @@ class GraphViewConfig(StrictConfig):
     split_seed: int = 2020  # the random order (fixed across training seeds: every seed sees one split)
     negatives: Literal["uniform", "in_batch"] = "uniform"  # BPR negatives (``llmrec.train.tasks.BPRTask``)
     tail_degree: int = Field(5, ge=0)  # items with fewer training edges are the tail (tail_* metrics); 0: off
+    sampled_negatives: int = Field(0, ge=0)  # > 0: also the sampled protocol (each gold item vs N negatives,
+    # CIGF's 1 + 99), as extra metrics beside full ranking (``llmrec.train.tasks.BPRTask``)
     behaviours: list[Behaviour] = []
     train_on: Literal["target", "all"] = "target"
     graph: Literal["target", "union"] = "target"

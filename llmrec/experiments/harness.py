@@ -21,12 +21,15 @@ mean ± std summary per variant; a bar plot of the primary metric is written bes
 (data set, variant) and (data set, peer) is kept in ``<output>.partial.json``: a killed run resumes there."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -39,7 +42,7 @@ from llmrec.data.registry import DataConfig, load_data, split_rows
 from llmrec.data.views import GraphViewConfig, SequenceViewConfig, graph_split_rows, user_sequences
 from llmrec.errors import BackendError, ConfigError
 from llmrec.experiments.kinds import ExperimentKind, load_kind, validate
-from llmrec.experiments.paper_code import PAPER_CODE, peer_command
+from llmrec.experiments.paper_code import PAPER_CODE, PAPER_PYTHON, graph_split_arrays, peer_command
 from llmrec.train_job import (KnowledgeFeatures, Prepared, TrainJobConfig, make_trainer, prepare,
                                      train_prepared)
 from llmrec.experiments.runner import Runner
@@ -100,18 +103,19 @@ class Variant(StrictConfig):
 
 PEER_MODELS = {"fuxictr": ("deepfm", "dcnv2", "din"), "deepctr": ("deepfm", "din"),
                "recbole": ("sasrec", "gru4rec", "bpr", "lightgcn", "ngcf"),
-               "helen": ("dnn", "deepfm")}  # the Helen authors' repository (`make peers-code`)
+               "helen": ("dnn", "deepfm"),  # the Helen authors' repository (`make peers-code`)
+               "cigf": ("cigf", "lightgcn")}  # the CIGF authors' repository (TF 1.14, `make peers-code`)
 RECBOLE_GRAPH = {"bpr": "BPR", "lightgcn": "LightGCN", "ngcf": "NGCF"}  # RecBole's general recommenders
 RECBOLE_STOPPING_STEP = 10  # RecBole 1.2.1's default stopping_step
 PARITY_METRICS = {"recbole": ("ndcg@10", "ndcg@20", "recall@20"), "fuxictr": ("auc", "logloss"),
-                  "deepctr": ("auc", "logloss"), "helen": ("auc", "logloss")}
+                  "deepctr": ("auc", "logloss"), "helen": ("auc", "logloss"), "cigf": ("ndcg@10", "recall@20")}
 LOWER_IS_BETTER = {"logloss"}
 
 
 class Peer(StrictConfig):
     """A peer library's model run on the same split with the settings of the variant it copies."""
-    library: Literal["fuxictr", "deepctr", "recbole", "helen"]
-    model: Literal["deepfm", "dcnv2", "din", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf", "dnn"] = "deepfm"
+    library: Literal["fuxictr", "deepctr", "recbole", "helen", "cigf"]
+    model: Literal["deepfm", "dcnv2", "din", "sasrec", "gru4rec", "bpr", "lightgcn", "ngcf", "dnn", "cigf"] = "deepfm"
     variant: str | None = None  # the llmrec variant whose hyperparameters it copies (default: model name)
     optimizer: Literal["helen", "adam"] | None = None  # helen (the authors' code): their optimizer config
 
@@ -426,7 +430,7 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
     python = Path(exp.peer_python) if Path(exp.peer_python).is_absolute() else root / exp.peer_python
     if not exp.peers:
         return {}
-    if not python.exists():
+    if not python.exists() and any(p.library not in PAPER_PYTHON for p in exp.peers):
         print(f"peers skipped: {python} not found (run `make peers`)", flush=True)
         return {}
     by_key = {v.key: v for v in exp.variants}
@@ -436,10 +440,12 @@ def run_peers(exp: ExperimentConfig, dataset: str, seeds: list[int], variants: l
             continue
         base = by_key[peer.variant or peer.model]
         key = peer.key
-        if peer.library in PAPER_CODE and not (root / PAPER_CODE[peer.library]).is_dir():
-            print(f"peer {key} skipped: {PAPER_CODE[peer.library]} not found (run `make peers-code`)", flush=True)
+        missing = [x for x in (PAPER_CODE.get(peer.library), PAPER_PYTHON.get(peer.library)) if x and not (root / x).exists()]
+        if missing:
+            print(f"peer {key} skipped: {', '.join(missing)} not found (run `make peers-code`)", flush=True)
             continue
-        compute = (lambda peer=peer, base=base: run_peer(exp, dataset, peer, base, seeds, python, root))
+        own = root / PAPER_PYTHON[peer.library] if peer.library in PAPER_PYTHON else python
+        compute = (lambda peer=peer, base=base, own=own: run_peer(exp, dataset, peer, base, seeds, own, root))
         settings = {**_settings(exp, dataset, base, seeds), "peer": peer.model_dump(mode="json")}
         out[key] = (runner.cached({"label": f"{dataset}/peer/{key}", "settings": settings}, compute)
                     if runner is not None else compute())
@@ -453,6 +459,8 @@ def run_peer(exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant, see
     if peer.library == "recbole":
         run = run_recbole_graph if peer.model in RECBOLE_GRAPH else run_recbole
         return run(python, root, exp, dataset, base, seeds, peer.model)
+    if peer.library == "cigf":
+        return run_graph_paper_code(python, root, exp, dataset, peer, base, seeds)
     p = prepare(job)
     runs, rss = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -747,6 +755,56 @@ def run_recbole_graph(python: Path, root: Path, exp: ExperimentConfig, dataset: 
         print(dataset, "peer recbole", model, "seed", seed, "ndcg@20", round(r["test"]["ndcg@20"], 4),
               f"{runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
+
+
+class _Scores(torch.nn.Module):
+    """A peer's score matrix (users x items) behind the graph models' ``full_scores``, so llmrec's own
+    evaluation (full ranking and the sampled protocol) judges it exactly as it judges llmrec's models."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        super().__init__()
+        self.scores = torch.from_numpy(np.asarray(scores, dtype=np.float32))
+        self.n_items = int(self.scores.shape[1])
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """The stored scores of ``users``."""
+        return self.scores[users.long().cpu()].clone()
+
+
+def run_graph_paper_code(python: Path, root: Path, exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant,
+                         seeds: list[int]) -> dict:
+    """A paper's graph code (CIGF's, ``eval/peers/peer_cigf.py``) on the exact split of the variant ``base``,
+    per seed: it trains, picks its epoch on validation and returns every user's item scores; llmrec's task
+    evaluates those scores on validation and test as it evaluates its own models."""
+    job = job_config(exp, dataset, base, seeds[0])
+    p = prepare(job)
+    task = make_trainer(job, p).task
+    ctx = SimpleNamespace(device="cpu", eval_batch_size=job.trainer.eval_batch_size, autocast=contextlib.nullcontext)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        split = Path(tmp, "split.npz")
+        np.savez(split, **graph_split_arrays(p, len(job.graph.behaviours)))
+        for seed in seeds:
+            out = Path(tmp, f"out{seed}.npz")
+            cmd = peer_command(root, Path(tmp), peer.library, peer.model, seed, None,
+                               extra=[str(out), str(job_config(exp, dataset, base, seed).trainer.epochs)])
+            res = subprocess.run([str(python), *cmd], capture_output=True, text=True,
+                                 env={**os.environ, "LLMREC_THREADS": str(os.environ.get("LLMREC_THREADS", 1))})
+            if res.returncode:
+                raise BackendError(f"peer {peer.key} failed:\n{(res.stderr or res.stdout)[-3000:]}")
+            r = np.load(out)
+            model = _Scores(r["scores"])
+            epochs = int(r["epochs"])
+            runs.append({"seed": seed, "best_epoch": int(r["best_epoch"]), "epochs": epochs,
+                         "valid": task.evaluate(model, p.valid, ctx), "test": task.evaluate(model, p.test, ctx),
+                         "their_test": {"hit@10": float(r["their_test_hr"]), "ndcg@10": float(r["their_test_ndcg"])},
+                         "valid_history": [float(x) for x in r["valid_ndcg10"]],
+                         "epoch_seconds": float(r["train_seconds"]) / max(1, epochs),
+                         "train_samples_per_second": 0.0, "embedding_dim": int(r["latdim"]) // 2,
+                         "layers": int(r["layers"])})
+            print(dataset, "peer", peer.key, "seed", seed, "ndcg@10", round(runs[-1]["test"]["ndcg@10"], 4),
+                  f"best epoch {runs[-1]['best_epoch']}, {runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
+    return {"runs": runs, "primary_metric": "ndcg@10", **summarize(runs)}
 
 
 def run_experiment(exp: ExperimentConfig, datasets: list[str] | None = None, variants: list[str] | None = None,

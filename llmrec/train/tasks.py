@@ -155,17 +155,26 @@ class BPRTask(_FullSort):
     Evaluation ranks every item, the user's training items (and for test, valid items) excluded: Recall,
     NDCG, Hit and MRR @10 and @20 (RecBole's definitions), and ``tail_*`` the same over the users' gold items
     among the rarely trained ones (``RankingEval.tail``); users are scored in chunks of at most
-    ``EVAL_SCORE_BUDGET`` scores, so catalogues of 100k+ items fit in bounded memory."""
+    ``EVAL_SCORE_BUDGET`` scores, so catalogues of 100k+ items fit in bounded memory.
+
+    ``sampled_negatives`` = N > 0 adds the sampled protocol (CIGF's and many multi-behaviour papers' 1 + 99)
+    as an extra, never instead: each (user, gold item) pair ranks the gold item against N items drawn
+    uniformly (seeded by ``sample_seed``, the user's row and the gold item's position, so every model meets
+    the same negatives) among those neither excluded for the user nor gold, reported as
+    ``sampled<N>_hit@k`` / ``sampled<N>_ndcg@k`` (mean over pairs; ties go to the gold item)."""
     name = "bpr"
     ks = (10, 20)
     REDRAWS = 20
     EVAL_SCORE_BUDGET = 1 << 24  # user x item scores held at once during evaluation (64 MiB of float32)
 
-    def __init__(self, n_items: int | None = None, negatives: str = "uniform") -> None:
+    def __init__(self, n_items: int | None = None, negatives: str = "uniform", sampled_negatives: int = 0,
+                 sample_seed: int = 0) -> None:
         if negatives not in ("uniform", "in_batch"):
             raise ValueError(f"negatives: 'uniform' or 'in_batch', not {negatives!r}")
         self.n_items = n_items  # None: the largest item index in the training pairs + 1
         self.negatives = negatives
+        self.sampled_negatives = sampled_negatives
+        self.sample_seed = sample_seed
         self._known: tuple[int, torch.Tensor] | None = None  # (id of the training data, sorted user*I+item keys)
 
     def _keys(self, data: PairBatch, n_items: int) -> torch.Tensor:
@@ -208,7 +217,7 @@ class BPRTask(_FullSort):
     @torch.no_grad()
     def evaluate(self, model, data: RankingEval, ctx, groups=None) -> dict[str, float]:
         model.eval()
-        parts, tail_parts = [], []
+        parts, tail_parts, sampled = [], [], []
         n_items = getattr(model, "n_items", None)  # graph models know it; others are asked once
         if n_items is None and len(data):
             n_items = model.full_scores(data.users[:1].to(ctx.device)).shape[1]
@@ -224,6 +233,8 @@ class BPRTask(_FullSort):
             gold[_flat_rows(g), _flat_cols(g)] = True
             scores[_flat_rows(s), _flat_cols(s)] = -torch.inf
             parts.append(full_sort_metrics(scores, gold, self.ks))
+            if self.sampled_negatives:
+                sampled.append(self._sampled(scores, g, s, i))
             if data.tail is not None and len(data.tail):  # the same ranking, judged on tail gold items only
                 mask = torch.zeros(scores.shape[1], dtype=torch.bool)
                 mask[torch.as_tensor(data.tail, dtype=torch.long)] = True
@@ -235,6 +246,34 @@ class BPRTask(_FullSort):
         out = self._mean(parts)
         if tail_parts:
             out.update({f"tail_{k}": v for k, v in self._mean(tail_parts).items()})
+        out.update(self._mean([x for x in sampled if len(next(iter(x.values())))]))
+        return out
+
+    def _sampled(self, scores: torch.Tensor, gold: list[np.ndarray], seen: list[np.ndarray], offset: int
+                 ) -> dict[str, torch.Tensor]:
+        """Per (user, gold item) pair of a chunk: HR / NDCG of the gold item among ``sampled_negatives``
+        uniform negatives (``scores`` already hold -inf at excluded items; the draw avoids them and the gold)."""
+        n, n_items = self.sampled_negatives, scores.shape[1]
+        ranks = []
+        for r, items in enumerate(gold):
+            banned = torch.zeros(n_items, dtype=torch.bool)
+            banned[0] = True
+            banned[torch.as_tensor(np.asarray(seen[r], dtype=np.int64))] = True
+            banned[torch.as_tensor(np.asarray(items, dtype=np.int64))] = True
+            pool = (~banned).nonzero().squeeze(1)
+            if len(pool) < n:
+                raise ValueError(f"graph.sampled_negatives: {n} negatives asked, only {len(pool)} items are "
+                                 f"eligible for user row {offset + r}")
+            for j, item in enumerate(np.asarray(items, dtype=np.int64)):
+                g = torch.Generator().manual_seed(self.sample_seed * 1_000_003 + (offset + r) * 1_009 + j)
+                neg = pool[torch.randperm(len(pool), generator=g)[:n]]
+                ranks.append(int((scores[r, neg] > scores[r, item]).sum()) + 1)
+        rank = torch.tensor(ranks, dtype=torch.float32)
+        out = {}
+        for k in self.ks:
+            hit = (rank <= k).float()
+            out[f"sampled{n}_hit@{k}"] = hit
+            out[f"sampled{n}_ndcg@{k}"] = hit / torch.log2(rank + 1)
         return out
 
 
