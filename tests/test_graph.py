@@ -340,6 +340,13 @@ def test_multigccf_parts_and_ablation(clustered):
     assert torch.allclose(agg[u0], full.item.weight[torch.from_numpy(mine)].mean(0).detach(), atol=1e-6)
     full(PairBatch(torch.tensor([0, 1]), torch.tensor([[1, 2], [3, 4]]))).sum().backward()
     assert full.user_graph.weight.grad is not None and full.user_layers[0].weight.grad.abs().sum() > 0
+    # identity activation: the same weights give the pre-tanh values (tanh of them is the default's output)
+    torch.manual_seed(0)
+    lin = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8], "similarity_k": 3,
+                              "activation": "identity", "skip": False})
+    torch.manual_seed(0)
+    act = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8], "similarity_k": 3, "skip": False})
+    assert torch.allclose(torch.tanh(lin.representations()[0]), act.representations()[0], atol=1e-6)
 
 
 def test_l2q_scores_are_the_packed_one_bit_codes(clustered):

@@ -13,6 +13,8 @@ ablation without MGE); ``skip: false`` drops s. The layer formulas follow the co
 the paper (no public code; see papers.md §27)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -34,6 +36,8 @@ class MultiGCCFConfig(ModelConfigBase):
     multi_graph: bool = True
     skip: bool = True
     reg_weight: float = Field(1e-5, ge=0)
+    # the paper's sigma after each GCN layer; identity: linear layers (LightGCN's ablation of nonlinearity)
+    activation: Literal["tanh", "identity"] = "tanh"
 
 
 class MultiGCCF(GraphScorer):
@@ -42,6 +46,7 @@ class MultiGCCF(GraphScorer):
         super().__init__(space, c.embedding_dim)
         g = graph_of(space)
         self.reg_weight, self.multi_graph, self.skip = c.reg_weight, c.multi_graph, c.skip
+        self.act = torch.tanh if c.activation == "tanh" else (lambda x: x)
         if c.sample is not None and len(c.sample) != len(c.layers):
             raise ValueError(f"sample: one size per hop, {len(c.layers)} (layers), not {len(c.sample)}")
         self.graph, self.sample = g, c.sample
@@ -71,11 +76,11 @@ class MultiGCCF(GraphScorer):
         for (um, ut, im, it), wu, wi in zip(full, self.user_layers, self.item_layers):
             agg_u = spmm(self.on_device(um), hi, self.on_device(ut))
             agg_i = spmm(self.on_device(im), hu, self.on_device(it))
-            hu, hi = torch.tanh(wu(torch.cat([hu, agg_u], 1))), torch.tanh(wi(torch.cat([hi, agg_i], 1)))
+            hu, hi = self.act(wu(torch.cat([hu, agg_u], 1))), self.act(wi(torch.cat([hi, agg_i], 1)))
         users, items = [hu], [hi]
         if self.multi_graph:
-            users.append(torch.tanh(spmm(self.on_device(self.u_sim), self.user_graph(eu))))
-            items.append(torch.tanh(spmm(self.on_device(self.i_sim), self.item_graph(ei))))
+            users.append(self.act(spmm(self.on_device(self.u_sim), self.user_graph(eu))))
+            items.append(self.act(spmm(self.on_device(self.i_sim), self.item_graph(ei))))
         if self.skip:
             users.append(self.user_skip(eu))
             items.append(self.item_skip(ei))
