@@ -5,7 +5,8 @@ a = [u; 1] / |[u; 1]| ranks every user's items exactly as PMF's predicted rating
 user), so the policy class contains PMF. This script, on rl_drr's split and PMF, measures with rl_drr's own
 ``evaluate`` (sequential, logged feedback): PMF's direction as the action, the untrained actor, and the
 actor DDPG trains (rl_drr's settings, or ``--actor-lr``), with the mean cosine between each actor's first action
-and PMF's direction over the test users. `python eval/drr_actor_check.py [--state ave] [--seed 0]`"""
+and PMF's direction over the test users, and the trained critic itself as a ranker (Q of each candidate item):
+whether the value it learned ranks well, and so whether the loss is in the critic or in the actor's ascent. `python eval/drr_actor_check.py [--state ave] [--seed 0]`"""
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,25 @@ def mean_cosine(model, past: UserHistory, split, filler: np.ndarray, c) -> float
     return float(np.mean(out))
 
 
+def critic_precision(model, past: UserHistory, split, filler: np.ndarray, c) -> float:
+    """precision@k of ranking each evaluated user's split items by the critic, Q(s, unit e_i) (the actions its
+    replay holds are executed items' unit vectors), from the user's first state."""
+    unit = torch.nn.functional.normalize(model.items, dim=1)
+    out = []
+    with torch.no_grad():
+        for u, rows in enumerate(split.by_user()):
+            if len(rows) < c.k:
+                continue
+            cand, rating = split.item[rows], split.rating[rows]
+            state = initial_window(past.items[u], past.ratings[u], model.config.window, c.positive, filler)
+            su, si = model.embed(torch.full((len(cand),), u), torch.from_numpy(state)[None].repeat(len(cand), 1))
+            q = model.critic(su, si, unit[torch.from_numpy(cand)]).numpy()
+            out.append(float((rating[np.argsort(-q, kind="stable")[: c.k]] >= c.positive).mean()))
+    return float(np.mean(out))
+
+
 def main() -> None:
+    """Fit rl_drr's PMF, measure the three actors and the critic, print one JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--state", default="ave", choices=["n", "p", "u", "ave"])
     ap.add_argument("--seed", type=int, default=0)
@@ -71,7 +90,8 @@ def main() -> None:
                               "cosine_to_pmf": mean_cosine(untrained, past, test, filler, c)}
     trained, tested = train_drr(variant.model, vectors, sim, train, valid, test, filler, c)
     out["trained actor"] = {**tested, "best_episode": trained.best_episode,
-                            "cosine_to_pmf": mean_cosine(trained.model, past, test, filler, c)}
+                            "cosine_to_pmf": mean_cosine(trained.model, past, test, filler, c),
+                            "critic_as_ranker_precision": critic_precision(trained.model, past, test, filler, c)}
     print(json.dumps(out, indent=1))
 
 
