@@ -1,6 +1,8 @@
 """The rl family (DRR, papers.md §32): the per-user split, the simulator (logged ratings first, PMF elsewhere,
 named errors), PMF by alternating least squares, the four state modules against hand computations, unit
 actions, the offline evaluation against a hand-made policy, and DDPG end to end on a small world."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,8 @@ from llmrec.experiments.rl import RLExperiment, run_rl
 from llmrec.train.pmf import pmf_vectors
 from llmrec.models import build_model, describe_models
 from llmrec.models.rl.drr import StateModule
-from llmrec.train.actor_critic import DDPGConfig, UserHistory, evaluate, initial_window, train_ddpg
+from llmrec.train.actor_critic import (DDPGConfig, ReferencePolicy, UserHistory, evaluate, initial_window, probe,
+                                      train_ddpg)
 from llmrec.train.pmf import PMFConfig, fit_pmf
 
 
@@ -97,8 +100,7 @@ def test_evaluation_with_the_pmf_direction_equals_pmf_ranking():
     tr, va, te = split_by_user(log, (0.6, 0.1, 0.3))
     pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
     users, items = pmf_vectors(pmf)
-    model = build_model((users, items), {"name": "drr"})
-    model.action = lambda u, recent: model.users[u]  # a policy that always answers PMF's ranking vector
+    model = ReferencePolicy(build_model((users, items), {"name": "drr"}))  # always PMF's ranking vector
     c = DDPGConfig(k=5)
     res = evaluate(model, UserHistory.of(tr, va), te, np.arange(10), c)
     ref = []
@@ -107,6 +109,38 @@ def test_evaluation_with_the_pmf_direction_equals_pmf_ranking():
         ref.append((te.rating[rows][order] >= 4).mean())
     assert res["static_precision@5"] == pytest.approx(np.mean(ref)) == pytest.approx(res["precision@5"])
     assert res["users"] == 80
+
+
+class _PMFActor(torch.nn.Module):
+    def forward(self, user, items):  # the user's own [u; 1], unit length: PMF's direction
+        return torch.nn.functional.normalize(user, dim=1)
+
+
+class _DotCritic(torch.nn.Module):
+    def forward(self, user, items, action):  # Q = a . [u; 1]
+        return (action * user).sum(1)
+
+
+def test_probe_measures_the_actors_direction_and_ranks_by_the_critic():
+    log = low_rank_log(n_users=60, per_user=30)
+    tr, va, te = split_by_user(log, (0.6, 0.1, 0.3))
+    pmf = fit_pmf(tr, PMFConfig(dim=4, l2=1.0))
+    users, items = pmf_vectors(pmf)
+    model = build_model((users, items), {"name": "drr", "state": "ave", "window": 3, "hidden": 16})
+    model.actor, model.critic = _PMFActor(), _DotCritic()
+    out = probe(model, UserHistory.of(tr, va), te, np.arange(10), DDPGConfig(k=5))
+    assert out["cosine_to_pmf"] == pytest.approx(1.0, abs=1e-5)
+    # ranking by Q(s, unit e_i) = <[u; 1], e_i / |e_i|>: each user's candidates ordered by hand
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    hand = []
+    for u, rows in enumerate(te.by_user()):
+        if len(rows) >= 5:
+            q = unit[te.item[rows]] @ users[u]
+            hand.append((te.rating[rows][np.argsort(-q, kind="stable")[:5]] >= 4).mean())
+    assert out["critic_precision@5"] == pytest.approx(np.mean(hand), abs=1e-6)
+    model.critic = _DotCritic()
+    model.actor = build_model((users, items), {"name": "drr", "state": "ave", "window": 3, "hidden": 16}).actor
+    assert abs(probe(model, UserHistory.of(tr, va), te, np.arange(10), DDPGConfig(k=5))["cosine_to_pmf"]) < 0.9
 
 
 @pytest.mark.slow
@@ -144,6 +178,11 @@ def test_rl_experiment_end_to_end(tmp_path, monkeypatch):
     out = run_rl(exp, tmp_path / "r.json")
     assert set(out["summary"]["variants"]) == {"ave", "n"} and out["summary"]["baselines"]["PMF"] > 0
     assert (tmp_path / "r.png").exists()
+    probed = run_rl(exp.model_copy(update={"probes": True, "variants": exp.variants[:1]}), tmp_path / "p.json")
+    base = probed["summary"]["baselines"]
+    assert base["PMF direction as DRR's action"] == pytest.approx(base["PMF"])  # the policy class holds PMF
+    run = json.loads((tmp_path / "p.json").read_text())["variants"]["ave"]["runs"][0]
+    assert set(run["probes"]) == {"untrained", "trained"} and -1 <= run["probes"]["trained"]["cosine_to_pmf"] <= 1
 
 
 def test_drr_trains_through_the_job_on_your_ratings_and_matches_the_experiment(tmp_path, monkeypatch):

@@ -215,7 +215,7 @@ def test_chunked_evaluation_equals_one_pass_and_scales_to_large_catalogues():
 
 def test_sampled_protocol_ranks_each_gold_item_against_eligible_negatives_only():
     from llmrec.data.views import RankingEval
-    from llmrec.experiments.harness import _Scores
+    from llmrec.train.tasks import ScoreMatrix
 
     # 12 ids (0 = padding): user 0 excludes 1, 2 and has gold 3; the 8 eligible items 4..11 are exactly the
     # 8 negatives asked for, so the rank is fixed whatever the draw: two of them score above the gold item
@@ -224,18 +224,18 @@ def test_sampled_protocol_ranks_each_gold_item_against_eligible_negatives_only()
     scores[1, 1:] = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5, 0.2]  # user 1: gold 1 (top) and 11 (last of 9 eligible)
     ev = RankingEval(torch.arange(2), [np.array([3]), np.array([1, 11])], [np.array([1, 2]), np.array([10])])
     ctx = Trainer(TrainerConfig(eval_batch_size=1))
-    out = BPRTask(12, sampled_negatives=8).evaluate(_Scores(scores), ev, ctx)
+    out = BPRTask(12, sampled_negatives=8).evaluate(ScoreMatrix(scores), ev, ctx)
     # pairs: (0, 3) rank 3; (1, 1) rank 1; (1, 11): user 1's 8 eligible items (2..9) all drawn, all above: rank 9
     assert out["sampled8_hit@10"] == pytest.approx(1.0)
     assert out["sampled8_ndcg@10"] == pytest.approx((1 / np.log2(4) + 1 + 1 / np.log2(10)) / 3)
     assert out["sampled8_hit@20"] == pytest.approx(1.0)
-    assert out["ndcg@10"] == BPRTask(12).evaluate(_Scores(scores), ev, ctx)["ndcg@10"]  # full ranking untouched
+    assert out["ndcg@10"] == BPRTask(12).evaluate(ScoreMatrix(scores), ev, ctx)["ndcg@10"]  # full ranking untouched
     with pytest.raises(ValueError, match="sampled_negatives: 9 negatives asked, only 8 .* user row 0"):
-        BPRTask(12, sampled_negatives=9).evaluate(_Scores(scores), ev, ctx)
+        BPRTask(12, sampled_negatives=9).evaluate(ScoreMatrix(scores), ev, ctx)
 
 
 def test_sampled_negatives_are_the_same_for_every_model_and_a_score_matrix_judges_like_its_model():
-    from llmrec.experiments.harness import _Scores
+    from llmrec.train.tasks import ScoreMatrix
 
     n_users, n_items = 30, 400
     model, ev = _random_eval(1, n_users, n_items, 2, 20)
@@ -243,7 +243,7 @@ def test_sampled_negatives_are_the_same_for_every_model_and_a_score_matrix_judge
     task = BPRTask(n_items, sampled_negatives=99)
     direct = task.evaluate(model, ev, ctx)
     with torch.no_grad():
-        stored = _Scores(model.full_scores(torch.arange(n_users)).numpy())
+        stored = ScoreMatrix(model.full_scores(torch.arange(n_users)).numpy())
     assert task.evaluate(stored, ev, ctx) == pytest.approx(direct, abs=1e-6)
     assert task.evaluate(model, ev, Trainer(TrainerConfig(eval_batch_size=4096))) == pytest.approx(direct, abs=1e-6)
     # a gold item's rank among sampled negatives is never worse than among all items: with two gold items per

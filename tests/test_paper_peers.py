@@ -123,7 +123,7 @@ def test_cigf_shim_writes_their_matrices_and_one_test_item_per_user(tmp_path):
 
 def test_cigf_shim_validation_metric_is_llmrecs_full_ranking_ndcg():
     import torch
-    from llmrec.experiments.harness import _Scores
+    from llmrec.train.tasks import ScoreMatrix
     from llmrec.experiments.paper_code import graph_split_arrays
     from llmrec.train import BPRTask, Trainer, TrainerConfig
 
@@ -132,6 +132,6 @@ def test_cigf_shim_validation_metric_is_llmrecs_full_ranking_ndcg():
     scores = np.random.default_rng(4).normal(size=(9, 15)).astype(np.float32)
     theirs = peer.ndcg10(scores, split["valid_gold_ptr"], split["valid_gold"], split["valid_seen_ptr"],
                          split["valid_seen"], split["valid_users"])
-    ours = BPRTask(15).evaluate(_Scores(scores), p.valid, Trainer(TrainerConfig()))["ndcg@10"]
+    ours = BPRTask(15).evaluate(ScoreMatrix(scores), p.valid, Trainer(TrainerConfig()))["ndcg@10"]
     assert theirs == pytest.approx(ours, abs=1e-6)
     assert 0 < ours < 1

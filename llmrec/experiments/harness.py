@@ -21,7 +21,6 @@ mean ± std summary per variant; a bar plot of the primary metric is written bes
 (data set, variant) and (data set, peer) is kept in ``<output>.partial.json``: a killed run resumes there."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -29,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -53,7 +51,7 @@ from llmrec.results import pyplot, save_figure
 from llmrec.threads import peak_rss_mb
 from llmrec.train import PointwiseTask, TrainerConfig
 from llmrec.train.sam import frequent_feature_eigenvalue
-from llmrec.train.tasks import MultiLabelTaskConfig
+from llmrec.train.tasks import MultiLabelTaskConfig, ScoreMatrix
 
 
 class DatasetSpec(StrictConfig):
@@ -757,20 +755,6 @@ def run_recbole_graph(python: Path, root: Path, exp: ExperimentConfig, dataset: 
     return {"runs": runs, "version": r["version"], "primary_metric": "ndcg@10", **summarize(runs)}
 
 
-class _Scores(torch.nn.Module):
-    """A peer's score matrix (users x items) behind the graph models' ``full_scores``, so llmrec's own
-    evaluation (full ranking and the sampled protocol) judges it exactly as it judges llmrec's models."""
-
-    def __init__(self, scores: np.ndarray) -> None:
-        super().__init__()
-        self.scores = torch.from_numpy(np.asarray(scores, dtype=np.float32))
-        self.n_items = int(self.scores.shape[1])
-
-    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
-        """The stored scores of ``users``."""
-        return self.scores[users.long().cpu()].clone()
-
-
 def run_graph_paper_code(python: Path, root: Path, exp: ExperimentConfig, dataset: str, peer: Peer, base: Variant,
                          seeds: list[int]) -> dict:
     """A paper's graph code (CIGF's, ``eval/peers/peer_cigf.py``) on the exact split of the variant ``base``,
@@ -778,8 +762,8 @@ def run_graph_paper_code(python: Path, root: Path, exp: ExperimentConfig, datase
     evaluates those scores on validation and test as it evaluates its own models."""
     job = job_config(exp, dataset, base, seeds[0])
     p = prepare(job)
-    task = make_trainer(job, p).task
-    ctx = SimpleNamespace(device="cpu", eval_batch_size=job.trainer.eval_batch_size, autocast=contextlib.nullcontext)
+    ctx = make_trainer(job, p)  # the variant's own evaluation: its task, device and batch size
+    task = ctx.task
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         split = Path(tmp, "split.npz")
@@ -793,7 +777,7 @@ def run_graph_paper_code(python: Path, root: Path, exp: ExperimentConfig, datase
             if res.returncode:
                 raise BackendError(f"peer {peer.key} failed:\n{(res.stderr or res.stdout)[-3000:]}")
             r = np.load(out)
-            model = _Scores(r["scores"])
+            model = ScoreMatrix(r["scores"])
             epochs = int(r["epochs"])
             runs.append({"seed": seed, "best_epoch": int(r["best_epoch"]), "epochs": epochs,
                          "valid": task.evaluate(model, p.valid, ctx), "test": task.evaluate(model, p.test, ctx),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 
 from llmrec.config import StrictConfig
@@ -23,9 +24,10 @@ from llmrec.data.simulator import RatingLog, RatingSimulator, rating_log, split_
 from llmrec.experiments.kinds import ExperimentKind, validate
 from llmrec.experiments.runner import Runner
 from llmrec.io import settings_key
-from llmrec.models import resolve_model_config
+from llmrec.models import build_model, resolve_model_config
 from llmrec.results import pyplot, save_figure
-from llmrec.train.actor_critic import DDPGConfig, popular_positives, train_drr
+from llmrec.train.actor_critic import (DDPGConfig, ReferencePolicy, UserHistory, evaluate, popular_positives, probe,
+                                      train_drr)
 from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
@@ -52,6 +54,9 @@ class RLExperiment(StrictConfig):
     variants: list[RLVariant]
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     filler: int = Field(20, ge=1)  # popular positives that pad a short state window
+    # where a variant stands (``llmrec.train.actor_critic.probe``): PMF's direction as DRR's action (a
+    # baseline), each seed's untrained actor, the cosine of each actor with PMF's direction, its critic as a ranker
+    probes: bool = False
 
 
 def static_precision(score: Any, split: RatingLog, k: int, positive: float) -> float:
@@ -85,11 +90,23 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
                                                    for r in test.by_user() if len(r) >= k])),
     }
     users, items = pmf_vectors(pmf)
+    past = UserHistory.of(train, valid)
+    if exp.probes:
+        reference = ReferencePolicy(build_model((users, items), exp.variants[0].model))
+        baselines["PMF direction as DRR's action"] = evaluate(reference, past, test, filler, c)[f"precision@{k}"]
+
     def run_one(v, seed: int) -> dict:
         trained, tested = train_drr(v.model, (users, items), sim, train, valid, test, filler,
                                     c.model_copy(update={"seed": seed}))
-        return {"seed": seed, "test": tested,
-                "best_episode": trained.best_episode, "seconds": trained.seconds, "curve": trained.curve}
+        out = {"seed": seed, "test": tested,
+               "best_episode": trained.best_episode, "seconds": trained.seconds, "curve": trained.curve}
+        if exp.probes:
+            torch.manual_seed(seed)  # the initial weights train_drr started from
+            untrained = build_model((users, items), v.model)
+            out["probes"] = {"untrained": {**evaluate(untrained, past, test, filler, c),
+                                           **probe(untrained, past, test, filler, c)},
+                             "trained": probe(trained.model, past, test, filler, c)}
+        return out
 
     runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "variants")), out)
     by_label = runner.run([(v.label, v, seed) for v in exp.variants for seed in exp.seeds], run_one)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 from pydantic import Field
 from tqdm import tqdm
 
@@ -121,18 +122,21 @@ def greedy_pick(scores: np.ndarray, remaining: np.ndarray) -> int:
     return int(np.argmax(scores[remaining]))
 
 
+def _first_states(model: DRR, past: UserHistory, split: RatingLog, filler: np.ndarray, c: DDPGConfig):
+    """Each evaluated user (>= k items in ``split``): (user, candidate items, their ratings, first state)."""
+    for u, rows in enumerate(split.by_user()):
+        if len(rows) >= c.k:
+            state = initial_window(past.items[u], past.ratings[u], model.config.window, c.positive, filler)
+            yield u, split.item[rows], split.rating[rows], state
+
+
 def evaluate(model: DRR, past: UserHistory, split: RatingLog, filler: np.ndarray, c: DDPGConfig) -> dict:
     """precision@k of the policy with logged feedback, and of one static ranking by its first action."""
     model.eval()
-    window = model.config.window
     hits, static, users = [], [], 0
     with torch.no_grad():
-        for u, rows in enumerate(split.by_user()):
-            if len(rows) < c.k:
-                continue
+        for u, cand, rating, state in _first_states(model, past, split, filler, c):
             users += 1
-            cand, rating = split.item[rows], split.rating[rows]
-            state = initial_window(past.items[u], past.ratings[u], window, c.positive, filler)
             remaining = np.arange(len(cand))
             got = 0
             for step in range(c.k):
@@ -148,6 +152,43 @@ def evaluate(model: DRR, past: UserHistory, split: RatingLog, filler: np.ndarray
     model.train()
     return {f"precision@{c.k}": float(np.mean(hits)) if hits else 0.0,
             f"static_precision@{c.k}": float(np.mean(static)) if static else 0.0, "users": users}
+
+
+class ReferencePolicy(nn.Module):
+    """The DRR action that ranks as PMF does: the user's frozen [u; 1], unit length (a . [v_i; b_i] orders a
+    user's items as PMF's predicted rating, mu + b_u being constant per user), so ``evaluate`` of it is PMF's
+    precision: evidence that DRR's policy class contains PMF's ranking."""
+
+    def __init__(self, model: DRR) -> None:
+        super().__init__()
+        self.config, self.users, self.items = model.config, model.users, model.items
+
+    def action(self, user: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+        """PMF's direction for each user (the state is not read)."""
+        return nn.functional.normalize(self.users[user], dim=1)
+
+    def scores(self, user: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+        """a . e_i for every item, as ``DRR.scores``."""
+        return self.action(user, recent) @ self.items.T
+
+
+def probe(model: DRR, past: UserHistory, split: RatingLog, filler: np.ndarray, c: DDPGConfig) -> dict:
+    """Where a DRR policy stands, over the evaluated users' first states: the mean cosine between its action
+    and PMF's direction (``ReferencePolicy``), and precision@k of ranking the candidates by its critic,
+    Q(s, unit e_i) (the actions its replay holds are executed items' unit vectors): whether the learned value
+    orders items well, i.e. whether a shortfall lies in the critic or in the actor's ascent on it."""
+    ref = ReferencePolicy(model)
+    unit = nn.functional.normalize(model.items, dim=1)
+    cosines, critic = [], []
+    with torch.no_grad():
+        for u, cand, rating, state in _first_states(model, past, split, filler, c):
+            s = torch.from_numpy(state)[None]
+            cosines.append(float(model.action(torch.tensor([u]), s)[0] @ ref.action(torch.tensor([u]), s)[0]))
+            su, si = model.embed(torch.full((len(cand),), u), s.repeat(len(cand), 1))
+            q = model.critic(su, si, unit[torch.from_numpy(cand)]).numpy()
+            critic.append(float((rating[np.argsort(-q, kind="stable")[: c.k]] >= c.positive).mean()))
+    return {"cosine_to_pmf": float(np.mean(cosines)) if cosines else 0.0,
+            f"critic_precision@{c.k}": float(np.mean(critic)) if critic else 0.0}
 
 
 @dataclass

@@ -277,6 +277,20 @@ class BPRTask(_FullSort):
         return out
 
 
+class ScoreMatrix(nn.Module):
+    """Stored scores (users x items) behind the graph models' ``full_scores``: a peer's or a paper's code's
+    scores judged by ``BPRTask.evaluate`` exactly as llmrec's own models are (full ranking, sampled protocol)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        super().__init__()
+        self.scores = torch.from_numpy(np.asarray(scores, dtype=np.float32))
+        self.n_items = int(self.scores.shape[1])
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """The stored scores of ``users``."""
+        return self.scores[users.long().cpu()].clone()
+
+
 def _member(query: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
     """``query in sorted_keys`` elementwise (binary search; ``torch.isin`` sorts the keys on every call)."""
     pos = torch.searchsorted(sorted_keys, query).clamp(max=len(sorted_keys) - 1)
