@@ -347,6 +347,20 @@ def test_multigccf_parts_and_ablation(clustered):
     torch.manual_seed(0)
     act = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8], "similarity_k": 3, "skip": False})
     assert torch.allclose(torch.tanh(lin.representations()[0]), act.representations()[0], atol=1e-6)
+    # the skip part alone is the id embedding through its linear layer; no part at all is refused
+    skip = build_model(space, {"name": "multigccf", "embedding_dim": 8, "bipartite": False, "multi_graph": False})
+    assert len(skip.user_layers) == 0
+    assert torch.allclose(skip.representations()[0], skip.user_skip(skip.user.weight), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one part"):
+        build_model(space, {"name": "multigccf", "bipartite": False, "multi_graph": False, "skip": False})
+    # the paper's message construction: a user's first-hop message is tanh(mean of its items' vectors times Q)
+    tr = build_model(space, {"name": "multigccf", "embedding_dim": 8, "layers": [8], "multi_graph": False,
+                             "skip": False, "message": "transform"})
+    msg = torch.tanh(tr.item.weight[torch.from_numpy(mine)] @ tr.user_messages[0].weight.T).mean(0)
+    want = torch.tanh(tr.user_layers[0](torch.cat([tr.user.weight[u0], torch.tanh(
+        (tr.item.weight[torch.from_numpy(mine)] @ tr.user_messages[0].weight.T).mean(0))])))
+    assert torch.allclose(tr.representations()[0][u0], want, atol=1e-5)
+    assert not torch.allclose(want, torch.tanh(tr.user_layers[0](torch.cat([tr.user.weight[u0], msg]))), atol=1e-4)
 
 
 def test_l2q_scores_are_the_packed_one_bit_codes(clustered):

@@ -8,7 +8,8 @@ import pytest
 from llmrec.data.schema import DataFormatError
 from llmrec.data.textgraph import (GraphError, TextGraph, Triple, build_graph, parse_triples, read_triples,
                                    sentences, write_triples)
-from llmrec.experiments.graphrag import run_graphrag
+from llmrec.data.qa import QAQuery, load_ares_nq
+from llmrec.experiments.graphrag import choose_queries, control_scores, run_graphrag
 from llmrec.experiments.kinds import load_kind
 from llmrec.knowledge.graph import extract_triples, extraction_prompt
 from llmrec.llm.base import Generation
@@ -108,6 +109,15 @@ def test_subgraph_joins_terminals_through_the_cheapest_path():
     assert [g.nodes[v] for v in pruned.nodes] == ["a", "b", "c"] and len(pruned.edges) == 2
     with pytest.raises(GraphError, match="scores: 2 scores for 5 nodes"):
         prune(index, sub, np.zeros(2), 0.5, 10)
+    # the pruning oracle keeps the nodes that name the reference answer first, the question's cosine breaking ties
+    answer = QAQuery("q1", "question", ["p1"], ["c"])
+    rng = np.random.default_rng(0)
+    oracle = control_scores("answer_oracle", index, sub, answer, rng)
+    cosine = control_scores("question_cosine", index, sub, answer, rng)
+    assert [g.nodes[v] for v in sub.nodes[np.argsort(-oracle)][:2]] == ["c", "a"]
+    assert np.allclose(oracle - cosine, [10.0 * (g.nodes[v] == "c") for v in sub.nodes])
+    kept = prune(index, sub, oracle, 0.4, 10)
+    assert "c" in {g.nodes[v] for v in kept.nodes} and "c" not in {g.nodes[v] for v in prune(index, sub, cosine, 0.4, 10).nodes}
 
 
 def company_world(n=36):
@@ -208,11 +218,20 @@ def test_experiment_slice_on_ares(tmp_path):
     out = tmp_path / "g.json"
     exp = load_kind("graphrag_align", "graphrag",
                     [f"ares_path={ares}", "train_queries=6", "test_queries=2", "seeds=[0]", "reasoning=answer",
-                     "extraction_tokens=24", "answer_tokens=8", "controls=[question_cosine]",
+                     "extraction_tokens=24", "answer_tokens=8",
+                     "controls=[question_cosine, answer_oracle, gold_passage]",
                      f"work_dir={tmp_path / 'w'}", "variants=[{label: Align-GRAG, overrides: {epochs: 2}}]"])
     res = run_graphrag(exp, out)
     r = res["results"]
-    assert set(r) == {"no context (LLM alone)", "plain graph RAG", "Align-GRAG", "question cosine pruning (control)"}
+    assert set(r) == {"no context (LLM alone)", "plain graph RAG", "Align-GRAG", "question cosine pruning (control)",
+                      "answer oracle pruning (oracle)", "gold passages (oracle)"}
+    # the gold-passage oracle reads the test questions' own gold passages; the pruning oracle keeps at least as
+    # much of the answer as the cosine control, with the same number of nodes
+    corpus = load_ares_nq(ares)
+    _, test = choose_queries(corpus.queries, 6, 2, 0)
+    words = np.mean([len("\n".join(corpus.passages[g] for g in q.gold).split()) for q in test])
+    assert r["gold passages (oracle)"]["context_words"] == pytest.approx(words)
+    assert r["answer oracle pruning (oracle)"]["answer_coverage"] >= r["question cosine pruning (control)"]["answer_coverage"]
     assert r["Align-GRAG"]["prompt_tokens"] <= r["plain graph RAG"]["prompt_tokens"]
     assert 0 <= r["plain graph RAG"]["token_f1"] <= 1 and out.with_suffix(".png").exists()
     assert (tmp_path / "w" / "graph.jsonl").exists()

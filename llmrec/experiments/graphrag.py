@@ -71,7 +71,11 @@ class GraphRAGExperiment(StrictConfig):
     answer_tokens: int = Field(24, ge=1)
     graph_rag: dict[str, Any] = {}  # overrides of the graph_rag model config
     variants: list[AlignVariant] = [AlignVariant(label="Align-GRAG")]
-    controls: list[Literal["random", "question_cosine"]] = ["random", "question_cosine"]
+    # random / question_cosine: pruning controls; answer_oracle: the subgraph pruned by the reference answer (a
+    # node's score is the share of answer words its name holds, ties by question cosine): the best any pruning of
+    # the same subgraph could keep; gold_passage: the question's gold passages as the context (what the graph was
+    # extracted from). The two oracles bound what this generator can do with better context.
+    controls: list[Literal["random", "question_cosine", "answer_oracle", "gold_passage"]] = ["random", "question_cosine"]
     keep_ratio: float = Field(0.5, gt=0.0, le=1.0)  # every variant's and control's share of nodes kept
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     work_dir: str | None = None  # default LLMREC_HOME/graphrag/<name>
@@ -120,6 +124,27 @@ def answer_all(llm, questions: list[QAQuery], contexts: list[str | None], tokens
             "answer_coverage": float(np.mean([coverage(c or "", q.answers) for c, q in zip(contexts, questions)])),
             "examples": [{"question": q.question, "answer": t, "reference": q.answers[0]}
                          for q, t in list(zip(questions, texts))[:3]]}
+
+
+# a control's cache label (what earlier runs stored) and its row in the results
+CONTROL_NAMES = {"random": ("random pruning", "random pruning (control)"),
+                 "question_cosine": ("question_cosine pruning", "question cosine pruning (control)"),
+                 "answer_oracle": ("answer_oracle pruning", "answer oracle pruning (oracle)"),
+                 "gold_passage": ("gold passages", "gold passages (oracle)")}
+
+
+def control_scores(control: str, index: GraphIndex, sub, question: QAQuery, rng: np.random.Generator) -> np.ndarray:
+    """Node scores of a pruning control: random, the question's cosine, or (answer_oracle) the share of the
+    reference answer's words in each node's name with the question's cosine breaking ties."""
+    cosine = index.node_vectors[sub.nodes] @ sub.question
+    if control == "random":
+        return rng.random(len(sub.nodes))
+    if control == "question_cosine":
+        return cosine
+    if control == "answer_oracle":
+        names = [index.graph.nodes[int(n)] for n in sub.nodes]
+        return np.array([coverage(n, question.answers) for n in names]) * 10.0 + cosine  # cosine in [-1, 1]
+    raise ValueError(f"controls: unknown pruning control {control!r}")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -186,14 +211,16 @@ def run_graphrag(cfg: GraphRAGExperiment, out: str | Path | None = None) -> dict
         runs = []
         for seed in (cfg.seeds if control == "random" else cfg.seeds[:1]):
             def controlled(control=control, seed=seed) -> dict:
+                if control == "gold_passage":
+                    contexts = ["\n".join(corpus.passages[g] for g in q.gold) for q in test]
+                    return answer_all(llm, test, contexts, cfg.answer_tokens, "gold passages")
                 rng = np.random.default_rng(seed)
-                pruned = [prune(index, s, rng.random(len(s.nodes)) if control == "random"
-                                else index.node_vectors[s.nodes] @ s.question, cfg.keep_ratio, sub_cfg.max_edges)
-                          for s in test_subs]
+                pruned = [prune(index, s, control_scores(control, index, s, q, rng), cfg.keep_ratio, sub_cfg.max_edges)
+                          for s, q in zip(test_subs, test)]
                 return answer_all(llm, test, [s.text(graph) for s in pruned], cfg.answer_tokens, f"{control} pruning")
 
-            runs.append(runner.cached({"label": f"{control} pruning", "seed": seed}, controlled))
-        results[f"{control.replace('_', ' ')} pruning (control)"] = summarize(runs)
+            runs.append(runner.cached({"label": CONTROL_NAMES[control][0], "seed": seed}, controlled))
+        results[CONTROL_NAMES[control][1]] = summarize(runs)
     for name, r in results.items():
         print(f"{name:34s} F1 {r['token_f1']:.4f} EM {r['exact_match']:.3f} prompt tokens "
               f"{r['prompt_tokens']:.1f} coverage {r['answer_coverage']:.3f}", flush=True)

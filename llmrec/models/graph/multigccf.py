@@ -9,7 +9,9 @@
 Final vector [h; z; s]; BPR with per-batch L2 (``reg_weight``). ``sample`` (training only): per hop, at most
 that many neighbours drawn for each node's mean, as GraphSAGE / the paper (S1 = 10, S2 = 5); evaluation
 reads full neighbourhoods (the sampled mean's expectation). ``multi_graph: false`` drops z (the paper's
-ablation without MGE); ``skip: false`` drops s. The layer formulas follow the commonly cited description of
+ablation without MGE); ``skip: false`` drops s; ``bipartite: false`` drops h (the parts alone are measured in
+``graph_multigccf_parts``). ``message: transform`` builds each neighbour's message as the paper's message
+construction reads, tanh(mean_{i in N(u)} h_i Q_u^(l)), before the concatenation with h_u. The layer formulas follow the commonly cited description of
 the paper (no public code; see papers.md §27)."""
 from __future__ import annotations
 
@@ -33,8 +35,14 @@ class MultiGCCFConfig(ModelConfigBase):
     # training: per hop (the nearest first), at most this many neighbours sampled for each node's mean, as
     # GraphSAGE and the paper (S1 = 10, S2 = 5); None: full neighbourhoods. Evaluation uses full ones.
     sample: list[int] | None = None
+    # the three parts concatenated into the final vector; each can be left out (the parts alone are measured
+    # in graph_multigccf_parts); at least one stays
+    bipartite: bool = True
     multi_graph: bool = True
     skip: bool = True
+    # a neighbour's message: "mean", the plain mean of the neighbours' vectors (what ran first); "transform", the
+    # paper's message construction, sigma(mean(h Q)) with a per-side, per-hop weight Q, before the concatenation
+    message: Literal["mean", "transform"] = "mean"
     reg_weight: float = Field(1e-5, ge=0)
     # the paper's sigma after each GCN layer; identity: linear layers (LightGCN's ablation of nonlinearity)
     activation: Literal["tanh", "identity"] = "tanh"
@@ -45,16 +53,22 @@ class MultiGCCF(GraphScorer):
     def __init__(self, space: ItemSpace, c: MultiGCCFConfig) -> None:
         super().__init__(space, c.embedding_dim)
         g = graph_of(space)
-        self.reg_weight, self.multi_graph, self.skip = c.reg_weight, c.multi_graph, c.skip
+        if not (c.bipartite or c.multi_graph or c.skip):
+            raise ValueError("bipartite, multi_graph, skip: at least one part must stay")
+        self.reg_weight, self.bipartite, self.multi_graph, self.skip = c.reg_weight, c.bipartite, c.multi_graph, c.skip
         self.act = torch.tanh if c.activation == "tanh" else (lambda x: x)
         if c.sample is not None and len(c.sample) != len(c.layers):
             raise ValueError(f"sample: one size per hop, {len(c.layers)} (layers), not {len(c.sample)}")
         self.graph, self.sample = g, c.sample
         self.u_mean, self.i_mean = g.neighbours("user"), g.neighbours("item")  # [U, I], [I, U]
         self.u_mean_t, self.i_mean_t = transpose_csr(self.u_mean), transpose_csr(self.i_mean)
-        dims = [c.embedding_dim, *c.layers]
+        dims = [c.embedding_dim, *c.layers] if c.bipartite else [c.embedding_dim]  # no bipartite part: no layers
         self.user_layers = nn.ModuleList(nn.Linear(2 * a, b) for a, b in zip(dims, dims[1:]))
         self.item_layers = nn.ModuleList(nn.Linear(2 * a, b) for a, b in zip(dims, dims[1:]))
+        self.message = c.message
+        if c.message == "transform":  # Q: the user side's messages come from items and the other way round
+            self.user_messages = nn.ModuleList(nn.Linear(a, a, bias=False) for a in dims[:-1])
+            self.item_messages = nn.ModuleList(nn.Linear(a, a, bias=False) for a in dims[:-1])
         if c.multi_graph:
             self.u_sim, self.i_sim = g.similarity("user", c.similarity_k), g.similarity("item", c.similarity_k)
             self.user_graph = nn.Linear(c.embedding_dim, c.embedding_dim, bias=False)
@@ -73,11 +87,15 @@ class MultiGCCF(GraphScorer):
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
             full = [(*self.graph.sampled_neighbours("user", cap, rng), *self.graph.sampled_neighbours("item", cap, rng))
                     for cap in reversed(self.sample)]
-        for (um, ut, im, it), wu, wi in zip(full, self.user_layers, self.item_layers):
-            agg_u = spmm(self.on_device(um), hi, self.on_device(ut))
-            agg_i = spmm(self.on_device(im), hu, self.on_device(it))
+        for hop, ((um, ut, im, it), wu, wi) in enumerate(zip(full, self.user_layers, self.item_layers)):
+            if self.message == "transform":
+                agg_u = self.act(spmm(self.on_device(um), self.user_messages[hop](hi), self.on_device(ut)))
+                agg_i = self.act(spmm(self.on_device(im), self.item_messages[hop](hu), self.on_device(it)))
+            else:
+                agg_u = spmm(self.on_device(um), hi, self.on_device(ut))
+                agg_i = spmm(self.on_device(im), hu, self.on_device(it))
             hu, hi = self.act(wu(torch.cat([hu, agg_u], 1))), self.act(wi(torch.cat([hi, agg_i], 1)))
-        users, items = [hu], [hi]
+        users, items = ([hu], [hi]) if self.bipartite else ([], [])  # no layers ran without the bipartite part
         if self.multi_graph:
             users.append(self.act(spmm(self.on_device(self.u_sim), self.user_graph(eu))))
             items.append(self.act(spmm(self.on_device(self.i_sim), self.item_graph(ei))))
