@@ -174,9 +174,18 @@ def test_rl_experiment_end_to_end(tmp_path, monkeypatch):
         "name": "t", "seeds": [0], "pmf": {"dim": 4, "l2": 1.0},
         "ddpg": {"episodes": 20, "episode_length": 5, "eval_every": 10, "batch_size": 16, "k": 5, "progress": False},
         "variants": [{"label": "ave", "model": {"name": "drr", "state": "ave", "hidden": 16}},
-                     {"label": "n", "model": {"name": "drr", "state": "n", "hidden": 16}}]})
+                     {"label": "n", "model": {"name": "drr", "state": "n", "hidden": 16}},
+                     {"label": "short", "model": {"name": "drr", "state": "ave", "hidden": 16},
+                      "ddpg": {"episodes": 10, "gamma": 0.0}}]})
     out = run_rl(exp, tmp_path / "r.json")
-    assert set(out["summary"]["variants"]) == {"ave", "n"} and out["summary"]["baselines"]["PMF"] > 0
+    assert set(out["summary"]["variants"]) == {"ave", "n", "short"} and out["summary"]["baselines"]["PMF"] > 0
+    runs = json.loads((tmp_path / "r.json").read_text())["variants"]
+    # a variant's DDPG overrides reach its training: 10 episodes there, the experiment's 20 elsewhere
+    assert [p["episode"] for p in runs["short"]["runs"][0]["curve"]] == [10]
+    assert [p["episode"] for p in runs["ave"]["runs"][0]["curve"]] == [10, 20]
+    with pytest.raises(ValueError, match="gama"):
+        RLExperiment.model_validate({"name": "t", "variants": [{"label": "x", "model": {"name": "drr"},
+                                                                "ddpg": {"gama": 0.0}}]})
     assert (tmp_path / "r.png").exists()
     probed = run_rl(exp.model_copy(update={"probes": True, "variants": exp.variants[:1]}), tmp_path / "p.json")
     base = probed["summary"]["baselines"]

@@ -32,14 +32,21 @@ from llmrec.train.pmf import PMFConfig, fit_pmf, pmf_vectors
 
 
 class RLVariant(StrictConfig):
-    """One DRR variant: its label and model config."""
+    """One DRR variant: its label, model config and overrides of the experiment's DDPG settings."""
     label: str
     model: dict[str, Any]
+    ddpg: dict[str, Any] = {}  # e.g. {gamma: 0}: this variant's DDPG settings differ from the experiment's there
 
     @field_validator("model")
     @classmethod
     def _model(cls, v: dict) -> dict:
         resolve_model_config(v, "variants.model")
+        return v
+
+    @field_validator("ddpg")
+    @classmethod
+    def _ddpg(cls, v: dict) -> dict:
+        DDPGConfig(**v)  # names and values checked against DDPGConfig (every field has a default)
         return v
 
 
@@ -96,16 +103,16 @@ def run_rl(exp: RLExperiment, out: str | Path | None = None) -> dict:
         baselines["PMF direction as DRR's action"] = evaluate(reference, past, test, filler, c)[f"precision@{k}"]
 
     def run_one(v, seed: int) -> dict:
-        trained, tested = train_drr(v.model, (users, items), sim, train, valid, test, filler,
-                                    c.model_copy(update={"seed": seed}))
+        cv = DDPGConfig(**{**c.model_dump(), **v.ddpg, "seed": seed})
+        trained, tested = train_drr(v.model, (users, items), sim, train, valid, test, filler, cv)
         out = {"seed": seed, "test": tested,
                "best_episode": trained.best_episode, "seconds": trained.seconds, "curve": trained.curve}
         if exp.probes:
             torch.manual_seed(seed)  # the initial weights train_drr started from
             untrained = build_model((users, items), v.model)
-            out["probes"] = {"untrained": {**evaluate(untrained, past, test, filler, c),
-                                           **probe(untrained, past, test, filler, c)},
-                             "trained": probe(trained.model, past, test, filler, c)}
+            out["probes"] = {"untrained": {**evaluate(untrained, past, test, filler, cv),
+                                           **probe(untrained, past, test, filler, cv)},
+                             "trained": probe(trained.model, past, test, filler, cv)}
         return out
 
     runner = Runner(exp, settings_key(exp, exclude=("name", "output", "seeds", "variants")), out)
