@@ -44,7 +44,7 @@ from llmrec.llm.base import generate_with_progress
 from llmrec.llm.cache import CachedLLM
 from llmrec.models import build_model
 from llmrec.models.graphrag.align_grag import AlignExample, prune
-from llmrec.models.graphrag.retriever import GraphIndex, select_subgraph
+from llmrec.models.graphrag.retriever import GraphIndex, Subgraph, select_subgraph
 from llmrec.prompts import load_prompt
 from llmrec.results import grouped_bars, pyplot, save_figure
 
@@ -75,7 +75,8 @@ class GraphRAGExperiment(StrictConfig):
     # node's score is the share of answer words its name holds, ties by question cosine): the best any pruning of
     # the same subgraph could keep; gold_passage: the question's gold passages as the context (what the graph was
     # extracted from). The two oracles bound what this generator can do with better context.
-    controls: list[Literal["random", "question_cosine", "answer_oracle", "gold_passage"]] = ["random", "question_cosine"]
+    controls: list[Literal["random", "question_cosine", "answer_oracle", "gold_passage"]] = ["random",
+                                                                                            "question_cosine"]
     keep_ratio: float = Field(0.5, gt=0.0, le=1.0)  # every variant's and control's share of nodes kept
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     work_dir: str | None = None  # default LLMREC_HOME/graphrag/<name>
@@ -133,7 +134,8 @@ CONTROL_NAMES = {"random": ("random pruning", "random pruning (control)"),
                  "gold_passage": ("gold passages", "gold passages (oracle)")}
 
 
-def control_scores(control: str, index: GraphIndex, sub, question: QAQuery, rng: np.random.Generator) -> np.ndarray:
+def control_scores(control: str, index: GraphIndex, sub: Subgraph, question: QAQuery,
+                   rng: np.random.Generator) -> np.ndarray:
     """Node scores of a pruning control: random, the question's cosine, or (answer_oracle) the share of the
     reference answer's words in each node's name with the question's cosine breaking ties."""
     cosine = index.node_vectors[sub.nodes] @ sub.question

@@ -10,9 +10,9 @@ Final vector [h; z; s]; BPR with per-batch L2 (``reg_weight``). ``sample`` (trai
 that many neighbours drawn for each node's mean, as GraphSAGE / the paper (S1 = 10, S2 = 5); evaluation
 reads full neighbourhoods (the sampled mean's expectation). ``multi_graph: false`` drops z (the paper's
 ablation without MGE); ``skip: false`` drops s; ``bipartite: false`` drops h (the parts alone are measured in
-``graph_multigccf_parts``). ``message: transform`` builds each neighbour's message as the paper's message
-construction reads, tanh(mean_{i in N(u)} h_i Q_u^(l)), before the concatenation with h_u. The layer formulas follow the commonly cited description of
-the paper (no public code; see papers.md §27)."""
+``graph_multigccf_parts``). ``message: transform`` builds the neighbours' message as the paper's message
+construction reads, tanh(mean_{i in N(u)} h_i Q_u^(l)), before the concatenation with h_u. The layer formulas
+follow the commonly cited description of the paper (no public code; see papers.md §27)."""
 from __future__ import annotations
 
 from typing import Literal
