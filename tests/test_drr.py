@@ -138,6 +138,11 @@ def test_probe_measures_the_actors_direction_and_ranks_by_the_critic():
             q = unit[te.item[rows]] @ users[u]
             hand.append((te.rating[rows][np.argsort(-q, kind="stable")[:5]] >= 4).mean())
     assert out["critic_precision@5"] == pytest.approx(np.mean(hand), abs=1e-6)
+    # critic_action raw: Q(s, e_i) = <[u; 1], e_i>, PMF's predicted rating less mu + b_u: the critic ranks as PMF
+    raw = probe(model, UserHistory.of(tr, va), te, np.arange(10), DDPGConfig(k=5, critic_action="raw"))
+    pmf_rank = evaluate(ReferencePolicy(model), UserHistory.of(tr, va), te, np.arange(10), DDPGConfig(k=5))
+    assert raw["critic_precision@5"] == pytest.approx(pmf_rank["static_precision@5"], abs=1e-6)
+    assert raw["critic_precision@5"] != pytest.approx(out["critic_precision@5"], abs=1e-6)
     model.critic = _DotCritic()
     model.actor = build_model((users, items), {"name": "drr", "state": "ave", "window": 3, "hidden": 16}).actor
     assert abs(probe(model, UserHistory.of(tr, va), te, np.arange(10), DDPGConfig(k=5))["cosine_to_pmf"]) < 0.9

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,6 +50,10 @@ class DDPGConfig(StrictConfig):
     epsilon: float = Field(0.1, ge=0, le=1)
     positive: float = 4.0
     eval_every: int = Field(250, ge=1)
+    # the action the replay stores and the critic reads: the executed item's unit vector (default), or its PMF
+    # vector as is ("raw": a probe of what the critic can fit, with gamma 0; the actor's actions stay unit
+    # vectors, so only the critic is meaningful there)
+    critic_action: Literal["unit", "raw"] = "unit"
     k: int = Field(10, ge=1)
     seed: int = 0
     progress: bool = True
@@ -175,17 +180,17 @@ class ReferencePolicy(nn.Module):
 def probe(model: DRR, past: UserHistory, split: RatingLog, filler: np.ndarray, c: DDPGConfig) -> dict:
     """Where a DRR policy stands, over the evaluated users' first states: the mean cosine between its action
     and PMF's direction (``ReferencePolicy``), and precision@k of ranking the candidates by its critic,
-    Q(s, unit e_i) (the actions its replay holds are executed items' unit vectors): whether the learned value
-    orders items well, i.e. whether a shortfall lies in the critic or in the actor's ascent on it."""
+    Q(s, e_i) with e_i as its replay holds executed items (unit vectors, or raw with ``critic_action``): whether
+    the learned value orders items well, i.e. whether a shortfall lies in the critic or in the actor's ascent."""
     ref = ReferencePolicy(model)
-    unit = nn.functional.normalize(model.items, dim=1)
+    acts = nn.functional.normalize(model.items, dim=1) if c.critic_action == "unit" else model.items
     cosines, critic = [], []
     with torch.no_grad():
         for u, cand, rating, state in _first_states(model, past, split, filler, c):
             s = torch.from_numpy(state)[None]
             cosines.append(float(model.action(torch.tensor([u]), s)[0] @ ref.action(torch.tensor([u]), s)[0]))
             su, si = model.embed(torch.full((len(cand),), u), s.repeat(len(cand), 1))
-            q = model.critic(su, si, unit[torch.from_numpy(cand)]).numpy()
+            q = model.critic(su, si, acts[torch.from_numpy(cand)]).numpy()
             critic.append(float((rating[np.argsort(-q, kind="stable")[: c.k]] >= c.positive).mean()))
     return {"cosine_to_pmf": float(np.mean(cosines)) if cosines else 0.0,
             f"critic_precision@{c.k}": float(np.mean(critic)) if critic else 0.0}
@@ -213,7 +218,8 @@ def train_ddpg(model: DRR, sim: RatingSimulator, train: RatingLog, valid: Rating
     target = copy.deepcopy(model)
     emb = model.items.numpy()
     unit_items = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    unit_t = torch.from_numpy(unit_items)
+    executed = unit_items if c.critic_action == "unit" else emb  # what the replay stores for an executed item
+    executed_t = torch.from_numpy(executed)
     a_opt = torch.optim.Adam(model.actor.parameters(), lr=c.actor_lr)
     q_opt = torch.optim.Adam(model.critic.parameters(), lr=c.critic_lr)
     replay = Replay(c.buffer, window, dim)
@@ -241,9 +247,9 @@ def train_ddpg(model: DRR, sim: RatingSimulator, train: RatingLog, valid: Rating
             total += r
             nxt = np.concatenate([state[1:], [cand[j]]]) if r > 0 else state
             done = step == c.episode_length - 1 or not len(remaining)
-            replay.add(u, state, unit_items[cand[j]], r, nxt, done)
+            replay.add(u, state, executed[cand[j]], r, nxt, done)
             state = nxt
-            _update(model, target, replay, rng, a_opt, q_opt, c, unit_t)
+            _update(model, target, replay, rng, a_opt, q_opt, c, executed_t)
             if not len(remaining):
                 break
         rewards.append(total)
@@ -259,14 +265,14 @@ def train_ddpg(model: DRR, sim: RatingSimulator, train: RatingLog, valid: Rating
 
 
 def _update(model: DRR, target: DRR, replay: Replay, rng: np.random.Generator, a_opt, q_opt, c: DDPGConfig,
-            unit_items: torch.Tensor) -> None:
+            executed: torch.Tensor) -> None:
     if replay.n < c.batch_size:
         return
     user, state, action, reward, nxt, done = replay.sample(rng, c.batch_size)
-    with torch.no_grad():  # the target's next action, as executed: the unit vector of the item it would pick
+    with torch.no_grad():  # the target's next action, as executed: the vector of the item it would pick
         nu, ni = target.embed(user, nxt)
         nxt_item = (target.actor(nu, ni) @ target.items.T).argmax(1)
-        y = reward + c.gamma * (1 - done) * target.critic(nu, ni, unit_items[nxt_item])
+        y = reward + c.gamma * (1 - done) * target.critic(nu, ni, executed[nxt_item])
     su, si = model.embed(user, state)
     q_loss = torch.nn.functional.mse_loss(model.critic(su, si, action), y)
     q_opt.zero_grad()
