@@ -417,7 +417,7 @@ def train_updated(job: TrainJobConfig, p: Prepared, checkpoint_dir: Path | None 
     model = student
     if c.method == "graphsail":
         teacher = grown(old, build_model(with_graph(space, old_graph), config), old_space.n_users, old_space.n_items)
-        model = GraphSAIL(student, teacher, old_graph, c.graphsail, seed=job.trainer.seed)
+        model = GraphSAIL(student, teacher, old_graph, c.graphsail, seed=job.trainer.seed, new_graph=graph)
     result = fit_and_report(job, q, model, config, checkpoint_dir, train=fresh)
     result["update"] = {"model_dir": c.model_dir, "method": c.method, "new_edges": len(fresh),
                         "edges": int(len(graph.users)), "new_users": space.n_users - old_space.n_users,

@@ -529,6 +529,45 @@ def test_graphsail_terms_vanish_for_an_unchanged_model_and_grow_when_it_moves(cl
     assert got.abs().sum() > 0 and torch.allclose(got, student.user.weight.grad, atol=1e-6)
 
 
+def test_graphsail_local_term_readings_new_centres_and_cosine(clustered):
+    """``student_centres: new`` averages the student's neighbours over its own graph (the teacher's centres stay
+    on the old one); ``affinity: cosine`` compares angles, so a student that only rescales its vectors pays
+    nothing under cosine and does under the dot product."""
+    from llmrec.models.graph.graphsail import GraphSAIL, GraphSAILConfig
+
+    space, train, _, _ = interaction_view(clustered)
+    g = space.graph
+    keep = np.arange(len(g.users)) % 3 != 0  # the teacher saw two thirds of the edges
+    old = InteractionGraph(n_users=g.n_users, n_items=g.n_items, users=g.users[keep], items=g.items[keep])
+    teacher = build_model(space, {"name": "lightgcn", "embedding_dim": 8})
+    student = build_model(space, {"name": "lightgcn", "embedding_dim": 8})
+    student.load_state_dict(teacher.state_dict())
+    batch = BPRTask(space.n_items).make_batch(train, torch.arange(32), torch.Generator().manual_seed(0))
+    local = {"global": 0.0, "self": 0.0}
+    new = GraphSAIL(student, teacher, old, GraphSAILConfig.model_validate({**local, "student_centres": "new"}),
+                    new_graph=g)
+    su, si = student.representations()
+    users, items = torch.unique(batch.users), torch.unique(batch.items.reshape(-1))
+    tu, ti = teacher.representations()
+    cu_new = (g.neighbours("user").to_dense() @ si)[users]
+    cu_old = (old.neighbours("user").to_dense() @ ti)[users]
+    ci_new = (g.neighbours("item").to_dense() @ su)[items]
+    ci_old = (old.neighbours("item").to_dense() @ tu)[items]
+    want = torch.cat([((tu[users] * cu_old).sum(-1) - (su[users] * cu_new).sum(-1)).pow(2),
+                      ((ti[items] * ci_old).sum(-1) - (si[items] * ci_new).sum(-1)).pow(2)]).mean()
+    got = new.distillation(batch)["local"]
+    assert float(want) > 1e-6 and torch.allclose(got, want, atol=1e-6)  # same weights, different neighbours
+    with pytest.raises(ValueError, match="student_centres: new needs"):
+        GraphSAIL(student, teacher, old, GraphSAILConfig(student_centres="new"))
+    dot = GraphSAIL(student, teacher, old, GraphSAILConfig.model_validate(local))
+    cos = GraphSAIL(student, teacher, old, GraphSAILConfig.model_validate({**local, "affinity": "cosine"}))
+    with torch.no_grad():
+        student.user.weight.mul_(2.0)
+        student.item.weight.mul_(2.0)
+    assert float(dot.distillation(batch)["local"]) > 1e-5
+    assert float(cos.distillation(batch)["local"]) < 1e-10
+
+
 def test_time_blocks_cover_every_edge_once_in_time_order(clustered):
     from llmrec.experiments.incremental import IncrementalExperiment, time_blocks
 

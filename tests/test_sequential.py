@@ -410,6 +410,52 @@ def test_diffuasr_prefixes_every_user_with_the_authors_settings():
     assert mean_losses["diffusion_loss_first_last"] != losses["diffusion_loss_first_last"]
 
 
+def test_guide_nearest_prefix_is_the_guides_nearest_unused_items():
+    """The generator-free control: the prefix items are the guide's highest-cosine items, the user's own left out."""
+    from llmrec.augment.diffuasr import DiffuASRConfig
+    from llmrec.augment.rounds import short_user_prefixes
+
+    rng = np.random.default_rng(1)
+    real = [list(rng.choice(np.arange(1, 50), size=n, replace=False)) for n in [8, 12, 20] * 3]
+    table = torch.randn(50, 6, generator=torch.Generator().manual_seed(1))
+    c = DiffuASRConfig(prefix=4, steps=10, epochs=1, hidden=16, sample_steps=2, users="all")
+    everyone = np.ones(len(real), dtype=bool)
+    out, _ = short_user_prefixes(table, real, everyone, 50, c, nearest=True)
+    assert set(out) == {"diffusion", "random_prefix", "guide_nearest"}
+    unit = torch.nn.functional.normalize(table, dim=1)
+    for ids, pre in zip(real, out["guide_nearest"]):
+        sims = unit @ torch.nn.functional.normalize(table[torch.tensor(ids)].mean(0), dim=0)
+        sims[[0, *ids]] = -torch.inf
+        assert pre == sims.topk(4).indices.tolist()
+    plain, _ = short_user_prefixes(table, real, everyone, 50, c)
+    assert set(plain) == {"diffusion", "random_prefix"} and plain["diffusion"] == out["diffusion"]
+
+
+@pytest.mark.slow
+def test_prefix_oracle_cuts_long_users_and_measures_every_prefix():
+    """diffuasr_runs: [oracle]: a share of the long users lose their first items; the oracle puts exactly those back
+    (recovery 1 where they are distinct), the other prefixes recover a share in [0, 1], every variant is
+    evaluated on all users and on the cut ones."""
+    from llmrec.augment.diffuasr import DiffuASRConfig
+    from llmrec.experiments.augment import PREFIX_VARIANTS, run_prefix_oracle
+    from llmrec.train_job import TrainJobConfig
+
+    job = TrainJobConfig(data={"source": "synthetic_sequences", "sequences": {"n_users": 40, "n_items": 60,
+                                                                             "min_length": 5, "max_length": 25}},
+                         sequence={"max_len": 30, "interactions": "all", "train": "sequences"},
+                         model={"name": "sasrec", "max_len": 30, "hidden_size": 16, "inner_size": 32},
+                         trainer={"epochs": 1, "batch_size": 8, "progress": False})
+    out = run_prefix_oracle(job, DiffuASRConfig(prefix=3, steps=50, epochs=5, hidden=32), fraction=0.5)
+    assert 0 < out["cut_users"] < out["users"]
+    assert set(out["recovery"]) == set(PREFIX_VARIANTS[1:]) and 0 < out["recovery_chance"] < 0.2
+    assert out["recovery"]["oracle"] > max(out["recovery"][v] for v in PREFIX_VARIANTS[2:])
+    assert all(0 <= r <= 1 for r in out["recovery"].values())
+    for name in PREFIX_VARIANTS:
+        assert "ndcg@10" in out[name]["test"] and "ndcg@10" in out[name]["test_cut_users"]
+    with pytest.raises(ValueError, match="diffuasr.prefix: no user has 200 training items"):
+        run_prefix_oracle(job, DiffuASRConfig(prefix=100), fraction=0.5)
+
+
 @pytest.mark.slow
 def test_diffuasr_run_prepends_to_short_users_only():
     from llmrec.augment.diffuasr import DiffuASRConfig

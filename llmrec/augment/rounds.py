@@ -63,10 +63,12 @@ def prefix_users(real: list[list[int]], c: DiffuASRConfig) -> np.ndarray:
 
 
 def short_user_prefixes(table: torch.Tensor, real: list[list[int]], short: np.ndarray, n_items: int,
-                        c: DiffuASRConfig) -> tuple[dict[str, list[list[int]]], dict]:
+                        c: DiffuASRConfig, nearest: bool = False) -> tuple[dict[str, list[list[int]]], dict]:
     """Prefixes for the users marked in ``short`` (``prefix_users``; their real training items ``real``), from a diffusion model
     trained over ``table`` (item embeddings of a trained model, row = item id): ``{"diffusion": ...,
-    "random_prefix": ...}`` (one list per short user, in order) and the diffusion loss, first and last."""
+    "random_prefix": ...}`` (one list per short user, in order) and the diffusion loss, first and last.
+    ``nearest`` adds ``guide_nearest``: the ``prefix`` unused items of highest cosine to the user's guide, the
+    generator without diffusion (a control)."""
     long_ids = [s for s in real if len(s) >= c.prefix + 1]
     if not long_ids:
         raise ValueError(f"prefix: no training sequence is longer than {c.prefix} items to learn prefixes from")
@@ -83,6 +85,9 @@ def short_user_prefixes(table: torch.Tensor, real: list[list[int]], short: np.nd
         prefixes["diffusion"] = round_to_items(gen, table, [set(real[i]) for i in targets])
         prefixes["random_prefix"] = [list(rng.choice(sorted(set(range(1, n_items)) - set(real[i])), c.prefix,
                                                      replace=False)) for i in targets]
+        if nearest:  # every position rounded from the guide itself: its nearest unused items in turn
+            prefixes["guide_nearest"] = round_to_items(user_guides[:, None, :].expand(-1, c.prefix, -1), table,
+                                                       [set(real[i]) for i in targets])
     return prefixes, {"diffusion_loss_first_last": [losses[0], losses[-1]]}
 
 

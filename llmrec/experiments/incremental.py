@@ -184,7 +184,8 @@ def run_seed(exp: IncrementalExperiment, space: ItemSpace, blocks: list, seed: i
                 student.load_state_dict(prev.state_dict())
                 model, cfg, edges = student, ft_cfg, train_t
                 if m.kind == "graphsail":
-                    model = GraphSAIL(student, prev, graphs[m.label], m.graphsail, seed=seed + t)
+                    model = GraphSAIL(student, prev, graphs[m.label], m.graphsail, seed=seed + t,
+                                      new_graph=new_space.graph)
             setup = time.perf_counter() - setup
             trainer, res = fit(model, cfg, edges, hold_t, all_train)
             result = tests(trainer, model, t, seen)

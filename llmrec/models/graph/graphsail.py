@@ -5,8 +5,11 @@ model's graph structure into the one fine-tuned on a new block of interactions.
 initialised from the teacher's weights) and adds to the BPR loss of every batch, over the batch's users and
 items (reconstructed from the paper, papers.md §28):
 
-- **local structure**: a node's affinity to the centroid of its old neighbours, c_u = mean of the items u
-  had in the teacher's graph (and c_i of the users of i), preserved: (<e_u^T, c_u^T> - <e_u^S, c_u^S>)^2;
+- **local structure**: a node's affinity to the centroid of its neighbours, c_u = mean of the items u
+  had in the teacher's graph (and c_i of the users of i), preserved: (<e_u^T, c_u^T> - <e_u^S, c_u^S>)^2.
+  ``student_centres`` says whose neighbours c_u^S averages: the teacher's graph (``old``, the default) or the
+  student's, the new block included (``new``); ``affinity: cosine`` compares the angles instead of the dot
+  products (two readings of the paper's text, measured in ``graphsail_local``);
 - **global structure**: each node's softmax similarity to K anchors (k-means centroids of the teacher's
   user / item vectors, temperature ``tau``) kept as the teacher's, KL(p^T || p^S);
 - **self-embedding**: ||e^S - e^T||^2 weighted by the node's old degree over the mean degree (well-learned
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from typing import Literal
+
 from pydantic import Field
 from torch import nn
 
@@ -35,6 +40,8 @@ class GraphSAILConfig(StrictConfig):
     anchors: int = Field(10, ge=1)
     tau: float = Field(1.0, gt=0)
     kmeans_iterations: int = Field(20, ge=1)
+    student_centres: Literal["old", "new"] = "old"  # the student's c_u over the teacher's graph, or its own
+    affinity: Literal["dot", "cosine"] = "dot"  # the local term's <e_u, c_u>: dot product or cosine
 
     model_config = {**StrictConfig.model_config, "populate_by_name": True}
 
@@ -55,7 +62,7 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, seed: int = 0) -> torch.Ten
 class GraphSAIL(nn.Module):
     """The student with GraphSAIL's distillation added to its per-batch regularization."""
     def __init__(self, student: nn.Module, teacher: nn.Module, old_graph: InteractionGraph,
-                 config: GraphSAILConfig, seed: int = 0) -> None:
+                 config: GraphSAILConfig, seed: int = 0, new_graph: InteractionGraph | None = None) -> None:
         super().__init__()
         self.student, self.c = student, config
         teacher.eval()
@@ -63,11 +70,14 @@ class GraphSAIL(nn.Module):
             tu, ti = teacher.representations()
         self.register_buffer("t_user", tu.detach().clone())
         self.register_buffer("t_item", ti.detach().clone())
-        self.u_mean, self.i_mean = old_graph.neighbours("user"), old_graph.neighbours("item")
+        if config.student_centres == "new" and new_graph is None:
+            raise ValueError("graphsail.student_centres: new needs the student's graph (new_graph)")
+        student_graph = new_graph if config.student_centres == "new" else old_graph
+        self.u_mean, self.i_mean = student_graph.neighbours("user"), student_graph.neighbours("item")
         self.u_mean_t, self.i_mean_t = transpose_csr(self.u_mean), transpose_csr(self.i_mean)  # for spmm's backward
         with torch.no_grad():
-            self.register_buffer("t_user_centre", torch.sparse.mm(self.u_mean, ti))  # c_u^T
-            self.register_buffer("t_item_centre", torch.sparse.mm(self.i_mean, tu))  # c_i^T
+            self.register_buffer("t_user_centre", torch.sparse.mm(old_graph.neighbours("user"), ti))  # c_u^T
+            self.register_buffer("t_item_centre", torch.sparse.mm(old_graph.neighbours("item"), tu))  # c_i^T
         du, di = old_graph.degrees()
         self.register_buffer("w_user", torch.from_numpy(old_degree_weights(du)).float())
         self.register_buffer("w_item", torch.from_numpy(old_degree_weights(di)).float())
@@ -93,6 +103,11 @@ class GraphSAIL(nn.Module):
         log_p_s = torch.log_softmax(s @ anchors.T / self.c.tau, -1)
         return (p_t * (torch.log(p_t.clamp(min=1e-12)) - log_p_s)).sum(-1).mean()
 
+    def _affinity(self, e: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.c.affinity == "cosine":
+            return torch.nn.functional.cosine_similarity(e, c, dim=-1, eps=1e-8)
+        return (e * c).sum(-1)
+
     def distillation(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """The three terms over the batch's unique users and items (unweighted)."""
         reps, self._reps = getattr(self, "_reps", None), None  # this step's vectors, used once
@@ -103,8 +118,8 @@ class GraphSAIL(nn.Module):
         if self.c.local > 0:
             cu = spmm(self.u_mean, si, self.u_mean_t)[users] if len(users) else su[:0]
             ci = spmm(self.i_mean, su, self.i_mean_t)[items]
-            lu = ((self.t_user[users] * self.t_user_centre[users]).sum(-1) - (su[users] * cu).sum(-1)).pow(2)
-            li = ((self.t_item[items] * self.t_item_centre[items]).sum(-1) - (si[items] * ci).sum(-1)).pow(2)
+            lu = (self._affinity(self.t_user[users], self.t_user_centre[users]) - self._affinity(su[users], cu)).pow(2)
+            li = (self._affinity(self.t_item[items], self.t_item_centre[items]) - self._affinity(si[items], ci)).pow(2)
             out["local"] = torch.cat([lu, li]).mean()
         if self.c.global_ > 0:
             out["global"] = (self._global(su[users], self.t_user[users], self.a_user)
