@@ -509,8 +509,12 @@ def test_performance_law_experiment_slice(tmp_path):
     r = _experiment(tmp_path, "performance_law", [
         "job.trainer.epochs=1", "job.data.sequences.n_users=40", "job.data.sequences.n_items=30",
         "job.data.sequences.max_length=15", "layers=[1,2]", "widths=[8,16]", "fractions=[0.5,1.0]",
-        "data_variants=[{}, {sequences: {follow: 0.95}}]", "budgets=[100, 100000]"])
+        "data_variants=[{}, {sequences: {follow: 0.95}}]", "budgets=[100, 100000]", "seed_repeats=[7]"])
     assert len(r["points"]) == 16 and sum(r["heldout"]) == 5
+    # every point trained again under seed 7: the spread between the runs is reported as the noise floor
+    assert all(len(p["repeats"]) == 1 and 0 <= p["repeats"][0] <= 1 for p in r["points"])
+    assert r["noise"]["seed_floor"] == pytest.approx(r["noise"]["between_seeds"] / 2 ** 0.5)
+    assert r["noise"]["test_sampling"] > 0 and all(p["test_users"] == r["points"][0]["test_users"] for p in r["points"])
     assert [p["data_variant"] for p in r["points"]] == [0] * 8 + [1] * 8 and -1 <= r["apen_spearman"] <= 1
     assert set(r["fits"]) == {"d_prime", "tokens"} and r["fits"]["d_prime"]["mape_heldout"] >= 0
     pts = r["points"]

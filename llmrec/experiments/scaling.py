@@ -48,6 +48,9 @@ class PerformanceLawExperiment(StrictConfig):
     # full-data ApEn (with the variant's own predictability; pooled ApEn still grows with the data, so
     # for a budget far from the measured sizes this is the law's extrapolation)
     budgets: list[int] = Field(default_factory=list)
+    # training seeds besides job.trainer.seed that every grid point is trained with again: how far two runs of
+    # the same point lie apart is the error no law can beat on this data (``noise`` in the result)
+    seed_repeats: list[int] = Field(default_factory=list)
 
 
 def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: int, runner: Runner) -> list[dict]:
@@ -70,10 +73,12 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                              "(no repeated windows); use a coarser item attribute")
         for layers in exp.layers:
             for width in exp.widths:
-                def train_point(layers=layers, width=width, sub=sub, proxy=proxy, frac=frac) -> dict:
+                def train_point(layers=layers, width=width, sub=sub, proxy=proxy, frac=frac, seed=None) -> dict:
                     model_cfg = {**base.model.model_dump(), "n_layers": layers, "hidden_size": width,
                                  "inner_size": 4 * width, "n_heads": 1 if width < 32 else 2}
                     job = TrainJobConfig.model_validate({**base.model_dump(), "model": model_cfg})
+                    if seed is not None:
+                        job = job.model_copy(update={"trainer": job.trainer.model_copy(update={"seed": seed})})
                     model, r = train_prepared(job, replace(p, train=sub))
                     n = int(sum(q.numel() for q in model.parameters()))
                     print(f"{exp.metric} {r['test'][exp.metric]:.4f} (N {n}, D' {proxy.d_prime:.0f})", flush=True)
@@ -84,8 +89,12 @@ def grid_points(exp: PerformanceLawExperiment, base: TrainJobConfig, variant: in
                 # a point's key names its own data variant's settings, not its place in the list
                 tag = {"label": "point", "data": exp.data_variants[variant], "fraction": frac, "layers": layers,
                        "width": width}
-                pt = runner.cached(tag, train_point, f"data {variant} fraction {frac} layers {layers} width {width}")
-                points.append({"data_variant": variant, **pt})
+                where = f"data {variant} fraction {frac} layers {layers} width {width}"
+                pt = runner.cached(tag, train_point, where)
+                repeats = [runner.cached({**tag, "seed": r}, lambda r=r, f=train_point: f(seed=r),
+                                         f"{where} seed {r}")["metric"] for r in exp.seed_repeats]
+                points.append({"data_variant": variant, **pt, "test_users": len(p.test),
+                               **({"repeats": repeats} if repeats else {})})
     return points
 
 
@@ -111,6 +120,10 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
         fits[measure] = {"params": law.params, "mape_heldout": mape(pred[held], y[held]),
                          "mape_fit": mape(pred[~held], y[~held]), "predicted": pred.tolist()}
         print(f"law with D = {measure}: held-out MAPE {fits[measure]['mape_heldout']:.2f}%", flush=True)
+    noise = measurement_noise(points, held, exp.metric)
+    if noise:
+        print("measurement noise on the held-out points: " + ", ".join(f"{k} {v:.2f}%" for k, v in noise.items()),
+              flush=True)
     best_law = PerformanceLaw(tuple(fits["d_prime"]["params"]), "d_prime")
     full = max(pt["d_prime"] for pt in points)
     sizes = {(pt["layers"], pt["width"]): pt["parameters"] for pt in points}
@@ -132,12 +145,32 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     apen_rho = (float(spearmanr([a for a, _ in subsets.values()], [m for _, m in subsets.values()]).statistic)
                 if len(subsets) > 2 else None)
     print(f"Spearman(ApEn, {exp.metric}) over {len(subsets)} data subsets: {apen_rho}", flush=True)
-    payload = {"data": [str(v) for v in exp.data_variants], "metric": exp.metric, "apen_spearman": apen_rho, "points": points, "heldout": held.tolist(), "fits": fits,
+    payload = {"data": [str(v) for v in exp.data_variants], "metric": exp.metric, "apen_spearman": apen_rho,
+               "points": points, "heldout": held.tolist(), "fits": fits, "noise": noise,
                "recommended": {"layers": layers, "width": width, "predicted": value, "for_d_prime": full},
                "recommended_for_budgets": for_budgets}
     path = runner.write(payload, plot=lambda png: plot(points, fits, held, exp.metric, png),
                         seeds=[exp.job.trainer.seed], config=exp.model_dump(mode="json"))
     return {"output": str(path), "fits": fits}
+
+
+def measurement_noise(points: list[dict], held: np.ndarray, metric: str) -> dict[str, float]:
+    """What error a law that knew each point's expected metric would still make on the held-out points, in
+    percent of the metric: ``test_sampling`` (a hit / recall rate over n test users is a binomial proportion:
+    the expected |error| is sqrt(2 / pi) sqrt(y (1 - y) / n)) and, where the points were trained again under
+    other seeds, ``between_seeds`` (the MAPE of those runs against the first) and ``seed_floor`` (that over
+    sqrt(2): one run's own share of it)."""
+    out: dict[str, float] = {}
+    rows = [pt for pt, h in zip(points, held) if h]
+    if metric.split("@")[0] in ("hit", "recall") and rows and all("test_users" in pt for pt in rows):
+        out["test_sampling"] = float(np.mean([np.sqrt(2 / np.pi) * np.sqrt(pt["metric"] * (1 - pt["metric"])
+                                                                          / pt["test_users"]) / pt["metric"]
+                                              for pt in rows]) * 100)
+    pairs = [(r, pt["metric"]) for pt in rows for r in pt.get("repeats", [])]
+    if pairs:
+        out["between_seeds"] = mape([r for r, _ in pairs], [m for _, m in pairs])
+        out["seed_floor"] = out["between_seeds"] / np.sqrt(2)
+    return out
 
 
 def grid_key(exp: PerformanceLawExperiment) -> str:
