@@ -120,6 +120,15 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
         fits[measure] = {"params": law.params, "mape_heldout": mape(pred[held], y[held]),
                          "mape_fit": mape(pred[~held], y[~held]), "predicted": pred.tolist()}
         print(f"law with D = {measure}: held-out MAPE {fits[measure]['mape_heldout']:.2f}%", flush=True)
+    if exp.seed_repeats:  # the same law on each point's mean over its runs (less training noise)
+        y_mean = np.array([np.mean([pt["metric"], *pt["repeats"]]) for pt in points])
+        d = np.array([pt["d_prime"] for pt in points], float)
+        law = PerformanceLaw.fit(n[~held], d[~held], y_mean[~held], "d_prime")
+        pred = law.predict(n, d)
+        fits["d_prime_seed_mean"] = {"params": law.params, "mape_heldout": mape(pred[held], y_mean[held]),
+                                     "mape_fit": mape(pred[~held], y_mean[~held]), "predicted": pred.tolist()}
+        print(f"law with D = d_prime on the seed means: held-out MAPE "
+              f"{fits['d_prime_seed_mean']['mape_heldout']:.2f}%", flush=True)
     noise = measurement_noise(points, held, exp.metric)
     if noise:
         print("measurement noise on the held-out points: " + ", ".join(f"{k} {v:.2f}%" for k, v in noise.items()),
@@ -159,7 +168,7 @@ def measurement_noise(points: list[dict], held: np.ndarray, metric: str) -> dict
     percent of the metric: ``test_sampling`` (a hit / recall rate over n test users is a binomial proportion:
     the expected |error| is sqrt(2 / pi) sqrt(y (1 - y) / n)) and, where the points were trained again under
     other seeds, ``between_seeds`` (the MAPE of those runs against the first) and ``seed_floor`` (that over
-    sqrt(2): one run's own share of it)."""
+    sqrt(2): one run's own share of it). The law is also fitted on the runs' means then (``d_prime_seed_mean``)."""
     out: dict[str, float] = {}
     rows = [pt for pt, h in zip(points, held) if h]
     if metric.split("@")[0] in ("hit", "recall") and rows and all("test_users" in pt for pt in rows):
