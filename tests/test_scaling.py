@@ -90,12 +90,14 @@ def test_measurement_noise_of_held_out_points():
     """The error an exact law still makes: binomial test sampling of a hit rate, and the spread of reruns."""
     from llmrec.experiments.scaling import measurement_noise
 
-    points = [{"metric": 0.5, "test_users": 100, "repeats": [0.55]}, {"metric": 0.2, "test_users": 400, "repeats": [0.1]},
+    points = [{"metric": 0.5, "test_users": 100, "repeats": [0.55]},
+              {"metric": 0.2, "test_users": 400, "repeats": [0.1]},
               {"metric": 0.9, "test_users": 100, "repeats": [0.0]}]
     held = np.array([True, True, False])  # the third point is a fitting point: left out
     noise = measurement_noise(points, held, "hit@10")
     sampling = [np.sqrt(2 / np.pi) * np.sqrt(0.25 / 100) / 0.5, np.sqrt(2 / np.pi) * np.sqrt(0.16 / 400) / 0.2]
     assert noise["test_sampling"] == pytest.approx(np.mean(sampling) * 100)
-    assert noise["between_seeds"] == pytest.approx((10 + 50) / 2) and noise["seed_floor"] == pytest.approx(30 / np.sqrt(2))
+    assert noise["between_seeds"] == pytest.approx((10 + 50) / 2)
+    assert noise["seed_floor"] == pytest.approx(30 / np.sqrt(2))
     assert measurement_noise(points, held, "ndcg@10") == {"between_seeds": pytest.approx(30),
                                                           "seed_floor": pytest.approx(30 / np.sqrt(2))}

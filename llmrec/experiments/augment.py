@@ -93,11 +93,12 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
 
 
 def run_prefix_oracle(job, c: DiffuASRConfig, fraction: float, data=None) -> dict:
-    """Cut users (``fraction`` of the users with at least twice ``c.prefix`` training items) trained without their first ``c.prefix`` items (the base), then with a prefix
-    put back: their true items (``oracle``), DiffuASR's (trained on the cut data), random unused items, and the
-    guide's nearest items; test metrics overall and on the cut users (test inputs are every user's real
-    history in every variant: only the training rows differ), and each prefix's recovery: the share of its
-    items among the user's hidden ones, beside chance."""
+    """Cut users (``fraction`` of the users with at least twice ``c.prefix`` training items) trained without
+    their first ``c.prefix`` items (the base), then with a prefix put back: their true items (``oracle``),
+    DiffuASR's (trained on the cut data), random unused items, and the guide's nearest items; test metrics
+    overall and on the cut users (test inputs are every user's real history in every variant: only the
+    training rows differ), and each prefix's recovery: the share of its items among the user's hidden ones,
+    beside chance."""
     if job.sequence.train != "sequences":
         raise ValueError("sequence.train: DiffuASR prepends to whole sequences, set train: sequences")
     p = prepare(job, data)
@@ -105,7 +106,8 @@ def run_prefix_oracle(job, c: DiffuASRConfig, fraction: float, data=None) -> dic
     rng = np.random.default_rng(c.seed)
     cut_mask = np.array([len(s) >= 2 * c.prefix for s in real]) & (rng.random(len(real)) < fraction)
     if not cut_mask.any():
-        raise ValueError(f"diffuasr.prefix: no user has {2 * c.prefix} training items to cut {c.prefix} from (the oracle)")
+        raise ValueError(f"diffuasr.prefix: no user has {2 * c.prefix} training items to cut {c.prefix} from "
+                         "(the oracle)")
     cut = [s[c.prefix:] if m else s for s, m in zip(real, cut_mask)]
     hidden = [s[:c.prefix] for s, m in zip(real, cut_mask) if m]
     test_cut = np.isin(p.test.users.numpy(), np.array(users)[cut_mask])
