@@ -61,6 +61,14 @@ def run_rsir(job, c: RSIRConfig, data=None, duplicates: bool = False) -> dict:
     return {"config": c.model_dump(), "rounds": rounds}
 
 
+def subset_scores(job, p, model, result: dict, test_mask: np.ndarray, key: str) -> dict:
+    """A trained model's valid / test metrics, and its test metrics on the test rows of ``test_mask`` under
+    ``key`` (None when the mask is empty)."""
+    sub = p.test.slice(torch.from_numpy(np.flatnonzero(test_mask))) if test_mask.any() else None
+    return {"test": result["test"], "valid": result["valid"],
+            key: make_trainer(job, p).evaluate(model, sub) if sub is not None else None}
+
+
 def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
     """Base model, then the same model retrained with diffusion prefixes and with random prefixes for the short
     users (``llmrec.augment.rounds.short_user_prefixes``); test metrics overall and on the short users."""
@@ -72,10 +80,7 @@ def run_diffuasr(job, c: DiffuASRConfig, data=None) -> dict:
     test_short = np.isin(p.test.users.numpy(), np.array(users)[short])
 
     def scores(model, result) -> dict:
-        trainer = make_trainer(job, p)
-        sub = p.test.slice(torch.from_numpy(np.flatnonzero(test_short))) if test_short.any() else None
-        return {"test": result["test"], "valid": result["valid"],
-                "test_short_users": trainer.evaluate(model, sub) if sub is not None else None}
+        return subset_scores(job, p, model, result, test_short, "test_short_users")
 
     base, result = train_prepared(job, p)
     out = {"config": c.model_dump(), "short_users": int(short.sum()), "prefixed_users": int(chosen.sum()),
@@ -112,16 +117,14 @@ def run_prefix_oracle(job, c: DiffuASRConfig, fraction: float, data=None) -> dic
     hidden = [s[:c.prefix] for s, m in zip(real, cut_mask) if m]
     test_cut = np.isin(p.test.users.numpy(), np.array(users)[cut_mask])
 
-    def train_on(seqs: list[list[int]]) -> dict:
+    def train_on(seqs: list[list[int]]) -> tuple[Any, dict]:
         rows = sequence_rows(list(zip(users, seqs)), job.sequence.max_len, job.sequence.window_stride)
         model, result = train_prepared(job, replace(p, train=rows))
-        sub = p.test.slice(torch.from_numpy(np.flatnonzero(test_cut)))
-        return {"model": model, "test": result["test"], "valid": result["valid"],
-                "test_cut_users": make_trainer(job, p).evaluate(model, sub)}
+        return model, subset_scores(job, p, model, result, test_cut, "test_cut_users")
 
-    base = train_on(cut)
+    base_model, base = train_on(cut)
     with torch.no_grad():
-        table = base.pop("model").item_table().detach().float()
+        table = base_model.item_table().detach().float()
     prefixes, diffusion = short_user_prefixes(table, cut, cut_mask, p.context.n_items, c, nearest=True)
     prefixes = {"oracle": hidden, **prefixes}
     unused = [p.context.n_items - 1 - len(set(s)) for s, m in zip(cut, cut_mask) if m]
@@ -133,8 +136,7 @@ def run_prefix_oracle(job, c: DiffuASRConfig, fraction: float, data=None) -> dic
                            "recovery_chance": float(np.mean([c.prefix / n for n in unused]))}
     for name, pres in prefixes.items():
         seqs = [s for _, s in with_prefixes(users, cut, cut_mask, pres)]
-        out[name] = train_on(seqs)
-        out[name].pop("model")
+        out[name] = train_on(seqs)[1]
     return out
 
 

@@ -113,22 +113,19 @@ def run_law(exp: PerformanceLawExperiment, out: str | Path | None = None) -> dic
     y = np.array([pt["metric"] for pt in points])
     n = np.array([pt["parameters"] for pt in points], float)
     fits = {}
-    for measure in ("d_prime", "tokens"):
+
+    def fit_scored(label: str, measure: str, target: np.ndarray) -> None:
         d = np.array([pt[measure] for pt in points], float)
-        law = PerformanceLaw.fit(n[~held], d[~held], y[~held], measure)
+        law = PerformanceLaw.fit(n[~held], d[~held], target[~held], measure)
         pred = law.predict(n, d)
-        fits[measure] = {"params": law.params, "mape_heldout": mape(pred[held], y[held]),
-                         "mape_fit": mape(pred[~held], y[~held]), "predicted": pred.tolist()}
-        print(f"law with D = {measure}: held-out MAPE {fits[measure]['mape_heldout']:.2f}%", flush=True)
+        fits[label] = {"params": law.params, "mape_heldout": mape(pred[held], target[held]),
+                       "mape_fit": mape(pred[~held], target[~held]), "predicted": pred.tolist()}
+        print(f"law {label}: held-out MAPE {fits[label]['mape_heldout']:.2f}%", flush=True)
+
+    for measure in ("d_prime", "tokens"):
+        fit_scored(measure, measure, y)
     if exp.seed_repeats:  # the same law on each point's mean over its runs (less training noise)
-        y_mean = np.array([np.mean([pt["metric"], *pt["repeats"]]) for pt in points])
-        d = np.array([pt["d_prime"] for pt in points], float)
-        law = PerformanceLaw.fit(n[~held], d[~held], y_mean[~held], "d_prime")
-        pred = law.predict(n, d)
-        fits["d_prime_seed_mean"] = {"params": law.params, "mape_heldout": mape(pred[held], y_mean[held]),
-                                     "mape_fit": mape(pred[~held], y_mean[~held]), "predicted": pred.tolist()}
-        print(f"law with D = d_prime on the seed means: held-out MAPE "
-              f"{fits['d_prime_seed_mean']['mape_heldout']:.2f}%", flush=True)
+        fit_scored("d_prime_seed_mean", "d_prime", np.array([np.mean([pt["metric"], *pt["repeats"]]) for pt in points]))
     noise = measurement_noise(points, held, exp.metric)
     if noise:
         print("measurement noise on the held-out points: " + ", ".join(f"{k} {v:.2f}%" for k, v in noise.items()),
